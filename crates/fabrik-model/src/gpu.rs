@@ -1,0 +1,104 @@
+//! The GPU catalog: what one accelerator computes, holds, draws and costs.
+
+use serde::{Deserialize, Serialize};
+
+/// One accelerator type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuType {
+    pub name: String,
+    /// Dense BF16 peak, TFLOP/s.
+    pub bf16_tflops: f64,
+    pub memory_gb: f64,
+    /// Board power limit (TDP), W.
+    pub max_power_w: f64,
+    /// Power of an idle, allocated-but-unused GPU, W.
+    pub idle_power_w: f64,
+    /// Non-GPU IT power of the host or rack (CPUs, memory, NICs, fans, switches in the rack),
+    /// per GPU, W.
+    pub host_overhead_w: f64,
+    /// Purchase price of one accelerator, USD.
+    pub price_usd: f64,
+}
+
+/// Idle power is not tabulated in the reference; we assume 10% of board power, in line with the
+/// ~100 W H100s draw while checkpointing (Morrison et al. 2025, arXiv 2503.05804, Fig. 2), which
+/// is a light load rather than idle. Assumption, not a publication.
+const IDLE_FRACTION: f64 = 0.10;
+
+/// Non-GPU power of an 8-GPU HGX H100 node: 10.2 kW node rating (Newkirk et al. 2025,
+/// arXiv 2506.14551) minus 8 × 700 W GPUs = 4.6 kW, i.e. 575 W per GPU. Used for all 8-GPU
+/// HGX-style hosts.
+const HGX_OVERHEAD_PER_GPU_W: f64 = (10_200.0 - 8.0 * 700.0) / 8.0;
+/// GB200 NVL72 rack ~120 kW (SemiAnalysis, via ../shared/reference) minus 72 × 1,200 W GPUs
+/// = 33.6 kW per rack, i.e. ~467 W per GPU.
+const GB200_OVERHEAD_PER_GPU_W: f64 = (120_000.0 - 72.0 * 1_200.0) / 72.0;
+/// GB300 NVL72 planning budget: 18 nodes × (1 kW CPU + 0.9 kW static) = 34.2 kW per rack
+/// (NVIDIA Mission Control power FAQ, via MLE), i.e. 475 W per GPU.
+const GB300_OVERHEAD_PER_GPU_W: f64 = 18.0 * (1_000.0 + 900.0) / 72.0;
+
+fn entry(name: &str, tflops: f64, mem: f64, max_w: f64, overhead: f64, price: f64) -> GpuType {
+    GpuType {
+        name: name.to_string(),
+        bf16_tflops: tflops,
+        memory_gb: mem,
+        max_power_w: max_w,
+        idle_power_w: max_w * IDLE_FRACTION,
+        host_overhead_w: overhead,
+        price_usd: price,
+    }
+}
+
+/// The built-in catalog. Dense BF16 TFLOP/s, HBM and max power: stas00/ml-engineering,
+/// compute/accelerator/README.md ("MLE"), which cites vendor specifications. Prices: Hugging Face
+/// hardware pages (H100 $30k, H200 $32k, B300 $45k, MI300X $15k); B200 ~$40k is a street-price
+/// estimate of low confidence. Where the reference gives no price (A100, GB200, GB300, MI325X)
+/// we use the nearest listed sibling's price and say so here: A100 $15k (assumed), GB200 as B200
+/// $40k, GB300 as B300 $45k, MI325X as MI300X $15k. All from ../shared/reference/hardware-and-energy.md.
+pub fn builtin_catalog() -> Vec<GpuType> {
+    let h = HGX_OVERHEAD_PER_GPU_W;
+    vec![
+        entry("A100", 312.0, 80.0, 400.0, h, 15_000.0),
+        entry("H100", 989.0, 80.0, 700.0, h, 30_000.0),
+        entry("H200", 989.0, 141.0, 700.0, h, 32_000.0),
+        entry("B200", 2_250.0, 180.0, 1_000.0, h, 40_000.0),
+        entry("GB200", 2_500.0, 186.0, 1_200.0, GB200_OVERHEAD_PER_GPU_W, 40_000.0),
+        entry("B300", 2_250.0, 288.0, 1_000.0, h, 45_000.0),
+        entry("GB300", 2_500.0, 288.0, 1_400.0, GB300_OVERHEAD_PER_GPU_W, 45_000.0),
+        entry("MI300X", 1_307.0, 192.0, 750.0, h, 15_000.0),
+        entry("MI325X", 1_300.0, 256.0, 1_000.0, h, 15_000.0),
+    ]
+}
+
+/// Looks a type up by name, case-insensitively.
+pub fn find<'a>(catalog: &'a [GpuType], name: &str) -> Option<&'a GpuType> {
+    catalog.iter().find(|g| g.name.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hgx_h100_node_adds_up_to_its_10_2_kw_rating() {
+        let h100 = find(&builtin_catalog(), "h100").unwrap().clone();
+        let node_w = 8.0 * (h100.max_power_w + h100.host_overhead_w);
+        assert!((node_w - 10_200.0).abs() < 1e-9);
+        assert_eq!(h100.idle_power_w, 70.0);
+    }
+
+    #[test]
+    fn gb200_nvl72_rack_adds_up_to_120_kw() {
+        let gb = find(&builtin_catalog(), "GB200").unwrap().clone();
+        let rack_w = 72.0 * (gb.max_power_w + gb.host_overhead_w);
+        assert!((rack_w - 120_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gb300_rack_matches_the_135_kw_planning_budget() {
+        // 18 × (4 × 1.4 kW + 1 kW + 0.9 kW) = 135 kW
+        let gb = find(&builtin_catalog(), "GB300").unwrap().clone();
+        let rack_w = 72.0 * (gb.max_power_w + gb.host_overhead_w);
+        assert!((rack_w - 135_000.0).abs() < 1e-6);
+    }
+}

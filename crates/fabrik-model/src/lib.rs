@@ -1,0 +1,19 @@
+//! fabrik-model: the nouns of fabrik — units, the GPU catalog, facility topology, the tenant share
+//! tree and job specifications — and parsing of the files that describe them. No I/O: callers
+//! hand in file contents and a name for error messages.
+
+pub mod error;
+pub mod facility;
+pub mod gpu;
+pub mod ids;
+pub mod job;
+pub mod tenants;
+pub mod units;
+
+pub use error::ModelError;
+pub use facility::{Facility, FacilitySummary, PRESETS};
+pub use gpu::GpuType;
+pub use ids::{AccountId, DomainId, GpuTypeId, GroupId, HallId, JobId, PoolId};
+pub use job::{JobSpec, Qos};
+pub use tenants::{Account, TenantTree};
+pub use units::{Joules, Secs, SimTime, Watts};

@@ -1,0 +1,144 @@
+//! Units as types. Virtual and wall-clock time are both whole seconds since an epoch chosen by
+//! the caller (the twin: start of the simulation; the server: the Unix epoch).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::{Add, AddAssign, Sub};
+
+/// A point in time, in whole seconds since the run's epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SimTime(pub u64);
+
+/// A span of time in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secs(pub u64);
+
+impl SimTime {
+    pub const ZERO: SimTime = SimTime(0);
+    pub const MAX: SimTime = SimTime(u64::MAX);
+
+    /// Time elapsed since `earlier`, zero if `earlier` is later.
+    pub fn since(self, earlier: SimTime) -> Secs {
+        Secs(self.0.saturating_sub(earlier.0))
+    }
+    pub fn hours(self) -> f64 {
+        self.0 as f64 / 3600.0
+    }
+}
+
+impl Secs {
+    pub const HOUR: Secs = Secs(3600);
+    pub const DAY: Secs = Secs(86_400);
+    pub fn hours(self) -> f64 {
+        self.0 as f64 / 3600.0
+    }
+    pub fn from_hours(h: f64) -> Secs {
+        Secs((h * 3600.0).round().max(0.0) as u64)
+    }
+}
+
+impl Add<Secs> for SimTime {
+    type Output = SimTime;
+    fn add(self, rhs: Secs) -> SimTime {
+        SimTime(self.0.saturating_add(rhs.0))
+    }
+}
+impl AddAssign<Secs> for SimTime {
+    fn add_assign(&mut self, rhs: Secs) {
+        self.0 = self.0.saturating_add(rhs.0);
+    }
+}
+impl Sub<SimTime> for SimTime {
+    type Output = Secs;
+    fn sub(self, rhs: SimTime) -> Secs {
+        self.since(rhs)
+    }
+}
+impl Add for Secs {
+    type Output = Secs;
+    fn add(self, rhs: Secs) -> Secs {
+        Secs(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl fmt::Display for SimTime {
+    /// `d3 04:05:06` — day and time of day since the epoch.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(f, "d{} {:02}:{:02}:{:02}", s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60)
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if s >= 86_400 {
+            write!(f, "{:.1}d", s as f64 / 86_400.0)
+        } else if s >= 3600 {
+            write!(f, "{:.1}h", s as f64 / 3600.0)
+        } else if s >= 60 {
+            write!(f, "{:.1}m", s as f64 / 60.0)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
+/// Electrical power.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Watts(pub f64);
+
+impl Watts {
+    pub fn megawatts(self) -> f64 {
+        self.0 / 1e6
+    }
+}
+impl Add for Watts {
+    type Output = Watts;
+    fn add(self, rhs: Watts) -> Watts {
+        Watts(self.0 + rhs.0)
+    }
+}
+impl std::ops::Mul<f64> for Watts {
+    type Output = Watts;
+    fn mul(self, rhs: f64) -> Watts {
+        Watts(self.0 * rhs)
+    }
+}
+
+/// Energy.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Joules(pub f64);
+
+impl Joules {
+    pub fn of(power: Watts, span: Secs) -> Joules {
+        Joules(power.0 * span.0 as f64)
+    }
+    pub fn megawatt_hours(self) -> f64 {
+        self.0 / 3.6e9
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates_instead_of_wrapping() {
+        assert_eq!(SimTime(10) - SimTime(25), Secs(0));
+        assert_eq!(SimTime(u64::MAX - 1) + Secs(5), SimTime::MAX);
+        assert_eq!(SimTime(90_061).to_string(), "d1 01:01:01");
+    }
+
+    #[test]
+    fn energy_of_one_h100_for_an_hour_is_0_0007_mwh() {
+        // 700 W × 3600 s = 2.52 MJ = 0.7 kWh = 0.0007 MWh
+        let e = Joules::of(Watts(700.0), Secs::HOUR);
+        assert_eq!(e.0, 2_520_000.0);
+        assert!((e.megawatt_hours() - 0.0007).abs() < 1e-12);
+    }
+}
