@@ -1,6 +1,8 @@
 //! Facility topology: GPUs in NVLink domains, domains in leaf groups (scalable units under one
 //! leaf switch), groups in halls. A pool is a block of identical groups (one GPU type, one domain
-//! size); heterogeneous facilities have several pools.
+//! size); heterogeneous facilities have several pools. Consecutive `[[pool]]` entries with the
+//! same GPU type and domain size form one pool even when their groups sit in different halls, so
+//! a large gang may span halls.
 
 use crate::error::ModelError;
 use crate::gpu::{self, GpuType};
@@ -17,7 +19,6 @@ pub struct Pool {
     pub domain_gpus: u32,
     pub first_group: u32,
     pub groups: u32,
-    pub domains_per_group: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -197,7 +198,7 @@ impl Facility {
     }
     pub fn pool_gpus(&self, p: PoolId) -> u64 {
         let pool = &self.pools[p.idx()];
-        u64::from(pool.groups) * u64::from(pool.domains_per_group) * u64::from(pool.domain_gpus)
+        (pool.first_group..pool.first_group + pool.groups).map(|g| u64::from(self.group_gpus(GroupId(g)))).sum()
     }
     pub fn group_gpus(&self, g: GroupId) -> u32 {
         let group = &self.groups[g.idx()];
@@ -240,7 +241,7 @@ impl Facility {
             });
             let n = self.pool_gpus(PoolId(p as u32));
             e.gpus += n;
-            e.domains += u64::from(pool.groups) * u64::from(pool.domains_per_group);
+            e.domains += n / u64::from(pool.domain_gpus);
             e.bf16_pflops += n as f64 * g.bf16_tflops / 1000.0;
             e.it_power_mw += n as f64 * (g.max_power_w + g.host_overhead_w) / 1e6;
         }
@@ -327,14 +328,21 @@ impl Builder {
                 HallId(self.f.halls.len() as u32 - 1)
             }
         };
-        let pool = PoolId(self.f.pools.len() as u32);
-        self.f.pools.push(Pool {
-            gpu_type,
-            domain_gpus: p.domain_gpus,
-            first_group: self.f.groups.len() as u32,
-            groups: p.groups,
-            domains_per_group: p.domains_per_group,
-        });
+        let pool = match self.f.pools.last_mut() {
+            Some(last) if last.gpu_type == gpu_type && last.domain_gpus == p.domain_gpus => {
+                last.groups += p.groups;
+                PoolId(self.f.pools.len() as u32 - 1)
+            }
+            _ => {
+                self.f.pools.push(Pool {
+                    gpu_type,
+                    domain_gpus: p.domain_gpus,
+                    first_group: self.f.groups.len() as u32,
+                    groups: p.groups,
+                });
+                PoolId(self.f.pools.len() as u32 - 1)
+            }
+        };
         for _ in 0..p.groups {
             let group = GroupId(self.f.groups.len() as u32);
             self.f.groups.push(Group {
@@ -368,6 +376,9 @@ mod tests {
         assert_eq!(s.halls, 5);
         assert_eq!(s.groups, 140 + 76);
         assert_eq!(s.domains, 1_120 + 2_432);
+        // the four GB200 halls form one pool: a gang may span halls
+        assert_eq!(f.pools.len(), 2);
+        assert_eq!(f.max_gang(None), 80_640);
         // 1,120 racks × 120 kW + 19,456 × (1,000 + 575) W = 134.4 MW + 30.6432 MW
         assert!((s.nameplate_it_power_mw - 165.0432).abs() < 1e-9, "{}", s.nameplate_it_power_mw);
     }
@@ -379,7 +390,9 @@ mod tests {
         assert_eq!(f.groups.len(), 5);
         assert_eq!(f.groups[4].domains, 10);
         assert_eq!(f.gpu(f.pools[0].gpu_type).name, "A100");
-        assert_eq!(f.max_gang(None), 640);
+        // the 10-node remainder group joins the same pool: one 720-GPU gang is possible
+        assert_eq!(f.pools.len(), 1);
+        assert_eq!(f.max_gang(None), 720);
         let e = Facility::from_shorthand("80x0:20").unwrap_err().to_string();
         assert_eq!(e, "80x0:20: shorthand: G '0' is not a positive whole number");
         assert!(Facility::from_shorthand("80x8:20@Z9").unwrap_err().to_string().contains("unknown GPU type 'Z9'"));

@@ -1,0 +1,484 @@
+//! Allocation state of the facility's GPUs and topology-aware, gang-aware placement.
+//!
+//! Placement rules (documented in ARCHITECTURE.md):
+//! - A job that fits in one NVLink domain never spans two. It takes the domain with the fewest
+//!   free GPUs that still holds it (best fit, which keeps whole domains free for larger jobs);
+//!   among equally good domains, the one whose free count changed most recently.
+//! - A larger job takes whole free domains (plus one partially free domain for a remainder that
+//!   is not a multiple of the domain size) inside one leaf group: the group with the fewest free
+//!   GPUs that can hold it (best fit), lowest group id among equals. Inside the group it takes the
+//!   lowest-numbered whole domains and the best-fitting remainder domain.
+//! - A job larger than any leaf group spans the fewest groups: groups ordered by whole free
+//!   domains (most first, lowest id among equals).
+//! - A job asks for one GPU type or any; a gang never mixes pools (GPU type and domain size).
+//!   Pools are tried in facility order.
+//!
+//! Free capacity is indexed: each pool keeps intrusive lists of domains by free-GPU count and
+//! each group keeps its count of whole free domains, so placement never scans the facility.
+
+use fabrik_model::{DomainId, Facility, GpuTypeId, GroupId, PoolId};
+use serde::Serialize;
+
+const NIL: u32 = u32::MAX;
+
+/// GPUs taken on each domain, sorted by domain.
+pub type Parts = Vec<(DomainId, u32)>;
+
+/// Why a job could not be placed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NoFit {
+    /// Fewer free GPUs (of an allowed type) than the gang needs.
+    NotEnoughFree { free: u64, need: u32 },
+    /// Enough GPUs are free, but no NVLink domain has this many free at once.
+    NoDomain { need: u32 },
+    /// Enough GPUs are free, but no single leaf group can hold the gang.
+    NoGroup { need: u32 },
+    /// A gang larger than one group needs this many whole free domains.
+    NoWholeDomains { need_domains: u32, free_domains: u32 },
+    /// No pool of the requested type could ever hold it.
+    TooLarge { need: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct PoolState {
+    gpu_type: GpuTypeId,
+    domain_gpus: u32,
+    /// heads[k]: first domain with exactly k free GPUs.
+    heads: Vec<u32>,
+    first_group: u32,
+    groups: u32,
+    free: u64,
+    total: u64,
+    max_group_gpus: u32,
+}
+
+#[derive(Debug, Clone)]
+struct GroupState {
+    first_domain: u32,
+    domains: u32,
+    full_free: u32,
+    free: u32,
+}
+
+/// Which GPUs are free. All mutation goes through [`Cluster::allocate`] and [`Cluster::release`],
+/// which check that no GPU is allocated twice or released twice.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    free: Vec<u32>,
+    dom_group: Vec<u32>,
+    dom_pool: Vec<u32>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    pools: Vec<PoolState>,
+    groups: Vec<GroupState>,
+    scratch: Vec<(u64, u32)>,
+}
+
+impl Cluster {
+    pub fn new(f: &Facility) -> Cluster {
+        let n = f.domains.len();
+        let mut c = Cluster {
+            free: vec![0; n],
+            dom_group: f.domains.iter().map(|d| d.group.0).collect(),
+            dom_pool: f.domains.iter().map(|d| d.pool.0).collect(),
+            next: vec![NIL; n],
+            prev: vec![NIL; n],
+            pools: f
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PoolState {
+                    gpu_type: p.gpu_type,
+                    domain_gpus: p.domain_gpus,
+                    heads: vec![NIL; p.domain_gpus as usize + 1],
+                    first_group: p.first_group,
+                    groups: p.groups,
+                    free: 0,
+                    total: f.pool_gpus(PoolId(i as u32)),
+                    max_group_gpus: (p.first_group..p.first_group + p.groups)
+                        .map(|g| f.group_gpus(GroupId(g)))
+                        .max()
+                        .unwrap_or(0),
+                })
+                .collect(),
+            groups: f
+                .groups
+                .iter()
+                .map(|g| GroupState { first_domain: g.first_domain, domains: g.domains, full_free: 0, free: 0 })
+                .collect(),
+            scratch: Vec::new(),
+        };
+        // Link in reverse so that the lowest domain id heads each list at the start.
+        for d in (0..n as u32).rev() {
+            let cap = c.pools[c.dom_pool[d as usize] as usize].domain_gpus;
+            c.link(d, 0);
+            c.set_free(d, cap);
+        }
+        c
+    }
+
+    pub fn domain_free(&self, d: DomainId) -> u32 {
+        self.free[d.idx()]
+    }
+    pub fn domain_capacity(&self, d: DomainId) -> u32 {
+        self.pools[self.dom_pool[d.idx()] as usize].domain_gpus
+    }
+    pub fn pool_free(&self, p: PoolId) -> u64 {
+        self.pools[p.idx()].free
+    }
+    pub fn free_gpus(&self) -> u64 {
+        self.pools.iter().map(|p| p.free).sum()
+    }
+    pub fn total_gpus(&self) -> u64 {
+        self.pools.iter().map(|p| p.total).sum()
+    }
+    pub fn group_free(&self, g: GroupId) -> u32 {
+        self.groups[g.idx()].free
+    }
+    /// Free GPUs in the pools a job of this type may use.
+    pub fn free_for(&self, gpu_type: Option<GpuTypeId>) -> u64 {
+        self.pools.iter().filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type)).map(|p| p.free).sum()
+    }
+
+    fn link(&mut self, d: u32, k: u32) {
+        let pool = &mut self.pools[self.dom_pool[d as usize] as usize];
+        let head = pool.heads[k as usize];
+        self.next[d as usize] = head;
+        self.prev[d as usize] = NIL;
+        if head != NIL {
+            self.prev[head as usize] = d;
+        }
+        pool.heads[k as usize] = d;
+    }
+
+    fn unlink(&mut self, d: u32, k: u32) {
+        let (p, n) = (self.prev[d as usize], self.next[d as usize]);
+        if p != NIL {
+            self.next[p as usize] = n;
+        } else {
+            self.pools[self.dom_pool[d as usize] as usize].heads[k as usize] = n;
+        }
+        if n != NIL {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    fn set_free(&mut self, d: u32, new: u32) {
+        let old = self.free[d as usize];
+        if old == new {
+            return;
+        }
+        self.unlink(d, old);
+        self.link(d, new);
+        self.free[d as usize] = new;
+        let pool = &mut self.pools[self.dom_pool[d as usize] as usize];
+        let cap = pool.domain_gpus;
+        pool.free = pool.free + u64::from(new) - u64::from(old);
+        let g = &mut self.groups[self.dom_group[d as usize] as usize];
+        g.free = g.free + new - old;
+        if old == cap {
+            g.full_free -= 1;
+        }
+        if new == cap {
+            g.full_free += 1;
+        }
+    }
+
+    /// Takes the given GPUs.
+    ///
+    /// # Panics
+    /// If a domain has fewer free GPUs than asked: that would allocate a GPU twice, a bug in the
+    /// caller, never an input error.
+    pub fn allocate(&mut self, parts: &[(DomainId, u32)]) {
+        for &(d, n) in parts {
+            let f = self.free[d.idx()];
+            assert!(n <= f, "GPU allocated twice: domain {} has {f} free, {n} asked", d.0);
+            self.set_free(d.0, f - n);
+        }
+    }
+
+    /// Gives the given GPUs back.
+    ///
+    /// # Panics
+    /// If this would free more GPUs than a domain has: a double release, a bug in the caller.
+    pub fn release(&mut self, parts: &[(DomainId, u32)]) {
+        for &(d, n) in parts {
+            let f = self.free[d.idx()];
+            let cap = self.domain_capacity(d);
+            assert!(f + n <= cap, "GPU released twice: domain {} has {f} of {cap} free, {n} returned", d.0);
+            self.set_free(d.0, f + n);
+        }
+    }
+
+    /// Finds GPUs for a gang of `gpus` GPUs of `gpu_type` (any type when `None`), filling `out`.
+    /// Does not allocate them.
+    pub fn find(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>, out: &mut Parts) -> Result<(), NoFit> {
+        out.clear();
+        let mut best_err: Option<(u64, NoFit)> = None;
+        let mut any_pool_large_enough = false;
+        for p in 0..self.pools.len() {
+            let pool = &self.pools[p];
+            if gpu_type.is_some_and(|t| t != pool.gpu_type) {
+                continue;
+            }
+            if u64::from(gpus) > pool.total {
+                continue;
+            }
+            any_pool_large_enough = true;
+            let free = pool.free;
+            let r = if u64::from(gpus) > free {
+                Err(NoFit::NotEnoughFree { free, need: gpus })
+            } else if gpus <= pool.domain_gpus {
+                self.find_in_domain(p, gpus, out)
+            } else if gpus <= pool.max_group_gpus {
+                self.find_in_group(p, gpus, out)
+            } else {
+                self.find_spanning(p, gpus, out)
+            };
+            match r {
+                Ok(()) => {
+                    out.sort_unstable_by_key(|x| x.0);
+                    return Ok(());
+                }
+                Err(e) => {
+                    if best_err.is_none_or(|(f, _)| free > f) {
+                        best_err = Some((free, e));
+                    }
+                }
+            }
+        }
+        if !any_pool_large_enough {
+            return Err(NoFit::TooLarge { need: gpus });
+        }
+        Err(best_err.expect("some pool was tried").1)
+    }
+
+    fn find_in_domain(&self, p: usize, gpus: u32, out: &mut Parts) -> Result<(), NoFit> {
+        let pool = &self.pools[p];
+        for k in gpus..=pool.domain_gpus {
+            let d = pool.heads[k as usize];
+            if d != NIL {
+                out.push((DomainId(d), gpus));
+                return Ok(());
+            }
+        }
+        Err(NoFit::NoDomain { need: gpus })
+    }
+
+    /// Whole free domains of group `g` (lowest ids first) plus a best-fit remainder domain.
+    fn take_from_group(&self, g: usize, full: u32, rem: u32, dsize: u32, out: &mut Parts) -> bool {
+        let gs = &self.groups[g];
+        let start = out.len();
+        let mut taken = 0;
+        let mut rem_dom: Option<(u32, u32)> = None; // (free, domain) best fit for the remainder
+        for d in gs.first_domain..gs.first_domain + gs.domains {
+            let f = self.free[d as usize];
+            if f == dsize && taken < full {
+                out.push((DomainId(d), dsize));
+                taken += 1;
+            } else if rem > 0 && f >= rem && rem_dom.is_none_or(|(bf, _)| f < bf) {
+                rem_dom = Some((f, d));
+            }
+        }
+        if taken < full {
+            out.truncate(start);
+            return false;
+        }
+        if rem > 0 {
+            match rem_dom {
+                Some((_, d)) => out.push((DomainId(d), rem)),
+                None => {
+                    out.truncate(start);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn find_in_group(&mut self, p: usize, gpus: u32, out: &mut Parts) -> Result<(), NoFit> {
+        let pool = &self.pools[p];
+        let dsize = pool.domain_gpus;
+        let (full, rem) = (gpus / dsize, gpus % dsize);
+        let mut cands = std::mem::take(&mut self.scratch);
+        cands.clear();
+        for g in pool.first_group..pool.first_group + pool.groups {
+            let gs = &self.groups[g as usize];
+            if gs.free >= gpus && gs.full_free >= full {
+                cands.push((u64::from(gs.free), g));
+            }
+        }
+        cands.sort_unstable();
+        let mut ok = false;
+        for &(_, g) in &cands {
+            if self.take_from_group(g as usize, full, rem, dsize, out) {
+                ok = true;
+                break;
+            }
+        }
+        self.scratch = cands;
+        if ok {
+            Ok(())
+        } else {
+            Err(NoFit::NoGroup { need: gpus })
+        }
+    }
+
+    fn find_spanning(&mut self, p: usize, gpus: u32, out: &mut Parts) -> Result<(), NoFit> {
+        let pool = &self.pools[p];
+        let dsize = pool.domain_gpus;
+        let (full, rem) = (gpus / dsize, gpus % dsize);
+        let need_domains = full + u32::from(rem > 0);
+        let mut cands = std::mem::take(&mut self.scratch);
+        cands.clear();
+        let mut free_domains = 0;
+        for g in pool.first_group..pool.first_group + pool.groups {
+            let ff = self.groups[g as usize].full_free;
+            free_domains += ff;
+            if ff > 0 {
+                // most whole free domains first, then lowest id
+                cands.push((u64::from(u32::MAX - ff), g));
+            }
+        }
+        cands.sort_unstable();
+        let mut taken = 0;
+        let mut remainder_done = rem == 0;
+        for &(_, g) in &cands {
+            let gs = &self.groups[g as usize];
+            for d in gs.first_domain..gs.first_domain + gs.domains {
+                let f = self.free[d as usize];
+                if f == dsize && taken < full {
+                    out.push((DomainId(d), dsize));
+                    taken += 1;
+                } else if f == dsize && !remainder_done {
+                    out.push((DomainId(d), rem));
+                    remainder_done = true;
+                }
+            }
+            if taken == full && remainder_done {
+                break;
+            }
+        }
+        self.scratch = cands;
+        if taken == full && remainder_done {
+            Ok(())
+        } else {
+            out.clear();
+            Err(NoFit::NoWholeDomains { need_domains, free_domains })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(parts: &Parts) -> Vec<(u32, u32)> {
+        parts.iter().map(|&(d, n)| (d.0, n)).collect()
+    }
+
+    #[test]
+    fn small_job_takes_the_best_fitting_domain() {
+        // tiny: 2 nodes × 8 GPUs. Take 5 on node 0 (lowest id first), then a 3-GPU job fits
+        // exactly in node 0's 3 free GPUs rather than breaking up node 1.
+        let f = Facility::preset("tiny").unwrap();
+        let mut c = Cluster::new(&f);
+        let mut out = Parts::new();
+        c.find(5, None, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(0, 5)]);
+        c.allocate(&out);
+        c.find(3, None, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(0, 3)]);
+        c.allocate(&out);
+        assert_eq!(c.free_gpus(), 8);
+        assert_eq!(c.find(9, None, &mut out), Err(NoFit::NotEnoughFree { free: 8, need: 9 }));
+    }
+
+    #[test]
+    fn a_job_that_fits_one_domain_never_spans_two() {
+        // Two nodes with 4 free each: 8 GPUs are free, but no domain has 6.
+        let f = Facility::preset("tiny").unwrap();
+        let mut c = Cluster::new(&f);
+        c.allocate(&[(DomainId(0), 4), (DomainId(1), 4)]);
+        let mut out = Parts::new();
+        assert_eq!(c.find(6, None, &mut out), Err(NoFit::NoDomain { need: 6 }));
+    }
+
+    #[test]
+    fn large_job_takes_whole_domains_in_the_fullest_group_that_holds_it() {
+        // small: 4 groups × 4 nodes × 8. Group 0 keeps 2 free nodes, group 1 keeps 3, groups
+        // 2 and 3 are empty. A 16-GPU job goes to group 0 (fewest free GPUs that still fit).
+        let f = Facility::preset("small").unwrap();
+        let mut c = Cluster::new(&f);
+        c.allocate(&[(DomainId(0), 8), (DomainId(1), 8), (DomainId(4), 8)]);
+        let mut out = Parts::new();
+        c.find(16, None, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(2, 8), (3, 8)]);
+        // A 24-GPU job no longer fits group 0 (16 free) and takes group 1's three free nodes.
+        c.find(24, None, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(5, 8), (6, 8), (7, 8)]);
+        // 20 GPUs = 2 whole nodes + 4: group 0 has exactly 2 whole nodes and no remainder node,
+        // so group 1 (3 whole nodes, 24 free) is the best fit: 2 whole + remainder on node 7.
+        c.find(20, None, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(5, 8), (6, 8), (7, 4)]);
+    }
+
+    #[test]
+    fn a_group_sized_job_waits_when_only_fragments_are_free() {
+        // Every group has one busy node: 96 GPUs free, yet no group has 32.
+        let f = Facility::preset("small").unwrap();
+        let mut c = Cluster::new(&f);
+        c.allocate(&[(DomainId(0), 1), (DomainId(4), 1), (DomainId(8), 1), (DomainId(12), 1)]);
+        let mut out = Parts::new();
+        assert_eq!(c.find(32, None, &mut out), Err(NoFit::NoGroup { need: 32 }));
+        c.find(24, None, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(1, 8), (2, 8), (3, 8)]);
+    }
+
+    #[test]
+    fn a_job_larger_than_a_group_spans_the_fewest_groups() {
+        // small: groups of 32 GPUs. Group 0 has 1 busy node, so a 64-GPU job takes groups 1 and 2
+        // (4 whole domains each) rather than starting in group 0.
+        let f = Facility::preset("small").unwrap();
+        let mut c = Cluster::new(&f);
+        c.allocate(&[(DomainId(0), 8)]);
+        let mut out = Parts::new();
+        c.find(64, None, &mut out).unwrap();
+        assert_eq!(ids(&out).iter().map(|x| x.0).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8, 9, 10, 11]);
+        c.allocate(&out);
+        // 56 GPUs left free: 3 whole nodes in group 0, 4 in group 3.
+        assert_eq!(c.free_gpus(), 56);
+        c.allocate(&[(DomainId(1), 2)]);
+        assert_eq!(c.find(56, None, &mut out), Err(NoFit::NotEnoughFree { free: 54, need: 56 }));
+        // 48 GPUs = 6 whole domains: group 3 (4 whole) first, then group 0's nodes 2 and 3.
+        c.find(48, None, &mut out).unwrap();
+        assert_eq!(ids(&out).iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 3, 12, 13, 14, 15]);
+        // One more busy GPU on node 2 leaves 53 free but only 5 whole domains.
+        c.allocate(&[(DomainId(2), 1)]);
+        assert_eq!(c.find(48, None, &mut out), Err(NoFit::NoWholeDomains { need_domains: 6, free_domains: 5 }));
+    }
+
+    #[test]
+    fn typed_jobs_only_use_their_pool_and_oversized_jobs_are_too_large() {
+        let text = "name='mix'\n[[pool]]\ngpu='H100'\ndomain_gpus=8\ndomains_per_group=2\ngroups=1\n\
+                    [[pool]]\ngpu='A100'\ndomain_gpus=8\ndomains_per_group=2\ngroups=1\n";
+        let f = Facility::from_toml(text, "mix").unwrap();
+        let a100 = f.gpu_type_id("A100");
+        let mut c = Cluster::new(&f);
+        let mut out = Parts::new();
+        c.find(8, a100, &mut out).unwrap();
+        assert_eq!(ids(&out), vec![(2, 8)]);
+        assert_eq!(c.find(17, a100, &mut out), Err(NoFit::TooLarge { need: 17 }));
+        assert_eq!(c.free_for(a100), 16);
+    }
+
+    #[test]
+    #[should_panic(expected = "GPU allocated twice")]
+    fn double_allocation_is_refused() {
+        let f = Facility::preset("tiny").unwrap();
+        let mut c = Cluster::new(&f);
+        c.allocate(&[(DomainId(0), 8)]);
+        c.allocate(&[(DomainId(0), 1)]);
+    }
+}
