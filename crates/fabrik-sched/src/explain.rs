@@ -1,0 +1,136 @@
+//! "Why is job J pending?" answered as data.
+
+use crate::cluster::NoFit;
+use fabrik_model::{JobId, SimTime};
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// Submitted since the last scheduling pass.
+    NotYetConsidered,
+    Running {
+        since: SimTime,
+        killed_at: SimTime,
+    },
+    Ended {
+        at: SimTime,
+    },
+    WaitingForEarliestStart {
+        at: SimTime,
+    },
+    /// The GPUs it needs are not free.
+    Resources {
+        no_fit: NoFit,
+    },
+    /// It is the queue head and holds the reservation: it starts at `start_at` at the latest
+    /// (running jobs' walltimes bound that time).
+    HoldsReservation {
+        start_at: SimTime,
+    },
+    /// It would fit now, but would delay the head's reservation.
+    BehindReservation {
+        holder: JobId,
+        start_at: SimTime,
+    },
+    /// Strict FIFO: it waits behind the blocked queue head.
+    BehindQueueHead {
+        head: JobId,
+    },
+    /// The last pass stopped looking before reaching it (bounded backfill depth).
+    BeyondBackfillDepth {
+        position: usize,
+        depth: usize,
+    },
+    /// Its account has used more than its entitled share recently (lowers its priority).
+    AccountOverShare {
+        account: String,
+        usage_share: f64,
+        entitled_share: f64,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NotYetConsidered => write!(f, "submitted since the last scheduling pass"),
+            Reason::Running { since, killed_at } => {
+                write!(f, "running since {since}; walltime ends at {killed_at}")
+            }
+            Reason::Ended { at } => write!(f, "ended at {at}"),
+            Reason::WaitingForEarliestStart { at } => {
+                write!(f, "waiting for its earliest start at {at}")
+            }
+            Reason::Resources { no_fit } => match no_fit {
+                NoFit::NotEnoughFree { free, need } => write!(f, "needs {need} GPUs, {free} free"),
+                NoFit::NoDomain { need } => write!(f, "no NVLink domain with {need} free GPUs"),
+                NoFit::NoGroup { need } => write!(f, "no leaf group with {need} free GPUs"),
+                NoFit::NoWholeDomains {
+                    need_domains,
+                    free_domains,
+                } => {
+                    write!(
+                        f,
+                        "needs {need_domains} whole free NVLink domains, {free_domains} free"
+                    )
+                }
+                NoFit::TooLarge { need } => {
+                    write!(f, "{need} GPUs is more than any pool of its type holds")
+                }
+            },
+            Reason::HoldsReservation { start_at } => {
+                write!(f, "queue head; GPUs reserved, starts by {start_at}")
+            }
+            Reason::BehindReservation { holder, start_at } => {
+                write!(
+                    f,
+                    "behind the reservation of job {} (starting by {start_at})",
+                    holder.0
+                )
+            }
+            Reason::BehindQueueHead { head } => {
+                write!(f, "behind the blocked queue head, job {}", head.0)
+            }
+            Reason::BeyondBackfillDepth { position, depth } => {
+                write!(
+                    f,
+                    "queue position {position} is beyond the backfill depth {depth}"
+                )
+            }
+            Reason::AccountOverShare {
+                account,
+                usage_share,
+                entitled_share,
+            } => write!(
+                f,
+                "account {account} over its share ({:.1}% of recent usage vs {:.1}% entitled)",
+                usage_share * 100.0,
+                entitled_share * 100.0
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub job: JobId,
+    pub state: &'static str,
+    /// 0-based position in the pending queue.
+    pub position: Option<usize>,
+    pub priority: f64,
+    pub reasons: Vec<Reason>,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job {} {}", self.job.0, self.state)?;
+        if let Some(p) = self.position {
+            write!(f, " at queue position {p}, priority {:.1}", self.priority)?;
+        }
+        for r in &self.reasons {
+            write!(f, "\n  - {r}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,571 @@
+//! The scheduler: jobs, the pending queue, and the scheduling pass.
+//!
+//! One pass, at time `now`:
+//! 1. Recompute priorities if the policy is dynamic and the recalculation interval has passed.
+//! 2. Walk the queue in priority order. Start every job that fits until the first that does not
+//!    (the head).
+//! 3. Without backfill: stop (head-of-line blocking).
+//! 4. With EASY backfill: reserve GPUs for the head at the earliest time running jobs' walltimes
+//!    guarantee them (the shadow time), then start later jobs (up to the backfill depth) only
+//!    where they cannot delay that reservation: either they end before the shadow time, or they
+//!    use GPUs the reservation does not need.
+//!
+//! The caller delivers events (`submit`, `finish`, `cancel`) and carries out the returned starts.
+
+use crate::cluster::{Cluster, Parts};
+use crate::explain::{Explanation, Reason};
+use crate::fairshare::{FairShareConfig, Usage};
+use crate::policy::{self, Policy, PriorityCtx};
+use crate::SchedError;
+use fabrik_model::{DomainId, Facility, JobId, JobSpec, SimTime, TenantTree};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedConfig {
+    /// How many queued jobs after the head one pass considers for backfilling.
+    pub backfill_depth: usize,
+    pub fair_share: FairShareConfig,
+}
+
+impl Default for SchedConfig {
+    fn default() -> Self {
+        // Slurm's bf_max_job_test default is 500; 100 keeps a pass cheap at 100,000-GPU scale.
+        SchedConfig {
+            backfill_depth: 100,
+            fair_share: FairShareConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Ended,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobEntry {
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub parts: Parts,
+    pub start: Option<SimTime>,
+    pub end: Option<SimTime>,
+    pub priority: f64,
+    why: Reason,
+    why_pass: u64,
+}
+
+/// The head's reservation in the last pass.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Reservation {
+    pub job: JobId,
+    pub start_at: SimTime,
+}
+
+struct Hold {
+    domain: DomainId,
+    /// GPUs on this domain that jobs running past the shadow time may still take.
+    budget: u32,
+    held: u32,
+}
+
+pub struct Scheduler {
+    tenants: TenantTree,
+    max_gang: u64,
+    cluster: Cluster,
+    jobs: Vec<JobEntry>,
+    pending: Vec<JobId>,
+    running: BTreeSet<(SimTime, JobId)>,
+    policy: Box<dyn Policy>,
+    usage: Usage,
+    cfg: SchedConfig,
+    dirty: bool,
+    last_recalc: Option<SimTime>,
+    pass: u64,
+    wakeup: Option<SimTime>,
+    reservation: Option<Reservation>,
+    blocked_head: Option<JobId>,
+    holds: Vec<Hold>,
+    hold_slot: Vec<u32>,
+    scratch: Parts,
+    released: Vec<JobId>,
+    busy_gpus: u64,
+}
+
+impl Scheduler {
+    pub fn new(facility: &Facility, policy: Box<dyn Policy>, cfg: SchedConfig) -> Scheduler {
+        Scheduler {
+            tenants: facility.tenants.clone(),
+            max_gang: facility.max_gang(None),
+            cluster: Cluster::new(facility),
+            jobs: Vec::new(),
+            pending: Vec::new(),
+            running: BTreeSet::new(),
+            usage: Usage::new(facility.tenants.len(), cfg.fair_share.half_life),
+            policy,
+            cfg,
+            dirty: false,
+            last_recalc: None,
+            pass: 0,
+            wakeup: None,
+            reservation: None,
+            blocked_head: None,
+            holds: Vec::new(),
+            hold_slot: vec![u32::MAX; facility.domains.len()],
+            scratch: Parts::new(),
+            released: Vec::new(),
+            busy_gpus: 0,
+        }
+    }
+
+    /// Builds a scheduler with a policy chosen by name.
+    pub fn with_policy(
+        facility: &Facility,
+        name: &str,
+        cfg: SchedConfig,
+    ) -> Result<Scheduler, SchedError> {
+        let p = policy::by_name(name, &cfg.fair_share)?;
+        Ok(Scheduler::new(facility, p, cfg))
+    }
+
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+    pub fn job(&self, id: JobId) -> &JobEntry {
+        &self.jobs[id.idx()]
+    }
+    pub fn jobs(&self) -> &[JobEntry] {
+        &self.jobs
+    }
+    pub fn pending(&self) -> &[JobId] {
+        &self.pending
+    }
+    pub fn running_len(&self) -> usize {
+        self.running.len()
+    }
+    pub fn busy_gpus(&self) -> u64 {
+        self.busy_gpus
+    }
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+    pub fn tenants(&self) -> &TenantTree {
+        &self.tenants
+    }
+    pub fn reservation(&self) -> Option<Reservation> {
+        self.reservation
+    }
+    /// The next time at which a pass could start something without any other event (a pending
+    /// job's earliest start).
+    pub fn next_wakeup(&self) -> Option<SimTime> {
+        self.wakeup
+    }
+
+    /// Accepts a job into the queue. Rejects what could never run.
+    pub fn submit(&mut self, spec: JobSpec, now: SimTime) -> Result<JobId, SchedError> {
+        if spec.gpus == 0 {
+            return Err(SchedError::Invalid(format!(
+                "job '{}': gpus must be at least 1",
+                spec.name
+            )));
+        }
+        if spec.walltime.0 == 0 {
+            return Err(SchedError::Invalid(format!(
+                "job '{}': walltime must be positive",
+                spec.name
+            )));
+        }
+        if spec.account.idx() >= self.tenants.len() || !self.tenants.get(spec.account).is_leaf() {
+            return Err(SchedError::Invalid(format!(
+                "job '{}': account is not a project of the tenant tree",
+                spec.name
+            )));
+        }
+        // An empty pool always places a gang no larger than itself (whole domains in one group,
+        // or spanning groups), so the pool size is the only limit that makes a job impossible.
+        if u64::from(spec.gpus) > self.cluster.max_gang(spec.gpu_type) {
+            return Err(SchedError::TooLarge {
+                job: spec.name,
+                gpus: spec.gpus,
+            });
+        }
+        let id = JobId(self.jobs.len() as u32);
+        let mut entry = JobEntry {
+            spec,
+            state: JobState::Pending,
+            parts: Parts::new(),
+            start: None,
+            end: None,
+            priority: 0.0,
+            why: Reason::NotYetConsidered,
+            why_pass: self.pass,
+        };
+        entry.priority = self.policy.priority(&self.ctx(now), &entry);
+        self.jobs.push(entry);
+        let pos = self
+            .pending
+            .partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+        self.pending.insert(pos, id);
+        self.dirty = true;
+        Ok(id)
+    }
+
+    fn ctx(&self, now: SimTime) -> PriorityCtx<'_> {
+        PriorityCtx {
+            now,
+            usage: &self.usage,
+            tenants: &self.tenants,
+            max_gang: self.max_gang,
+        }
+    }
+
+    /// Queue order: higher priority first, then earlier submission, then lower id.
+    fn queue_cmp(&self, a: JobId, b: JobId) -> Ordering {
+        let (ja, jb) = (&self.jobs[a.idx()], &self.jobs[b.idx()]);
+        jb.priority
+            .total_cmp(&ja.priority)
+            .then(ja.spec.submit.cmp(&jb.spec.submit))
+            .then(a.cmp(&b))
+    }
+
+    /// A running job ended (completed, failed or killed at its walltime).
+    pub fn finish(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
+        let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
+        if job.state != JobState::Running {
+            return Err(SchedError::NotRunning(id));
+        }
+        let start = job.start.expect("running job has a start");
+        let key = (start + job.spec.walltime, id);
+        let parts = std::mem::take(&mut self.jobs[id.idx()].parts);
+        self.cluster.release(&parts);
+        self.running.remove(&key);
+        let job = &mut self.jobs[id.idx()];
+        job.parts = parts;
+        job.state = JobState::Ended;
+        job.end = Some(now);
+        self.busy_gpus -= u64::from(job.spec.gpus);
+        let (account, gpus) = (job.spec.account, job.spec.gpus);
+        self.usage.change(account, -i64::from(gpus), now);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Removes a pending job, or ends a running one.
+    pub fn cancel(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
+        match self.jobs.get(id.idx()).map(|j| j.state) {
+            None => Err(SchedError::UnknownJob(id)),
+            Some(JobState::Running) => self.finish(id, now),
+            Some(JobState::Ended) => Err(SchedError::NotRunning(id)),
+            Some(JobState::Pending) => {
+                self.pending.retain(|&p| p != id);
+                let job = &mut self.jobs[id.idx()];
+                job.state = JobState::Ended;
+                job.end = Some(now);
+                self.dirty = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn recalc_if_due(&mut self, now: SimTime) {
+        if !self.policy.dynamic() {
+            return;
+        }
+        if self
+            .last_recalc
+            .is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval)
+        {
+            return;
+        }
+        self.last_recalc = Some(now);
+        self.usage.decay_to(now);
+        let ctx = PriorityCtx {
+            now,
+            usage: &self.usage,
+            tenants: &self.tenants,
+            max_gang: self.max_gang,
+        };
+        for &id in &self.pending {
+            let p = self.policy.priority(&ctx, &self.jobs[id.idx()]);
+            self.jobs[id.idx()].priority = p;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by(|&a, &b| self.queue_cmp(a, b));
+        self.pending = pending;
+        self.dirty = true;
+    }
+
+    /// Runs one scheduling pass at `now`; fills `started` with the jobs it started.
+    pub fn schedule(&mut self, now: SimTime, started: &mut Vec<JobId>) {
+        started.clear();
+        self.recalc_if_due(now);
+        if self.wakeup.is_some_and(|w| w <= now) {
+            self.dirty = true;
+        }
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        self.pass += 1;
+        self.wakeup = None;
+        self.reservation = None;
+        self.blocked_head = None;
+        let backfill = self.policy.backfill();
+        let mut depth_left = self.cfg.backfill_depth;
+        let mut kept = 0;
+        let mut i = 0;
+        let n = self.pending.len();
+        while i < n {
+            let id = self.pending[i];
+            let spec = &self.jobs[id.idx()].spec;
+            let (gpus, gpu_type, walltime) = (spec.gpus, spec.gpu_type, spec.walltime);
+            if let Some(at) = spec.earliest_start.filter(|&t| t > now) {
+                self.wakeup = Some(self.wakeup.map_or(at, |w| w.min(at)));
+                self.set_why(id, Reason::WaitingForEarliestStart { at });
+                self.pending[kept] = id;
+                kept += 1;
+                i += 1;
+                continue;
+            }
+            let mut placed = false;
+            match self.reservation {
+                None => match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
+                    Ok(()) => placed = true,
+                    Err(no_fit) => {
+                        self.blocked_head = Some(id);
+                        if !backfill {
+                            self.set_why(id, Reason::Resources { no_fit });
+                            break;
+                        }
+                        let start_at = self.reserve(id, now);
+                        self.reservation = Some(Reservation { job: id, start_at });
+                        self.set_why(id, Reason::HoldsReservation { start_at });
+                        self.apply_holds();
+                    }
+                },
+                Some(resv) => {
+                    if depth_left == 0 {
+                        break;
+                    }
+                    depth_left -= 1;
+                    let short = now + walltime <= resv.start_at;
+                    match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
+                        Ok(()) => {
+                            if !short {
+                                self.charge_budgets();
+                            }
+                            placed = true;
+                        }
+                        Err(held_no_fit) => {
+                            // Try again without the held GPUs: a short job may use them; a long
+                            // one would delay the head, which the explanation says.
+                            self.unapply_holds();
+                            let fits_unheld =
+                                self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok();
+                            if fits_unheld && short {
+                                self.start(id, now, started);
+                                placed = true;
+                                self.apply_holds();
+                            } else {
+                                self.apply_holds();
+                                let why = if fits_unheld {
+                                    Reason::BehindReservation {
+                                        holder: resv.job,
+                                        start_at: resv.start_at,
+                                    }
+                                } else {
+                                    Reason::Resources {
+                                        no_fit: held_no_fit,
+                                    }
+                                };
+                                self.set_why(id, why);
+                            }
+                            if placed {
+                                i += 1;
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+            if placed {
+                self.start(id, now, started);
+            } else {
+                self.pending[kept] = id;
+                kept += 1;
+            }
+            i += 1;
+        }
+        self.pending.copy_within(i..n, kept);
+        self.pending.truncate(kept + (n - i));
+        self.unapply_holds();
+        self.holds.clear();
+    }
+
+    fn set_why(&mut self, id: JobId, why: Reason) {
+        let j = &mut self.jobs[id.idx()];
+        j.why = why;
+        j.why_pass = self.pass;
+    }
+
+    /// Starts `id` on the placement in `self.scratch`.
+    fn start(&mut self, id: JobId, now: SimTime, started: &mut Vec<JobId>) {
+        self.cluster.allocate(&self.scratch);
+        let job = &mut self.jobs[id.idx()];
+        job.parts.clear();
+        job.parts.extend_from_slice(&self.scratch);
+        job.state = JobState::Running;
+        job.start = Some(now);
+        self.running.insert((now + job.spec.walltime, id));
+        self.busy_gpus += u64::from(job.spec.gpus);
+        let (account, gpus) = (job.spec.account, job.spec.gpus);
+        self.usage.change(account, i64::from(gpus), now);
+        started.push(id);
+    }
+
+    /// Finds the head's shadow time by releasing running jobs in walltime order on the real
+    /// allocation state until the head fits, records per-domain budgets for the GPUs it would
+    /// take, and restores the state.
+    fn reserve(&mut self, head: JobId, now: SimTime) -> SimTime {
+        let (gpus, gpu_type) = (
+            self.jobs[head.idx()].spec.gpus,
+            self.jobs[head.idx()].spec.gpu_type,
+        );
+        self.released.clear();
+        self.holds.clear();
+        let mut start_at = SimTime::MAX;
+        let mut it = self.running.iter().peekable();
+        while let Some(&(end, id)) = it.next() {
+            self.cluster.release(&self.jobs[id.idx()].parts);
+            self.released.push(id);
+            if it.peek().is_some_and(|&&(e, _)| e == end) {
+                continue;
+            }
+            if self.cluster.free_for(gpu_type) >= u64::from(gpus)
+                && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok()
+            {
+                start_at = end.max(now);
+                for &(d, n) in &self.scratch {
+                    self.hold_slot[d.idx()] = self.holds.len() as u32;
+                    self.holds.push(Hold {
+                        domain: d,
+                        budget: self.cluster.domain_free(d) - n,
+                        held: 0,
+                    });
+                }
+                break;
+            }
+        }
+        for &id in &self.released {
+            self.cluster.allocate(&self.jobs[id.idx()].parts);
+        }
+        start_at
+    }
+
+    /// Takes away, on each reserved domain, the free GPUs beyond what long jobs may use.
+    fn apply_holds(&mut self) {
+        for h in &mut self.holds {
+            let free = self.cluster.domain_free(h.domain);
+            h.held = free.saturating_sub(h.budget);
+            if h.held > 0 {
+                self.cluster.allocate(&[(h.domain, h.held)]);
+            }
+        }
+    }
+
+    fn unapply_holds(&mut self) {
+        for h in &mut self.holds {
+            if h.held > 0 {
+                self.cluster.release(&[(h.domain, h.held)]);
+                h.held = 0;
+            }
+        }
+    }
+
+    /// A long job placed on reserved domains uses up their budget.
+    fn charge_budgets(&mut self) {
+        for &(d, n) in &self.scratch {
+            let slot = self.hold_slot[d.idx()];
+            if let Some(h) = self.holds.get_mut(slot as usize).filter(|h| h.domain == d) {
+                h.budget -= n.min(h.budget);
+            }
+        }
+    }
+
+    /// Why is `id` where it is?
+    pub fn explain(&self, id: JobId) -> Result<Explanation, SchedError> {
+        let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
+        let mut reasons = Vec::new();
+        let mut position = None;
+        let state = match job.state {
+            JobState::Running => {
+                let since = job.start.expect("running job has a start");
+                reasons.push(Reason::Running {
+                    since,
+                    killed_at: since + job.spec.walltime,
+                });
+                "running"
+            }
+            JobState::Ended => {
+                reasons.push(Reason::Ended {
+                    at: job.end.expect("ended job has an end"),
+                });
+                "ended"
+            }
+            JobState::Pending => {
+                let pos = self
+                    .pending
+                    .iter()
+                    .position(|&p| p == id)
+                    .expect("pending job is queued");
+                position = Some(pos);
+                if job.why_pass == self.pass {
+                    // Considered in the last pass, or submitted since.
+                    reasons.push(job.why.clone());
+                } else if let (Some(head), false) = (self.blocked_head, self.policy.backfill()) {
+                    reasons.push(Reason::BehindQueueHead { head });
+                } else {
+                    reasons.push(Reason::BeyondBackfillDepth {
+                        position: pos,
+                        depth: self.cfg.backfill_depth,
+                    });
+                }
+                let a = job.spec.account;
+                let (u, s) = (self.usage.usage_share(a), self.tenants.get(a).norm_share);
+                if u > s {
+                    reasons.push(Reason::AccountOverShare {
+                        account: self.tenants.get(a).path.clone(),
+                        usage_share: u,
+                        entitled_share: s,
+                    });
+                }
+                "pending"
+            }
+        };
+        Ok(Explanation {
+            job: id,
+            state,
+            position,
+            priority: job.priority,
+            reasons,
+        })
+    }
+
+    /// Walltime left for a running job, for callers that enforce it.
+    pub fn walltime_end(&self, id: JobId) -> Option<SimTime> {
+        let j = &self.jobs[id.idx()];
+        j.start.map(|s| s + j.spec.walltime)
+    }
+
+    pub fn config(&self) -> &SchedConfig {
+        &self.cfg
+    }
+}

@@ -1,0 +1,380 @@
+//! Scenario tests with hand-computed outcomes, and property tests of the invariants.
+//! `run` is a minimal event loop (the twin's job, reduced to what these tests need).
+
+use crate::*;
+use fabrik_model::tenants::AccountSpec;
+use fabrik_model::{AccountId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+struct Run {
+    /// (start, end) per job, by input index.
+    spans: Vec<(u64, u64)>,
+    /// The first reservation time announced for each job (by input index) while it was the head.
+    first_reservation: BTreeMap<u32, u64>,
+}
+
+/// Jobs are (spec, runtime). Runs until every job has ended; a job is killed at its walltime.
+fn run(
+    facility: &Facility,
+    policy: &str,
+    cfg: SchedConfig,
+    jobs: &[(JobSpec, u64)],
+) -> (Run, Scheduler) {
+    let mut s = Scheduler::with_policy(facility, policy, cfg).unwrap();
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| (jobs[i].0.submit, i));
+    let mut ends: BTreeMap<(u64, u32), ()> = BTreeMap::new();
+    let mut ids = vec![JobId(0); jobs.len()];
+    let mut rev: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut next = 0;
+    let mut started = Vec::new();
+    let mut first_reservation = BTreeMap::new();
+    let mut spans = vec![(u64::MAX, u64::MAX); jobs.len()];
+    let mut checked_end = 0;
+    loop {
+        let t_sub = order.get(next).map(|&i| jobs[i].0.submit.0);
+        let t_end = ends.keys().next().map(|k| k.0);
+        let t_wake = s.next_wakeup().map(|w| w.0);
+        let Some(now) = [t_sub, t_end, t_wake].into_iter().flatten().min() else {
+            break;
+        };
+        while let Some((&(t, id), _)) = ends.iter().next() {
+            if t != now {
+                break;
+            }
+            ends.remove(&(t, id));
+            s.finish(JobId(id), SimTime(now)).unwrap();
+            spans[rev[&id]].1 = now;
+            checked_end += 1;
+        }
+        while next < order.len() && jobs[order[next]].0.submit.0 == now {
+            let i = order[next];
+            ids[i] = s.submit(jobs[i].0.clone(), SimTime(now)).unwrap();
+            rev.insert(ids[i].0, i);
+            next += 1;
+        }
+        s.schedule(SimTime(now), &mut started);
+        for &id in &started {
+            let i = rev[&id.0];
+            let j = s.job(id);
+            assert_eq!(
+                j.parts.iter().map(|p| p.1).sum::<u32>(),
+                j.spec.gpus,
+                "gang is all or nothing"
+            );
+            spans[i].0 = now;
+            ends.insert((now + jobs[i].1.min(j.spec.walltime.0), id.0), ());
+        }
+        if let Some(r) = s.reservation() {
+            first_reservation
+                .entry(rev[&r.job.0] as u32)
+                .or_insert(r.start_at.0);
+        }
+        // No GPU allocated twice: busy GPUs equal the running jobs' gangs and never exceed capacity.
+        let busy: u64 = s
+            .jobs()
+            .iter()
+            .filter(|j| j.state == JobState::Running)
+            .map(|j| u64::from(j.spec.gpus))
+            .sum();
+        assert_eq!(busy, s.busy_gpus());
+        assert_eq!(s.cluster().free_gpus() + busy, s.cluster().total_gpus());
+    }
+    assert_eq!(checked_end, jobs.len(), "every job ends exactly once");
+    (
+        Run {
+            spans,
+            first_reservation,
+        },
+        s,
+    )
+}
+
+fn tenants2() -> TenantTree {
+    TenantTree::from_specs(
+        &[
+            AccountSpec {
+                path: "a/x/p".into(),
+                shares: 1.0,
+            },
+            AccountSpec {
+                path: "b/y/q".into(),
+                shares: 1.0,
+            },
+        ],
+        "test",
+    )
+    .unwrap()
+}
+
+fn fac(name: &str) -> Facility {
+    let mut f = Facility::preset(name).unwrap_or_else(|| Facility::from_shorthand(name).unwrap());
+    f.tenants = tenants2();
+    f
+}
+
+fn job(account: u32, gpus: u32, submit: u64, walltime: u64) -> JobSpec {
+    JobSpec::new(
+        format!("j{submit}"),
+        AccountId(account),
+        gpus,
+        SimTime(submit),
+        Secs(walltime),
+    )
+}
+
+const P: u32 = 3; // a/x/p: root, a, a/x, a/x/p
+const Q: u32 = 6;
+
+#[test]
+fn fifo_blocks_behind_the_head_and_backfill_does_not() {
+    // tiny = 2 nodes × 8. J0 takes node 0 until 100; J1 needs both nodes; J2 is one GPU for 10 s.
+    let jobs = vec![
+        (job(P, 8, 0, 100), 100),
+        (job(P, 16, 1, 100), 100),
+        (job(Q, 1, 2, 10), 10),
+    ];
+    let (r, s) = run(&fac("tiny"), "fifo", SchedConfig::default(), &jobs);
+    // FIFO: J1 starts when J0 ends (100), J2 only after J1 (200).
+    assert_eq!(r.spans, vec![(0, 100), (100, 200), (200, 210)]);
+    assert_eq!(s.policy_name(), "fifo");
+    let (r, _) = run(&fac("tiny"), "fifo-backfill", SchedConfig::default(), &jobs);
+    // EASY: J1 reserves both nodes at 100; J2 ends at 12 ≤ 100, so it backfills at once.
+    assert_eq!(r.spans, vec![(0, 100), (100, 200), (2, 12)]);
+    assert_eq!(r.first_reservation.get(&1), Some(&100));
+    assert_eq!(r.first_reservation.len(), 1);
+}
+
+#[test]
+fn backfill_never_starts_a_long_job_on_reserved_gpus() {
+    // J1 (16 GPUs) reserves both nodes at 100. J2 (8 GPUs, 200 s) fits on node 1 now but would
+    // run past 100 on a reserved node: it waits. J3 (4 GPUs, 50 s) ends at 53 and backfills.
+    let jobs = vec![
+        (job(P, 8, 0, 100), 100),
+        (job(P, 16, 1, 50), 50),
+        (job(Q, 8, 2, 200), 200),
+        (job(Q, 4, 3, 50), 50),
+    ];
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    for (i, (spec, _)) in jobs.iter().enumerate() {
+        s.submit(spec.clone(), spec.submit).unwrap();
+        s.schedule(spec.submit, &mut started);
+        if i == 3 {
+            assert_eq!(started, vec![JobId(3)]);
+        }
+    }
+    let why = s.explain(JobId(2)).unwrap();
+    assert_eq!(
+        why.reasons[0],
+        Reason::BehindReservation {
+            holder: JobId(1),
+            start_at: SimTime(100)
+        }
+    );
+    assert_eq!(
+        why.reasons[0].to_string(),
+        "behind the reservation of job 1 (starting by d0 00:01:40)"
+    );
+    assert_eq!(
+        s.explain(JobId(1)).unwrap().reasons[0],
+        Reason::HoldsReservation {
+            start_at: SimTime(100)
+        }
+    );
+    let (r, _) = run(&f, "fifo-backfill", SchedConfig::default(), &jobs);
+    assert_eq!(r.spans, vec![(0, 100), (100, 150), (150, 350), (3, 53)]);
+}
+
+#[test]
+fn backfill_starts_a_long_job_on_gpus_the_reservation_does_not_need() {
+    // One group of 3 nodes. J0 holds nodes 0–1 until 100. J1 needs two whole nodes: its
+    // reservation at 100 takes nodes 0 and 1, so J2 (8 GPUs, 1000 s) may run on node 2 now.
+    let jobs = vec![
+        (job(P, 16, 0, 100), 100),
+        (job(P, 16, 1, 100), 100),
+        (job(Q, 8, 2, 1000), 1000),
+    ];
+    let (r, _) = run(
+        &fac("3x8:3"),
+        "fifo-backfill",
+        SchedConfig::default(),
+        &jobs,
+    );
+    assert_eq!(r.spans, vec![(0, 100), (100, 200), (2, 1002)]);
+}
+
+#[test]
+fn fair_share_puts_the_idle_account_first() {
+    // p uses the whole machine from 0 to 100. At 50 p submits J1, at 60 q submits J2, both
+    // 16 GPUs. Recalculated at 60 with no age weight: F_p = 2^(-1/0.5) = 0.25, F_q = 1, so
+    // J2 (12,000) outranks J1 (4,500) and starts first at 100; J1 follows at 200.
+    let mut cfg = SchedConfig::default();
+    cfg.fair_share.recalc_interval = Secs(1);
+    cfg.fair_share.w_age = 0.0;
+    let jobs = vec![
+        (job(P, 16, 0, 100), 100),
+        (job(P, 16, 50, 100), 100),
+        (job(Q, 16, 60, 100), 100),
+    ];
+    let (r, s) = run(&fac("tiny"), "fair-share", cfg.clone(), &jobs);
+    assert_eq!(r.spans, vec![(0, 100), (200, 300), (100, 200)]);
+    assert_eq!(s.usage().gpu_seconds(AccountId(P), SimTime(300)), 3200.0);
+    // The same jobs under FIFO with backfill: submission order.
+    let (r, _) = run(&fac("tiny"), "fifo-backfill", cfg, &jobs);
+    assert_eq!(r.spans, vec![(0, 100), (100, 200), (200, 300)]);
+}
+
+#[test]
+fn priorities_follow_the_multifactor_formula() {
+    // Right after p used 1,600 GPU-s and q nothing: F_p = 0.25. A normal-QoS 8-GPU job of p on
+    // a 16-GPU facility, 3.5 days old: 1000·0.5 + 10000·0.25 + 1000·0.5 + 2000·0.5 = 4,500.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    s.submit(job(P, 16, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    s.finish(JobId(0), SimTime(100)).unwrap();
+    s.submit(job(P, 16, 100, 10), SimTime(100)).unwrap(); // keeps the machine busy
+    s.submit(job(P, 8, 400, 10), SimTime(400)).unwrap();
+    s.schedule(SimTime(100), &mut started); // recalc at 100: F_p = 0.25, job 1 starts
+    let at = SimTime(400 + 302_400);
+    s.schedule(at, &mut started); // recalc
+    let p = s.job(JobId(2)).priority;
+    // usage decays but p remains the only user, so F_p stays 2^(-1/0.5)
+    assert!((p - 4_500.0).abs() < 1e-6, "{p}");
+}
+
+#[test]
+fn explanations_name_the_topology_that_blocks() {
+    // small: 4 groups × 4 nodes × 8. Four 24-GPU jobs fill three nodes of each group (best
+    // fit by group, lowest id first): 32 GPUs stay free, but no group has 32.
+    let f = fac("small");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    for g in 0..4 {
+        s.submit(job(P, 24, g, 1000), SimTime(g)).unwrap();
+        s.schedule(SimTime(g), &mut started);
+        assert_eq!(s.cluster().group_free(fabrik_model::GroupId(g as u32)), 8);
+    }
+    s.submit(job(Q, 32, 20, 10), SimTime(20)).unwrap();
+    s.submit(job(Q, 1, 21, 10), SimTime(21)).unwrap();
+    assert_eq!(
+        s.explain(JobId(5)).unwrap().reasons[0],
+        Reason::NotYetConsidered
+    );
+    s.schedule(SimTime(21), &mut started);
+    assert!(started.is_empty());
+    let why = s.explain(JobId(4)).unwrap();
+    assert_eq!(
+        why.reasons[0].to_string(),
+        "no leaf group with 32 free GPUs"
+    );
+    assert_eq!(why.position, Some(0));
+    assert_eq!(
+        s.explain(JobId(5)).unwrap().reasons[0],
+        Reason::BehindQueueHead { head: JobId(4) }
+    );
+    assert_eq!(s.explain(JobId(0)).unwrap().state, "running");
+}
+
+#[test]
+fn earliest_start_defers_a_job_without_blocking_others() {
+    let mut a = job(P, 8, 0, 100);
+    a.earliest_start = Some(SimTime(50));
+    let jobs = vec![(a, 100), (job(Q, 8, 1, 10), 10)];
+    let (r, _) = run(&fac("tiny"), "fifo", SchedConfig::default(), &jobs);
+    assert_eq!(r.spans, vec![(50, 150), (1, 11)]);
+}
+
+#[test]
+fn impossible_jobs_and_unknown_policies_are_refused() {
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    assert_eq!(
+        s.submit(job(P, 17, 0, 10), SimTime(0))
+            .unwrap_err()
+            .to_string(),
+        "job 'j0' asks for 17 GPUs, more than any pool of its GPU type holds"
+    );
+    assert!(s
+        .submit(job(1, 1, 0, 10), SimTime(0))
+        .unwrap_err()
+        .to_string()
+        .contains("not a project"));
+    assert!(s.submit(job(P, 0, 0, 10), SimTime(0)).is_err());
+    let e = Scheduler::with_policy(&f, "lottery", SchedConfig::default())
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "unknown policy 'lottery' (known: fifo, fifo-backfill, fair-share)"
+    );
+    assert_eq!(
+        s.finish(JobId(9), SimTime(0)),
+        Err(SchedError::UnknownJob(JobId(9)))
+    );
+}
+
+#[test]
+fn cancel_removes_pending_and_frees_running() {
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    s.submit(job(P, 16, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(P, 16, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    s.cancel(JobId(1), SimTime(5)).unwrap();
+    assert!(s.pending().is_empty());
+    s.cancel(JobId(0), SimTime(6)).unwrap();
+    assert_eq!(s.cluster().free_gpus(), 16);
+    assert_eq!(
+        s.cancel(JobId(0), SimTime(7)),
+        Err(SchedError::NotRunning(JobId(0)))
+    );
+}
+
+fn arb_jobs() -> impl Strategy<Value = Vec<(u32, u32, u64, u64, u64)>> {
+    // (account, gpus, submit, walltime, runtime)
+    prop::collection::vec(
+        (
+            prop_oneof![Just(P), Just(Q)],
+            prop_oneof![1u32..=8, Just(16), Just(24), Just(32), Just(64), Just(128)],
+            0u64..500,
+            1u64..300,
+            1u64..400,
+        ),
+        1..60,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// No GPU is allocated twice, gangs are all-or-nothing and every job ends exactly once
+    /// (checked inside `run` at every step), under every policy.
+    #[test]
+    fn invariants_hold_under_every_policy(jobs in arb_jobs(), pol in 0usize..3) {
+        let jobs: Vec<(JobSpec, u64)> = jobs.into_iter().map(|(a, g, s, w, r)| (job(a, g, s, w), r)).collect();
+        let (r, _) = run(&fac("small"), POLICIES[pol].0, SchedConfig::default(), &jobs);
+        for (i, (spec, rt)) in jobs.iter().enumerate() {
+            let (start, end) = r.spans[i];
+            prop_assert!(start >= spec.submit.0);
+            prop_assert_eq!(end - start, (*rt).min(spec.walltime.0));
+        }
+    }
+
+    /// Under FIFO with EASY backfill the head starts no later than the reservation it was first
+    /// given: backfilled jobs never delay it.
+    #[test]
+    fn backfill_never_delays_the_head_reservation(jobs in arb_jobs(), depth in 1usize..20) {
+        let jobs: Vec<(JobSpec, u64)> = jobs.into_iter().map(|(a, g, s, w, r)| (job(a, g, s, w), r)).collect();
+        let cfg = SchedConfig { backfill_depth: depth, ..SchedConfig::default() };
+        let (r, _) = run(&fac("small"), "fifo-backfill", cfg, &jobs);
+        for (&j, &t) in &r.first_reservation {
+            prop_assert!(r.spans[j as usize].0 <= t, "job {} reserved for {} started {}", j, t, r.spans[j as usize].0);
+        }
+    }
+}
