@@ -1,1 +1,234 @@
-fn main() {}
+//! The `fabrik` command: argv, terminal output and progress. Logic lives in the library crates.
+
+mod bench;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fabrik_model::{Facility, PRESETS};
+use fabrik_sched::{SchedConfig, POLICIES};
+use fabrik_twin::workload::{fabrik_csv, itp, synthetic, Workload};
+use fabrik_twin::{Report, Twin, TwinConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "fabrik", version, about = "Operating software of an AI gigafactory: digital twin, scheduler, planner")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the digital twin: a facility, a workload and a policy in virtual time.
+    Simulate(SimArgs),
+    /// Facilities: presets, files and shorthands.
+    Facility {
+        #[command(subcommand)]
+        cmd: FacilityCmd,
+    },
+    /// List the scheduling policies.
+    Policies,
+    /// Benchmark the twin on the reference scenarios and print wall time and events/s.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum FacilityCmd {
+    /// GPUs per type, nodes, domains, groups and nameplate IT power.
+    Show {
+        /// A preset, a TOML file, or a shorthand such as 80x8:20 (80 nodes × 8 GPUs, 20 per leaf).
+        facility: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in presets.
+    List,
+}
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// A preset, a facility TOML file, or a shorthand NxG:M[@TYPE].
+    #[arg(long, default_value = "eu-gigafactory")]
+    facility: String,
+    /// synthetic, itp:PATH (Microsoft ITP CSV) or csv:PATH (fabrik CSV job format).
+    #[arg(long, default_value = "synthetic")]
+    workload: String,
+    /// fifo, fifo-backfill or fair-share (see `fabrik policies`).
+    #[arg(long, default_value = "fair-share")]
+    policy: String,
+    /// Days of synthetic arrivals (default 30); for traces, only jobs submitted in the first N days.
+    #[arg(long)]
+    days: Option<f64>,
+    /// Offered load of the synthetic workload (GPU-time demanded / available).
+    #[arg(long, default_value_t = 0.85)]
+    load: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many queued jobs after the head a pass considers for backfilling.
+    #[arg(long)]
+    backfill_depth: Option<usize>,
+    /// Scheduler settings as TOML (backfill_depth, [fair_share] weights and half-life).
+    #[arg(long)]
+    sched_config: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write per-job outcomes (wait, JCT, bounded slowdown) as CSV here.
+    #[arg(long)]
+    jobs_csv: Option<PathBuf>,
+    /// No progress bar and no summary on stdout.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Simulate(a) => simulate(&a),
+        Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
+        Cmd::Facility { cmd: FacilityCmd::List } => {
+            for (name, desc) in PRESETS {
+                println!("{name:<16} {desc}");
+            }
+            Ok(())
+        }
+        Cmd::Policies => {
+            for (name, desc) in POLICIES {
+                println!("{name:<14} {desc}");
+            }
+            Ok(())
+        }
+        Cmd::Bench(a) => bench::run(&a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A preset name, a file, or a shorthand.
+pub fn load_facility(spec: &str) -> Result<Facility> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading facility file {spec}"))?;
+        return Ok(Facility::from_toml(&text, spec)?);
+    }
+    if let Some(f) = Facility::preset(spec) {
+        return Ok(f);
+    }
+    if spec.contains('x') && spec.contains(':') && !spec.ends_with(".toml") {
+        return Ok(Facility::from_shorthand(spec)?);
+    }
+    let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+    Err(fabrik_model::ModelError::UnknownFacility(spec.to_string(), names.join(", ")).into())
+}
+
+fn open(path: &str) -> Result<std::fs::File> {
+    std::fs::File::open(path).with_context(|| format!("cannot open workload file {path}"))
+}
+
+pub fn load_workload(spec: &str, facility: &Facility, days: Option<f64>, load: f64, seed: u64) -> Result<Workload> {
+    let mut w = if spec == "synthetic" {
+        let cfg = synthetic::SyntheticConfig { days: days.unwrap_or(30.0), offered_load: load, ..Default::default() };
+        synthetic::generate(&cfg, facility, seed).map_err(anyhow::Error::msg).context("synthetic workload")?
+    } else if let Some(p) = spec.strip_prefix("itp:") {
+        itp::read(open(p)?, p, &facility.tenants)?
+    } else if let Some(p) = spec.strip_prefix("csv:") {
+        fabrik_csv::read(open(p)?, p, facility)?
+    } else {
+        bail!("unknown workload '{spec}' (expected synthetic, itp:PATH or csv:PATH)");
+    };
+    if spec != "synthetic" {
+        if let Some(d) = days {
+            if !(d > 0.0) {
+                bail!("--days must be positive, got {d}");
+            }
+            let limit = (d * 86_400.0) as u64;
+            w.jobs.retain(|j| j.spec.submit.0 < limit);
+            w.notes.push(format!("only jobs submitted in the first {d} days"));
+        }
+    }
+    Ok(w)
+}
+
+pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedConfig> {
+    let mut cfg = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", p.display()))?
+        }
+        None => SchedConfig::default(),
+    };
+    if let Some(d) = depth {
+        cfg.backfill_depth = d;
+    }
+    Ok(cfg)
+}
+
+fn simulate(a: &SimArgs) -> Result<()> {
+    if !POLICIES.iter().any(|p| p.0 == a.policy) {
+        let names: Vec<&str> = POLICIES.iter().map(|p| p.0).collect();
+        bail!("unknown policy '{}' (known: {})", a.policy, names.join(", "));
+    }
+    let facility = load_facility(&a.facility)?;
+    let workload = load_workload(&a.workload, &facility, a.days, a.load, a.seed)?;
+    let cfg = TwinConfig { policy: a.policy.clone(), sched: sched_config(a.sched_config.as_deref(), a.backfill_depth)?, seed: a.seed };
+    let twin = Twin::new(&facility, &workload, cfg)?;
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs done, virtual time {msg}")
+            .expect("valid template"),
+    );
+    let report = twin.run(|p| {
+        bar.set_position(p.jobs_done);
+        bar.set_message(p.now.to_string());
+    })?;
+    bar.finish_and_clear();
+    write_outputs(&report, a)?;
+    if !a.quiet {
+        print!("{}", report.summary_text());
+    }
+    Ok(())
+}
+
+fn write_outputs(report: &Report, a: &SimArgs) -> Result<()> {
+    let write = |p: &PathBuf, text: String| std::fs::write(p, text).with_context(|| format!("writing {}", p.display()));
+    if let Some(p) = &a.json {
+        write(p, report.to_json())?;
+    }
+    if let Some(p) = &a.html {
+        write(p, fabrik_twin::html::render(report))?;
+    }
+    if let Some(p) = &a.jobs_csv {
+        write(p, report.jobs_csv())?;
+    }
+    Ok(())
+}
+
+fn facility_show(spec: &str, json: bool) -> Result<()> {
+    let f = load_facility(spec)?;
+    let s = f.summary();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("facility {}", s.name);
+    println!("  GPUs {}, NVLink domains {}, leaf groups {}, halls {}", s.gpus, s.domains, s.groups, s.halls);
+    println!("  nameplate IT power {:.2} MW; tenant accounts {}", s.nameplate_it_power_mw, s.accounts);
+    println!("  {:<8} {:>8} {:>8} {:>12} {:>12} {:>10}", "type", "GPUs", "domains", "GPUs/domain", "BF16 PFLOP/s", "IT MW");
+    for t in &s.by_type {
+        println!(
+            "  {:<8} {:>8} {:>8} {:>12} {:>12.0} {:>10.2}",
+            t.gpu_type, t.gpus, t.domains, t.domain_gpus, t.bf16_pflops, t.it_power_mw
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! `fabrik bench`: the reference scenarios, timed. Figures are printed, never asserted.
+
+use crate::{load_facility, load_workload};
+use anyhow::{bail, Result};
+use clap::Args;
+use fabrik_sched::SchedConfig;
+use fabrik_twin::{simulate, TwinConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Where the Microsoft ITP trace lives.
+    #[arg(long, default_value = "../shared/traces/microsoft-itp")]
+    traces: PathBuf,
+    /// Run only scenario a (ITP cluster04) or b (eu-gigafactory, 30 days).
+    #[arg(long)]
+    only: Option<String>,
+    /// Repetitions of each scenario; the best time is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+}
+
+fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Option<f64>, repeat: u32) -> Result<()> {
+    let f = load_facility(facility)?;
+    let t0 = Instant::now();
+    let w = load_workload(workload, &f, days, 0.85, 1)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut best = f64::MAX;
+    let mut events = 0;
+    let mut util = 0.0;
+    for _ in 0..repeat.max(1) {
+        let cfg = TwinConfig { policy: policy.to_string(), sched: SchedConfig::default(), seed: 1 };
+        let t = Instant::now();
+        let r = simulate(&f, &w, cfg)?;
+        best = best.min(t.elapsed().as_secs_f64());
+        events = r.summary.events;
+        util = r.summary.utilisation;
+    }
+    println!(
+        "{label:<44} {policy:<12} jobs {:>7}  events {:>8}  sim {:>8.3} s  {:>10.0} events/s  (workload load {:.3} s, utilisation {:.1}%)",
+        w.jobs.len(),
+        events,
+        best,
+        events as f64 / best,
+        load_s,
+        util * 100.0
+    );
+    Ok(())
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let only = a.only.as_deref();
+    if let Some(o) = only {
+        if o != "a" && o != "b" {
+            bail!("--only takes a or b, got '{o}'");
+        }
+    }
+    if only != Some("b") {
+        let trace = a.traces.join("raw/cluster04.csv");
+        if !trace.is_file() {
+            bail!("ITP trace not found at {} (pass --traces DIR, or --only b)", trace.display());
+        }
+        let w = format!("itp:{}", trace.display());
+        for policy in ["fifo", "fair-share"] {
+            scenario("(a) ITP cluster04 on 80x8:20", "80x8:20", &w, policy, None, a.repeat)?;
+        }
+    }
+    if only != Some("a") {
+        scenario("(b) eu-gigafactory, 30 days synthetic", "eu-gigafactory", "synthetic", "fair-share", Some(30.0), a.repeat.min(1))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The discrete-event engine: a virtual clock and an event queue ordered by
+//! (time, class, sequence number). At one instant, job ends are handled before arrivals (GPUs
+//! freed at t are usable by a job submitted at t), then one scheduling pass runs.
+
+use crate::metrics::TimeSeries;
+use crate::report::{self, Report};
+use crate::workload::Workload;
+use fabrik_model::{Facility, JobId, SimTime};
+use fabrik_sched::{SchedConfig, Scheduler};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TwinError {
+    #[error("{0}")]
+    Sched(#[from] fabrik_sched::SchedError),
+    #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; facility '{facility}' holds at most {max} in one pool of its type")]
+    TooLarge { workload: String, job: String, index: usize, gpus: u32, facility: String, max: u64 },
+    #[error("workload {0} has no jobs")]
+    Empty(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    End(JobId),
+    Arrival(u32),
+    Wakeup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    time: SimTime,
+    seq: u64,
+    kind: Kind,
+}
+
+/// What to run: a facility, a workload and a policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwinConfig {
+    pub policy: String,
+    pub sched: SchedConfig,
+    /// Recorded in the report; the twin itself draws no random numbers.
+    pub seed: u64,
+}
+
+/// Progress, reported to an optional callback every few thousand events.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub now: SimTime,
+    pub jobs_done: u64,
+    pub jobs_total: u64,
+}
+
+pub struct Twin<'a> {
+    facility: &'a Facility,
+    workload: &'a Workload,
+    sched: Scheduler,
+    cfg: TwinConfig,
+    events: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    next_arrival: usize,
+    killed: Vec<bool>,
+    busy: TimeSeries,
+    queue: TimeSeries,
+    events_handled: u64,
+    passes: u64,
+    done: u64,
+    wakeup_pushed: Option<SimTime>,
+}
+
+impl<'a> Twin<'a> {
+    pub fn new(facility: &'a Facility, workload: &'a Workload, cfg: TwinConfig) -> Result<Twin<'a>, TwinError> {
+        if workload.jobs.is_empty() {
+            return Err(TwinError::Empty(workload.source.clone()));
+        }
+        for (index, j) in workload.jobs.iter().enumerate() {
+            let max = facility.max_gang(j.spec.gpu_type);
+            if u64::from(j.spec.gpus) > max {
+                return Err(TwinError::TooLarge {
+                    workload: workload.source.clone(),
+                    job: j.spec.name.clone(),
+                    index,
+                    gpus: j.spec.gpus,
+                    facility: facility.name.clone(),
+                    max,
+                });
+            }
+        }
+        let sched = Scheduler::with_policy(facility, &cfg.policy, cfg.sched.clone())?;
+        let span = workload.jobs.last().map_or(0, |j| j.spec.submit.0);
+        let bucket = 3600 * (span / (60 * 86_400) + 1);
+        Ok(Twin {
+            facility,
+            workload,
+            sched,
+            cfg,
+            events: BinaryHeap::new(),
+            seq: 0,
+            next_arrival: 0,
+            killed: vec![false; workload.jobs.len()],
+            busy: TimeSeries::new(bucket),
+            queue: TimeSeries::new(bucket),
+            events_handled: 0,
+            passes: 0,
+            done: 0,
+            wakeup_pushed: None,
+        })
+    }
+
+    fn push(&mut self, time: SimTime, kind: Kind) {
+        self.seq += 1;
+        self.events.push(Reverse(Event { time, seq: self.seq, kind }));
+    }
+
+    fn push_next_arrival(&mut self) {
+        if let Some(j) = self.workload.jobs.get(self.next_arrival) {
+            let idx = self.next_arrival as u32;
+            self.next_arrival += 1;
+            self.push(j.spec.submit, Kind::Arrival(idx));
+        }
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<(), TwinError> {
+        self.events_handled += 1;
+        match ev.kind {
+            Kind::End(id) => {
+                self.sched.finish(id, ev.time)?;
+                self.done += 1;
+            }
+            Kind::Arrival(i) => {
+                let id = self.sched.submit(self.workload.jobs[i as usize].spec.clone(), ev.time)?;
+                debug_assert_eq!(id.0, i, "the twin submits in arrival order");
+                self.push_next_arrival();
+            }
+            Kind::Wakeup => {}
+        }
+        Ok(())
+    }
+
+    /// Runs until every job has ended; returns the report.
+    pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, TwinError> {
+        self.push_next_arrival();
+        let mut started = Vec::new();
+        let total = self.workload.jobs.len() as u64;
+        while let Some(Reverse(ev)) = self.events.pop() {
+            let now = ev.time;
+            self.handle(ev)?;
+            while self.events.peek().is_some_and(|Reverse(e)| e.time == now) {
+                let Reverse(ev) = self.events.pop().expect("peeked");
+                self.handle(ev)?;
+            }
+            self.sched.schedule(now, &mut started);
+            self.passes += 1;
+            for &id in &started {
+                let tj = &self.workload.jobs[id.idx()];
+                let killed = tj.runtime > tj.spec.walltime;
+                self.killed[id.idx()] = killed;
+                let end = now + tj.runtime.min(tj.spec.walltime);
+                self.push(end, Kind::End(id));
+            }
+            if let Some(w) = self.sched.next_wakeup().filter(|&w| w > now) {
+                if self.wakeup_pushed != Some(w) {
+                    self.wakeup_pushed = Some(w);
+                    self.push(w, Kind::Wakeup);
+                }
+            }
+            self.busy.set(now, self.sched.busy_gpus() as f64);
+            self.queue.set(now, self.sched.pending().len() as f64);
+            if self.events_handled % 8192 == 0 {
+                progress(Progress { now, jobs_done: self.done, jobs_total: total });
+            }
+        }
+        let end = self.sched.jobs().iter().filter_map(|j| j.end).max().unwrap_or_default();
+        self.busy.set(end, 0.0);
+        self.queue.set(end, 0.0);
+        progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
+        Ok(report::build(report::Inputs {
+            facility: self.facility,
+            workload: self.workload,
+            sched: &self.sched,
+            cfg: &self.cfg,
+            killed: &self.killed,
+            busy: &self.busy,
+            queue: &self.queue,
+            events: self.events_handled,
+            passes: self.passes,
+        }))
+    }
+}

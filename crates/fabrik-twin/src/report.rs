@@ -1,0 +1,358 @@
+//! The simulation report: per job, per account, per tenant class, per job-size class, the
+//! facility over time, and fairness. Serialised as JSON (byte-identical for identical inputs),
+//! summarised as text, drawn as HTML.
+
+use crate::engine::TwinConfig;
+use crate::metrics::{jain, Stats, TimeSeries};
+use crate::workload::{Workload, WorkloadStats};
+use fabrik_model::{FacilitySummary, Facility};
+use fabrik_sched::{JobState, Scheduler};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Bounded slowdown uses a 10-second threshold so very short jobs do not dominate
+/// (Feitelson et al., "Theory and practice in parallel job scheduling", 1997).
+pub const BSLD_TAU_S: f64 = 10.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub facility: FacilitySummary,
+    pub workload: WorkloadInfo,
+    pub config: TwinConfig,
+    pub summary: Summary,
+    pub accounts: Vec<AccountRow>,
+    pub classes: Vec<AccountRow>,
+    pub size_classes: Vec<SizeRow>,
+    pub wait_histogram: Vec<Bin>,
+    pub timeseries: Series,
+    #[serde(skip)]
+    pub jobs: Vec<JobRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadInfo {
+    pub source: String,
+    pub notes: Vec<String>,
+    pub stats: WorkloadStats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub jobs: u64,
+    pub completed: u64,
+    pub killed_at_walltime: u64,
+    pub events: u64,
+    pub scheduling_passes: u64,
+    /// From the first submission to the last end.
+    pub makespan_s: u64,
+    pub gpu_hours: f64,
+    /// Busy GPU-time / (GPUs × makespan).
+    pub utilisation: f64,
+    /// The same over the arrival window [first, last submission], the steady state.
+    pub utilisation_arrival_window: f64,
+    pub mean_queue_length: f64,
+    pub max_queue_length: f64,
+    pub wait_s: Stats,
+    pub jct_s: Stats,
+    pub slowdown: Stats,
+    pub bounded_slowdown: Stats,
+    /// Jain's index over accounts with jobs of (share of GPU-hours used / entitled share).
+    pub jain_index: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountRow {
+    pub account: String,
+    pub jobs: u64,
+    pub gpu_hours: f64,
+    pub entitled_share: f64,
+    pub used_share: f64,
+    /// used / entitled
+    pub ratio: f64,
+    pub mean_wait_s: f64,
+    pub p95_wait_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeRow {
+    pub gpus: String,
+    pub jobs: u64,
+    pub gpu_hours: f64,
+    pub mean_wait_s: f64,
+    pub p95_wait_s: f64,
+    pub max_wait_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bin {
+    pub wait: String,
+    pub jobs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub bucket_s: u64,
+    /// Busy GPUs / all GPUs, per bucket.
+    pub utilisation: Vec<f64>,
+    pub queue_length: Vec<f64>,
+}
+
+/// One job's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRow {
+    pub name: String,
+    pub account: String,
+    pub gpus: u32,
+    pub submit_s: u64,
+    pub start_s: u64,
+    pub end_s: u64,
+    pub wait_s: u64,
+    pub jct_s: u64,
+    pub bounded_slowdown: f64,
+    pub killed_at_walltime: bool,
+}
+
+pub(crate) struct Inputs<'a> {
+    pub facility: &'a Facility,
+    pub workload: &'a Workload,
+    pub sched: &'a Scheduler,
+    pub cfg: &'a TwinConfig,
+    pub killed: &'a [bool],
+    pub busy: &'a TimeSeries,
+    pub queue: &'a TimeSeries,
+    pub events: u64,
+    pub passes: u64,
+}
+
+const SIZE_CLASSES: &[(u32, u32, &str)] =
+    &[(1, 1, "1"), (2, 8, "2-8"), (9, 64, "9-64"), (65, 512, "65-512"), (513, 4096, "513-4096"), (4097, u32::MAX, ">4096")];
+const WAIT_BINS: &[(u64, &str)] = &[
+    (1, "0"),
+    (60, "<1m"),
+    (600, "1-10m"),
+    (3600, "10m-1h"),
+    (6 * 3600, "1-6h"),
+    (86_400, "6h-1d"),
+    (3 * 86_400, "1-3d"),
+    (u64::MAX, ">3d"),
+];
+
+pub(crate) fn build(i: Inputs<'_>) -> Report {
+    let tenants = &i.facility.tenants;
+    let total_gpus = i.facility.total_gpus() as f64;
+    let mut jobs = Vec::with_capacity(i.workload.jobs.len());
+    let (mut waits, mut jcts, mut sld, mut bsld) = (vec![], vec![], vec![], vec![]);
+    let mut per_account: BTreeMap<usize, (u64, f64, Vec<f64>)> = BTreeMap::new();
+    let mut per_size: Vec<(u64, f64, Vec<f64>)> = vec![(0, 0.0, vec![]); SIZE_CLASSES.len()];
+    let mut hist = vec![0u64; WAIT_BINS.len()];
+    let mut completed = 0;
+    for (idx, e) in i.sched.jobs().iter().enumerate() {
+        debug_assert_eq!(e.state, JobState::Ended);
+        let (Some(start), Some(end)) = (e.start, e.end) else { continue };
+        completed += 1;
+        let s = &e.spec;
+        let wait = (start - s.submit).0;
+        let run = (end - start).0;
+        let jct = (end - s.submit).0;
+        let b = (jct as f64 / (run as f64).max(BSLD_TAU_S)).max(1.0);
+        waits.push(wait as f64);
+        jcts.push(jct as f64);
+        sld.push(jct as f64 / (run.max(1)) as f64);
+        bsld.push(b);
+        let gh = f64::from(s.gpus) * run as f64 / 3600.0;
+        let a = per_account.entry(s.account.idx()).or_insert((0, 0.0, vec![]));
+        a.0 += 1;
+        a.1 += gh;
+        a.2.push(wait as f64);
+        let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
+        per_size[c].0 += 1;
+        per_size[c].1 += gh;
+        per_size[c].2.push(wait as f64);
+        hist[WAIT_BINS.iter().position(|&(lim, _)| wait < lim).unwrap_or(WAIT_BINS.len() - 1)] += 1;
+        jobs.push(JobRow {
+            name: s.name.clone(),
+            account: tenants.get(s.account).path.clone(),
+            gpus: s.gpus,
+            submit_s: s.submit.0,
+            start_s: start.0,
+            end_s: end.0,
+            wait_s: wait,
+            jct_s: jct,
+            bounded_slowdown: b,
+            killed_at_walltime: i.killed[idx],
+        });
+    }
+    let gpu_hours: f64 = per_account.values().map(|a| a.1).sum();
+    let share = |gh: f64| if gpu_hours > 0.0 { gh / gpu_hours } else { 0.0 };
+    let row = |name: String, n: u64, gh: f64, entitled: f64, w: &mut Vec<f64>| {
+        let st = Stats::of(w);
+        let used = share(gh);
+        AccountRow {
+            account: name,
+            jobs: n,
+            gpu_hours: gh,
+            entitled_share: entitled,
+            used_share: used,
+            ratio: if entitled > 0.0 { used / entitled } else { 0.0 },
+            mean_wait_s: st.mean,
+            p95_wait_s: st.p95,
+        }
+    };
+    let mut accounts = Vec::new();
+    let mut by_class: BTreeMap<String, (u64, f64, f64, Vec<f64>)> = BTreeMap::new();
+    for (id, a) in tenants.leaves() {
+        let c = by_class.entry(a.class().to_string()).or_insert((0, 0.0, 0.0, vec![]));
+        c.2 += a.norm_share;
+        if let Some((n, gh, w)) = per_account.get_mut(&id.idx()) {
+            c.0 += *n;
+            c.1 += *gh;
+            c.3.extend_from_slice(w);
+            accounts.push(row(a.path.clone(), *n, *gh, a.norm_share, w));
+        }
+    }
+    let classes = by_class.into_iter().map(|(name, (n, gh, ent, mut w))| row(name, n, gh, ent, &mut w)).collect();
+    let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
+    let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
+    let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
+    let last_end = i.sched.jobs().iter().filter_map(|j| j.end).max().map_or(0, |t| t.0);
+    let makespan = last_end.saturating_sub(first_submit);
+    let killed = i.killed.iter().filter(|&&k| k).count() as u64;
+    Report {
+        facility: i.facility.summary(),
+        workload: WorkloadInfo {
+            source: i.workload.source.clone(),
+            notes: i.workload.notes.clone(),
+            stats: i.workload.stats(),
+        },
+        config: i.cfg.clone(),
+        summary: Summary {
+            jobs: i.workload.jobs.len() as u64,
+            completed,
+            killed_at_walltime: killed,
+            events: i.events,
+            scheduling_passes: i.passes,
+            makespan_s: makespan,
+            gpu_hours,
+            utilisation: i.busy.integral() / (total_gpus * makespan.max(1) as f64),
+            utilisation_arrival_window: i.busy.mean_between(first_submit, last_submit) / total_gpus,
+            mean_queue_length: i.queue.integral() / makespan.max(1) as f64,
+            max_queue_length: i.queue.max(),
+            wait_s: Stats::of(&mut waits),
+            jct_s: Stats::of(&mut jcts),
+            slowdown: Stats::of(&mut sld),
+            bounded_slowdown: Stats::of(&mut bsld),
+            jain_index: jain(&ratios),
+        },
+        accounts,
+        classes,
+        size_classes: SIZE_CLASSES
+            .iter()
+            .zip(per_size.iter_mut())
+            .filter(|(_, s)| s.0 > 0)
+            .map(|(&(_, _, label), (n, gh, w))| {
+                let st = Stats::of(w);
+                SizeRow { gpus: label.to_string(), jobs: *n, gpu_hours: *gh, mean_wait_s: st.mean, p95_wait_s: st.p95, max_wait_s: st.max }
+            })
+            .collect(),
+        wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
+        timeseries: Series {
+            bucket_s: i.busy.bucket_s(),
+            utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
+            queue_length: i.queue.means(),
+        },
+        jobs,
+    }
+}
+
+/// Human-readable seconds: 42s, 3.5m, 2.1h, 1.3d.
+pub fn dur(s: f64) -> String {
+    fabrik_model::Secs(s.round() as u64).to_string()
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serialises")
+    }
+
+    /// Per-job outcomes as CSV.
+    pub fn jobs_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for j in &self.jobs {
+            w.serialize(j).expect("in-memory CSV");
+        }
+        String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("UTF-8")
+    }
+
+    /// The terminal summary.
+    pub fn summary_text(&self) -> String {
+        let s = &self.summary;
+        let f = &self.facility;
+        let mut o = String::new();
+        let _ = writeln!(o, "fabrik simulate — {} ({} GPUs, {:.1} MW nameplate IT), policy {}", f.name, f.gpus, f.nameplate_it_power_mw, self.config.policy);
+        let _ = writeln!(o, "workload: {}", self.workload.source);
+        for n in &self.workload.notes {
+            let _ = writeln!(o, "  note: {n}");
+        }
+        let _ = writeln!(
+            o,
+            "jobs {} ({} killed at walltime), {:.0} GPU-hours, makespan {}",
+            s.jobs,
+            s.killed_at_walltime,
+            s.gpu_hours,
+            dur(s.makespan_s as f64)
+        );
+        let _ = writeln!(
+            o,
+            "utilisation {:.1}% over the makespan, {:.1}% while jobs arrive; queue mean {:.1}, max {:.0}",
+            s.utilisation * 100.0,
+            s.utilisation_arrival_window * 100.0,
+            s.mean_queue_length,
+            s.max_queue_length
+        );
+        let _ = writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", "", "mean", "median", "p95", "max");
+        for (name, st, is_time) in
+            [("wait", &s.wait_s, true), ("JCT", &s.jct_s, true), ("bounded slowdown", &s.bounded_slowdown, false)]
+        {
+            let v = |x: f64| if is_time { dur(x) } else { format!("{x:.2}") };
+            let _ = writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", name, v(st.mean), v(st.median), v(st.p95), v(st.max));
+        }
+        let _ = writeln!(o, "fairness (Jain's index of used/entitled share over accounts): {:.3}", s.jain_index);
+        let _ = writeln!(o, "\n{:<34} {:>7} {:>12} {:>9} {:>9} {:>10} {:>10}", "class / account", "jobs", "GPU-hours", "entitled", "used", "mean wait", "p95 wait");
+        for c in &self.classes {
+            let _ = writeln!(o, "{}", account_line(c));
+            for a in self.accounts.iter().filter(|a| a.account.split('/').next() == Some(c.account.as_str())) {
+                let mut a = a.clone();
+                a.account = format!("  {}", a.account);
+                let _ = writeln!(o, "{}", account_line(&a));
+            }
+        }
+        let _ = writeln!(o, "\n{:<10} {:>8} {:>12} {:>10} {:>10} {:>10}", "job GPUs", "jobs", "GPU-hours", "mean wait", "p95 wait", "max wait");
+        for r in &self.size_classes {
+            let _ = writeln!(
+                o,
+                "{:<10} {:>8} {:>12.0} {:>10} {:>10} {:>10}",
+                r.gpus,
+                r.jobs,
+                r.gpu_hours,
+                dur(r.mean_wait_s),
+                dur(r.p95_wait_s),
+                dur(r.max_wait_s)
+            );
+        }
+        o
+    }
+}
+
+fn account_line(a: &AccountRow) -> String {
+    format!(
+        "{:<34} {:>7} {:>12.0} {:>8.1}% {:>8.1}% {:>10} {:>10}",
+        a.account,
+        a.jobs,
+        a.gpu_hours,
+        a.entitled_share * 100.0,
+        a.used_share * 100.0,
+        dur(a.mean_wait_s),
+        dur(a.p95_wait_s)
+    )
+}

@@ -1,0 +1,80 @@
+//! Workload sources: the synthetic generator and trace readers. Each yields [`TraceJob`]s: a job
+//! spec plus the runtime only the twin knows.
+
+pub mod fabrik_csv;
+pub mod itp;
+pub mod synthetic;
+
+use fabrik_model::{AccountId, JobSpec, Secs, TenantTree};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceJob {
+    pub spec: JobSpec,
+    /// How long the job runs if it is not killed at its walltime.
+    pub runtime: Secs,
+}
+
+/// A workload ready to replay: jobs sorted by submission time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// Where it came from, for the report (`synthetic seed 1`, `itp:cluster04.csv`).
+    pub source: String,
+    /// Assumptions a reader of the report must know (e.g. walltimes the trace does not record).
+    pub notes: Vec<String>,
+    pub jobs: Vec<TraceJob>,
+}
+
+impl Workload {
+    pub fn sort(&mut self) {
+        self.jobs.sort_by_key(|j| j.spec.submit);
+    }
+    pub fn stats(&self) -> WorkloadStats {
+        let gpu_hours: f64 = self.jobs.iter().map(|j| f64::from(j.spec.gpus) * j.runtime.hours()).sum();
+        WorkloadStats {
+            jobs: self.jobs.len() as u64,
+            gpu_hours,
+            max_gpus: self.jobs.iter().map(|j| j.spec.gpus).max().unwrap_or(0),
+            last_submit_s: self.jobs.iter().map(|j| j.spec.submit.0).max().unwrap_or(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadStats {
+    pub jobs: u64,
+    pub gpu_hours: f64,
+    pub max_gpus: u32,
+    pub last_submit_s: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum WorkloadError {
+    #[error("{origin}: line {line}: {msg}")]
+    Line { origin: String, line: u64, msg: String },
+    #[error("{origin}: {msg}")]
+    File { origin: String, msg: String },
+}
+
+/// Traces without tenants: a job is charged to a leaf chosen by a hash of its id, in proportion
+/// to the leaves' shares, so the replay is deterministic and every account sees demand.
+pub fn account_by_hash(tenants: &TenantTree, key: &str) -> AccountId {
+    // FNV-1a: stable across platforms and Rust versions, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let x = (h >> 11) as f64 / (1u64 << 53) as f64;
+    let mut acc = 0.0;
+    let mut last = AccountId(0);
+    for (id, a) in tenants.leaves() {
+        acc += a.norm_share;
+        last = id;
+        if x < acc {
+            return id;
+        }
+    }
+    last
+}
