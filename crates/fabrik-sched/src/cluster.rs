@@ -54,6 +54,8 @@ struct PoolState {
     free: u64,
     total: u64,
     max_group_gpus: u32,
+    /// Domains with every GPU free.
+    full_free: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,7 @@ impl Cluster {
                     first_group: p.first_group,
                     groups: p.groups,
                     free: 0,
+                    full_free: 0,
                     total: f.pool_gpus(PoolId(i as u32)),
                     max_group_gpus: (p.first_group..p.first_group + p.groups)
                         .map(|g| f.group_gpus(GroupId(g)))
@@ -200,9 +203,11 @@ impl Cluster {
         g.free = g.free + new - old;
         if old == cap {
             g.full_free -= 1;
+            pool.full_free -= 1;
         }
         if new == cap {
             g.full_free += 1;
+            pool.full_free += 1;
         }
     }
 
@@ -238,6 +243,16 @@ impl Cluster {
             );
             self.set_free(d.0, f + n);
         }
+    }
+
+    /// A cheap necessary condition for [`Cluster::find`] to succeed: some allowed pool has
+    /// enough free GPUs and, for a gang larger than a domain, enough whole free domains.
+    pub fn may_fit(&self, gpus: u32, gpu_type: Option<GpuTypeId>) -> bool {
+        self.pools.iter().any(|p| {
+            gpu_type.is_none_or(|t| t == p.gpu_type)
+                && p.free >= u64::from(gpus)
+                && (gpus <= p.domain_gpus || p.full_free >= gpus / p.domain_gpus)
+        })
     }
 
     /// Finds GPUs for a gang of `gpus` GPUs of `gpu_type` (any type when `None`), filling `out`.

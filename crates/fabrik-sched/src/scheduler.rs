@@ -10,6 +10,12 @@
 //!    where they cannot delay that reservation: either they end before the shadow time, or they
 //!    use GPUs the reservation does not need.
 //!
+//! The reservation is kept across passes while the same job stays the blocked head and no job
+//! started ahead of it: ends only bring the shadow time closer, and backfilled jobs were admitted
+//! against the kept per-domain budgets, so the kept shadow time remains a guarantee. This avoids
+//! recomputing the shadow time (which replays running jobs' ends) on every event while a large
+//! gang waits.
+//!
 //! The caller delivers events (`submit`, `finish`, `cancel`) and carries out the returned starts.
 
 use crate::cluster::{Cluster, Parts};
@@ -91,6 +97,8 @@ pub struct Scheduler {
     reservation: Option<Reservation>,
     blocked_head: Option<JobId>,
     holds: Vec<Hold>,
+    holds_applied: bool,
+    held_total: u64,
     hold_slot: Vec<u32>,
     scratch: Parts,
     released: Vec<JobId>,
@@ -116,6 +124,8 @@ impl Scheduler {
             reservation: None,
             blocked_head: None,
             holds: Vec::new(),
+            holds_applied: false,
+            held_total: 0,
             hold_slot: vec![u32::MAX; facility.domains.len()],
             scratch: Parts::new(),
             released: Vec::new(),
@@ -316,7 +326,8 @@ impl Scheduler {
         self.dirty = false;
         self.pass += 1;
         self.wakeup = None;
-        self.reservation = None;
+        let cached = self.reservation.take();
+        let mut started_ahead = false;
         self.blocked_head = None;
         let backfill = self.policy.backfill();
         let mut depth_left = self.cfg.backfill_depth;
@@ -338,17 +349,24 @@ impl Scheduler {
             let mut placed = false;
             match self.reservation {
                 None => match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
-                    Ok(()) => placed = true,
+                    Ok(()) => {
+                        placed = true;
+                        started_ahead = true;
+                    }
                     Err(no_fit) => {
                         self.blocked_head = Some(id);
                         if !backfill {
                             self.set_why(id, Reason::Resources { no_fit });
                             break;
                         }
-                        let start_at = self.reserve(id, now);
+                        let start_at = match cached {
+                            Some(r) if r.job == id && r.start_at > now && !started_ahead => {
+                                r.start_at
+                            }
+                            _ => self.reserve(id, now),
+                        };
                         self.reservation = Some(Reservation { job: id, start_at });
                         self.set_why(id, Reason::HoldsReservation { start_at });
-                        self.apply_holds();
                     }
                 },
                 Some(resv) => {
@@ -357,6 +375,18 @@ impl Scheduler {
                     }
                     depth_left -= 1;
                     let short = now + walltime <= resv.start_at;
+                    // Holds go on lazily: most passes have no candidate that could fit at all.
+                    if !self.holds_applied && !self.cluster.may_fit(gpus, gpu_type) {
+                        let no_fit = self.cluster.find(gpus, gpu_type, &mut self.scratch).err();
+                        if let Some(no_fit) = no_fit {
+                            self.set_why(id, Reason::Resources { no_fit });
+                        }
+                        self.pending[kept] = id;
+                        kept += 1;
+                        i += 1;
+                        continue;
+                    }
+                    self.apply_holds();
                     match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
                         Ok(()) => {
                             if !short {
@@ -364,34 +394,34 @@ impl Scheduler {
                             }
                             placed = true;
                         }
-                        Err(held_no_fit) => {
-                            // Try again without the held GPUs: a short job may use them; a long
-                            // one would delay the head, which the explanation says.
+                        Err(held_no_fit) if short => {
+                            // A short job may use held GPUs: it ends before the head starts.
                             self.unapply_holds();
-                            let fits_unheld =
-                                self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok();
-                            if fits_unheld && short {
-                                self.start(id, now, started);
-                                placed = true;
-                                self.apply_holds();
-                            } else {
-                                self.apply_holds();
-                                let why = if fits_unheld {
-                                    Reason::BehindReservation {
-                                        holder: resv.job,
-                                        start_at: resv.start_at,
-                                    }
-                                } else {
+                            match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
+                                Ok(()) => placed = true,
+                                Err(_) => self.set_why(
+                                    id,
                                     Reason::Resources {
                                         no_fit: held_no_fit,
-                                    }
-                                };
-                                self.set_why(id, why);
+                                    },
+                                ),
                             }
-                            if placed {
-                                i += 1;
-                                continue;
-                            }
+                        }
+                        Err(held_no_fit) => {
+                            // A long job would fit only on GPUs the head needs: it waits for it.
+                            let why = if self.cluster.free_for(gpu_type) + self.held_total
+                                >= u64::from(gpus)
+                            {
+                                Reason::BehindReservation {
+                                    holder: resv.job,
+                                    start_at: resv.start_at,
+                                }
+                            } else {
+                                Reason::Resources {
+                                    no_fit: held_no_fit,
+                                }
+                            };
+                            self.set_why(id, why);
                         }
                     }
                 }
@@ -407,7 +437,9 @@ impl Scheduler {
         self.pending.copy_within(i..n, kept);
         self.pending.truncate(kept + (n - i));
         self.unapply_holds();
-        self.holds.clear();
+        if self.reservation.is_none() {
+            self.holds.clear();
+        }
     }
 
     fn set_why(&mut self, id: JobId, why: Reason) {
@@ -471,10 +503,16 @@ impl Scheduler {
     }
 
     /// Takes away, on each reserved domain, the free GPUs beyond what long jobs may use.
+    /// Idempotent.
     fn apply_holds(&mut self) {
+        if self.holds_applied {
+            return;
+        }
+        self.holds_applied = true;
         for h in &mut self.holds {
             let free = self.cluster.domain_free(h.domain);
             h.held = free.saturating_sub(h.budget);
+            self.held_total += u64::from(h.held);
             if h.held > 0 {
                 self.cluster.allocate(&[(h.domain, h.held)]);
             }
@@ -482,6 +520,8 @@ impl Scheduler {
     }
 
     fn unapply_holds(&mut self) {
+        self.holds_applied = false;
+        self.held_total = 0;
         for h in &mut self.holds {
             if h.held > 0 {
                 self.cluster.release(&[(h.domain, h.held)]);

@@ -4,7 +4,10 @@ use crate::report::{dur, Report};
 use std::fmt::Write as _;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const W: f64 = 760.0;
@@ -12,22 +15,44 @@ const H: f64 = 220.0;
 const PAD: f64 = 44.0;
 
 /// A line chart of `ys` sampled every `dx_days` days, y from 0 to `ymax`.
-fn line_chart(title: &str, ys: &[f64], dx_days: f64, ymax: f64, ylabel: &dyn Fn(f64) -> String, color: &str) -> String {
+fn line_chart(
+    title: &str,
+    ys: &[f64],
+    dx_days: f64,
+    ymax: f64,
+    ylabel: &dyn Fn(f64) -> String,
+    color: &str,
+) -> String {
     let mut o = String::new();
-    let _ = write!(o, r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#, esc(title), esc(title));
+    let _ = write!(
+        o,
+        r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
+        esc(title),
+        esc(title)
+    );
     let (x0, x1, y0, y1) = (PAD, W - 10.0, H - 24.0, 10.0);
     let days = (ys.len() as f64 * dx_days).max(dx_days);
     let ymax = if ymax > 0.0 { ymax } else { 1.0 };
     for k in 0..=4 {
         let v = ymax * f64::from(k) / 4.0;
         let y = y0 + (y1 - y0) * f64::from(k) / 4.0;
-        let _ = write!(o, r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##, x0 - 4.0, y + 3.0, esc(&ylabel(v)));
+        let _ = write!(
+            o,
+            r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
+            x0 - 4.0,
+            y + 3.0,
+            esc(&ylabel(v))
+        );
     }
     let step = (days / 8.0).ceil().max(1.0);
     let mut d = 0.0;
     while d <= days {
         let x = x0 + (x1 - x0) * d / days;
-        let _ = write!(o, r#"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">day {d}</text>"#, H - 8.0);
+        let _ = write!(
+            o,
+            r#"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">day {d}</text>"#,
+            H - 8.0
+        );
         d += step;
     }
     let pts: Vec<String> = ys
@@ -39,25 +64,54 @@ fn line_chart(title: &str, ys: &[f64], dx_days: f64, ymax: f64, ylabel: &dyn Fn(
             format!("{x:.1},{y:.1}")
         })
         .collect();
-    let _ = write!(o, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/></svg></figure>"#, pts.join(" "));
+    let _ = write!(
+        o,
+        r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/></svg></figure>"#,
+        pts.join(" ")
+    );
     o
 }
 
 /// Horizontal bars: (label, values) with one colour per series.
-fn bar_chart(title: &str, rows: &[(String, Vec<f64>)], series: &[(&str, &str)], fmt: &dyn Fn(f64) -> String) -> String {
+fn bar_chart(
+    title: &str,
+    rows: &[(String, Vec<f64>)],
+    series: &[(&str, &str)],
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
     let row_h = 14.0 * series.len() as f64 + 8.0;
     let h = 30.0 + row_h * rows.len() as f64;
     let label_w = 250.0;
-    let max = rows.iter().flat_map(|r| r.1.iter().copied()).fold(0.0, f64::max).max(1e-12);
+    let max = rows
+        .iter()
+        .flat_map(|r| r.1.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1e-12);
     let mut o = String::new();
-    let _ = write!(o, r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="{}">"#, esc(title), esc(title));
+    let _ = write!(
+        o,
+        r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="{}">"#,
+        esc(title),
+        esc(title)
+    );
     for (k, (name, color)) in series.iter().enumerate() {
         let x = label_w + 130.0 * k as f64;
-        let _ = write!(o, r#"<rect x="{x}" y="4" width="10" height="10" fill="{color}"/><text x="{}" y="13" font-size="11">{}</text>"#, x + 14.0, esc(name));
+        let _ = write!(
+            o,
+            r#"<rect x="{x}" y="4" width="10" height="10" fill="{color}"/><text x="{}" y="13" font-size="11">{}</text>"#,
+            x + 14.0,
+            esc(name)
+        );
     }
     for (i, (label, vals)) in rows.iter().enumerate() {
         let y = 24.0 + row_h * i as f64;
-        let _ = write!(o, r#"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#, label_w - 6.0, y + row_h / 2.0, esc(label));
+        let _ = write!(
+            o,
+            r#"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
+            label_w - 6.0,
+            y + row_h / 2.0,
+            esc(label)
+        );
         for (k, v) in vals.iter().enumerate() {
             let wbar = (W - label_w - 90.0) * v / max;
             let yy = y + 14.0 * k as f64;
@@ -99,11 +153,29 @@ pub fn render(r: &Report) -> String {
         ("killed at walltime", s.killed_at_walltime.to_string()),
         ("GPU-hours", format!("{:.0}", s.gpu_hours)),
         ("makespan", dur(s.makespan_s as f64)),
-        ("utilisation (makespan)", format!("{:.1}%", s.utilisation * 100.0)),
-        ("utilisation (while jobs arrive)", format!("{:.1}%", s.utilisation_arrival_window * 100.0)),
-        ("mean / p95 wait", format!("{} / {}", dur(s.wait_s.mean), dur(s.wait_s.p95))),
-        ("mean / p95 JCT", format!("{} / {}", dur(s.jct_s.mean), dur(s.jct_s.p95))),
-        ("mean / p95 bounded slowdown", format!("{:.2} / {:.2}", s.bounded_slowdown.mean, s.bounded_slowdown.p95)),
+        (
+            "utilisation (makespan)",
+            format!("{:.1}%", s.utilisation * 100.0),
+        ),
+        (
+            "utilisation (while jobs arrive)",
+            format!("{:.1}%", s.utilisation_arrival_window * 100.0),
+        ),
+        (
+            "mean / p95 wait",
+            format!("{} / {}", dur(s.wait_s.mean), dur(s.wait_s.p95)),
+        ),
+        (
+            "mean / p95 JCT",
+            format!("{} / {}", dur(s.jct_s.mean), dur(s.jct_s.p95)),
+        ),
+        (
+            "mean / p95 bounded slowdown",
+            format!(
+                "{:.2} / {:.2}",
+                s.bounded_slowdown.mean, s.bounded_slowdown.p95
+            ),
+        ),
         ("Jain's fairness index", format!("{:.3}", s.jain_index)),
     ];
     for (k, v) in rows {
@@ -111,18 +183,50 @@ pub fn render(r: &Report) -> String {
     }
     o.push_str("</table>");
     let dx = r.timeseries.bucket_s as f64 / 86_400.0;
-    o.push_str(&line_chart("GPU utilisation over time", &r.timeseries.utilisation, dx, 1.0, &|v| format!("{:.0}%", v * 100.0), "#2a6fdb"));
-    let qmax = r.timeseries.queue_length.iter().copied().fold(0.0, f64::max);
-    o.push_str(&line_chart("Queue length (pending jobs) over time", &r.timeseries.queue_length, dx, qmax, &|v| format!("{v:.0}"), "#d9822b"));
-    let shares: Vec<(String, Vec<f64>)> = r.accounts.iter().map(|a| (a.account.clone(), vec![a.entitled_share, a.used_share])).collect();
+    o.push_str(&line_chart(
+        "GPU utilisation over time",
+        &r.timeseries.utilisation,
+        dx,
+        1.0,
+        &|v| format!("{:.0}%", v * 100.0),
+        "#2a6fdb",
+    ));
+    let qmax = r
+        .timeseries
+        .queue_length
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
+    o.push_str(&line_chart(
+        "Queue length (pending jobs) over time",
+        &r.timeseries.queue_length,
+        dx,
+        qmax,
+        &|v| format!("{v:.0}"),
+        "#d9822b",
+    ));
+    let shares: Vec<(String, Vec<f64>)> = r
+        .accounts
+        .iter()
+        .map(|a| (a.account.clone(), vec![a.entitled_share, a.used_share]))
+        .collect();
     o.push_str(&bar_chart(
         "Share of GPU-hours: entitled vs used, per account",
         &shares,
         &[("entitled", "#9bb7e0"), ("used", "#2a6fdb")],
         &|v| format!("{:.1}%", v * 100.0),
     ));
-    let hist: Vec<(String, Vec<f64>)> = r.wait_histogram.iter().map(|b| (format!("wait {}", b.wait), vec![b.jobs as f64])).collect();
-    o.push_str(&bar_chart("Wait-time distribution (jobs)", &hist, &[("jobs", "#d9822b")], &|v| format!("{v:.0}")));
+    let hist: Vec<(String, Vec<f64>)> = r
+        .wait_histogram
+        .iter()
+        .map(|b| (format!("wait {}", b.wait), vec![b.jobs as f64]))
+        .collect();
+    o.push_str(&bar_chart(
+        "Wait-time distribution (jobs)",
+        &hist,
+        &[("jobs", "#d9822b")],
+        &|v| format!("{v:.0}"),
+    ));
     o.push_str("<h2>Wait by job size</h2><table><tr><th>GPUs</th><th>jobs</th><th>GPU-hours</th><th>mean wait</th><th>p95 wait</th><th>max wait</th></tr>");
     for z in &r.size_classes {
         let _ = write!(

@@ -17,7 +17,14 @@ pub struct TimeSeries {
 
 impl TimeSeries {
     pub fn new(bucket_s: u64) -> TimeSeries {
-        TimeSeries { bucket: bucket_s.max(1), last_t: 0, last_v: 0.0, integral: Vec::new(), total: 0.0, max: 0.0 }
+        TimeSeries {
+            bucket: bucket_s.max(1),
+            last_t: 0,
+            last_v: 0.0,
+            integral: Vec::new(),
+            total: 0.0,
+            max: 0.0,
+        }
     }
 
     /// The value becomes `v` at time `t` (t never decreases).
@@ -44,7 +51,10 @@ impl TimeSeries {
     }
     /// Bucket means (the last bucket is averaged over its full width).
     pub fn means(&self) -> Vec<f64> {
-        self.integral.iter().map(|x| x / self.bucket as f64).collect()
+        self.integral
+            .iter()
+            .map(|x| x / self.bucket as f64)
+            .collect()
     }
     /// ∫ value dt from 0 to the last change.
     pub fn integral(&self) -> f64 {
@@ -52,7 +62,10 @@ impl TimeSeries {
     }
     /// Time-weighted mean over [from, to), widened to whole buckets.
     pub fn mean_between(&self, from: u64, to: u64) -> f64 {
-        let (a, b) = ((from / self.bucket) as usize, (to.div_ceil(self.bucket)).max(from / self.bucket + 1) as usize);
+        let (a, b) = (
+            (from / self.bucket) as usize,
+            (to.div_ceil(self.bucket)).max(from / self.bucket + 1) as usize,
+        );
         self.integral.iter().take(b).skip(a).sum::<f64>() / ((b - a) as u64 * self.bucket) as f64
     }
     pub fn max(&self) -> f64 {
@@ -76,7 +89,12 @@ impl Stats {
         }
         xs.sort_by(f64::total_cmp);
         let rank = |p: f64| xs[((p * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1];
-        Stats { mean: xs.iter().sum::<f64>() / xs.len() as f64, median: rank(0.5), p95: rank(0.95), max: xs[xs.len() - 1] }
+        Stats {
+            mean: xs.iter().sum::<f64>() / xs.len() as f64,
+            median: rank(0.5),
+            p95: rank(0.95),
+            max: xs[xs.len() - 1],
+        }
     }
 }
 

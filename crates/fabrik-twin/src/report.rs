@@ -5,7 +5,7 @@
 use crate::engine::TwinConfig;
 use crate::metrics::{jain, Stats, TimeSeries};
 use crate::workload::{Workload, WorkloadStats};
-use fabrik_model::{FacilitySummary, Facility};
+use fabrik_model::{Facility, FacilitySummary};
 use fabrik_sched::{JobState, Scheduler};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -125,8 +125,14 @@ pub(crate) struct Inputs<'a> {
     pub passes: u64,
 }
 
-const SIZE_CLASSES: &[(u32, u32, &str)] =
-    &[(1, 1, "1"), (2, 8, "2-8"), (9, 64, "9-64"), (65, 512, "65-512"), (513, 4096, "513-4096"), (4097, u32::MAX, ">4096")];
+const SIZE_CLASSES: &[(u32, u32, &str)] = &[
+    (1, 1, "1"),
+    (2, 8, "2-8"),
+    (9, 64, "9-64"),
+    (65, 512, "65-512"),
+    (513, 4096, "513-4096"),
+    (4097, u32::MAX, ">4096"),
+];
 const WAIT_BINS: &[(u64, &str)] = &[
     (1, "0"),
     (60, "<1m"),
@@ -149,7 +155,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut completed = 0;
     for (idx, e) in i.sched.jobs().iter().enumerate() {
         debug_assert_eq!(e.state, JobState::Ended);
-        let (Some(start), Some(end)) = (e.start, e.end) else { continue };
+        let (Some(start), Some(end)) = (e.start, e.end) else {
+            continue;
+        };
         completed += 1;
         let s = &e.spec;
         let wait = (start - s.submit).0;
@@ -161,15 +169,23 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
         let gh = f64::from(s.gpus) * run as f64 / 3600.0;
-        let a = per_account.entry(s.account.idx()).or_insert((0, 0.0, vec![]));
+        let a = per_account
+            .entry(s.account.idx())
+            .or_insert((0, 0.0, vec![]));
         a.0 += 1;
         a.1 += gh;
         a.2.push(wait as f64);
-        let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
+        let c = SIZE_CLASSES
+            .iter()
+            .position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi)
+            .unwrap_or(0);
         per_size[c].0 += 1;
         per_size[c].1 += gh;
         per_size[c].2.push(wait as f64);
-        hist[WAIT_BINS.iter().position(|&(lim, _)| wait < lim).unwrap_or(WAIT_BINS.len() - 1)] += 1;
+        hist[WAIT_BINS
+            .iter()
+            .position(|&(lim, _)| wait < lim)
+            .unwrap_or(WAIT_BINS.len() - 1)] += 1;
         jobs.push(JobRow {
             name: s.name.clone(),
             account: tenants.get(s.account).path.clone(),
@@ -202,7 +218,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut accounts = Vec::new();
     let mut by_class: BTreeMap<String, (u64, f64, f64, Vec<f64>)> = BTreeMap::new();
     for (id, a) in tenants.leaves() {
-        let c = by_class.entry(a.class().to_string()).or_insert((0, 0.0, 0.0, vec![]));
+        let c = by_class
+            .entry(a.class().to_string())
+            .or_insert((0, 0.0, 0.0, vec![]));
         c.2 += a.norm_share;
         if let Some((n, gh, w)) = per_account.get_mut(&id.idx()) {
             c.0 += *n;
@@ -211,11 +229,20 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             accounts.push(row(a.path.clone(), *n, *gh, a.norm_share, w));
         }
     }
-    let classes = by_class.into_iter().map(|(name, (n, gh, ent, mut w))| row(name, n, gh, ent, &mut w)).collect();
+    let classes = by_class
+        .into_iter()
+        .map(|(name, (n, gh, ent, mut w))| row(name, n, gh, ent, &mut w))
+        .collect();
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
-    let last_end = i.sched.jobs().iter().filter_map(|j| j.end).max().map_or(0, |t| t.0);
+    let last_end = i
+        .sched
+        .jobs()
+        .iter()
+        .filter_map(|j| j.end)
+        .max()
+        .map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.killed.iter().filter(|&&k| k).count() as u64;
     Report {
@@ -252,10 +279,24 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             .filter(|(_, s)| s.0 > 0)
             .map(|(&(_, _, label), (n, gh, w))| {
                 let st = Stats::of(w);
-                SizeRow { gpus: label.to_string(), jobs: *n, gpu_hours: *gh, mean_wait_s: st.mean, p95_wait_s: st.p95, max_wait_s: st.max }
+                SizeRow {
+                    gpus: label.to_string(),
+                    jobs: *n,
+                    gpu_hours: *gh,
+                    mean_wait_s: st.mean,
+                    p95_wait_s: st.p95,
+                    max_wait_s: st.max,
+                }
             })
             .collect(),
-        wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
+        wait_histogram: WAIT_BINS
+            .iter()
+            .zip(hist)
+            .map(|(&(_, l), n)| Bin {
+                wait: l.to_string(),
+                jobs: n,
+            })
+            .collect(),
         timeseries: Series {
             bucket_s: i.busy.bucket_s(),
             utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
@@ -289,7 +330,11 @@ impl Report {
         let s = &self.summary;
         let f = &self.facility;
         let mut o = String::new();
-        let _ = writeln!(o, "fabrik simulate — {} ({} GPUs, {:.1} MW nameplate IT), policy {}", f.name, f.gpus, f.nameplate_it_power_mw, self.config.policy);
+        let _ = writeln!(
+            o,
+            "fabrik simulate — {} ({} GPUs, {:.1} MW nameplate IT), policy {}",
+            f.name, f.gpus, f.nameplate_it_power_mw, self.config.policy
+        );
         let _ = writeln!(o, "workload: {}", self.workload.source);
         for n in &self.workload.notes {
             let _ = writeln!(o, "  note: {n}");
@@ -310,24 +355,54 @@ impl Report {
             s.mean_queue_length,
             s.max_queue_length
         );
-        let _ = writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", "", "mean", "median", "p95", "max");
-        for (name, st, is_time) in
-            [("wait", &s.wait_s, true), ("JCT", &s.jct_s, true), ("bounded slowdown", &s.bounded_slowdown, false)]
-        {
+        let _ = writeln!(
+            o,
+            "{:<18} {:>10} {:>10} {:>10} {:>10}",
+            "", "mean", "median", "p95", "max"
+        );
+        for (name, st, is_time) in [
+            ("wait", &s.wait_s, true),
+            ("JCT", &s.jct_s, true),
+            ("bounded slowdown", &s.bounded_slowdown, false),
+        ] {
             let v = |x: f64| if is_time { dur(x) } else { format!("{x:.2}") };
-            let _ = writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", name, v(st.mean), v(st.median), v(st.p95), v(st.max));
+            let _ = writeln!(
+                o,
+                "{:<18} {:>10} {:>10} {:>10} {:>10}",
+                name,
+                v(st.mean),
+                v(st.median),
+                v(st.p95),
+                v(st.max)
+            );
         }
-        let _ = writeln!(o, "fairness (Jain's index of used/entitled share over accounts): {:.3}", s.jain_index);
-        let _ = writeln!(o, "\n{:<34} {:>7} {:>12} {:>9} {:>9} {:>10} {:>10}", "class / account", "jobs", "GPU-hours", "entitled", "used", "mean wait", "p95 wait");
+        let _ = writeln!(
+            o,
+            "fairness (Jain's index of used/entitled share over accounts): {:.3}",
+            s.jain_index
+        );
+        let _ = writeln!(
+            o,
+            "\n{:<34} {:>7} {:>12} {:>9} {:>9} {:>10} {:>10}",
+            "class / account", "jobs", "GPU-hours", "entitled", "used", "mean wait", "p95 wait"
+        );
         for c in &self.classes {
             let _ = writeln!(o, "{}", account_line(c));
-            for a in self.accounts.iter().filter(|a| a.account.split('/').next() == Some(c.account.as_str())) {
+            for a in self
+                .accounts
+                .iter()
+                .filter(|a| a.account.split('/').next() == Some(c.account.as_str()))
+            {
                 let mut a = a.clone();
                 a.account = format!("  {}", a.account);
                 let _ = writeln!(o, "{}", account_line(&a));
             }
         }
-        let _ = writeln!(o, "\n{:<10} {:>8} {:>12} {:>10} {:>10} {:>10}", "job GPUs", "jobs", "GPU-hours", "mean wait", "p95 wait", "max wait");
+        let _ = writeln!(
+            o,
+            "\n{:<10} {:>8} {:>12} {:>10} {:>10} {:>10}",
+            "job GPUs", "jobs", "GPU-hours", "mean wait", "p95 wait", "max wait"
+        );
         for r in &self.size_classes {
             let _ = writeln!(
                 o,
