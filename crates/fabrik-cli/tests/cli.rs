@@ -1,0 +1,82 @@
+//! The `fabrik` binary end to end: exit codes and messages for good and bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fabrik(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fabrik")).args(args).output().expect("runs fabrik")
+}
+
+fn tmp(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fabrik-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let o = fabrik(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(err.contains(needle), "{args:?}: stderr {err:?} lacks {needle:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn simulate_small_prints_a_summary_and_writes_reports() {
+    let json = tmp("r.json", "");
+    let html = tmp("r.html", "");
+    let jobs = tmp("jobs.csv", "");
+    let o = fabrik(&[
+        "simulate", "--facility", "small", "--days", "2", "--seed", "5", "--json", json.to_str().unwrap(), "--html",
+        html.to_str().unwrap(), "--jobs-csv", jobs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("fabrik simulate — small (128 GPUs"), "{out}");
+    assert!(out.contains("policy fair-share"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["facility"]["gpus"], 128);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg") && !page.contains("http://") && !page.contains("https://"));
+    let rows = std::fs::read_to_string(&jobs).unwrap().lines().count() as u64;
+    assert_eq!(rows, report["summary"]["jobs"].as_u64().unwrap() + 1);
+}
+
+#[test]
+fn facility_show_and_policies_list() {
+    let o = fabrik(&["facility", "show", "eu-gigafactory"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("GPUs 100096, NVLink domains 3552, leaf groups 216, halls 5"), "{out}");
+    assert!(out.contains("nameplate IT power 165.04 MW"), "{out}");
+    let o = fabrik(&["facility", "show", "80x8:20", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["gpus"].as_u64(), v["groups"].as_u64()), (Some(640), Some(4)));
+    let o = fabrik(&["policies"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 3);
+    assert!(out.starts_with("fifo "));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_a_nonzero_exit() {
+    fails_with(&["simulate", "--policy", "lottery"], "unknown policy 'lottery'");
+    fails_with(&["simulate", "--facility", "mega-factory"], "unknown facility 'mega-factory'");
+    fails_with(&["facility", "show", "80x0:20"], "80x0:20: shorthand: G '0' is not a positive whole number");
+    let bad_toml = tmp("bad.toml", "name = \"x\"\n[[pool]]\ngpu = \"H100\"\ndomain_gpus = 8\n");
+    fails_with(&["facility", "show", bad_toml.to_str().unwrap()], "bad.toml");
+    let bad_gpu = tmp("badgpu.toml", "name='x'\n[[pool]]\ngpu='Z9'\ndomain_gpus=8\ndomains_per_group=1\ngroups=1\n");
+    fails_with(&["facility", "show", bad_gpu.to_str().unwrap()], "pool[0].gpu: unknown GPU type 'Z9'");
+    let neg = tmp("neg.csv", "name,submit,account,gpus,walltime,runtime\na,0,eval,1,1h,1h\nb,-60,eval,1,1h,1h\n");
+    let wl = format!("csv:{}", neg.display());
+    fails_with(&["simulate", "--facility", "tiny", "--workload", &wl], "neg.csv: line 3: submit: '-60' must not be negative");
+    let big = tmp("big.csv", "name,submit,account,gpus,walltime,runtime\nhuge,0,eval,64,1h,1h\n");
+    let wl = format!("csv:{}", big.display());
+    fails_with(&["simulate", "--facility", "tiny", "--workload", &wl], "job 'huge' (#0) asks for 64 GPUs");
+    fails_with(&["simulate", "--workload", "csv:/nonexistent/jobs.csv"], "cannot open workload file /nonexistent/jobs.csv");
+    fails_with(&["simulate", "--workload", "slurm:x"], "unknown workload 'slurm:x'");
+    fails_with(&["simulate", "--facility", "tiny", "--days=-3"], "days must be positive");
+    let sc = tmp("sched.toml", "backfill_depth = 5\n[fair_share]\nhalf_lfe = 3\n");
+    fails_with(&["simulate", "--facility", "tiny", "--sched-config", sc.to_str().unwrap()], "unknown field `half_lfe`");
+}

@@ -1,0 +1,115 @@
+//! End-to-end twin scenarios with hand-computed outcomes.
+
+use fabrik_model::Facility;
+use fabrik_sched::SchedConfig;
+use fabrik_twin::workload::{fabrik_csv, itp, synthetic};
+use fabrik_twin::{simulate, TwinConfig};
+use std::path::Path;
+
+fn cfg(policy: &str) -> TwinConfig {
+    TwinConfig { policy: policy.to_string(), sched: SchedConfig::default(), seed: 0 }
+}
+
+const THREE_JOBS: &str = "name,submit,account,gpus,walltime,runtime\n\
+a,0,research/open-llm/pretrain,16,2h,1h\n\
+b,600,sme/startup-a/llm,8,1h,30m\n\
+c,600,sme/startup-b/vision,8,2h,3h\n";
+
+#[test]
+fn three_jobs_on_two_nodes_give_hand_computed_metrics() {
+    // tiny = 2 nodes × 8 GPUs. a takes both nodes 0–3600; b and c wait 3000 s each and start at
+    // 3600; b runs 1800 s, c is killed at its 2 h walltime (3600–10800).
+    let f = Facility::preset("tiny").unwrap();
+    let w = fabrik_csv::read(THREE_JOBS.as_bytes(), "three.csv", &f).unwrap();
+    let r = simulate(&f, &w, cfg("fifo")).unwrap();
+    let s = &r.summary;
+    assert_eq!((s.jobs, s.completed, s.killed_at_walltime), (3, 3, 1));
+    assert_eq!(s.makespan_s, 10_800);
+    // busy GPU-s: 16·3600 + 8·1800 + 8·7200 = 129,600; / (16 · 10,800) = 0.75
+    assert_eq!(s.utilisation, 0.75);
+    assert_eq!(s.gpu_hours, 36.0);
+    // waits 0, 3000, 3000
+    assert_eq!((s.wait_s.mean, s.wait_s.median, s.wait_s.max), (2000.0, 3000.0, 3000.0));
+    // JCTs 3600, 4800, 10,200
+    assert_eq!(s.jct_s.mean, (3600.0 + 4800.0 + 10_200.0) / 3.0);
+    // bounded slowdowns 3600/3600, 4800/1800, 10,200/7200
+    let bsld = (1.0 + 4800.0 / 1800.0 + 10_200.0 / 7200.0) / 3.0;
+    assert!((s.bounded_slowdown.mean - bsld).abs() < 1e-12);
+    // two jobs queued from 600 to 3600: 6000 job-s over 10,800 s
+    assert!((s.mean_queue_length - 6000.0 / 10_800.0).abs() < 1e-12);
+    assert_eq!(s.max_queue_length, 2.0);
+    // used shares 16/36, 4/36, 16/36 against entitled shares down the default tree:
+    // research 35% · open-llm 1 of 4 orgs · pretrain 2 of 3 shares; sme 20% · 1 of 4 startups.
+    let ratios = [(16.0 / 36.0) / (0.35 / 4.0 * 2.0 / 3.0), (4.0 / 36.0) / 0.05, (16.0 / 36.0) / 0.05];
+    let jain = ratios.iter().sum::<f64>().powi(2) / (3.0 * ratios.iter().map(|x| x * x).sum::<f64>());
+    assert!((s.jain_index - jain).abs() < 1e-9, "{} vs {jain}", s.jain_index);
+    let pretrain = r.accounts.iter().find(|a| a.account == "research/open-llm/pretrain").unwrap();
+    assert_eq!((pretrain.jobs, pretrain.gpu_hours), (1, 16.0));
+    let sme = r.classes.iter().find(|c| c.account == "sme").unwrap();
+    assert_eq!((sme.jobs, sme.gpu_hours, sme.mean_wait_s), (2, 20.0, 3000.0));
+    assert!((sme.entitled_share - 0.2).abs() < 1e-12);
+    // wait histogram: one job at 0, two in 10m-1h
+    let bins: Vec<(String, u64)> = r.wait_histogram.iter().filter(|b| b.jobs > 0).map(|b| (b.wait.clone(), b.jobs)).collect();
+    assert_eq!(bins, vec![("0".to_string(), 1), ("10m-1h".to_string(), 2)]);
+    let csv = r.jobs_csv();
+    assert!(csv.contains("c,sme/startup-b/vision,8,600,3600,10800,3000,10200,"), "{csv}");
+    assert!(csv.lines().nth(3).unwrap().ends_with(",true"));
+}
+
+#[test]
+fn gpus_freed_at_an_instant_serve_a_job_submitted_at_that_instant() {
+    // d arrives exactly when a ends (3600): ends are handled before arrivals, so d starts at once.
+    let f = Facility::preset("tiny").unwrap();
+    let text = "name,submit,account,gpus,walltime,runtime\na,0,eval,16,1h,1h\nd,3600,eval,16,1h,1h\n";
+    let w = fabrik_csv::read(text.as_bytes(), "t.csv", &f).unwrap();
+    let r = simulate(&f, &w, cfg("fifo")).unwrap();
+    assert_eq!(r.summary.wait_s.max, 0.0);
+    assert_eq!(r.summary.makespan_s, 7200);
+    assert_eq!(r.summary.utilisation, 1.0);
+}
+
+#[test]
+fn one_seed_gives_a_byte_identical_json_report() {
+    let f = Facility::preset("ai-factory").unwrap();
+    let sc = synthetic::SyntheticConfig { days: 3.0, ..Default::default() };
+    let run = |seed| {
+        let w = synthetic::generate(&sc, &f, seed).unwrap();
+        simulate(&f, &w, TwinConfig { seed, ..cfg("fair-share") }).unwrap().to_json()
+    };
+    let a = run(42);
+    assert_eq!(a, run(42));
+    assert_ne!(a, run(43));
+    assert!(a.contains("\"policy\": \"fair-share\""));
+}
+
+#[test]
+fn a_job_larger_than_the_facility_is_an_error_naming_it() {
+    let f = Facility::preset("tiny").unwrap();
+    let text = "name,submit,account,gpus,walltime,runtime\nbig,0,eval,32,1h,1h\n";
+    let w = fabrik_csv::read(text.as_bytes(), "t.csv", &f).unwrap();
+    let e = simulate(&f, &w, cfg("fifo")).err().unwrap().to_string();
+    assert_eq!(e, "workload csv:t.csv: job 'big' (#0) asks for 32 GPUs; facility 'tiny' holds at most 16 in one pool of its type");
+}
+
+#[test]
+fn every_itp_cluster_replays_under_every_policy() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces/microsoft-itp/raw");
+    if !dir.is_dir() {
+        eprintln!("SKIPPED: ITP trace not found at {} (it lives in ../shared beside the checkout)", dir.display());
+        return;
+    }
+    // 80 nodes × 8 GPUs, 20 nodes per leaf switch: 640 GPUs, enough for the largest ITP job (64).
+    let f = Facility::from_shorthand("80x8:20").unwrap();
+    let expected = [1595, 5778, 3011, 15802, 3629, 2396, 12699, 13047, 11134, 260];
+    for (n, &jobs) in expected.iter().enumerate() {
+        let path = dir.join(format!("cluster{:02}.csv", n + 1));
+        let w = itp::read(std::fs::File::open(&path).unwrap(), &path.display().to_string(), &f.tenants).unwrap();
+        assert_eq!(w.jobs.len(), jobs);
+        for policy in ["fifo", "fifo-backfill", "fair-share"] {
+            let r = simulate(&f, &w, cfg(policy)).unwrap();
+            assert_eq!(r.summary.completed, jobs as u64, "cluster{:02} {policy}", n + 1);
+            let gh: f64 = w.jobs.iter().map(|j| f64::from(j.spec.gpus) * j.runtime.hours()).sum();
+            assert!((r.summary.gpu_hours - gh).abs() < 1e-6 * gh, "no job is killed: walltime is 2 × duration");
+        }
+    }
+}
