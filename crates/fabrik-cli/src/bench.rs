@@ -21,14 +21,7 @@ pub struct BenchArgs {
     repeat: u32,
 }
 
-fn scenario(
-    label: &str,
-    facility: &str,
-    workload: &str,
-    policy: &str,
-    days: Option<f64>,
-    repeat: u32,
-) -> Result<()> {
+fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Option<f64>, repeat: u32) -> Result<()> {
     let f = load_facility(facility)?;
     let t0 = Instant::now();
     let w = load_workload(workload, &f, days, 0.85, 1)?;
@@ -37,11 +30,7 @@ fn scenario(
     let mut events = 0;
     let mut util = 0.0;
     for _ in 0..repeat.max(1) {
-        let cfg = TwinConfig {
-            policy: policy.to_string(),
-            sched: SchedConfig::default(),
-            seed: 1,
-        };
+        let cfg = TwinConfig { policy: policy.to_string(), sched: SchedConfig::default(), seed: 1 };
         let t = Instant::now();
         let r = simulate(&f, &w, cfg)?;
         best = best.min(t.elapsed().as_secs_f64());
@@ -70,21 +59,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if only != Some("b") {
         let trace = a.traces.join("raw/cluster04.csv");
         if !trace.is_file() {
-            bail!(
-                "ITP trace not found at {} (pass --traces DIR, or --only b)",
-                trace.display()
-            );
+            bail!("ITP trace not found at {} (pass --traces DIR, or --only b)", trace.display());
         }
         let w = format!("itp:{}", trace.display());
         for policy in ["fifo", "fair-share"] {
-            scenario(
-                "(a) ITP cluster04 on 80x8:20",
-                "80x8:20",
-                &w,
-                policy,
-                None,
-                a.repeat,
-            )?;
+            scenario("(a) ITP cluster04 on 80x8:20", "80x8:20", &w, policy, None, a.repeat)?;
         }
     }
     if only != Some("a") {

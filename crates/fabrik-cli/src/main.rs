@@ -94,12 +94,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Simulate(a) => simulate(&a),
-        Cmd::Facility {
-            cmd: FacilityCmd::Show { facility, json },
-        } => facility_show(&facility, json),
-        Cmd::Facility {
-            cmd: FacilityCmd::List,
-        } => {
+        Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
+        Cmd::Facility { cmd: FacilityCmd::List } => {
             for (name, desc) in PRESETS {
                 println!("{name:<16} {desc}");
             }
@@ -126,8 +122,7 @@ fn main() -> ExitCode {
 pub fn load_facility(spec: &str) -> Result<Facility> {
     let path = Path::new(spec);
     if path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading facility file {spec}"))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading facility file {spec}"))?;
         return Ok(Facility::from_toml(&text, spec)?);
     }
     if let Some(f) = Facility::preset(spec) {
@@ -144,22 +139,10 @@ fn open(path: &str) -> Result<std::fs::File> {
     std::fs::File::open(path).with_context(|| format!("cannot open workload file {path}"))
 }
 
-pub fn load_workload(
-    spec: &str,
-    facility: &Facility,
-    days: Option<f64>,
-    load: f64,
-    seed: u64,
-) -> Result<Workload> {
+pub fn load_workload(spec: &str, facility: &Facility, days: Option<f64>, load: f64, seed: u64) -> Result<Workload> {
     let mut w = if spec == "synthetic" {
-        let cfg = synthetic::SyntheticConfig {
-            days: days.unwrap_or(30.0),
-            offered_load: load,
-            ..Default::default()
-        };
-        synthetic::generate(&cfg, facility, seed)
-            .map_err(anyhow::Error::msg)
-            .context("synthetic workload")?
+        let cfg = synthetic::SyntheticConfig { days: days.unwrap_or(30.0), offered_load: load, ..Default::default() };
+        synthetic::generate(&cfg, facility, seed).map_err(anyhow::Error::msg).context("synthetic workload")?
     } else if let Some(p) = spec.strip_prefix("itp:") {
         itp::read(open(p)?, p, &facility.tenants)?
     } else if let Some(p) = spec.strip_prefix("csv:") {
@@ -174,8 +157,7 @@ pub fn load_workload(
             }
             let limit = (d * 86_400.0) as u64;
             w.jobs.retain(|j| j.spec.submit.0 < limit);
-            w.notes
-                .push(format!("only jobs submitted in the first {d} days"));
+            w.notes.push(format!("only jobs submitted in the first {d} days"));
         }
     }
     Ok(w)
@@ -184,8 +166,7 @@ pub fn load_workload(
 pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedConfig> {
     let mut cfg = match path {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("{}", p.display()))?
         }
         None => SchedConfig::default(),
@@ -199,11 +180,7 @@ pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedCo
 fn simulate(a: &SimArgs) -> Result<()> {
     if !POLICIES.iter().any(|p| p.0 == a.policy) {
         let names: Vec<&str> = POLICIES.iter().map(|p| p.0).collect();
-        bail!(
-            "unknown policy '{}' (known: {})",
-            a.policy,
-            names.join(", ")
-        );
+        bail!("unknown policy '{}' (known: {})", a.policy, names.join(", "));
     }
     let facility = load_facility(&a.facility)?;
     let workload = load_workload(&a.workload, &facility, a.days, a.load, a.seed)?;
@@ -213,11 +190,7 @@ fn simulate(a: &SimArgs) -> Result<()> {
         seed: a.seed,
     };
     let twin = Twin::new(&facility, &workload, cfg)?;
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(workload.jobs.len() as u64)
-    };
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs done, virtual time {msg}",
@@ -237,9 +210,7 @@ fn simulate(a: &SimArgs) -> Result<()> {
 }
 
 fn write_outputs(report: &Report, a: &SimArgs) -> Result<()> {
-    let write = |p: &PathBuf, text: String| {
-        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))
-    };
+    let write = |p: &PathBuf, text: String| std::fs::write(p, text).with_context(|| format!("writing {}", p.display()));
     if let Some(p) = &a.json {
         write(p, report.to_json())?;
     }
@@ -260,14 +231,8 @@ fn facility_show(spec: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("facility {}", s.name);
-    println!(
-        "  GPUs {}, NVLink domains {}, leaf groups {}, halls {}",
-        s.gpus, s.domains, s.groups, s.halls
-    );
-    println!(
-        "  nameplate IT power {:.2} MW; tenant accounts {}",
-        s.nameplate_it_power_mw, s.accounts
-    );
+    println!("  GPUs {}, NVLink domains {}, leaf groups {}, halls {}", s.gpus, s.domains, s.groups, s.halls);
+    println!("  nameplate IT power {:.2} MW; tenant accounts {}", s.nameplate_it_power_mw, s.accounts);
     println!(
         "  {:<8} {:>8} {:>8} {:>12} {:>12} {:>10}",
         "type", "GPUs", "domains", "GPUs/domain", "BF16 PFLOP/s", "IT MW"

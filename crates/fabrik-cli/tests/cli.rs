@@ -29,8 +29,19 @@ fn simulate_small_prints_a_summary_and_writes_reports() {
     let html = tmp("r.html", "");
     let jobs = tmp("jobs.csv", "");
     let o = fabrik(&[
-        "simulate", "--facility", "small", "--days", "2", "--seed", "5", "--json", json.to_str().unwrap(), "--html",
-        html.to_str().unwrap(), "--jobs-csv", jobs.to_str().unwrap(),
+        "simulate",
+        "--facility",
+        "small",
+        "--days",
+        "2",
+        "--seed",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--jobs-csv",
+        jobs.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -39,7 +50,12 @@ fn simulate_small_prints_a_summary_and_writes_reports() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["facility"]["gpus"], 128);
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg") && !page.contains("http://") && !page.contains("https://"));
+    assert!(
+        page.starts_with("<!DOCTYPE html>")
+            && page.contains("<svg")
+            && !page.contains("http://")
+            && !page.contains("https://")
+    );
     let rows = std::fs::read_to_string(&jobs).unwrap().lines().count() as u64;
     assert_eq!(rows, report["summary"]["jobs"].as_u64().unwrap() + 1);
 }
@@ -70,11 +86,17 @@ fn bad_input_is_a_clear_error_and_a_nonzero_exit() {
     fails_with(&["facility", "show", bad_gpu.to_str().unwrap()], "pool[0].gpu: unknown GPU type 'Z9'");
     let neg = tmp("neg.csv", "name,submit,account,gpus,walltime,runtime\na,0,eval,1,1h,1h\nb,-60,eval,1,1h,1h\n");
     let wl = format!("csv:{}", neg.display());
-    fails_with(&["simulate", "--facility", "tiny", "--workload", &wl], "neg.csv: line 3: submit: '-60' must not be negative");
+    fails_with(
+        &["simulate", "--facility", "tiny", "--workload", &wl],
+        "neg.csv: line 3: submit: '-60' must not be negative",
+    );
     let big = tmp("big.csv", "name,submit,account,gpus,walltime,runtime\nhuge,0,eval,64,1h,1h\n");
     let wl = format!("csv:{}", big.display());
     fails_with(&["simulate", "--facility", "tiny", "--workload", &wl], "job 'huge' (#0) asks for 64 GPUs");
-    fails_with(&["simulate", "--workload", "csv:/nonexistent/jobs.csv"], "cannot open workload file /nonexistent/jobs.csv");
+    fails_with(
+        &["simulate", "--workload", "csv:/nonexistent/jobs.csv"],
+        "cannot open workload file /nonexistent/jobs.csv",
+    );
     fails_with(&["simulate", "--workload", "slurm:x"], "unknown workload 'slurm:x'");
     fails_with(&["simulate", "--facility", "tiny", "--days=-3"], "days must be positive");
     let sc = tmp("sched.toml", "backfill_depth = 5\n[fair_share]\nhalf_lfe = 3\n");

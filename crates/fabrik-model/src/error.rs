@@ -11,21 +11,13 @@ pub enum ModelError {
         source: toml::de::Error,
     },
     #[error("{origin}: {field}: {msg}")]
-    Invalid {
-        origin: String,
-        field: String,
-        msg: String,
-    },
+    Invalid { origin: String, field: String, msg: String },
     #[error("unknown facility '{0}': not a file, a preset ({1}) or a shorthand like 80x8:20 or 80x8:20@H100")]
     UnknownFacility(String, String),
 }
 
 impl ModelError {
     pub fn invalid(origin: &str, field: impl Into<String>, msg: impl Into<String>) -> Self {
-        ModelError::Invalid {
-            origin: origin.to_string(),
-            field: field.into(),
-            msg: msg.into(),
-        }
+        ModelError::Invalid { origin: origin.to_string(), field: field.into(), msg: msg.into() }
     }
 }

@@ -81,7 +81,10 @@ pub struct FacilityFile {
 
 /// Names of the built-in presets, for help texts and errors.
 pub const PRESETS: &[(&str, &str)] = &[
-    ("eu-gigafactory", "EU AI gigafactory: 100,096 GPUs (80,640 GB200 in NVL72 racks, 19,456 B200 in HGX nodes), 5 halls"),
+    (
+        "eu-gigafactory",
+        "EU AI gigafactory: 100,096 GPUs (80,640 GB200 in NVL72 racks, 19,456 B200 in HGX nodes), 5 halls",
+    ),
     ("ai-factory", "national AI centre: 4,096 H100 in 512 HGX nodes, 16 leaf groups of 32 nodes"),
     ("small", "test facility: 128 H100 in 16 nodes, 4 leaf groups of 4 nodes"),
     ("tiny", "test facility: 16 H100 in 2 nodes, one leaf group"),
@@ -90,10 +93,8 @@ pub const PRESETS: &[(&str, &str)] = &[
 impl Facility {
     /// Parses a facility TOML file's contents; `origin` (the file name) prefixes every error.
     pub fn from_toml(text: &str, origin: &str) -> Result<Facility, ModelError> {
-        let file: FacilityFile = toml::from_str(text).map_err(|source| ModelError::Toml {
-            origin: origin.to_string(),
-            source,
-        })?;
+        let file: FacilityFile =
+            toml::from_str(text).map_err(|source| ModelError::Toml { origin: origin.to_string(), source })?;
         Facility::from_file(&file, origin)
     }
 
@@ -108,36 +109,18 @@ impl Facility {
                 ("price_usd", g.price_usd),
             ] {
                 if !(v.is_finite() && v > 0.0) {
-                    return Err(ModelError::invalid(
-                        origin,
-                        f(name),
-                        "must be a positive number",
-                    ));
+                    return Err(ModelError::invalid(origin, f(name), "must be a positive number"));
                 }
             }
-            for (name, v) in [
-                ("idle_power_w", g.idle_power_w),
-                ("host_overhead_w", g.host_overhead_w),
-            ] {
+            for (name, v) in [("idle_power_w", g.idle_power_w), ("host_overhead_w", g.host_overhead_w)] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(ModelError::invalid(
-                        origin,
-                        f(name),
-                        "must be zero or positive",
-                    ));
+                    return Err(ModelError::invalid(origin, f(name), "must be zero or positive"));
                 }
             }
             if g.idle_power_w > g.max_power_w {
-                return Err(ModelError::invalid(
-                    origin,
-                    f("idle_power_w"),
-                    "exceeds max_power_w",
-                ));
+                return Err(ModelError::invalid(origin, f("idle_power_w"), "exceeds max_power_w"));
             }
-            match catalog
-                .iter_mut()
-                .find(|c| c.name.eq_ignore_ascii_case(&g.name))
-            {
+            match catalog.iter_mut().find(|c| c.name.eq_ignore_ascii_case(&g.name)) {
                 Some(c) => *c = g.clone(),
                 None => catalog.push(g.clone()),
             }
@@ -152,11 +135,7 @@ impl Facility {
             return Err(ModelError::invalid(origin, "name", "must not be empty"));
         }
         if file.pool.is_empty() {
-            return Err(ModelError::invalid(
-                origin,
-                "pool",
-                "a facility needs at least one [[pool]]",
-            ));
+            return Err(ModelError::invalid(origin, "pool", "a facility needs at least one [[pool]]"));
         }
         for (i, p) in file.pool.iter().enumerate() {
             b.pool(p, origin, &format!("pool[{i}]"))?;
@@ -174,20 +153,13 @@ impl Facility {
             // scalable units of 8 racks (576 GPUs) as in NVIDIA's GB200 SuperPOD; four halls of
             // 35 SUs, plus one hall of B200 HGX nodes in 256-GPU leaf groups.
             "eu-gigafactory" => {
-                let mut v: Vec<PoolSpec> = (1..=4)
-                    .map(|h| spec("GB200", 72, 8, 35, &format!("hall-{h}")))
-                    .collect();
+                let mut v: Vec<PoolSpec> = (1..=4).map(|h| spec("GB200", 72, 8, 35, &format!("hall-{h}"))).collect();
                 v.push(spec("B200", 8, 32, 76, "hall-5"));
                 v
             }
             _ => return None,
         };
-        let file = FacilityFile {
-            name: name.to_string(),
-            gpu: vec![],
-            pool: pools,
-            account: vec![],
-        };
+        let file = FacilityFile { name: name.to_string(), gpu: vec![], pool: pools, account: vec![] };
         Some(Facility::from_file(&file, name).expect("presets are valid"))
     }
 
@@ -200,12 +172,8 @@ impl Facility {
             Some((b, g)) => (b, g),
             None => (s, "H100"),
         };
-        let (nodes, rest) = body
-            .split_once('x')
-            .ok_or_else(|| bad("expected NxG:M, e.g. 80x8:20"))?;
-        let (gpus, per) = rest
-            .split_once(':')
-            .ok_or_else(|| bad("expected NxG:M, e.g. 80x8:20"))?;
+        let (nodes, rest) = body.split_once('x').ok_or_else(|| bad("expected NxG:M, e.g. 80x8:20"))?;
+        let (gpus, per) = rest.split_once(':').ok_or_else(|| bad("expected NxG:M, e.g. 80x8:20"))?;
         let num = |v: &str, what: &str| -> Result<u32, ModelError> {
             v.trim()
                 .parse::<u32>()
@@ -230,28 +198,21 @@ impl Facility {
         &self.catalog[t.idx()]
     }
     pub fn gpu_type_id(&self, name: &str) -> Option<GpuTypeId> {
-        self.catalog
-            .iter()
-            .position(|g| g.name.eq_ignore_ascii_case(name))
-            .map(|i| GpuTypeId(i as u32))
+        self.catalog.iter().position(|g| g.name.eq_ignore_ascii_case(name)).map(|i| GpuTypeId(i as u32))
     }
     pub fn domain_gpus(&self, d: DomainId) -> u32 {
         self.pools[self.domains[d.idx()].pool.idx()].domain_gpus
     }
     pub fn pool_gpus(&self, p: PoolId) -> u64 {
         let pool = &self.pools[p.idx()];
-        (pool.first_group..pool.first_group + pool.groups)
-            .map(|g| u64::from(self.group_gpus(GroupId(g))))
-            .sum()
+        (pool.first_group..pool.first_group + pool.groups).map(|g| u64::from(self.group_gpus(GroupId(g)))).sum()
     }
     pub fn group_gpus(&self, g: GroupId) -> u32 {
         let group = &self.groups[g.idx()];
         group.domains * self.pools[group.pool.idx()].domain_gpus
     }
     pub fn total_gpus(&self) -> u64 {
-        (0..self.pools.len())
-            .map(|p| self.pool_gpus(PoolId(p as u32)))
-            .sum()
+        (0..self.pools.len()).map(|p| self.pool_gpus(PoolId(p as u32))).sum()
     }
     /// The largest gang any pool of the given type (any type when `None`) could ever hold.
     pub fn max_gang(&self, gpu_type: Option<GpuTypeId>) -> u64 {
@@ -277,16 +238,14 @@ impl Facility {
         let mut by_type: BTreeMap<String, TypeSummary> = BTreeMap::new();
         for (p, pool) in self.pools.iter().enumerate() {
             let g = self.gpu(pool.gpu_type);
-            let e = by_type
-                .entry(g.name.clone())
-                .or_insert_with(|| TypeSummary {
-                    gpu_type: g.name.clone(),
-                    gpus: 0,
-                    domains: 0,
-                    domain_gpus: pool.domain_gpus,
-                    bf16_pflops: 0.0,
-                    it_power_mw: 0.0,
-                });
+            let e = by_type.entry(g.name.clone()).or_insert_with(|| TypeSummary {
+                gpu_type: g.name.clone(),
+                gpus: 0,
+                domains: 0,
+                domain_gpus: pool.domain_gpus,
+                bf16_pflops: 0.0,
+                it_power_mw: 0.0,
+            });
             let n = self.pool_gpus(PoolId(p as u32));
             e.gpus += n;
             e.domains += n / u64::from(pool.domain_gpus);
@@ -329,13 +288,7 @@ pub struct TypeSummary {
 }
 
 fn spec(gpu: &str, domain_gpus: u32, domains_per_group: u32, groups: u32, hall: &str) -> PoolSpec {
-    PoolSpec {
-        gpu: gpu.to_string(),
-        domain_gpus,
-        domains_per_group,
-        groups,
-        hall: Some(hall.to_string()),
-    }
+    PoolSpec { gpu: gpu.to_string(), domain_gpus, domains_per_group, groups, hall: Some(hall.to_string()) }
 }
 
 /// Index spaces stay within u32; more than 4 billion domains is an input error, not a wrap.
@@ -362,32 +315,18 @@ impl Builder {
 
     fn pool(&mut self, p: &PoolSpec, origin: &str, field: &str) -> Result<(), ModelError> {
         let gpu_type = self.f.gpu_type_id(&p.gpu).ok_or_else(|| {
-            ModelError::invalid(
-                origin,
-                format!("{field}.gpu"),
-                format!("unknown GPU type '{}'", p.gpu),
-            )
+            ModelError::invalid(origin, format!("{field}.gpu"), format!("unknown GPU type '{}'", p.gpu))
         })?;
-        for (name, v) in [
-            ("domain_gpus", p.domain_gpus),
-            ("domains_per_group", p.domains_per_group),
-            ("groups", p.groups),
-        ] {
+        for (name, v) in
+            [("domain_gpus", p.domain_gpus), ("domains_per_group", p.domains_per_group), ("groups", p.groups)]
+        {
             if v == 0 {
-                return Err(ModelError::invalid(
-                    origin,
-                    format!("{field}.{name}"),
-                    "must be at least 1",
-                ));
+                return Err(ModelError::invalid(origin, format!("{field}.{name}"), "must be at least 1"));
             }
         }
         let new_domains = u64::from(p.groups) * u64::from(p.domains_per_group);
         if self.f.domains.len() as u64 + new_domains > MAX_DOMAINS {
-            return Err(ModelError::invalid(
-                origin,
-                field.to_string(),
-                format!("more than {MAX_DOMAINS} domains"),
-            ));
+            return Err(ModelError::invalid(origin, field.to_string(), format!("more than {MAX_DOMAINS} domains")));
         }
         let hall_name = p.hall.clone().unwrap_or_else(|| "hall-1".to_string());
         let hall = match self.f.halls.iter().position(|h| *h == hall_name) {
@@ -449,11 +388,7 @@ mod tests {
         assert_eq!(f.pools.len(), 2);
         assert_eq!(f.max_gang(None), 80_640);
         // 1,120 racks × 120 kW + 19,456 × (1,000 + 575) W = 134.4 MW + 30.6432 MW
-        assert!(
-            (s.nameplate_it_power_mw - 165.0432).abs() < 1e-9,
-            "{}",
-            s.nameplate_it_power_mw
-        );
+        assert!((s.nameplate_it_power_mw - 165.0432).abs() < 1e-9, "{}", s.nameplate_it_power_mw);
     }
 
     #[test]
@@ -467,14 +402,8 @@ mod tests {
         assert_eq!(f.pools.len(), 1);
         assert_eq!(f.max_gang(None), 720);
         let e = Facility::from_shorthand("80x0:20").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "80x0:20: shorthand: G '0' is not a positive whole number"
-        );
-        assert!(Facility::from_shorthand("80x8:20@Z9")
-            .unwrap_err()
-            .to_string()
-            .contains("unknown GPU type 'Z9'"));
+        assert_eq!(e, "80x0:20: shorthand: G '0' is not a positive whole number");
+        assert!(Facility::from_shorthand("80x8:20@Z9").unwrap_err().to_string().contains("unknown GPU type 'Z9'"));
     }
 
     #[test]
@@ -515,9 +444,7 @@ path = "research/lab/a"
 
     #[test]
     fn malformed_facility_files_name_file_and_field() {
-        let e = Facility::from_toml("name = 3", "a.toml")
-            .unwrap_err()
-            .to_string();
+        let e = Facility::from_toml("name = 3", "a.toml").unwrap_err().to_string();
         assert!(e.starts_with("a.toml: "), "{e}");
         assert!(e.contains("line 1"), "{e}");
         let e = Facility::from_toml(

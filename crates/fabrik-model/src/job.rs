@@ -8,9 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Quality-of-service class: the priority tier a job was submitted in.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Qos {
     High,
@@ -48,9 +46,7 @@ impl FromStr for Qos {
             "high" => Ok(Qos::High),
             "normal" | "" => Ok(Qos::Normal),
             "low" => Ok(Qos::Low),
-            other => Err(format!(
-                "unknown QoS '{other}' (expected high, normal or low)"
-            )),
+            other => Err(format!("unknown QoS '{other}' (expected high, normal or low)")),
         }
     }
 }
@@ -76,13 +72,7 @@ pub struct JobSpec {
 
 impl JobSpec {
     /// A plain job: normal QoS, not preemptible, no checkpoints or time constraints.
-    pub fn new(
-        name: impl Into<String>,
-        account: AccountId,
-        gpus: u32,
-        submit: SimTime,
-        walltime: Secs,
-    ) -> JobSpec {
+    pub fn new(name: impl Into<String>, account: AccountId, gpus: u32, submit: SimTime, walltime: Secs) -> JobSpec {
         JobSpec {
             name: name.into(),
             account,

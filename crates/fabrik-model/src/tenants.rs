@@ -53,23 +53,13 @@ impl TenantTree {
     /// Builds the tree from path/shares entries. `origin` names the file for error messages.
     pub fn from_specs(specs: &[AccountSpec], origin: &str) -> Result<TenantTree, ModelError> {
         let mut tree = TenantTree {
-            nodes: vec![Account {
-                path: String::new(),
-                parent: None,
-                children: vec![],
-                shares: 1.0,
-                norm_share: 1.0,
-            }],
+            nodes: vec![Account { path: String::new(), parent: None, children: vec![], shares: 1.0, norm_share: 1.0 }],
         };
         let mut explicit = vec![false];
         for (i, spec) in specs.iter().enumerate() {
             let field = format!("account[{i}]");
             if !(spec.shares.is_finite() && spec.shares > 0.0) {
-                return Err(ModelError::invalid(
-                    origin,
-                    format!("{field}.shares"),
-                    "must be a positive number",
-                ));
+                return Err(ModelError::invalid(origin, format!("{field}.shares"), "must be a positive number"));
             }
             let path = spec.path.trim().trim_matches('/');
             if path.is_empty() || path.split('/').any(|s| s.trim().is_empty()) {
@@ -81,21 +71,13 @@ impl TenantTree {
             }
             let id = tree.ensure(path, &mut explicit);
             if explicit[id.idx()] {
-                return Err(ModelError::invalid(
-                    origin,
-                    format!("{field}.path"),
-                    format!("'{path}' is listed twice"),
-                ));
+                return Err(ModelError::invalid(origin, format!("{field}.path"), format!("'{path}' is listed twice")));
             }
             explicit[id.idx()] = true;
             tree.nodes[id.idx()].shares = spec.shares;
         }
         if tree.nodes.len() == 1 {
-            return Err(ModelError::invalid(
-                origin,
-                "account",
-                "the tenant tree has no accounts",
-            ));
+            return Err(ModelError::invalid(origin, "account", "the tenant tree has no accounts"));
         }
         tree.normalise();
         Ok(tree)
@@ -109,11 +91,7 @@ impl TenantTree {
                 prefix.push('/');
             }
             prefix.push_str(seg.trim());
-            let found = self.nodes[cur.idx()]
-                .children
-                .iter()
-                .copied()
-                .find(|c| self.nodes[c.idx()].path == prefix);
+            let found = self.nodes[cur.idx()].children.iter().copied().find(|c| self.nodes[c.idx()].path == prefix);
             cur = match found {
                 Some(c) => c,
                 None => {
@@ -138,13 +116,8 @@ impl TenantTree {
         // Parents are always created before their children, so one forward pass suffices.
         for i in 1..self.nodes.len() {
             let parent = self.nodes[i].parent.expect("non-root has a parent").idx();
-            let sibling_sum: f64 = self.nodes[parent]
-                .children
-                .iter()
-                .map(|c| self.nodes[c.idx()].shares)
-                .sum();
-            self.nodes[i].norm_share =
-                self.nodes[parent].norm_share * self.nodes[i].shares / sibling_sum;
+            let sibling_sum: f64 = self.nodes[parent].children.iter().map(|c| self.nodes[c.idx()].shares).sum();
+            self.nodes[i].norm_share = self.nodes[parent].norm_share * self.nodes[i].shares / sibling_sum;
         }
     }
 
@@ -158,15 +131,11 @@ impl TenantTree {
         self.nodes.len() <= 1
     }
     pub fn iter(&self) -> impl Iterator<Item = (AccountId, &Account)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (AccountId(i as u32), a))
+        self.nodes.iter().enumerate().map(|(i, a)| (AccountId(i as u32), a))
     }
     /// The accounts jobs can be charged to, in tree order.
     pub fn leaves(&self) -> impl Iterator<Item = (AccountId, &Account)> {
-        self.iter()
-            .filter(|(_, a)| a.is_leaf() && a.parent.is_some())
+        self.iter().filter(|(_, a)| a.is_leaf() && a.parent.is_some())
     }
 
     /// Finds a leaf by its full path, or by its last segment when that is unique.
@@ -176,12 +145,12 @@ impl TenantTree {
             return if a.is_leaf() {
                 Ok(id)
             } else {
-                Err(format!("account '{name}' is not a project (a leaf of the tenant tree); jobs are charged to leaves"))
+                Err(format!(
+                    "account '{name}' is not a project (a leaf of the tenant tree); jobs are charged to leaves"
+                ))
             };
         }
-        let mut matches = self
-            .leaves()
-            .filter(|(_, a)| a.path.rsplit('/').next() == Some(name));
+        let mut matches = self.leaves().filter(|(_, a)| a.path.rsplit('/').next() == Some(name));
         match (matches.next(), matches.next()) {
             (Some((id, _)), None) => Ok(id),
             (Some(_), Some(_)) => Err(format!("account '{name}' is ambiguous; give its full path")),
@@ -214,10 +183,7 @@ impl TenantTree {
             ("public/admin-ai/assistant", 1.0),
         ]
         .iter()
-        .map(|(p, s)| AccountSpec {
-            path: p.to_string(),
-            shares: *s,
-        })
+        .map(|(p, s)| AccountSpec { path: p.to_string(), shares: *s })
         .collect();
         TenantTree::from_specs(&specs, "built-in tenant tree").expect("built-in tree is valid")
     }
@@ -228,22 +194,14 @@ mod tests {
     use super::*;
 
     fn spec(p: &str, s: f64) -> AccountSpec {
-        AccountSpec {
-            path: p.into(),
-            shares: s,
-        }
+        AccountSpec { path: p.into(), shares: s }
     }
 
     #[test]
     fn normalised_shares_multiply_down_the_tree() {
         // industry 3 : research 1 → 0.75 / 0.25; inside industry a:b = 1:2 → 0.25 / 0.5.
         let t = TenantTree::from_specs(
-            &[
-                spec("industry", 3.0),
-                spec("industry/x/a", 1.0),
-                spec("industry/x/b", 2.0),
-                spec("research/y/c", 1.0),
-            ],
+            &[spec("industry", 3.0), spec("industry/x/a", 1.0), spec("industry/x/b", 2.0), spec("research/y/c", 1.0)],
             "t",
         )
         .unwrap();
@@ -263,17 +221,11 @@ mod tests {
 
     #[test]
     fn bad_trees_name_the_field() {
-        let e = TenantTree::from_specs(&[spec("a/b", 0.0)], "f.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TenantTree::from_specs(&[spec("a/b", 0.0)], "f.toml").unwrap_err().to_string();
         assert_eq!(e, "f.toml: account[0].shares: must be a positive number");
-        let e = TenantTree::from_specs(&[spec("a//b", 1.0)], "f.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TenantTree::from_specs(&[spec("a//b", 1.0)], "f.toml").unwrap_err().to_string();
         assert!(e.starts_with("f.toml: account[0].path:"), "{e}");
-        let e = TenantTree::from_specs(&[spec("a/b", 1.0), spec("a/b", 2.0)], "f.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TenantTree::from_specs(&[spec("a/b", 1.0), spec("a/b", 2.0)], "f.toml").unwrap_err().to_string();
         assert!(e.contains("listed twice"), "{e}");
     }
 

@@ -6,16 +6,12 @@ use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
 
 /// A point in time, in whole seconds since the run's epoch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SimTime(pub u64);
 
 /// A span of time in whole seconds.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secs(pub u64);
 
@@ -71,14 +67,7 @@ impl fmt::Display for SimTime {
     /// `d3 04:05:06` — day and time of day since the epoch.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        write!(
-            f,
-            "d{} {:02}:{:02}:{:02}",
-            s / 86_400,
-            (s / 3600) % 24,
-            (s / 60) % 60,
-            s % 60
-        )
+        write!(f, "d{} {:02}:{:02}:{:02}", s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60)
     }
 }
 

@@ -35,10 +35,7 @@ pub enum NoFit {
     /// Enough GPUs are free, but no single leaf group can hold the gang.
     NoGroup { need: u32 },
     /// A gang larger than one group needs this many whole free domains.
-    NoWholeDomains {
-        need_domains: u32,
-        free_domains: u32,
-    },
+    NoWholeDomains { need_domains: u32, free_domains: u32 },
     /// No pool of the requested type could ever hold it.
     TooLarge { need: u32 },
 }
@@ -111,12 +108,7 @@ impl Cluster {
             groups: f
                 .groups
                 .iter()
-                .map(|g| GroupState {
-                    first_domain: g.first_domain,
-                    domains: g.domains,
-                    full_free: 0,
-                    free: 0,
-                })
+                .map(|g| GroupState { first_domain: g.first_domain, domains: g.domains, full_free: 0, free: 0 })
                 .collect(),
             scratch: Vec::new(),
         };
@@ -149,20 +141,11 @@ impl Cluster {
     }
     /// The largest gang a pool of this type (any type when `None`) can hold when empty.
     pub fn max_gang(&self, gpu_type: Option<GpuTypeId>) -> u64 {
-        self.pools
-            .iter()
-            .filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type))
-            .map(|p| p.total)
-            .max()
-            .unwrap_or(0)
+        self.pools.iter().filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type)).map(|p| p.total).max().unwrap_or(0)
     }
     /// Free GPUs in the pools a job of this type may use.
     pub fn free_for(&self, gpu_type: Option<GpuTypeId>) -> u64 {
-        self.pools
-            .iter()
-            .filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type))
-            .map(|p| p.free)
-            .sum()
+        self.pools.iter().filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type)).map(|p| p.free).sum()
     }
 
     fn link(&mut self, d: u32, k: u32) {
@@ -219,11 +202,7 @@ impl Cluster {
     pub fn allocate(&mut self, parts: &[(DomainId, u32)]) {
         for &(d, n) in parts {
             let f = self.free[d.idx()];
-            assert!(
-                n <= f,
-                "GPU allocated twice: domain {} has {f} free, {n} asked",
-                d.0
-            );
+            assert!(n <= f, "GPU allocated twice: domain {} has {f} free, {n} asked", d.0);
             self.set_free(d.0, f - n);
         }
     }
@@ -236,11 +215,7 @@ impl Cluster {
         for &(d, n) in parts {
             let f = self.free[d.idx()];
             let cap = self.domain_capacity(d);
-            assert!(
-                f + n <= cap,
-                "GPU released twice: domain {} has {f} of {cap} free, {n} returned",
-                d.0
-            );
+            assert!(f + n <= cap, "GPU released twice: domain {} has {f} of {cap} free, {n} returned", d.0);
             self.set_free(d.0, f + n);
         }
     }
@@ -257,12 +232,7 @@ impl Cluster {
 
     /// Finds GPUs for a gang of `gpus` GPUs of `gpu_type` (any type when `None`), filling `out`.
     /// Does not allocate them.
-    pub fn find(
-        &mut self,
-        gpus: u32,
-        gpu_type: Option<GpuTypeId>,
-        out: &mut Parts,
-    ) -> Result<(), NoFit> {
+    pub fn find(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>, out: &mut Parts) -> Result<(), NoFit> {
         out.clear();
         let mut best_err: Option<(u64, NoFit)> = None;
         let mut any_pool_large_enough = false;
@@ -414,10 +384,7 @@ impl Cluster {
             Ok(())
         } else {
             out.clear();
-            Err(NoFit::NoWholeDomains {
-                need_domains,
-                free_domains,
-            })
+            Err(NoFit::NoWholeDomains { need_domains, free_domains })
         }
     }
 }
@@ -444,10 +411,7 @@ mod tests {
         assert_eq!(ids(&out), vec![(0, 3)]);
         c.allocate(&out);
         assert_eq!(c.free_gpus(), 8);
-        assert_eq!(
-            c.find(9, None, &mut out),
-            Err(NoFit::NotEnoughFree { free: 8, need: 9 })
-        );
+        assert_eq!(c.find(9, None, &mut out), Err(NoFit::NotEnoughFree { free: 8, need: 9 }));
     }
 
     #[test]
@@ -484,12 +448,7 @@ mod tests {
         // Every group has one busy node: 96 GPUs free, yet no group has 32.
         let f = Facility::preset("small").unwrap();
         let mut c = Cluster::new(&f);
-        c.allocate(&[
-            (DomainId(0), 1),
-            (DomainId(4), 1),
-            (DomainId(8), 1),
-            (DomainId(12), 1),
-        ]);
+        c.allocate(&[(DomainId(0), 1), (DomainId(4), 1), (DomainId(8), 1), (DomainId(12), 1)]);
         let mut out = Parts::new();
         assert_eq!(c.find(32, None, &mut out), Err(NoFit::NoGroup { need: 32 }));
         c.find(24, None, &mut out).unwrap();
@@ -505,39 +464,23 @@ mod tests {
         c.allocate(&[(DomainId(0), 8)]);
         let mut out = Parts::new();
         c.find(64, None, &mut out).unwrap();
-        assert_eq!(
-            ids(&out).iter().map(|x| x.0).collect::<Vec<_>>(),
-            vec![4, 5, 6, 7, 8, 9, 10, 11]
-        );
+        assert_eq!(ids(&out).iter().map(|x| x.0).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8, 9, 10, 11]);
         c.allocate(&out);
         // 56 GPUs left free: 3 whole nodes in group 0, 4 in group 3.
         assert_eq!(c.free_gpus(), 56);
         c.allocate(&[(DomainId(1), 2)]);
-        assert_eq!(
-            c.find(56, None, &mut out),
-            Err(NoFit::NotEnoughFree { free: 54, need: 56 })
-        );
+        assert_eq!(c.find(56, None, &mut out), Err(NoFit::NotEnoughFree { free: 54, need: 56 }));
         // 48 GPUs = 6 whole domains: group 3 (4 whole) first, then group 0's nodes 2 and 3.
         c.find(48, None, &mut out).unwrap();
-        assert_eq!(
-            ids(&out).iter().map(|x| x.0).collect::<Vec<_>>(),
-            vec![2, 3, 12, 13, 14, 15]
-        );
+        assert_eq!(ids(&out).iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 3, 12, 13, 14, 15]);
         // One more busy GPU on node 2 leaves 53 free but only 5 whole domains.
         c.allocate(&[(DomainId(2), 1)]);
-        assert_eq!(
-            c.find(48, None, &mut out),
-            Err(NoFit::NoWholeDomains {
-                need_domains: 6,
-                free_domains: 5
-            })
-        );
+        assert_eq!(c.find(48, None, &mut out), Err(NoFit::NoWholeDomains { need_domains: 6, free_domains: 5 }));
     }
 
     #[test]
     fn typed_jobs_only_use_their_pool_and_oversized_jobs_are_too_large() {
-        let text =
-            "name='mix'\n[[pool]]\ngpu='H100'\ndomain_gpus=8\ndomains_per_group=2\ngroups=1\n\
+        let text = "name='mix'\n[[pool]]\ngpu='H100'\ndomain_gpus=8\ndomains_per_group=2\ngroups=1\n\
                     [[pool]]\ngpu='A100'\ndomain_gpus=8\ndomains_per_group=2\ngroups=1\n";
         let f = Facility::from_toml(text, "mix").unwrap();
         let a100 = f.gpu_type_id("A100");
@@ -545,10 +488,7 @@ mod tests {
         let mut out = Parts::new();
         c.find(8, a100, &mut out).unwrap();
         assert_eq!(ids(&out), vec![(2, 8)]);
-        assert_eq!(
-            c.find(17, a100, &mut out),
-            Err(NoFit::TooLarge { need: 17 })
-        );
+        assert_eq!(c.find(17, a100, &mut out), Err(NoFit::TooLarge { need: 17 }));
         assert_eq!(c.free_for(a100), 16);
     }
 

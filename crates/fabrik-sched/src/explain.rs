@@ -66,14 +66,8 @@ impl fmt::Display for Reason {
                 NoFit::NotEnoughFree { free, need } => write!(f, "needs {need} GPUs, {free} free"),
                 NoFit::NoDomain { need } => write!(f, "no NVLink domain with {need} free GPUs"),
                 NoFit::NoGroup { need } => write!(f, "no leaf group with {need} free GPUs"),
-                NoFit::NoWholeDomains {
-                    need_domains,
-                    free_domains,
-                } => {
-                    write!(
-                        f,
-                        "needs {need_domains} whole free NVLink domains, {free_domains} free"
-                    )
+                NoFit::NoWholeDomains { need_domains, free_domains } => {
+                    write!(f, "needs {need_domains} whole free NVLink domains, {free_domains} free")
                 }
                 NoFit::TooLarge { need } => {
                     write!(f, "{need} GPUs is more than any pool of its type holds")
@@ -83,26 +77,15 @@ impl fmt::Display for Reason {
                 write!(f, "queue head; GPUs reserved, starts by {start_at}")
             }
             Reason::BehindReservation { holder, start_at } => {
-                write!(
-                    f,
-                    "behind the reservation of job {} (starting by {start_at})",
-                    holder.0
-                )
+                write!(f, "behind the reservation of job {} (starting by {start_at})", holder.0)
             }
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)
             }
             Reason::BeyondBackfillDepth { position, depth } => {
-                write!(
-                    f,
-                    "queue position {position} is beyond the backfill depth {depth}"
-                )
+                write!(f, "queue position {position} is beyond the backfill depth {depth}")
             }
-            Reason::AccountOverShare {
-                account,
-                usage_share,
-                entitled_share,
-            } => write!(
+            Reason::AccountOverShare { account, usage_share, entitled_share } => write!(
                 f,
                 "account {account} over its share ({:.1}% of recent usage vs {:.1}% entitled)",
                 usage_share * 100.0,

@@ -113,8 +113,7 @@ impl Usage {
 
     /// Undecayed GPU-seconds charged to `a` up to `now` (including running jobs).
     pub fn gpu_seconds(&self, a: AccountId, now: SimTime) -> f64 {
-        self.raw[a.idx()]
-            + self.running_gpus[a.idx()] as f64 * (now - self.last_change[a.idx()]).0 as f64
+        self.raw[a.idx()] + self.running_gpus[a.idx()] as f64 * (now - self.last_change[a.idx()]).0 as f64
     }
 }
 
@@ -142,14 +141,8 @@ mod tests {
         // Two leaves with equal shares (0.5 each) and equal usage: F = 2^(-0.5/0.5) = 0.5.
         let tenants = TenantTree::from_specs(
             &[
-                fabrik_model::tenants::AccountSpec {
-                    path: "a/x/p".into(),
-                    shares: 1.0,
-                },
-                fabrik_model::tenants::AccountSpec {
-                    path: "b/y/q".into(),
-                    shares: 1.0,
-                },
+                fabrik_model::tenants::AccountSpec { path: "a/x/p".into(), shares: 1.0 },
+                fabrik_model::tenants::AccountSpec { path: "b/y/q".into(), shares: 1.0 },
             ],
             "t",
         )

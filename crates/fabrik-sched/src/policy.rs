@@ -85,10 +85,7 @@ impl Policy for FairShare {
 pub const POLICIES: &[(&str, &str)] = &[
     ("fifo", "strict first-come-first-served; the queue head blocks all later jobs (baseline)"),
     ("fifo-backfill", "FIFO with EASY backfilling: later jobs may start if they cannot delay the head's reservation"),
-    (
-        "fair-share",
-        "multifactor priority (age, decayed usage vs share tree, job size, QoS) with EASY backfilling",
-    ),
+    ("fair-share", "multifactor priority (age, decayed usage vs share tree, job size, QoS) with EASY backfilling"),
 ];
 
 pub fn by_name(name: &str, fair_share: &FairShareConfig) -> Result<Box<dyn Policy>, SchedError> {

@@ -39,10 +39,7 @@ pub struct SchedConfig {
 impl Default for SchedConfig {
     fn default() -> Self {
         // Slurm's bf_max_job_test default is 500; 100 keeps a pass cheap at 100,000-GPU scale.
-        SchedConfig {
-            backfill_depth: 100,
-            fair_share: FairShareConfig::default(),
-        }
+        SchedConfig { backfill_depth: 100, fair_share: FairShareConfig::default() }
     }
 }
 
@@ -134,11 +131,7 @@ impl Scheduler {
     }
 
     /// Builds a scheduler with a policy chosen by name.
-    pub fn with_policy(
-        facility: &Facility,
-        name: &str,
-        cfg: SchedConfig,
-    ) -> Result<Scheduler, SchedError> {
+    pub fn with_policy(facility: &Facility, name: &str, cfg: SchedConfig) -> Result<Scheduler, SchedError> {
         let p = policy::by_name(name, &cfg.fair_share)?;
         Ok(Scheduler::new(facility, p, cfg))
     }
@@ -182,16 +175,10 @@ impl Scheduler {
     /// Accepts a job into the queue. Rejects what could never run.
     pub fn submit(&mut self, spec: JobSpec, now: SimTime) -> Result<JobId, SchedError> {
         if spec.gpus == 0 {
-            return Err(SchedError::Invalid(format!(
-                "job '{}': gpus must be at least 1",
-                spec.name
-            )));
+            return Err(SchedError::Invalid(format!("job '{}': gpus must be at least 1", spec.name)));
         }
         if spec.walltime.0 == 0 {
-            return Err(SchedError::Invalid(format!(
-                "job '{}': walltime must be positive",
-                spec.name
-            )));
+            return Err(SchedError::Invalid(format!("job '{}': walltime must be positive", spec.name)));
         }
         if spec.account.idx() >= self.tenants.len() || !self.tenants.get(spec.account).is_leaf() {
             return Err(SchedError::Invalid(format!(
@@ -202,10 +189,7 @@ impl Scheduler {
         // An empty pool always places a gang no larger than itself (whole domains in one group,
         // or spanning groups), so the pool size is the only limit that makes a job impossible.
         if u64::from(spec.gpus) > self.cluster.max_gang(spec.gpu_type) {
-            return Err(SchedError::TooLarge {
-                job: spec.name,
-                gpus: spec.gpus,
-            });
+            return Err(SchedError::TooLarge { job: spec.name, gpus: spec.gpus });
         }
         let id = JobId(self.jobs.len() as u32);
         let mut entry = JobEntry {
@@ -220,30 +204,20 @@ impl Scheduler {
         };
         entry.priority = self.policy.priority(&self.ctx(now), &entry);
         self.jobs.push(entry);
-        let pos = self
-            .pending
-            .partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
         self.pending.insert(pos, id);
         self.dirty = true;
         Ok(id)
     }
 
     fn ctx(&self, now: SimTime) -> PriorityCtx<'_> {
-        PriorityCtx {
-            now,
-            usage: &self.usage,
-            tenants: &self.tenants,
-            max_gang: self.max_gang,
-        }
+        PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang }
     }
 
     /// Queue order: higher priority first, then earlier submission, then lower id.
     fn queue_cmp(&self, a: JobId, b: JobId) -> Ordering {
         let (ja, jb) = (&self.jobs[a.idx()], &self.jobs[b.idx()]);
-        jb.priority
-            .total_cmp(&ja.priority)
-            .then(ja.spec.submit.cmp(&jb.spec.submit))
-            .then(a.cmp(&b))
+        jb.priority.total_cmp(&ja.priority).then(ja.spec.submit.cmp(&jb.spec.submit)).then(a.cmp(&b))
     }
 
     /// A running job ended (completed, failed or killed at its walltime).
@@ -289,20 +263,12 @@ impl Scheduler {
         if !self.policy.dynamic() {
             return;
         }
-        if self
-            .last_recalc
-            .is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval)
-        {
+        if self.last_recalc.is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval) {
             return;
         }
         self.last_recalc = Some(now);
         self.usage.decay_to(now);
-        let ctx = PriorityCtx {
-            now,
-            usage: &self.usage,
-            tenants: &self.tenants,
-            max_gang: self.max_gang,
-        };
+        let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
         for &id in &self.pending {
             let p = self.policy.priority(&ctx, &self.jobs[id.idx()]);
             self.jobs[id.idx()].priority = p;
@@ -360,9 +326,7 @@ impl Scheduler {
                             break;
                         }
                         let start_at = match cached {
-                            Some(r) if r.job == id && r.start_at > now && !started_ahead => {
-                                r.start_at
-                            }
+                            Some(r) if r.job == id && r.start_at > now && !started_ahead => r.start_at,
                             _ => self.reserve(id, now),
                         };
                         self.reservation = Some(Reservation { job: id, start_at });
@@ -399,27 +363,15 @@ impl Scheduler {
                             self.unapply_holds();
                             match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
                                 Ok(()) => placed = true,
-                                Err(_) => self.set_why(
-                                    id,
-                                    Reason::Resources {
-                                        no_fit: held_no_fit,
-                                    },
-                                ),
+                                Err(_) => self.set_why(id, Reason::Resources { no_fit: held_no_fit }),
                             }
                         }
                         Err(held_no_fit) => {
                             // A long job would fit only on GPUs the head needs: it waits for it.
-                            let why = if self.cluster.free_for(gpu_type) + self.held_total
-                                >= u64::from(gpus)
-                            {
-                                Reason::BehindReservation {
-                                    holder: resv.job,
-                                    start_at: resv.start_at,
-                                }
+                            let why = if self.cluster.free_for(gpu_type) + self.held_total >= u64::from(gpus) {
+                                Reason::BehindReservation { holder: resv.job, start_at: resv.start_at }
                             } else {
-                                Reason::Resources {
-                                    no_fit: held_no_fit,
-                                }
+                                Reason::Resources { no_fit: held_no_fit }
                             };
                             self.set_why(id, why);
                         }
@@ -467,10 +419,7 @@ impl Scheduler {
     /// allocation state until the head fits, records per-domain budgets for the GPUs it would
     /// take, and restores the state.
     fn reserve(&mut self, head: JobId, now: SimTime) -> SimTime {
-        let (gpus, gpu_type) = (
-            self.jobs[head.idx()].spec.gpus,
-            self.jobs[head.idx()].spec.gpu_type,
-        );
+        let (gpus, gpu_type) = (self.jobs[head.idx()].spec.gpus, self.jobs[head.idx()].spec.gpu_type);
         self.released.clear();
         self.holds.clear();
         let mut start_at = SimTime::MAX;
@@ -487,11 +436,7 @@ impl Scheduler {
                 start_at = end.max(now);
                 for &(d, n) in &self.scratch {
                     self.hold_slot[d.idx()] = self.holds.len() as u32;
-                    self.holds.push(Hold {
-                        domain: d,
-                        budget: self.cluster.domain_free(d) - n,
-                        held: 0,
-                    });
+                    self.holds.push(Hold { domain: d, budget: self.cluster.domain_free(d) - n, held: 0 });
                 }
                 break;
             }
@@ -548,24 +493,15 @@ impl Scheduler {
         let state = match job.state {
             JobState::Running => {
                 let since = job.start.expect("running job has a start");
-                reasons.push(Reason::Running {
-                    since,
-                    killed_at: since + job.spec.walltime,
-                });
+                reasons.push(Reason::Running { since, killed_at: since + job.spec.walltime });
                 "running"
             }
             JobState::Ended => {
-                reasons.push(Reason::Ended {
-                    at: job.end.expect("ended job has an end"),
-                });
+                reasons.push(Reason::Ended { at: job.end.expect("ended job has an end") });
                 "ended"
             }
             JobState::Pending => {
-                let pos = self
-                    .pending
-                    .iter()
-                    .position(|&p| p == id)
-                    .expect("pending job is queued");
+                let pos = self.pending.iter().position(|&p| p == id).expect("pending job is queued");
                 position = Some(pos);
                 if job.why_pass == self.pass {
                     // Considered in the last pass, or submitted since.
@@ -573,10 +509,7 @@ impl Scheduler {
                 } else if let (Some(head), false) = (self.blocked_head, self.policy.backfill()) {
                     reasons.push(Reason::BehindQueueHead { head });
                 } else {
-                    reasons.push(Reason::BeyondBackfillDepth {
-                        position: pos,
-                        depth: self.cfg.backfill_depth,
-                    });
+                    reasons.push(Reason::BeyondBackfillDepth { position: pos, depth: self.cfg.backfill_depth });
                 }
                 let a = job.spec.account;
                 let (u, s) = (self.usage.usage_share(a), self.tenants.get(a).norm_share);
@@ -590,13 +523,7 @@ impl Scheduler {
                 "pending"
             }
         };
-        Ok(Explanation {
-            job: id,
-            state,
-            position,
-            priority: job.priority,
-            reasons,
-        })
+        Ok(Explanation { job: id, state, position, priority: job.priority, reasons })
     }
 
     /// Walltime left for a running job, for callers that enforce it.

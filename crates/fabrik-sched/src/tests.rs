@@ -15,12 +15,7 @@ struct Run {
 }
 
 /// Jobs are (spec, runtime). Runs until every job has ended; a job is killed at its walltime.
-fn run(
-    facility: &Facility,
-    policy: &str,
-    cfg: SchedConfig,
-    jobs: &[(JobSpec, u64)],
-) -> (Run, Scheduler) {
+fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u64)]) -> (Run, Scheduler) {
     let mut s = Scheduler::with_policy(facility, policy, cfg).unwrap();
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| (jobs[i].0.submit, i));
@@ -58,51 +53,25 @@ fn run(
         for &id in &started {
             let i = rev[&id.0];
             let j = s.job(id);
-            assert_eq!(
-                j.parts.iter().map(|p| p.1).sum::<u32>(),
-                j.spec.gpus,
-                "gang is all or nothing"
-            );
+            assert_eq!(j.parts.iter().map(|p| p.1).sum::<u32>(), j.spec.gpus, "gang is all or nothing");
             spans[i].0 = now;
             ends.insert((now + jobs[i].1.min(j.spec.walltime.0), id.0), ());
         }
         if let Some(r) = s.reservation() {
-            first_reservation
-                .entry(rev[&r.job.0] as u32)
-                .or_insert(r.start_at.0);
+            first_reservation.entry(rev[&r.job.0] as u32).or_insert(r.start_at.0);
         }
         // No GPU allocated twice: busy GPUs equal the running jobs' gangs and never exceed capacity.
-        let busy: u64 = s
-            .jobs()
-            .iter()
-            .filter(|j| j.state == JobState::Running)
-            .map(|j| u64::from(j.spec.gpus))
-            .sum();
+        let busy: u64 = s.jobs().iter().filter(|j| j.state == JobState::Running).map(|j| u64::from(j.spec.gpus)).sum();
         assert_eq!(busy, s.busy_gpus());
         assert_eq!(s.cluster().free_gpus() + busy, s.cluster().total_gpus());
     }
     assert_eq!(checked_end, jobs.len(), "every job ends exactly once");
-    (
-        Run {
-            spans,
-            first_reservation,
-        },
-        s,
-    )
+    (Run { spans, first_reservation }, s)
 }
 
 fn tenants2() -> TenantTree {
     TenantTree::from_specs(
-        &[
-            AccountSpec {
-                path: "a/x/p".into(),
-                shares: 1.0,
-            },
-            AccountSpec {
-                path: "b/y/q".into(),
-                shares: 1.0,
-            },
-        ],
+        &[AccountSpec { path: "a/x/p".into(), shares: 1.0 }, AccountSpec { path: "b/y/q".into(), shares: 1.0 }],
         "test",
     )
     .unwrap()
@@ -115,13 +84,7 @@ fn fac(name: &str) -> Facility {
 }
 
 fn job(account: u32, gpus: u32, submit: u64, walltime: u64) -> JobSpec {
-    JobSpec::new(
-        format!("j{submit}"),
-        AccountId(account),
-        gpus,
-        SimTime(submit),
-        Secs(walltime),
-    )
+    JobSpec::new(format!("j{submit}"), AccountId(account), gpus, SimTime(submit), Secs(walltime))
 }
 
 const P: u32 = 3; // a/x/p: root, a, a/x, a/x/p
@@ -130,11 +93,7 @@ const Q: u32 = 6;
 #[test]
 fn fifo_blocks_behind_the_head_and_backfill_does_not() {
     // tiny = 2 nodes × 8. J0 takes node 0 until 100; J1 needs both nodes; J2 is one GPU for 10 s.
-    let jobs = vec![
-        (job(P, 8, 0, 100), 100),
-        (job(P, 16, 1, 100), 100),
-        (job(Q, 1, 2, 10), 10),
-    ];
+    let jobs = vec![(job(P, 8, 0, 100), 100), (job(P, 16, 1, 100), 100), (job(Q, 1, 2, 10), 10)];
     let (r, s) = run(&fac("tiny"), "fifo", SchedConfig::default(), &jobs);
     // FIFO: J1 starts when J0 ends (100), J2 only after J1 (200).
     assert_eq!(r.spans, vec![(0, 100), (100, 200), (200, 210)]);
@@ -150,12 +109,8 @@ fn fifo_blocks_behind_the_head_and_backfill_does_not() {
 fn backfill_never_starts_a_long_job_on_reserved_gpus() {
     // J1 (16 GPUs) reserves both nodes at 100. J2 (8 GPUs, 200 s) fits on node 1 now but would
     // run past 100 on a reserved node: it waits. J3 (4 GPUs, 50 s) ends at 53 and backfills.
-    let jobs = vec![
-        (job(P, 8, 0, 100), 100),
-        (job(P, 16, 1, 50), 50),
-        (job(Q, 8, 2, 200), 200),
-        (job(Q, 4, 3, 50), 50),
-    ];
+    let jobs =
+        vec![(job(P, 8, 0, 100), 100), (job(P, 16, 1, 50), 50), (job(Q, 8, 2, 200), 200), (job(Q, 4, 3, 50), 50)];
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
     let mut started = vec![];
@@ -167,23 +122,9 @@ fn backfill_never_starts_a_long_job_on_reserved_gpus() {
         }
     }
     let why = s.explain(JobId(2)).unwrap();
-    assert_eq!(
-        why.reasons[0],
-        Reason::BehindReservation {
-            holder: JobId(1),
-            start_at: SimTime(100)
-        }
-    );
-    assert_eq!(
-        why.reasons[0].to_string(),
-        "behind the reservation of job 1 (starting by d0 00:01:40)"
-    );
-    assert_eq!(
-        s.explain(JobId(1)).unwrap().reasons[0],
-        Reason::HoldsReservation {
-            start_at: SimTime(100)
-        }
-    );
+    assert_eq!(why.reasons[0], Reason::BehindReservation { holder: JobId(1), start_at: SimTime(100) });
+    assert_eq!(why.reasons[0].to_string(), "behind the reservation of job 1 (starting by d0 00:01:40)");
+    assert_eq!(s.explain(JobId(1)).unwrap().reasons[0], Reason::HoldsReservation { start_at: SimTime(100) });
     let (r, _) = run(&f, "fifo-backfill", SchedConfig::default(), &jobs);
     assert_eq!(r.spans, vec![(0, 100), (100, 150), (150, 350), (3, 53)]);
 }
@@ -192,17 +133,8 @@ fn backfill_never_starts_a_long_job_on_reserved_gpus() {
 fn backfill_starts_a_long_job_on_gpus_the_reservation_does_not_need() {
     // One group of 3 nodes. J0 holds nodes 0–1 until 100. J1 needs two whole nodes: its
     // reservation at 100 takes nodes 0 and 1, so J2 (8 GPUs, 1000 s) may run on node 2 now.
-    let jobs = vec![
-        (job(P, 16, 0, 100), 100),
-        (job(P, 16, 1, 100), 100),
-        (job(Q, 8, 2, 1000), 1000),
-    ];
-    let (r, _) = run(
-        &fac("3x8:3"),
-        "fifo-backfill",
-        SchedConfig::default(),
-        &jobs,
-    );
+    let jobs = vec![(job(P, 16, 0, 100), 100), (job(P, 16, 1, 100), 100), (job(Q, 8, 2, 1000), 1000)];
+    let (r, _) = run(&fac("3x8:3"), "fifo-backfill", SchedConfig::default(), &jobs);
     assert_eq!(r.spans, vec![(0, 100), (100, 200), (2, 1002)]);
 }
 
@@ -214,11 +146,7 @@ fn fair_share_puts_the_idle_account_first() {
     let mut cfg = SchedConfig::default();
     cfg.fair_share.recalc_interval = Secs(1);
     cfg.fair_share.w_age = 0.0;
-    let jobs = vec![
-        (job(P, 16, 0, 100), 100),
-        (job(P, 16, 50, 100), 100),
-        (job(Q, 16, 60, 100), 100),
-    ];
+    let jobs = vec![(job(P, 16, 0, 100), 100), (job(P, 16, 50, 100), 100), (job(Q, 16, 60, 100), 100)];
     let (r, s) = run(&fac("tiny"), "fair-share", cfg.clone(), &jobs);
     assert_eq!(r.spans, vec![(0, 100), (200, 300), (100, 200)]);
     assert_eq!(s.usage().gpu_seconds(AccountId(P), SimTime(300)), 3200.0);
@@ -261,22 +189,13 @@ fn explanations_name_the_topology_that_blocks() {
     }
     s.submit(job(Q, 32, 20, 10), SimTime(20)).unwrap();
     s.submit(job(Q, 1, 21, 10), SimTime(21)).unwrap();
-    assert_eq!(
-        s.explain(JobId(5)).unwrap().reasons[0],
-        Reason::NotYetConsidered
-    );
+    assert_eq!(s.explain(JobId(5)).unwrap().reasons[0], Reason::NotYetConsidered);
     s.schedule(SimTime(21), &mut started);
     assert!(started.is_empty());
     let why = s.explain(JobId(4)).unwrap();
-    assert_eq!(
-        why.reasons[0].to_string(),
-        "no leaf group with 32 free GPUs"
-    );
+    assert_eq!(why.reasons[0].to_string(), "no leaf group with 32 free GPUs");
     assert_eq!(why.position, Some(0));
-    assert_eq!(
-        s.explain(JobId(5)).unwrap().reasons[0],
-        Reason::BehindQueueHead { head: JobId(4) }
-    );
+    assert_eq!(s.explain(JobId(5)).unwrap().reasons[0], Reason::BehindQueueHead { head: JobId(4) });
     assert_eq!(s.explain(JobId(0)).unwrap().state, "running");
 }
 
@@ -294,28 +213,14 @@ fn impossible_jobs_and_unknown_policies_are_refused() {
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
     assert_eq!(
-        s.submit(job(P, 17, 0, 10), SimTime(0))
-            .unwrap_err()
-            .to_string(),
+        s.submit(job(P, 17, 0, 10), SimTime(0)).unwrap_err().to_string(),
         "job 'j0' asks for 17 GPUs, more than any pool of its GPU type holds"
     );
-    assert!(s
-        .submit(job(1, 1, 0, 10), SimTime(0))
-        .unwrap_err()
-        .to_string()
-        .contains("not a project"));
+    assert!(s.submit(job(1, 1, 0, 10), SimTime(0)).unwrap_err().to_string().contains("not a project"));
     assert!(s.submit(job(P, 0, 0, 10), SimTime(0)).is_err());
-    let e = Scheduler::with_policy(&f, "lottery", SchedConfig::default())
-        .err()
-        .unwrap();
-    assert_eq!(
-        e.to_string(),
-        "unknown policy 'lottery' (known: fifo, fifo-backfill, fair-share)"
-    );
-    assert_eq!(
-        s.finish(JobId(9), SimTime(0)),
-        Err(SchedError::UnknownJob(JobId(9)))
-    );
+    let e = Scheduler::with_policy(&f, "lottery", SchedConfig::default()).err().unwrap();
+    assert_eq!(e.to_string(), "unknown policy 'lottery' (known: fifo, fifo-backfill, fair-share)");
+    assert_eq!(s.finish(JobId(9), SimTime(0)), Err(SchedError::UnknownJob(JobId(9))));
 }
 
 #[test]
@@ -330,10 +235,7 @@ fn cancel_removes_pending_and_frees_running() {
     assert!(s.pending().is_empty());
     s.cancel(JobId(0), SimTime(6)).unwrap();
     assert_eq!(s.cluster().free_gpus(), 16);
-    assert_eq!(
-        s.cancel(JobId(0), SimTime(7)),
-        Err(SchedError::NotRunning(JobId(0)))
-    );
+    assert_eq!(s.cancel(JobId(0), SimTime(7)), Err(SchedError::NotRunning(JobId(0))));
 }
 
 fn arb_jobs() -> impl Strategy<Value = Vec<(u32, u32, u64, u64, u64)>> {

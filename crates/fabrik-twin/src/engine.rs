@@ -17,14 +17,7 @@ pub enum TwinError {
     #[error("{0}")]
     Sched(#[from] fabrik_sched::SchedError),
     #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; facility '{facility}' holds at most {max} in one pool of its type")]
-    TooLarge {
-        workload: String,
-        job: String,
-        index: usize,
-        gpus: u32,
-        facility: String,
-        max: u64,
-    },
+    TooLarge { workload: String, job: String, index: usize, gpus: u32, facility: String, max: u64 },
     #[error("workload {0} has no jobs")]
     Empty(String),
 }
@@ -78,11 +71,7 @@ pub struct Twin<'a> {
 }
 
 impl<'a> Twin<'a> {
-    pub fn new(
-        facility: &'a Facility,
-        workload: &'a Workload,
-        cfg: TwinConfig,
-    ) -> Result<Twin<'a>, TwinError> {
+    pub fn new(facility: &'a Facility, workload: &'a Workload, cfg: TwinConfig) -> Result<Twin<'a>, TwinError> {
         if workload.jobs.is_empty() {
             return Err(TwinError::Empty(workload.source.clone()));
         }
@@ -122,11 +111,7 @@ impl<'a> Twin<'a> {
 
     fn push(&mut self, time: SimTime, kind: Kind) {
         self.seq += 1;
-        self.events.push(Reverse(Event {
-            time,
-            seq: self.seq,
-            kind,
-        }));
+        self.events.push(Reverse(Event { time, seq: self.seq, kind }));
     }
 
     fn push_next_arrival(&mut self) {
@@ -145,9 +130,7 @@ impl<'a> Twin<'a> {
                 self.done += 1;
             }
             Kind::Arrival(i) => {
-                let id = self
-                    .sched
-                    .submit(self.workload.jobs[i as usize].spec.clone(), ev.time)?;
+                let id = self.sched.submit(self.workload.jobs[i as usize].spec.clone(), ev.time)?;
                 debug_assert_eq!(id.0, i, "the twin submits in arrival order");
                 self.push_next_arrival();
             }
@@ -186,27 +169,13 @@ impl<'a> Twin<'a> {
             self.busy.set(now, self.sched.busy_gpus() as f64);
             self.queue.set(now, self.sched.pending().len() as f64);
             if self.events_handled.is_multiple_of(8192) {
-                progress(Progress {
-                    now,
-                    jobs_done: self.done,
-                    jobs_total: total,
-                });
+                progress(Progress { now, jobs_done: self.done, jobs_total: total });
             }
         }
-        let end = self
-            .sched
-            .jobs()
-            .iter()
-            .filter_map(|j| j.end)
-            .max()
-            .unwrap_or_default();
+        let end = self.sched.jobs().iter().filter_map(|j| j.end).max().unwrap_or_default();
         self.busy.set(end, 0.0);
         self.queue.set(end, 0.0);
-        progress(Progress {
-            now: end,
-            jobs_done: self.done,
-            jobs_total: total,
-        });
+        progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(report::build(report::Inputs {
             facility: self.facility,
             workload: self.workload,

@@ -4,10 +4,7 @@ use crate::report::{dur, Report};
 use std::fmt::Write as _;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 const W: f64 = 760.0;
@@ -15,14 +12,7 @@ const H: f64 = 220.0;
 const PAD: f64 = 44.0;
 
 /// A line chart of `ys` sampled every `dx_days` days, y from 0 to `ymax`.
-fn line_chart(
-    title: &str,
-    ys: &[f64],
-    dx_days: f64,
-    ymax: f64,
-    ylabel: &dyn Fn(f64) -> String,
-    color: &str,
-) -> String {
+fn line_chart(title: &str, ys: &[f64], dx_days: f64, ymax: f64, ylabel: &dyn Fn(f64) -> String, color: &str) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
@@ -48,11 +38,7 @@ fn line_chart(
     let mut d = 0.0;
     while d <= days {
         let x = x0 + (x1 - x0) * d / days;
-        let _ = write!(
-            o,
-            r#"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">day {d}</text>"#,
-            H - 8.0
-        );
+        let _ = write!(o, r#"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">day {d}</text>"#, H - 8.0);
         d += step;
     }
     let pts: Vec<String> = ys
@@ -73,20 +59,11 @@ fn line_chart(
 }
 
 /// Horizontal bars: (label, values) with one colour per series.
-fn bar_chart(
-    title: &str,
-    rows: &[(String, Vec<f64>)],
-    series: &[(&str, &str)],
-    fmt: &dyn Fn(f64) -> String,
-) -> String {
+fn bar_chart(title: &str, rows: &[(String, Vec<f64>)], series: &[(&str, &str)], fmt: &dyn Fn(f64) -> String) -> String {
     let row_h = 14.0 * series.len() as f64 + 8.0;
     let h = 30.0 + row_h * rows.len() as f64;
     let label_w = 250.0;
-    let max = rows
-        .iter()
-        .flat_map(|r| r.1.iter().copied())
-        .fold(0.0, f64::max)
-        .max(1e-12);
+    let max = rows.iter().flat_map(|r| r.1.iter().copied()).fold(0.0, f64::max).max(1e-12);
     let mut o = String::new();
     let _ = write!(
         o,
@@ -153,29 +130,11 @@ pub fn render(r: &Report) -> String {
         ("killed at walltime", s.killed_at_walltime.to_string()),
         ("GPU-hours", format!("{:.0}", s.gpu_hours)),
         ("makespan", dur(s.makespan_s as f64)),
-        (
-            "utilisation (makespan)",
-            format!("{:.1}%", s.utilisation * 100.0),
-        ),
-        (
-            "utilisation (while jobs arrive)",
-            format!("{:.1}%", s.utilisation_arrival_window * 100.0),
-        ),
-        (
-            "mean / p95 wait",
-            format!("{} / {}", dur(s.wait_s.mean), dur(s.wait_s.p95)),
-        ),
-        (
-            "mean / p95 JCT",
-            format!("{} / {}", dur(s.jct_s.mean), dur(s.jct_s.p95)),
-        ),
-        (
-            "mean / p95 bounded slowdown",
-            format!(
-                "{:.2} / {:.2}",
-                s.bounded_slowdown.mean, s.bounded_slowdown.p95
-            ),
-        ),
+        ("utilisation (makespan)", format!("{:.1}%", s.utilisation * 100.0)),
+        ("utilisation (while jobs arrive)", format!("{:.1}%", s.utilisation_arrival_window * 100.0)),
+        ("mean / p95 wait", format!("{} / {}", dur(s.wait_s.mean), dur(s.wait_s.p95))),
+        ("mean / p95 JCT", format!("{} / {}", dur(s.jct_s.mean), dur(s.jct_s.p95))),
+        ("mean / p95 bounded slowdown", format!("{:.2} / {:.2}", s.bounded_slowdown.mean, s.bounded_slowdown.p95)),
         ("Jain's fairness index", format!("{:.3}", s.jain_index)),
     ];
     for (k, v) in rows {
@@ -191,12 +150,7 @@ pub fn render(r: &Report) -> String {
         &|v| format!("{:.0}%", v * 100.0),
         "#2a6fdb",
     ));
-    let qmax = r
-        .timeseries
-        .queue_length
-        .iter()
-        .copied()
-        .fold(0.0, f64::max);
+    let qmax = r.timeseries.queue_length.iter().copied().fold(0.0, f64::max);
     o.push_str(&line_chart(
         "Queue length (pending jobs) over time",
         &r.timeseries.queue_length,
@@ -205,28 +159,17 @@ pub fn render(r: &Report) -> String {
         &|v| format!("{v:.0}"),
         "#d9822b",
     ));
-    let shares: Vec<(String, Vec<f64>)> = r
-        .accounts
-        .iter()
-        .map(|a| (a.account.clone(), vec![a.entitled_share, a.used_share]))
-        .collect();
+    let shares: Vec<(String, Vec<f64>)> =
+        r.accounts.iter().map(|a| (a.account.clone(), vec![a.entitled_share, a.used_share])).collect();
     o.push_str(&bar_chart(
         "Share of GPU-hours: entitled vs used, per account",
         &shares,
         &[("entitled", "#9bb7e0"), ("used", "#2a6fdb")],
         &|v| format!("{:.1}%", v * 100.0),
     ));
-    let hist: Vec<(String, Vec<f64>)> = r
-        .wait_histogram
-        .iter()
-        .map(|b| (format!("wait {}", b.wait), vec![b.jobs as f64]))
-        .collect();
-    o.push_str(&bar_chart(
-        "Wait-time distribution (jobs)",
-        &hist,
-        &[("jobs", "#d9822b")],
-        &|v| format!("{v:.0}"),
-    ));
+    let hist: Vec<(String, Vec<f64>)> =
+        r.wait_histogram.iter().map(|b| (format!("wait {}", b.wait), vec![b.jobs as f64])).collect();
+    o.push_str(&bar_chart("Wait-time distribution (jobs)", &hist, &[("jobs", "#d9822b")], &|v| format!("{v:.0}")));
     o.push_str("<h2>Wait by job size</h2><table><tr><th>GPUs</th><th>jobs</th><th>GPU-hours</th><th>mean wait</th><th>p95 wait</th><th>max wait</th></tr>");
     for z in &r.size_classes {
         let _ = write!(

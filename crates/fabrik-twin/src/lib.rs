@@ -19,10 +19,6 @@ pub use workload::{TraceJob, Workload, WorkloadError};
 use fabrik_model::Facility;
 
 /// Runs a workload on a facility under a policy without progress reporting.
-pub fn simulate(
-    facility: &Facility,
-    workload: &Workload,
-    cfg: TwinConfig,
-) -> Result<Report, TwinError> {
+pub fn simulate(facility: &Facility, workload: &Workload, cfg: TwinConfig) -> Result<Report, TwinError> {
     Twin::new(facility, workload, cfg)?.run(|_| {})
 }

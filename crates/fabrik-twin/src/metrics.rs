@@ -17,14 +17,7 @@ pub struct TimeSeries {
 
 impl TimeSeries {
     pub fn new(bucket_s: u64) -> TimeSeries {
-        TimeSeries {
-            bucket: bucket_s.max(1),
-            last_t: 0,
-            last_v: 0.0,
-            integral: Vec::new(),
-            total: 0.0,
-            max: 0.0,
-        }
+        TimeSeries { bucket: bucket_s.max(1), last_t: 0, last_v: 0.0, integral: Vec::new(), total: 0.0, max: 0.0 }
     }
 
     /// The value becomes `v` at time `t` (t never decreases).
@@ -51,10 +44,7 @@ impl TimeSeries {
     }
     /// Bucket means (the last bucket is averaged over its full width).
     pub fn means(&self) -> Vec<f64> {
-        self.integral
-            .iter()
-            .map(|x| x / self.bucket as f64)
-            .collect()
+        self.integral.iter().map(|x| x / self.bucket as f64).collect()
     }
     /// ∫ value dt from 0 to the last change.
     pub fn integral(&self) -> f64 {
@@ -62,10 +52,7 @@ impl TimeSeries {
     }
     /// Time-weighted mean over [from, to), widened to whole buckets.
     pub fn mean_between(&self, from: u64, to: u64) -> f64 {
-        let (a, b) = (
-            (from / self.bucket) as usize,
-            (to.div_ceil(self.bucket)).max(from / self.bucket + 1) as usize,
-        );
+        let (a, b) = ((from / self.bucket) as usize, (to.div_ceil(self.bucket)).max(from / self.bucket + 1) as usize);
         self.integral.iter().take(b).skip(a).sum::<f64>() / ((b - a) as u64 * self.bucket) as f64
     }
     pub fn max(&self) -> f64 {

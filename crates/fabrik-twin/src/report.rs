@@ -169,23 +169,15 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
         let gh = f64::from(s.gpus) * run as f64 / 3600.0;
-        let a = per_account
-            .entry(s.account.idx())
-            .or_insert((0, 0.0, vec![]));
+        let a = per_account.entry(s.account.idx()).or_insert((0, 0.0, vec![]));
         a.0 += 1;
         a.1 += gh;
         a.2.push(wait as f64);
-        let c = SIZE_CLASSES
-            .iter()
-            .position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi)
-            .unwrap_or(0);
+        let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
         per_size[c].0 += 1;
         per_size[c].1 += gh;
         per_size[c].2.push(wait as f64);
-        hist[WAIT_BINS
-            .iter()
-            .position(|&(lim, _)| wait < lim)
-            .unwrap_or(WAIT_BINS.len() - 1)] += 1;
+        hist[WAIT_BINS.iter().position(|&(lim, _)| wait < lim).unwrap_or(WAIT_BINS.len() - 1)] += 1;
         jobs.push(JobRow {
             name: s.name.clone(),
             account: tenants.get(s.account).path.clone(),
@@ -218,9 +210,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut accounts = Vec::new();
     let mut by_class: BTreeMap<String, (u64, f64, f64, Vec<f64>)> = BTreeMap::new();
     for (id, a) in tenants.leaves() {
-        let c = by_class
-            .entry(a.class().to_string())
-            .or_insert((0, 0.0, 0.0, vec![]));
+        let c = by_class.entry(a.class().to_string()).or_insert((0, 0.0, 0.0, vec![]));
         c.2 += a.norm_share;
         if let Some((n, gh, w)) = per_account.get_mut(&id.idx()) {
             c.0 += *n;
@@ -229,20 +219,11 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             accounts.push(row(a.path.clone(), *n, *gh, a.norm_share, w));
         }
     }
-    let classes = by_class
-        .into_iter()
-        .map(|(name, (n, gh, ent, mut w))| row(name, n, gh, ent, &mut w))
-        .collect();
+    let classes = by_class.into_iter().map(|(name, (n, gh, ent, mut w))| row(name, n, gh, ent, &mut w)).collect();
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
-    let last_end = i
-        .sched
-        .jobs()
-        .iter()
-        .filter_map(|j| j.end)
-        .max()
-        .map_or(0, |t| t.0);
+    let last_end = i.sched.jobs().iter().filter_map(|j| j.end).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.killed.iter().filter(|&&k| k).count() as u64;
     Report {
@@ -289,14 +270,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 }
             })
             .collect(),
-        wait_histogram: WAIT_BINS
-            .iter()
-            .zip(hist)
-            .map(|(&(_, l), n)| Bin {
-                wait: l.to_string(),
-                jobs: n,
-            })
-            .collect(),
+        wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
         timeseries: Series {
             bucket_s: i.busy.bucket_s(),
             utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
@@ -355,32 +329,15 @@ impl Report {
             s.mean_queue_length,
             s.max_queue_length
         );
-        let _ = writeln!(
-            o,
-            "{:<18} {:>10} {:>10} {:>10} {:>10}",
-            "", "mean", "median", "p95", "max"
-        );
-        for (name, st, is_time) in [
-            ("wait", &s.wait_s, true),
-            ("JCT", &s.jct_s, true),
-            ("bounded slowdown", &s.bounded_slowdown, false),
-        ] {
+        let _ = writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", "", "mean", "median", "p95", "max");
+        for (name, st, is_time) in
+            [("wait", &s.wait_s, true), ("JCT", &s.jct_s, true), ("bounded slowdown", &s.bounded_slowdown, false)]
+        {
             let v = |x: f64| if is_time { dur(x) } else { format!("{x:.2}") };
-            let _ = writeln!(
-                o,
-                "{:<18} {:>10} {:>10} {:>10} {:>10}",
-                name,
-                v(st.mean),
-                v(st.median),
-                v(st.p95),
-                v(st.max)
-            );
+            let _ =
+                writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", name, v(st.mean), v(st.median), v(st.p95), v(st.max));
         }
-        let _ = writeln!(
-            o,
-            "fairness (Jain's index of used/entitled share over accounts): {:.3}",
-            s.jain_index
-        );
+        let _ = writeln!(o, "fairness (Jain's index of used/entitled share over accounts): {:.3}", s.jain_index);
         let _ = writeln!(
             o,
             "\n{:<34} {:>7} {:>12} {:>9} {:>9} {:>10} {:>10}",
@@ -388,11 +345,7 @@ impl Report {
         );
         for c in &self.classes {
             let _ = writeln!(o, "{}", account_line(c));
-            for a in self
-                .accounts
-                .iter()
-                .filter(|a| a.account.split('/').next() == Some(c.account.as_str()))
-            {
+            for a in self.accounts.iter().filter(|a| a.account.split('/').next() == Some(c.account.as_str())) {
                 let mut a = a.clone();
                 a.account = format!("  {}", a.account);
                 let _ = writeln!(o, "{}", account_line(&a));

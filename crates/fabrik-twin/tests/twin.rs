@@ -49,7 +49,8 @@ fn three_jobs_on_two_nodes_give_hand_computed_metrics() {
     assert_eq!((sme.jobs, sme.gpu_hours, sme.mean_wait_s), (2, 20.0, 3000.0));
     assert!((sme.entitled_share - 0.2).abs() < 1e-12);
     // wait histogram: one job at 0, two in 10m-1h
-    let bins: Vec<(String, u64)> = r.wait_histogram.iter().filter(|b| b.jobs > 0).map(|b| (b.wait.clone(), b.jobs)).collect();
+    let bins: Vec<(String, u64)> =
+        r.wait_histogram.iter().filter(|b| b.jobs > 0).map(|b| (b.wait.clone(), b.jobs)).collect();
     assert_eq!(bins, vec![("0".to_string(), 1), ("10m-1h".to_string(), 2)]);
     let csv = r.jobs_csv();
     assert!(csv.contains("c,sme/startup-b/vision,8,600,3600,10800,3000,10200,"), "{csv}");
@@ -88,7 +89,10 @@ fn a_job_larger_than_the_facility_is_an_error_naming_it() {
     let text = "name,submit,account,gpus,walltime,runtime\nbig,0,eval,32,1h,1h\n";
     let w = fabrik_csv::read(text.as_bytes(), "t.csv", &f).unwrap();
     let e = simulate(&f, &w, cfg("fifo")).err().unwrap().to_string();
-    assert_eq!(e, "workload csv:t.csv: job 'big' (#0) asks for 32 GPUs; facility 'tiny' holds at most 16 in one pool of its type");
+    assert_eq!(
+        e,
+        "workload csv:t.csv: job 'big' (#0) asks for 32 GPUs; facility 'tiny' holds at most 16 in one pool of its type"
+    );
 }
 
 #[test]

@@ -45,35 +45,20 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         Some((i, 'd')) => (&s[..i], 86_400.0),
         _ => (s, 1.0),
     };
-    let x: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 3600, 90m, 2h, 1.5d)"))?;
+    let x: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a duration (e.g. 3600, 90m, 2h, 1.5d)"))?;
     if !x.is_finite() || x < 0.0 {
         return Err(format!("'{s}' must not be negative"));
     }
     Ok((x * mult).round() as u64)
 }
 
-pub fn read(
-    input: impl Read,
-    origin: &str,
-    facility: &Facility,
-) -> Result<Workload, WorkloadError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let file_err = |msg: String| WorkloadError::File {
-        origin: origin.to_string(),
-        msg,
-    };
+pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workload, WorkloadError> {
+    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let file_err = |msg: String| WorkloadError::File { origin: origin.to_string(), msg };
     let headers = rdr.headers().map_err(|e| file_err(e.to_string()))?.clone();
     for h in headers.iter() {
         if !COLUMNS.contains(&h) {
-            return Err(file_err(format!(
-                "unknown column '{h}' (known: {})",
-                COLUMNS.join(", ")
-            )));
+            return Err(file_err(format!("unknown column '{h}' (known: {})", COLUMNS.join(", "))));
         }
     }
     let col = |name: &str| headers.iter().position(|h| h == name);
@@ -101,16 +86,12 @@ pub fn read(
             }
         };
         let name = get("name").to_string();
-        let account = facility
-            .tenants
-            .resolve(get("account"))
-            .map_err(|m| bad("account", m))?;
-        let gpus: u32 = get("gpus").parse().ok().filter(|&g| g > 0).ok_or_else(|| {
-            bad(
-                "gpus",
-                format!("'{}' is not a positive whole number", get("gpus")),
-            )
-        })?;
+        let account = facility.tenants.resolve(get("account")).map_err(|m| bad("account", m))?;
+        let gpus: u32 = get("gpus")
+            .parse()
+            .ok()
+            .filter(|&g| g > 0)
+            .ok_or_else(|| bad("gpus", format!("'{}' is not a positive whole number", get("gpus"))))?;
         let walltime = dur("walltime")?;
         if walltime == 0 {
             return Err(bad("walltime", "must be positive".to_string()));
@@ -118,39 +99,24 @@ pub fn read(
         let mut spec = JobSpec::new(name, account, gpus, SimTime(dur("submit")?), Secs(walltime));
         let gt = get("gpu_type");
         if !gt.is_empty() {
-            spec.gpu_type = Some(
-                facility
-                    .gpu_type_id(gt)
-                    .ok_or_else(|| bad("gpu_type", format!("unknown GPU type '{gt}'")))?,
-            );
+            spec.gpu_type =
+                Some(facility.gpu_type_id(gt).ok_or_else(|| bad("gpu_type", format!("unknown GPU type '{gt}'")))?);
         }
         spec.qos = get("qos").parse::<Qos>().map_err(|m| bad("qos", m))?;
         spec.preemptible = match get("preemptible").to_ascii_lowercase().as_str() {
             "" | "false" | "no" | "0" => false,
             "true" | "yes" | "1" => true,
-            other => {
-                return Err(bad(
-                    "preemptible",
-                    format!("'{other}' is not true or false"),
-                ))
-            }
+            other => return Err(bad("preemptible", format!("'{other}' is not true or false"))),
         };
         spec.checkpoint_interval = opt_dur("checkpoint_interval")?.map(Secs);
         spec.earliest_start = opt_dur("earliest_start")?.map(SimTime);
         spec.deadline = opt_dur("deadline")?.map(SimTime);
-        jobs.push(TraceJob {
-            spec,
-            runtime: Secs(dur("runtime")?),
-        });
+        jobs.push(TraceJob { spec, runtime: Secs(dur("runtime")?) });
     }
     if jobs.is_empty() {
         return Err(file_err("no jobs".to_string()));
     }
-    let mut w = Workload {
-        source: format!("csv:{origin}"),
-        notes: vec![],
-        jobs,
-    };
+    let mut w = Workload { source: format!("csv:{origin}"), notes: vec![], jobs };
     w.sort();
     Ok(w)
 }
@@ -193,44 +159,19 @@ mod tests {
         let f = Facility::preset("small").unwrap();
         let hdr = "name,submit,account,gpus,walltime,runtime\n";
         let cases = [
-            (
-                "x,0,nobody,1,1h,1h\n",
-                "j.csv: line 2: account: unknown account 'nobody'",
-            ),
-            (
-                "x,0,eval,0,1h,1h\n",
-                "j.csv: line 2: gpus: '0' is not a positive whole number",
-            ),
-            (
-                "x,-3,eval,1,1h,1h\n",
-                "j.csv: line 2: submit: '-3' must not be negative",
-            ),
-            (
-                "x,0,eval,1,0,1h\n",
-                "j.csv: line 2: walltime: must be positive",
-            ),
+            ("x,0,nobody,1,1h,1h\n", "j.csv: line 2: account: unknown account 'nobody'"),
+            ("x,0,eval,0,1h,1h\n", "j.csv: line 2: gpus: '0' is not a positive whole number"),
+            ("x,-3,eval,1,1h,1h\n", "j.csv: line 2: submit: '-3' must not be negative"),
+            ("x,0,eval,1,0,1h\n", "j.csv: line 2: walltime: must be positive"),
         ];
         for (row, msg) in cases {
-            let e = read(format!("{hdr}{row}").as_bytes(), "j.csv", &f)
-                .unwrap_err()
-                .to_string();
+            let e = read(format!("{hdr}{row}").as_bytes(), "j.csv", &f).unwrap_err().to_string();
             assert_eq!(e, msg);
         }
-        let e = read(
-            "name,submit,account,gpus,walltime,runtime,color\n".as_bytes(),
-            "j.csv",
-            &f,
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            read("name,submit,account,gpus,walltime,runtime,color\n".as_bytes(), "j.csv", &f).unwrap_err().to_string();
         assert!(e.starts_with("j.csv: unknown column 'color'"), "{e}");
-        let e = read(
-            "name,submit,account,gpus,walltime\n".as_bytes(),
-            "j.csv",
-            &f,
-        )
-        .unwrap_err()
-        .to_string();
+        let e = read("name,submit,account,gpus,walltime\n".as_bytes(), "j.csv", &f).unwrap_err().to_string();
         assert_eq!(e, "j.csv: missing column 'runtime'");
     }
 }

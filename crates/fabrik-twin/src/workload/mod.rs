@@ -31,11 +31,7 @@ impl Workload {
         self.jobs.sort_by_key(|j| j.spec.submit);
     }
     pub fn stats(&self) -> WorkloadStats {
-        let gpu_hours: f64 = self
-            .jobs
-            .iter()
-            .map(|j| f64::from(j.spec.gpus) * j.runtime.hours())
-            .sum();
+        let gpu_hours: f64 = self.jobs.iter().map(|j| f64::from(j.spec.gpus) * j.runtime.hours()).sum();
         WorkloadStats {
             jobs: self.jobs.len() as u64,
             gpu_hours,
@@ -56,11 +52,7 @@ pub struct WorkloadStats {
 #[derive(Debug, Error)]
 pub enum WorkloadError {
     #[error("{origin}: line {line}: {msg}")]
-    Line {
-        origin: String,
-        line: u64,
-        msg: String,
-    },
+    Line { origin: String, line: u64, msg: String },
     #[error("{origin}: {msg}")]
     File { origin: String, msg: String },
 }

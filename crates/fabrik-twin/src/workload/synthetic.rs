@@ -81,27 +81,13 @@ impl SyntheticConfig {
             return Err(format!("days must be positive, got {}", self.days));
         }
         if !(self.offered_load > 0.0 && self.offered_load <= 10.0) {
-            return Err(format!(
-                "offered load must be in (0, 10], got {}",
-                self.offered_load
-            ));
+            return Err(format!("offered load must be in (0, 10], got {}", self.offered_load));
         }
-        if !(0.0..1.0).contains(&self.diurnal_amplitude)
-            || !(0.0..=1.0).contains(&self.weekend_factor)
-        {
-            return Err(
-                "diurnal_amplitude must be in [0, 1) and weekend_factor in [0, 1]".to_string(),
-            );
+        if !(0.0..1.0).contains(&self.diurnal_amplitude) || !(0.0..=1.0).contains(&self.weekend_factor) {
+            return Err("diurnal_amplitude must be in [0, 1) and weekend_factor in [0, 1]".to_string());
         }
-        if self.size_mix.is_empty()
-            || self
-                .size_mix
-                .iter()
-                .any(|&(g, w, m)| g == 0 || w < 0.0 || m <= 0.0)
-        {
-            return Err(
-                "size_mix needs entries with gpus ≥ 1, weight ≥ 0 and median > 0".to_string(),
-            );
+        if self.size_mix.is_empty() || self.size_mix.iter().any(|&(g, w, m)| g == 0 || w < 0.0 || m <= 0.0) {
+            return Err("size_mix needs entries with gpus ≥ 1, weight ≥ 0 and median > 0".to_string());
         }
         Ok(())
     }
@@ -134,20 +120,10 @@ impl Sampler {
             .size_mix
             .iter()
             .filter(|(g, _, _)| u64::from(*g) <= max_size)
-            .map(|&(g, w, m)| {
-                (
-                    g,
-                    w,
-                    LogNormal::new((m * 3600.0).ln(), cfg.runtime_sigma).expect("valid log-normal"),
-                )
-            })
+            .map(|&(g, w, m)| (g, w, LogNormal::new((m * 3600.0).ln(), cfg.runtime_sigma).expect("valid log-normal")))
             .collect();
         if sizes.is_empty() {
-            sizes.push((
-                1,
-                1.0,
-                LogNormal::new(1800f64.ln(), cfg.runtime_sigma).expect("valid log-normal"),
-            ));
+            sizes.push((1, 1.0, LogNormal::new(1800f64.ln(), cfg.runtime_sigma).expect("valid log-normal")));
         }
         let total_weight = sizes.iter().map(|s| s.1).sum();
         let class_weight = |class: &str, large: bool| -> f64 {
@@ -165,11 +141,7 @@ impl Sampler {
             let mut v = Vec::new();
             let mut acc = 0.0;
             for (id, a) in f.tenants.leaves() {
-                let siblings_in_class = f
-                    .tenants
-                    .leaves()
-                    .filter(|(_, b)| b.class() == a.class())
-                    .count() as f64;
+                let siblings_in_class = f.tenants.leaves().filter(|(_, b)| b.class() == a.class()).count() as f64;
                 acc += class_weight(a.class(), large) / siblings_in_class;
                 v.push((acc, id));
             }
@@ -213,17 +185,10 @@ impl Sampler {
     }
 
     fn account(&self, rng: &mut ChaCha8Rng, gpus: u32) -> AccountId {
-        let list = if gpus >= 256 {
-            &self.large
-        } else {
-            &self.small
-        };
+        let list = if gpus >= 256 { &self.large } else { &self.small };
         let total = list.last().map_or(0.0, |l| l.0);
         let x = rng.gen::<f64>() * total;
-        list.iter()
-            .find(|(c, _)| x < *c)
-            .or(list.last())
-            .map_or(AccountId(0), |l| l.1)
+        list.iter().find(|(c, _)| x < *c).or(list.last()).map_or(AccountId(0), |l| l.1)
     }
 }
 
@@ -260,13 +225,7 @@ pub fn generate(cfg: &SyntheticConfig, f: &Facility, seed: u64) -> Result<Worklo
         }
         let (gpus, runtime, walltime) = s.job(&mut rng);
         let account = s.account(&mut rng, gpus);
-        let mut spec = JobSpec::new(
-            format!("syn-{}", jobs.len()),
-            account,
-            gpus,
-            SimTime(t as u64),
-            Secs(walltime),
-        );
+        let mut spec = JobSpec::new(format!("syn-{}", jobs.len()), account, gpus, SimTime(t as u64), Secs(walltime));
         let q = rng.gen::<f64>();
         spec.qos = if q < 0.1 {
             Qos::High
@@ -279,16 +238,10 @@ pub fn generate(cfg: &SyntheticConfig, f: &Facility, seed: u64) -> Result<Worklo
         if gpus >= 64 {
             spec.checkpoint_interval = Some(Secs::HOUR);
         }
-        jobs.push(TraceJob {
-            spec,
-            runtime: Secs(runtime),
-        });
+        jobs.push(TraceJob { spec, runtime: Secs(runtime) });
     }
     Ok(Workload {
-        source: format!(
-            "synthetic: {} days, offered load {:.2}, seed {seed}",
-            cfg.days, cfg.offered_load
-        ),
+        source: format!("synthetic: {} days, offered load {:.2}, seed {seed}", cfg.days, cfg.offered_load),
         notes: vec![format!(
             "synthetic arrival rate {:.0} jobs/day (weekly mean) for offered load {:.2}",
             rate * 86_400.0,
@@ -306,10 +259,7 @@ mod tests {
     fn rate_shape_averages_to_one_over_a_week() {
         let cfg = SyntheticConfig::default();
         let n = 7 * 24 * 60;
-        let mean: f64 = (0..n)
-            .map(|m| rate_shape(&cfg, m as f64 * 60.0 + 30.0))
-            .sum::<f64>()
-            / n as f64;
+        let mean: f64 = (0..n).map(|m| rate_shape(&cfg, m as f64 * 60.0 + 30.0)).sum::<f64>() / n as f64;
         assert!((mean - 1.0).abs() < 1e-3, "{mean}");
         // Monday 14:00 vs Saturday 02:00: (1.5 / 0.8857) vs (0.5 · 0.6 / 0.8857)
         let r = rate_shape(&cfg, 14.0 * 3600.0) / rate_shape(&cfg, 5.0 * 86_400.0 + 2.0 * 3600.0);
@@ -319,25 +269,15 @@ mod tests {
     #[test]
     fn offered_load_matches_the_target_and_seeds_are_reproducible() {
         let f = Facility::preset("ai-factory").unwrap();
-        let cfg = SyntheticConfig {
-            days: 28.0,
-            ..SyntheticConfig::default()
-        };
+        let cfg = SyntheticConfig { days: 28.0, ..SyntheticConfig::default() };
         let w = generate(&cfg, &f, 7).unwrap();
-        let demand: f64 = w
-            .jobs
-            .iter()
-            .map(|j| f64::from(j.spec.gpus) * j.runtime.0.min(j.spec.walltime.0) as f64)
-            .sum();
+        let demand: f64 =
+            w.jobs.iter().map(|j| f64::from(j.spec.gpus) * j.runtime.0.min(j.spec.walltime.0) as f64).sum();
         let load = demand / (f.total_gpus() as f64 * 28.0 * 86_400.0);
         // Heavy tails make one month noisy; the estimate must land near the 0.85 target.
         assert!((0.6..1.1).contains(&load), "offered load {load}");
-        assert!(w
-            .jobs
-            .iter()
-            .all(|j| j.spec.gpus <= 1024 && j.spec.gpus.is_power_of_two()));
-        let single =
-            w.jobs.iter().filter(|j| j.spec.gpus == 1).count() as f64 / w.jobs.len() as f64;
+        assert!(w.jobs.iter().all(|j| j.spec.gpus <= 1024 && j.spec.gpus.is_power_of_two()));
+        let single = w.jobs.iter().filter(|j| j.spec.gpus == 1).count() as f64 / w.jobs.len() as f64;
         assert!((0.6..0.8).contains(&single), "{single}");
         assert_eq!(w, generate(&cfg, &f, 7).unwrap());
         assert_ne!(w.jobs[0], generate(&cfg, &f, 8).unwrap().jobs[0]);
@@ -346,33 +286,10 @@ mod tests {
     #[test]
     fn walltimes_are_whole_hours_and_some_jobs_underestimate() {
         let f = Facility::preset("small").unwrap();
-        let w = generate(
-            &SyntheticConfig {
-                days: 60.0,
-                ..SyntheticConfig::default()
-            },
-            &f,
-            1,
-        )
-        .unwrap();
-        assert!(w
-            .jobs
-            .iter()
-            .all(|j| j.spec.walltime.0 % 3600 == 0 && j.spec.gpus <= 32));
-        let killed = w
-            .jobs
-            .iter()
-            .filter(|j| j.runtime > j.spec.walltime)
-            .count();
+        let w = generate(&SyntheticConfig { days: 60.0, ..SyntheticConfig::default() }, &f, 1).unwrap();
+        assert!(w.jobs.iter().all(|j| j.spec.walltime.0 % 3600 == 0 && j.spec.gpus <= 32));
+        let killed = w.jobs.iter().filter(|j| j.runtime > j.spec.walltime).count();
         assert!(killed > 0);
-        assert!(generate(
-            &SyntheticConfig {
-                days: -1.0,
-                ..SyntheticConfig::default()
-            },
-            &f,
-            1
-        )
-        .is_err());
+        assert!(generate(&SyntheticConfig { days: -1.0, ..SyntheticConfig::default() }, &f, 1).is_err());
     }
 }
