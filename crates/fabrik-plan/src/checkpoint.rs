@@ -1,0 +1,178 @@
+//! Failures and checkpoints of one synchronous job: MTBF from the job's node count, the
+//! Young/Daly checkpoint interval, and the effective training time ratio (ETTR) it achieves.
+//!
+//! Model (first order, stated so it can be checked by hand): the job works τ seconds, then writes
+//! a blocking checkpoint of C seconds; failures arrive at rate 1/M; each costs a restart of R
+//! seconds plus, on average, half a cycle of lost work. Then
+//! ETTR(τ) = τ/(τ+C) · max(0, 1 − ((τ+C)/2 + R)/M).
+
+use crate::inputs::{assumption, Assumption};
+use crate::PlanError;
+use serde::Serialize;
+
+/// 6.50 failures per 1,000 node-days on RSC-1, 16k A100 (Kokolis et al. 2024, arXiv 2410.21680).
+pub const FAILURES_PER_1000_NODE_DAYS: f64 = 6.5;
+/// Health checks every 5 minutes (Kokolis et al. 2024): a failure is noticed after 150 s on average.
+pub const DETECTION_S: f64 = 150.0;
+/// Checkpoint bytes per parameter: BF16 weights (2) + FP32 master weights (4) + Adam moments (8);
+/// 405B × 14 B ≈ 5.7 TB, matching the ~5 TB Llama 3 405B checkpoint (../shared/reference).
+pub const CHECKPOINT_BYTES_PER_PARAM: f64 = 14.0;
+/// ~2 TB/s checkpoint write bandwidth (Llama 3 paper; Epoch).
+pub const CHECKPOINT_WRITE_BPS: f64 = 2.0e12;
+
+/// Cold restart of a synchronous job versus its size (FT-HSDP paper, arXiv 2602.00277): 16k GPUs
+/// ~200 s, 22k ~300 s, 64k ~600 s, 98k ~900 s; piecewise linear, flat below 16k, extrapolated above.
+pub fn cold_restart_s(gpus: f64) -> f64 {
+    const PTS: [(f64, f64); 4] = [(16_384.0, 200.0), (22_000.0, 300.0), (65_536.0, 600.0), (98_304.0, 900.0)];
+    if gpus <= PTS[0].0 {
+        return PTS[0].1;
+    }
+    for w in PTS.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if gpus <= x1 {
+            return y0 + (y1 - y0) * (gpus - x0) / (x1 - x0);
+        }
+    }
+    let ((x0, y0), (x1, y1)) = (PTS[2], PTS[3]);
+    y1 + (y1 - y0) * (gpus - x1) / (x1 - x0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckpointInputs {
+    pub gpus: f64,
+    pub gpus_per_node: f64,
+    pub failures_per_1000_node_days: f64,
+    /// Blocking checkpoint time C, s.
+    pub checkpoint_s: f64,
+    /// Restart overhead R, s (detection + cold restart).
+    pub restart_s: f64,
+    /// Intervals to evaluate besides the optima, s.
+    pub intervals_s: Vec<f64>,
+}
+
+impl CheckpointInputs {
+    /// Defaults for a job of `gpus` GPUs training a model of `params` parameters.
+    pub fn defaults(gpus: f64, params: f64) -> CheckpointInputs {
+        CheckpointInputs {
+            gpus,
+            gpus_per_node: 8.0,
+            failures_per_1000_node_days: FAILURES_PER_1000_NODE_DAYS,
+            checkpoint_s: params * CHECKPOINT_BYTES_PER_PARAM / CHECKPOINT_WRITE_BPS,
+            restart_s: DETECTION_S + cold_restart_s(gpus),
+            intervals_s: vec![300.0, 900.0, 3600.0],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalRow {
+    pub label: String,
+    pub interval_s: f64,
+    pub ettr: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckpointPlan {
+    pub inputs: CheckpointInputs,
+    pub nodes: f64,
+    pub interruptions_per_day: f64,
+    pub mtbf_s: f64,
+    pub young_s: f64,
+    pub daly_s: f64,
+    pub rows: Vec<IntervalRow>,
+    pub assumptions: Vec<Assumption>,
+}
+
+/// ETTR at checkpoint interval `tau` (see the module doc).
+pub fn ettr(tau: f64, c: f64, m: f64, r: f64) -> f64 {
+    if tau <= 0.0 {
+        return 0.0;
+    }
+    tau / (tau + c) * (1.0 - ((tau + c) / 2.0 + r) / m).max(0.0)
+}
+
+pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
+    crate::positive("gpus", i.gpus)?;
+    crate::positive("gpus_per_node", i.gpus_per_node)?;
+    crate::positive("failures_per_1000_node_days", i.failures_per_1000_node_days)?;
+    if !(i.checkpoint_s.is_finite() && i.checkpoint_s >= 0.0) || !(i.restart_s.is_finite() && i.restart_s >= 0.0) {
+        return Err(PlanError::Invalid("checkpoint and restart times must be zero or positive".into()));
+    }
+    for &t in &i.intervals_s {
+        crate::positive("interval", t)?;
+    }
+    let nodes = (i.gpus / i.gpus_per_node).ceil();
+    let per_day = nodes * i.failures_per_1000_node_days / 1000.0;
+    let m = 86_400.0 / per_day;
+    let c = i.checkpoint_s;
+    let young = (2.0 * c * m).sqrt();
+    let daly = if c < 2.0 * m { young - c } else { m };
+    let mut rows: Vec<IntervalRow> = i
+        .intervals_s
+        .iter()
+        .map(|&t| IntervalRow { label: format!("{:.0} min", t / 60.0), interval_s: t, ettr: ettr(t, c, m, i.restart_s) })
+        .collect();
+    rows.push(IntervalRow { label: "Young".into(), interval_s: young, ettr: ettr(young, c, m, i.restart_s) });
+    rows.push(IntervalRow { label: "Daly".into(), interval_s: daly, ettr: ettr(daly, c, m, i.restart_s) });
+    Ok(CheckpointPlan {
+        inputs: i.clone(),
+        nodes,
+        interruptions_per_day: per_day,
+        mtbf_s: m,
+        young_s: young,
+        daly_s: daly,
+        rows,
+        assumptions: vec![
+            assumption(
+                "failure rate",
+                format!("{} per 1,000 node-days", i.failures_per_1000_node_days),
+                "Kokolis et al. 2024 (arXiv 2410.21680), RSC-1",
+            ),
+            assumption("checkpoint time C", format!("{:.1} s", c), "params x 14 B at 2 TB/s (Llama 3 paper; Epoch)"),
+            assumption(
+                "restart overhead R",
+                format!("{:.0} s", i.restart_s),
+                "150 s detection (5-min health checks, Kokolis et al.) + cold restart by scale (FT-HSDP, arXiv 2602.00277)",
+            ),
+            assumption("optimal interval", "Young: sqrt(2CM); Daly: sqrt(2CM) - C", "Young 1974; Daly 2006"),
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn young_and_daly_for_a_16k_gpu_job() {
+        // 16,384 GPUs = 2,048 nodes × 6.5/1000 = 13.312 interruptions/day; M = 86,400/13.312 s.
+        // C = 100 s → Young = sqrt(2·100·M), Daly = Young − 100.
+        let mut i = CheckpointInputs::defaults(16_384.0, 405e9);
+        i.checkpoint_s = 100.0;
+        i.restart_s = 600.0;
+        let p = plan(&i).unwrap();
+        assert_eq!(p.nodes, 2048.0);
+        assert!((p.interruptions_per_day - 13.312).abs() < 1e-9);
+        let m = 86_400.0 / 13.312;
+        assert!((p.mtbf_s - m).abs() < 1e-9);
+        assert!((p.young_s - (200.0 * m).sqrt()).abs() < 1e-9);
+        assert!((p.daly_s - ((200.0 * m).sqrt() - 100.0)).abs() < 1e-9);
+        // ETTR at 15 min: 900/1000 · (1 − (500 + 600)/M)
+        let e15 = p.rows.iter().find(|r| r.label == "15 min").unwrap().ettr;
+        assert!((e15 - 0.9 * (1.0 - 1100.0 / m)).abs() < 1e-12);
+        // the optimum beats the fixed intervals
+        let best = p.rows.iter().map(|r| r.ettr).fold(0.0, f64::max);
+        assert!(p.rows.iter().find(|r| r.label == "Daly").unwrap().ettr >= best - 1e-3);
+    }
+
+    #[test]
+    fn defaults_derive_checkpoint_and_restart_from_size() {
+        let i = CheckpointInputs::defaults(98_304.0, 405e9);
+        // 405e9 × 14 B / 2e12 B/s = 2.835 s; restart 150 + 900 s
+        assert!((i.checkpoint_s - 2.835).abs() < 1e-9);
+        assert_eq!(i.restart_s, 1050.0);
+        assert_eq!(cold_restart_s(19_192.0), 250.0);
+        assert_eq!(cold_restart_s(1024.0), 200.0);
+        assert!(plan(&CheckpointInputs { gpus: 0.0, ..i }).is_err());
+    }
+}
