@@ -1,6 +1,7 @@
 //! The `fabrik` command: argv, terminal output and progress. Logic lives in the library crates.
 
 mod bench;
+mod plan;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +35,11 @@ enum Cmd {
     },
     /// List the scheduling policies.
     Policies,
+    /// The planner: training runs and facilities in numbers.
+    Plan {
+        #[command(subcommand)]
+        cmd: plan::PlanCmd,
+    },
     /// Benchmark the twin on the reference scenarios and print wall time and events/s.
     Bench(bench::BenchArgs),
 }
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Bench(a) => bench::run(&a),
+        Cmd::Plan { cmd } => plan::run(&cmd),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -95,9 +95,8 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
     crate::positive("gpus", i.gpus)?;
     crate::positive("gpus_per_node", i.gpus_per_node)?;
     crate::positive("failures_per_1000_node_days", i.failures_per_1000_node_days)?;
-    if !(i.checkpoint_s.is_finite() && i.checkpoint_s >= 0.0) || !(i.restart_s.is_finite() && i.restart_s >= 0.0) {
-        return Err(PlanError::Invalid("checkpoint and restart times must be zero or positive".into()));
-    }
+    crate::non_negative("checkpoint_s", i.checkpoint_s)?;
+    crate::non_negative("restart_s", i.restart_s)?;
     for &t in &i.intervals_s {
         crate::positive("interval", t)?;
     }
@@ -110,7 +109,11 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
     let mut rows: Vec<IntervalRow> = i
         .intervals_s
         .iter()
-        .map(|&t| IntervalRow { label: format!("{:.0} min", t / 60.0), interval_s: t, ettr: ettr(t, c, m, i.restart_s) })
+        .map(|&t| IntervalRow {
+            label: format!("{:.0} min", t / 60.0),
+            interval_s: t,
+            ettr: ettr(t, c, m, i.restart_s),
+        })
         .collect();
     rows.push(IntervalRow { label: "Young".into(), interval_s: young, ettr: ettr(young, c, m, i.restart_s) });
     rows.push(IntervalRow { label: "Daly".into(), interval_s: daly, ettr: ettr(daly, c, m, i.restart_s) });

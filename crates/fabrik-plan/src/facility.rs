@@ -115,7 +115,10 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
             crate::positive("budget_eur", b)?;
             let n = ((b / (hw + building_per_gpu)) / f64::from(domain_gpus)).floor() * f64::from(domain_gpus);
             if n < 1.0 {
-                return Err(PlanError::Invalid(format!("budget_eur: EUR {b} does not buy one {}-GPU domain", domain_gpus)));
+                return Err(PlanError::Invalid(format!(
+                    "budget_eur: EUR {b} does not buy one {}-GPU domain",
+                    domain_gpus
+                )));
             }
             n
         }
@@ -175,22 +178,57 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
         run_flops,
         runs_per_year: useful / run_flops,
         assumptions: vec![
-            assumption("accelerator price", format!("USD {:.0} ({})", g.price_usd, g.name), "reference price table (HF, street estimates)"),
-            assumption("server and network", "server = 1.64 x accelerator; network 19.5% of hardware", inputs::COST_SRC),
+            assumption(
+                "accelerator price",
+                format!("USD {:.0} ({})", g.price_usd, g.name),
+                "reference price table (HF, street estimates)",
+            ),
+            assumption(
+                "server and network",
+                "server = 1.64 x accelerator; network 19.5% of hardware",
+                inputs::COST_SRC,
+            ),
             assumption("USD to EUR", format!("{}", inputs::USD_TO_EUR), inputs::USD_TO_EUR_SRC),
-            assumption("building and power", format!("EUR {:.1} M per MW of facility power", i.building_eur_per_mw / 1e6), inputs::BUILDING_SRC),
-            assumption("depreciation", format!("hardware {} years, building {} years", i.depreciation_years, inputs::BUILDING_YEARS), inputs::DEPRECIATION_SRC),
-            assumption("power", format!("{rating_w:.0} W rating per GPU incl. host; 76% of it while busy"), inputs::TRAINING_POWER_SRC),
-            assumption("idle power", format!("{idle_w:.0} W per idle GPU (idle GPU + half the host overhead)"), "assumption"),
+            assumption(
+                "building and power",
+                format!("EUR {:.1} M per MW of facility power", i.building_eur_per_mw / 1e6),
+                inputs::BUILDING_SRC,
+            ),
+            assumption(
+                "depreciation",
+                format!("hardware {} years, building {} years", i.depreciation_years, inputs::BUILDING_YEARS),
+                inputs::DEPRECIATION_SRC,
+            ),
+            assumption(
+                "power",
+                format!("{rating_w:.0} W rating per GPU incl. host; 76% of it while busy"),
+                inputs::TRAINING_POWER_SRC,
+            ),
+            assumption(
+                "idle power",
+                format!("{idle_w:.0} W per idle GPU (idle GPU + half the host overhead)"),
+                "assumption",
+            ),
             assumption("PUE", format!("{}", i.pue), inputs::PUE_SRC),
-            assumption("grid", format!("{}: {} gCO2/kWh, EUR {}/MWh", i.zone, i.gco2_per_kwh, i.price_eur_per_mwh), "zone table (see `fabrik plan zones`)"),
+            assumption(
+                "grid",
+                format!("{}: {} gCO2/kWh, EUR {}/MWh", i.zone, i.gco2_per_kwh, i.price_eur_per_mwh),
+                "zone table (see `fabrik plan zones`)",
+            ),
             assumption("utilisation", format!("{:.0}%", i.utilisation * 100.0), "stated"),
             assumption(
                 "training run",
-                format!("{:.3e} params x {:.3e} tokens on {run_gpus:.0} GPUs, MFU {mfu:.3}, ETTR {ettr:.3}", i.run_params, i.run_tokens),
+                format!(
+                    "{:.3e} params x {:.3e} tokens on {run_gpus:.0} GPUs, MFU {mfu:.3}, ETTR {ettr:.3}",
+                    i.run_params, i.run_tokens
+                ),
                 &mfu_src,
             ),
-            assumption("layout", format!("{domain_gpus}-GPU domains, {rack_gpus} GPUs per rack, {group_gpus} per leaf group"), "NVIDIA SuperPOD scalable units; 4 HGX nodes per rack assumed"),
+            assumption(
+                "layout",
+                format!("{domain_gpus}-GPU domains, {rack_gpus} GPUs per rack, {group_gpus} per leaf group"),
+                "NVIDIA SuperPOD scalable units; 4 HGX nodes per rack assumed",
+            ),
         ],
     })
 }
@@ -243,7 +281,8 @@ pub fn power_check(catalog: &[GpuType], pue: f64) -> Result<Vec<PowerCheckRow>, 
     claims
         .iter()
         .map(|&(claim, mw, ty)| {
-            let g = fabrik_model::gpu::find(catalog, ty).ok_or_else(|| PlanError::Invalid(format!("gpu: unknown GPU type '{ty}'")))?;
+            let g = fabrik_model::gpu::find(catalog, ty)
+                .ok_or_else(|| PlanError::Invalid(format!("gpu: unknown GPU type '{ty}'")))?;
             let w = (g.max_power_w + g.host_overhead_w) * pue;
             let gpus = (mw * 1e6 / w).floor();
             let (mfu, _) = inputs::default_mfu(&g.name, gpus);

@@ -35,11 +35,46 @@ const DE_PRICE_SRC: &str = "BDEW via Statista: new industrial contracts, July 20
 const NO_PRICE: &str = "assumption: no price in the reference; German industrial price used";
 
 pub const ZONES: &[Zone] = &[
-    Zone { code: "EU", name: "EU-27", gco2_per_kwh: 264.0, carbon_source: SDES, price_eur_per_mwh: DE_PRICE, price_source: NO_PRICE },
-    Zone { code: "DE", name: "Germany", gco2_per_kwh: 384.0, carbon_source: SDES, price_eur_per_mwh: DE_PRICE, price_source: DE_PRICE_SRC },
-    Zone { code: "FR", name: "France", gco2_per_kwh: 60.0, carbon_source: SDES, price_eur_per_mwh: DE_PRICE, price_source: NO_PRICE },
-    Zone { code: "SE", name: "Sweden", gco2_per_kwh: 34.0, carbon_source: SDES, price_eur_per_mwh: DE_PRICE, price_source: NO_PRICE },
-    Zone { code: "PL", name: "Poland", gco2_per_kwh: 748.0, carbon_source: SDES, price_eur_per_mwh: DE_PRICE, price_source: NO_PRICE },
+    Zone {
+        code: "EU",
+        name: "EU-27",
+        gco2_per_kwh: 264.0,
+        carbon_source: SDES,
+        price_eur_per_mwh: DE_PRICE,
+        price_source: NO_PRICE,
+    },
+    Zone {
+        code: "DE",
+        name: "Germany",
+        gco2_per_kwh: 384.0,
+        carbon_source: SDES,
+        price_eur_per_mwh: DE_PRICE,
+        price_source: DE_PRICE_SRC,
+    },
+    Zone {
+        code: "FR",
+        name: "France",
+        gco2_per_kwh: 60.0,
+        carbon_source: SDES,
+        price_eur_per_mwh: DE_PRICE,
+        price_source: NO_PRICE,
+    },
+    Zone {
+        code: "SE",
+        name: "Sweden",
+        gco2_per_kwh: 34.0,
+        carbon_source: SDES,
+        price_eur_per_mwh: DE_PRICE,
+        price_source: NO_PRICE,
+    },
+    Zone {
+        code: "PL",
+        name: "Poland",
+        gco2_per_kwh: 748.0,
+        carbon_source: SDES,
+        price_eur_per_mwh: DE_PRICE,
+        price_source: NO_PRICE,
+    },
     Zone {
         code: "US",
         name: "United States",
@@ -120,7 +155,9 @@ pub fn parse_quantity(s: &str, field: &str) -> Result<f64, PlanError> {
             _ => (lower.clone(), 1.0),
         }
     };
-    let x: f64 = num.parse().map_err(|_| PlanError::Invalid(format!("{field}: '{s}' is not a number (e.g. 405e9, 405B, 15T)")))?;
+    let x: f64 = num
+        .parse()
+        .map_err(|_| PlanError::Invalid(format!("{field}: '{s}' is not a number (e.g. 405e9, 405B, 15T)")))?;
     if !x.is_finite() {
         return Err(PlanError::Invalid(format!("{field}: '{s}' is not finite")));
     }
@@ -137,7 +174,10 @@ mod tests {
         assert_eq!(parse_quantity("15T", "t").unwrap(), 15e12);
         assert_eq!(parse_quantity("20bn", "b").unwrap(), 20e9);
         assert_eq!(parse_quantity("1.5e3", "x").unwrap(), 1500.0);
-        assert_eq!(parse_quantity("x", "params").unwrap_err().to_string(), "params: 'x' is not a number (e.g. 405e9, 405B, 15T)");
+        assert_eq!(
+            parse_quantity("x", "params").unwrap_err().to_string(),
+            "params: 'x' is not a number (e.g. 405e9, 405B, 15T)"
+        );
     }
 
     #[test]

@@ -107,7 +107,10 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     crate::positive("tokens", i.tokens)?;
     crate::positive("pue", i.pue)?;
     if i.pue < 1.0 {
-        return Err(PlanError::Invalid(format!("pue: {} is below 1 (facility energy cannot be less than IT energy)", i.pue)));
+        return Err(PlanError::Invalid(format!(
+            "pue: {} is below 1 (facility energy cannot be less than IT energy)",
+            i.pue
+        )));
     }
     crate::non_negative("gco2_per_kwh", i.gco2_per_kwh)?;
     crate::non_negative("price_eur_per_mwh", i.price_eur_per_mwh)?;
@@ -162,7 +165,11 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
                 }
                 g = need;
             }
-            notes.push(assumption("GPU count", format!("solved for {days} days, whole nodes of {per_node}"), "computed"));
+            notes.push(assumption(
+                "GPU count",
+                format!("solved for {days} days, whole nodes of {per_node}"),
+                "computed",
+            ));
             g
         }
         _ => return Err(PlanError::Invalid("give exactly one of gpus and target_days".into())),
@@ -178,7 +185,9 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     let emissions_t = facility_mwh * i.gco2_per_kwh / 1000.0;
     let energy_cost = facility_mwh * i.price_eur_per_mwh;
     let (hw, total, cost_note) = match i.gpu_hour_price_eur {
-        Some(p) => (gpu_hours * p, gpu_hours * p, assumption("GPU-hour price", format!("EUR {p}, energy included"), "given")),
+        Some(p) => {
+            (gpu_hours * p, gpu_hours * p, assumption("GPU-hour price", format!("EUR {p}, energy included"), "given"))
+        }
         None => {
             let per_hour = hardware_eur_per_gpu(&i.gpu) / (i.depreciation_years * 8760.0);
             let building = rating * i.pue / 1e6 * inputs::BUILDING_EUR_PER_MW / (inputs::BUILDING_YEARS * 8760.0);
@@ -200,7 +209,11 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     };
     let mut assumptions = vec![
         assumption("training FLOPs", "6 x active parameters x tokens", "reference: dense transformer rule"),
-        assumption("peak", format!("{} BF16 TFLOP/s per {}", i.gpu.bf16_tflops, i.gpu.name), "MLE (stas00/ml-engineering)"),
+        assumption(
+            "peak",
+            format!("{} BF16 TFLOP/s per {}", i.gpu.bf16_tflops, i.gpu.name),
+            "MLE (stas00/ml-engineering)",
+        ),
         assumption("MFU", format!("{mfu:.3}"), &mfu_src),
         assumption(
             "ETTR",
@@ -217,7 +230,11 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
             if i.avg_power_w.is_some() { "given" } else { inputs::TRAINING_POWER_SRC },
         ),
         assumption("PUE", format!("{}", i.pue), inputs::PUE_SRC),
-        assumption("grid", format!("{}: {} gCO2/kWh, EUR {}/MWh", i.zone, i.gco2_per_kwh, i.price_eur_per_mwh), "zone table (see `fabrik plan zones`)"),
+        assumption(
+            "grid",
+            format!("{}: {} gCO2/kWh, EUR {}/MWh", i.zone, i.gco2_per_kwh, i.price_eur_per_mwh),
+            "zone table (see `fabrik plan zones`)",
+        ),
         cost_note,
     ];
     if i.gpu_hour_price_eur.is_none() {
