@@ -64,6 +64,17 @@ impl Usage {
         }
     }
 
+    /// Makes room for accounts added to the tree.
+    pub fn grow(&mut self, accounts: usize) {
+        if accounts > self.decayed.len() {
+            self.decayed.resize(accounts, 0.0);
+            self.accrued.resize(accounts, 0.0);
+            self.running_gpus.resize(accounts, 0);
+            self.last_change.resize(accounts, self.last_decay);
+            self.raw.resize(accounts, 0.0);
+        }
+    }
+
     fn accrue(&mut self, a: usize, now: SimTime) {
         let gs = self.running_gpus[a] as f64 * (now - self.last_change[a]).0 as f64;
         self.accrued[a] += gs;

@@ -174,23 +174,7 @@ impl Scheduler {
 
     /// Accepts a job into the queue. Rejects what could never run.
     pub fn submit(&mut self, spec: JobSpec, now: SimTime) -> Result<JobId, SchedError> {
-        if spec.gpus == 0 {
-            return Err(SchedError::Invalid(format!("job '{}': gpus must be at least 1", spec.name)));
-        }
-        if spec.walltime.0 == 0 {
-            return Err(SchedError::Invalid(format!("job '{}': walltime must be positive", spec.name)));
-        }
-        if spec.account.idx() >= self.tenants.len() || !self.tenants.get(spec.account).is_leaf() {
-            return Err(SchedError::Invalid(format!(
-                "job '{}': account is not a project of the tenant tree",
-                spec.name
-            )));
-        }
-        // An empty pool always places a gang no larger than itself (whole domains in one group,
-        // or spanning groups), so the pool size is the only limit that makes a job impossible.
-        if u64::from(spec.gpus) > self.cluster.max_gang(spec.gpu_type) {
-            return Err(SchedError::TooLarge { job: spec.name, gpus: spec.gpus });
-        }
+        self.validate(&spec)?;
         let id = JobId(self.jobs.len() as u32);
         let mut entry = JobEntry {
             spec,
@@ -210,6 +194,28 @@ impl Scheduler {
         Ok(id)
     }
 
+    /// Rejects what could never run.
+    fn validate(&self, spec: &JobSpec) -> Result<(), SchedError> {
+        if spec.gpus == 0 {
+            return Err(SchedError::Invalid(format!("job '{}': gpus must be at least 1", spec.name)));
+        }
+        if spec.walltime.0 == 0 {
+            return Err(SchedError::Invalid(format!("job '{}': walltime must be positive", spec.name)));
+        }
+        if spec.account.idx() >= self.tenants.len() || !self.tenants.get(spec.account).is_leaf() {
+            return Err(SchedError::Invalid(format!(
+                "job '{}': account is not a project of the tenant tree",
+                spec.name
+            )));
+        }
+        // An empty pool always places a gang no larger than itself (whole domains in one group,
+        // or spanning groups), so the pool size is the only limit that makes a job impossible.
+        if u64::from(spec.gpus) > self.cluster.max_gang(spec.gpu_type) {
+            return Err(SchedError::TooLarge { job: spec.name.clone(), gpus: spec.gpus });
+        }
+        Ok(())
+    }
+
     fn ctx(&self, now: SimTime) -> PriorityCtx<'_> {
         PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang }
     }
@@ -218,6 +224,59 @@ impl Scheduler {
     fn queue_cmp(&self, a: JobId, b: JobId) -> Ordering {
         let (ja, jb) = (&self.jobs[a.idx()], &self.jobs[b.idx()]);
         jb.priority.total_cmp(&ja.priority).then(ja.spec.submit.cmp(&jb.spec.submit)).then(a.cmp(&b))
+    }
+
+    /// Restores a job that is already running on known GPUs — after a control-plane restart, or
+    /// to mirror work started elsewhere. Refuses an allocation that is not free.
+    pub fn adopt(&mut self, spec: JobSpec, parts: &[(DomainId, u32)], start: SimTime) -> Result<JobId, SchedError> {
+        self.validate(&spec)?;
+        let total: u32 = parts.iter().map(|p| p.1).sum();
+        if total != spec.gpus {
+            return Err(SchedError::Invalid(format!(
+                "job '{}': allocation holds {total} GPUs, the job asks for {}",
+                spec.name, spec.gpus
+            )));
+        }
+        for &(d, n) in parts {
+            if d.idx() >= self.hold_slot.len() || n > self.cluster.domain_free(d) {
+                return Err(SchedError::Invalid(format!(
+                    "job '{}': GPUs on domain {} are not free (or no such domain)",
+                    spec.name, d.0
+                )));
+            }
+        }
+        self.cluster.allocate(parts);
+        let id = JobId(self.jobs.len() as u32);
+        self.running.insert((start + spec.walltime, id));
+        self.busy_gpus += u64::from(spec.gpus);
+        self.usage.change(spec.account, i64::from(spec.gpus), start);
+        self.jobs.push(JobEntry {
+            spec,
+            state: JobState::Running,
+            parts: parts.to_vec(),
+            start: Some(start),
+            end: None,
+            priority: 0.0,
+            why: Reason::NotYetConsidered,
+            why_pass: self.pass,
+        });
+        self.reservation = None;
+        self.dirty = true;
+        Ok(id)
+    }
+
+    /// Replaces the tenant tree with one that extends it (accounts added at the end, shares
+    /// possibly changed); existing account ids must keep their paths.
+    pub fn update_tenants(&mut self, tenants: TenantTree) -> Result<(), SchedError> {
+        for (id, a) in self.tenants.iter() {
+            if id.idx() >= tenants.len() || tenants.get(id).path != a.path {
+                return Err(SchedError::Invalid(format!("tenant tree update moves account '{}'", a.path)));
+            }
+        }
+        self.usage.grow(tenants.len());
+        self.tenants = tenants;
+        self.dirty = true;
+        Ok(())
     }
 
     /// A running job ended (completed, failed or killed at its walltime).

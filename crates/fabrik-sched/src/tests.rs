@@ -280,3 +280,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn adopting_a_running_job_takes_its_gpus_and_refuses_conflicts() {
+    // After a restart, job A is known to run on node 1 (8 GPUs) since t=50 with walltime 100.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let a = s.adopt(job(P, 8, 0, 100), &[(fabrik_model::DomainId(1), 8)], SimTime(50)).unwrap();
+    assert_eq!(s.busy_gpus(), 8);
+    assert_eq!(s.cluster().domain_free(fabrik_model::DomainId(1)), 0);
+    let e = s.adopt(job(P, 4, 0, 100), &[(fabrik_model::DomainId(1), 4)], SimTime(50)).unwrap_err();
+    assert!(e.to_string().contains("GPUs on domain 1 are not free"), "{e}");
+    assert!(s.adopt(job(P, 4, 0, 100), &[(fabrik_model::DomainId(0), 3)], SimTime(50)).is_err());
+    // A 16-GPU job reserves for the adopted job's walltime end, 150.
+    let mut started = vec![];
+    s.submit(job(Q, 16, 60, 10), SimTime(60)).unwrap();
+    s.schedule(SimTime(60), &mut started);
+    assert!(started.is_empty());
+    assert_eq!(s.reservation().unwrap().start_at, SimTime(150));
+    s.finish(a, SimTime(120)).unwrap();
+    s.schedule(SimTime(120), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    assert_eq!(s.usage().gpu_seconds(AccountId(P), SimTime(120)), 8.0 * 70.0);
+}
+
+#[test]
+fn tenant_trees_may_grow_but_not_move() {
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+    let grown = TenantTree::from_specs(
+        &[
+            AccountSpec { path: "a/x/p".into(), shares: 1.0 },
+            AccountSpec { path: "b/y/q".into(), shares: 1.0 },
+            AccountSpec { path: "c/z/r".into(), shares: 2.0 },
+        ],
+        "t",
+    )
+    .unwrap();
+    s.update_tenants(grown.clone()).unwrap();
+    let r = grown.resolve("r").unwrap();
+    s.submit(job(r.0, 1, 0, 10), SimTime(0)).unwrap();
+    // classes a, b, c hold 1 share each; r is the only project of c
+    assert!((s.tenants().get(r).norm_share - 1.0 / 3.0).abs() < 1e-12);
+    let moved = TenantTree::from_specs(&[AccountSpec { path: "b/y/q".into(), shares: 1.0 }], "t").unwrap();
+    assert!(s.update_tenants(moved).is_err());
+}
