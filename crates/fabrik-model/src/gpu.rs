@@ -70,6 +70,24 @@ pub fn builtin_catalog() -> Vec<GpuType> {
     ]
 }
 
+/// Average IT power while training as a share of the GPU-plus-host rating: measured H100 nodes
+/// drew ~76% of their 10.2 kW rating in training (Newkirk et al. 2025, arXiv 2506.14551).
+pub const TRAINING_POWER_FRACTION: f64 = 0.76;
+
+impl GpuType {
+    /// GPU board power plus its share of host overhead, W.
+    pub fn rating_w(&self) -> f64 {
+        self.max_power_w + self.host_overhead_w
+    }
+    /// Average IT power of one GPU with its host share, W, when busy a fraction `busy` of the
+    /// time: busy draws 76% of rating; idle draws the idle GPU power plus half the host overhead
+    /// (an assumption: hosts idle lower but not to zero).
+    pub fn average_it_power_w(&self, busy: f64) -> f64 {
+        let idle = self.idle_power_w + 0.5 * self.host_overhead_w;
+        busy * TRAINING_POWER_FRACTION * self.rating_w() + (1.0 - busy) * idle
+    }
+}
+
 /// Looks a type up by name, case-insensitively.
 pub fn find<'a>(catalog: &'a [GpuType], name: &str) -> Option<&'a GpuType> {
     catalog.iter().find(|g| g.name.eq_ignore_ascii_case(name))
@@ -85,6 +103,8 @@ mod tests {
         let node_w = 8.0 * (h100.max_power_w + h100.host_overhead_w);
         assert!((node_w - 10_200.0).abs() < 1e-9);
         assert_eq!(h100.idle_power_w, 70.0);
+        // half busy: 0.5 · 0.76 · 1,275 + 0.5 · (70 + 287.5) = 663.25 W
+        assert!((h100.average_it_power_w(0.5) - 663.25).abs() < 1e-9);
     }
 
     #[test]

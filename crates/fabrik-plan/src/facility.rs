@@ -106,7 +106,7 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
     crate::positive("run_params", i.run_params)?;
     crate::positive("run_tokens", i.run_tokens)?;
     let g = &i.gpu;
-    let rating_w = g.max_power_w + g.host_overhead_w;
+    let rating_w = g.rating_w();
     let hw = hardware_eur_per_gpu(g);
     let building_per_gpu = rating_w * i.pue / 1e6 * i.building_eur_per_mw;
     let (domain_gpus, rack_gpus, group_gpus) = layout(g);
@@ -132,10 +132,8 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
     let racks = (gpus / rack_gpus).ceil();
     let groups = (gpus / group_gpus).ceil();
     let it_mw = gpus * rating_w / 1e6;
-    // Busy GPUs draw 76% of rating (Newkirk et al.); idle ones their idle power plus half the host
-    // overhead (assumption).
-    let idle_w = g.idle_power_w + 0.5 * g.host_overhead_w;
-    let avg_it_w = gpus * (i.utilisation * inputs::TRAINING_POWER_FRACTION * rating_w + (1.0 - i.utilisation) * idle_w);
+    let idle_w = g.average_it_power_w(0.0);
+    let avg_it_w = gpus * g.average_it_power_w(i.utilisation);
     let avg_fac_mw = avg_it_w * i.pue / 1e6;
     let annual_mwh = avg_fac_mw * 8760.0;
     let acc = gpus * g.price_usd * inputs::USD_TO_EUR;

@@ -116,7 +116,7 @@ pub fn default_mfu(gpu: &str, gpus: f64) -> (f64, String) {
 
 /// Average IT power while training as a share of the node's rated power: measured H100 nodes drew
 /// ~76% of their 10.2 kW rating (Newkirk et al. 2025, arXiv 2506.14551).
-pub const TRAINING_POWER_FRACTION: f64 = 0.76;
+pub const TRAINING_POWER_FRACTION: f64 = fabrik_model::gpu::TRAINING_POWER_FRACTION;
 pub const TRAINING_POWER_SRC: &str = "Newkirk et al. 2025 (arXiv 2506.14551): H100 nodes ~76% of rating in training";
 
 /// PUE default for a new European build: Cottier et al. 2024 use 1.25 outside hyperscalers; new

@@ -1,0 +1,376 @@
+//! The durable store: one SQLite database (WAL, synchronous=FULL) in the data directory.
+//! Every accepted submission is committed before the API answers; submissions that arrive
+//! together are committed in one transaction (group commit).
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub type Result<T> = std::result::Result<T, rusqlite::Error>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Manager,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::User => "user",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "manager" => Some(Role::Manager),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+    /// The account the token is bound to; `None` for admins (all accounts).
+    pub account: Option<String>,
+}
+
+impl Identity {
+    /// Whether this identity may see and act on jobs of `account`: admins everywhere, managers
+    /// in their subtree, users in their own project.
+    pub fn covers(&self, account: &str) -> bool {
+        match (&self.role, &self.account) {
+            (Role::Admin, _) => true,
+            (Role::Manager, Some(a)) => account == a || account.starts_with(&format!("{a}/")),
+            (Role::User, Some(a)) => account == a,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    /// Committed as starting before the process is spawned, so a crash cannot start it twice.
+    Starting,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Timeout,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Pending,
+        JobStatus::Starting,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+        JobStatus::Timeout,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Starting => "starting",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Timeout => "timeout",
+        }
+    }
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled | JobStatus::Timeout)
+    }
+}
+
+/// GPUs a running job holds: per domain counts (the scheduler's view) and device indices on
+/// the host (the executor's view, for CUDA_VISIBLE_DEVICES).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Allocation {
+    pub parts: Vec<(u32, u32)>,
+    pub devices: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub name: String,
+    pub account: String,
+    pub gpus: u32,
+    pub gpu_type: Option<String>,
+    pub walltime_s: u64,
+    pub qos: String,
+    pub preemptible: bool,
+    pub checkpoint_interval_s: Option<u64>,
+    pub earliest_start: Option<u64>,
+    pub deadline: Option<u64>,
+    pub command: Vec<String>,
+    pub simulated_runtime_s: Option<u64>,
+    pub submitter: String,
+    pub state: JobStatus,
+    pub submit_time: u64,
+    pub start_time: Option<u64>,
+    pub end_time: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub pid: Option<u32>,
+    pub allocation: Option<Allocation>,
+    pub reason: Option<String>,
+}
+
+pub fn hash_token(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (seq INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, shares REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, hash TEXT UNIQUE NOT NULL,
+    account TEXT, role TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, account TEXT NOT NULL, gpus INTEGER NOT NULL,
+    gpu_type TEXT, walltime INTEGER NOT NULL, qos TEXT NOT NULL, preemptible INTEGER NOT NULL,
+    checkpoint_interval INTEGER, earliest_start INTEGER, deadline INTEGER, command TEXT NOT NULL,
+    sim_runtime INTEGER, submitter TEXT NOT NULL, state TEXT NOT NULL, submit_time INTEGER NOT NULL,
+    start_time INTEGER, end_time INTEGER, exit_code INTEGER, signal INTEGER, pid INTEGER,
+    allocation TEXT, reason TEXT);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    pub fn accounts(&self) -> Result<Vec<(String, f64)>> {
+        let mut st = self.conn.prepare("SELECT path, shares FROM accounts ORDER BY seq")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    pub fn add_account(&self, path: &str, shares: f64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO accounts(path, shares) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET shares = excluded.shares",
+            params![path, shares],
+        )?;
+        Ok(())
+    }
+
+    pub fn create_token(&self, name: &str, account: Option<&str>, role: Role, now: u64) -> Result<String> {
+        let mut bytes = [0u8; 24];
+        rand::Rng::fill(&mut rand::rngs::OsRng, &mut bytes[..]);
+        let token = format!("fbk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        self.conn.execute(
+            "INSERT INTO tokens(name, hash, account, role, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, hash_token(&token), account, role.as_str(), now as i64],
+        )?;
+        Ok(token)
+    }
+
+    pub fn identity(&self, token_hash: &str) -> Result<Option<Identity>> {
+        self.conn
+            .query_row("SELECT name, role, account FROM tokens WHERE hash = ?1", params![token_hash], |r| {
+                let role: String = r.get(1)?;
+                Ok(Identity { name: r.get(0)?, role: Role::parse(&role).unwrap_or(Role::User), account: r.get(2)? })
+            })
+            .optional()
+    }
+
+    pub fn has_admin(&self) -> Result<bool> {
+        self.conn.query_row("SELECT COUNT(*) FROM tokens WHERE role = 'admin'", [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
+    }
+
+    /// Inserts jobs in one transaction; returns their ids.
+    pub fn insert_jobs(&mut self, jobs: &[JobRecord]) -> Result<Vec<i64>> {
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO jobs(name, account, gpus, gpu_type, walltime, qos, preemptible, checkpoint_interval,
+                 earliest_start, deadline, command, sim_runtime, submitter, state, submit_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?;
+            for j in jobs {
+                st.execute(params![
+                    j.name,
+                    j.account,
+                    j.gpus,
+                    j.gpu_type,
+                    j.walltime_s as i64,
+                    j.qos,
+                    j.preemptible,
+                    j.checkpoint_interval_s.map(|x| x as i64),
+                    j.earliest_start.map(|x| x as i64),
+                    j.deadline.map(|x| x as i64),
+                    serde_json::to_string(&j.command).expect("strings serialise"),
+                    j.simulated_runtime_s.map(|x| x as i64),
+                    j.submitter,
+                    j.state.as_str(),
+                    j.submit_time as i64,
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Writes the changing fields of these jobs in one transaction.
+    pub fn update_jobs<'a>(&mut self, jobs: impl IntoIterator<Item = &'a JobRecord>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        update_in(&tx, jobs)?;
+        tx.commit()
+    }
+
+    pub fn load_jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, name, account, gpus, gpu_type, walltime, qos, preemptible, checkpoint_interval, earliest_start,
+             deadline, command, sim_runtime, submitter, state, submit_time, start_time, end_time, exit_code, signal,
+             pid, allocation, reason FROM jobs ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            let command: String = r.get(11)?;
+            let state: String = r.get(14)?;
+            let alloc: Option<String> = r.get(21)?;
+            let u = |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(|x| x.max(0) as u64)) };
+            Ok(JobRecord {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                account: r.get(2)?,
+                gpus: r.get(3)?,
+                gpu_type: r.get(4)?,
+                walltime_s: r.get::<_, i64>(5)?.max(0) as u64,
+                qos: r.get(6)?,
+                preemptible: r.get(7)?,
+                checkpoint_interval_s: u(8)?,
+                earliest_start: u(9)?,
+                deadline: u(10)?,
+                command: serde_json::from_str(&command).unwrap_or_default(),
+                simulated_runtime_s: u(12)?,
+                submitter: r.get(13)?,
+                state: JobStatus::parse(&state).unwrap_or(JobStatus::Failed),
+                submit_time: r.get::<_, i64>(15)?.max(0) as u64,
+                start_time: u(16)?,
+                end_time: u(17)?,
+                exit_code: r.get(18)?,
+                signal: r.get(19)?,
+                pid: r.get(20)?,
+                allocation: alloc.and_then(|a| serde_json::from_str(&a).ok()),
+                reason: r.get(22)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+fn update_in<'a>(tx: &Transaction<'_>, jobs: impl IntoIterator<Item = &'a JobRecord>) -> Result<()> {
+    let mut st = tx.prepare_cached(
+        "UPDATE jobs SET state = ?2, start_time = ?3, end_time = ?4, exit_code = ?5, signal = ?6, pid = ?7,
+         allocation = ?8, reason = ?9 WHERE id = ?1",
+    )?;
+    for j in jobs {
+        st.execute(params![
+            j.id,
+            j.state.as_str(),
+            j.start_time.map(|x| x as i64),
+            j.end_time.map(|x| x as i64),
+            j.exit_code,
+            j.signal,
+            j.pid,
+            j.allocation.as_ref().map(|a| serde_json::to_string(a).expect("allocation serialises")),
+            j.reason,
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_cover_their_subtree_only() {
+        let m = Identity { name: "m".into(), role: Role::Manager, account: Some("sme/startup-a".into()) };
+        assert!(m.covers("sme/startup-a/llm"));
+        assert!(!m.covers("sme/startup-ab/llm"));
+        let u = Identity { name: "u".into(), role: Role::User, account: Some("sme/startup-a/llm".into()) };
+        assert!(u.covers("sme/startup-a/llm") && !u.covers("sme/startup-a/other"));
+        assert!(Identity { name: "a".into(), role: Role::Admin, account: None }.covers("x"));
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed_and_jobs_round_trip() {
+        let dir = std::env::temp_dir().join(format!("fabrik-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Store::open(&dir.join("t.db")).unwrap();
+        let t = s.create_token("root", None, Role::Admin, 1).unwrap();
+        assert!(s.has_admin().unwrap());
+        let raw: String = s.conn.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
+        assert_ne!(raw, t);
+        assert_eq!(raw, hash_token(&t));
+        assert_eq!(s.identity(&hash_token(&t)).unwrap().unwrap().role, Role::Admin);
+        assert!(s.identity(&hash_token("fbk_wrong")).unwrap().is_none());
+        let mut j = JobRecord {
+            id: 0,
+            name: "j".into(),
+            account: "a/b/c".into(),
+            gpus: 2,
+            gpu_type: None,
+            walltime_s: 60,
+            qos: "normal".into(),
+            preemptible: false,
+            checkpoint_interval_s: None,
+            earliest_start: None,
+            deadline: Some(99),
+            command: vec!["echo".into(), "hi there".into()],
+            simulated_runtime_s: None,
+            submitter: "root".into(),
+            state: JobStatus::Pending,
+            submit_time: 5,
+            start_time: None,
+            end_time: None,
+            exit_code: None,
+            signal: None,
+            pid: None,
+            allocation: None,
+            reason: None,
+        };
+        let ids = s.insert_jobs(&[j.clone(), j.clone()]).unwrap();
+        assert_eq!(ids.len(), 2);
+        j.id = ids[1];
+        j.state = JobStatus::Running;
+        j.allocation = Some(Allocation { parts: vec![(0, 2)], devices: vec![3, 4] });
+        s.update_jobs([&j]).unwrap();
+        let back = s.load_jobs().unwrap();
+        assert_eq!(back[1], j);
+        assert_eq!(back[0].state, JobStatus::Pending);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
