@@ -1,7 +1,9 @@
 //! The `fabrik` command: argv, terminal output and progress. Logic lives in the library crates.
 
 mod bench;
+mod client;
 mod plan;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +42,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: plan::PlanCmd,
     },
+    /// Run the live control plane: REST API, store, executor, metrics, dashboard.
+    Serve(serve::ServeArgs),
+    /// Bootstrap and administer a control plane's data directory.
+    Admin {
+        #[command(subcommand)]
+        cmd: serve::AdminCmd,
+    },
+    #[command(flatten)]
+    Client(client::ClientCmd),
     /// Benchmark the twin on the reference scenarios and print wall time and events/s.
     Bench(bench::BenchArgs),
 }
@@ -96,7 +107,17 @@ pub struct SimArgs {
     quiet: bool,
 }
 
+/// Rust ignores SIGPIPE, so `fabrik queue | head` would fail with a broken-pipe error;
+/// restore the default so the command simply stops, as Unix tools do.
+#[allow(unsafe_code, reason = "resetting a signal disposition at startup, before any thread exists")]
+fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: single-threaded at this point; SIG_DFL installs no Rust handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Simulate(a) => simulate(&a),
@@ -115,6 +136,9 @@ fn main() -> ExitCode {
         }
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Plan { cmd } => plan::run(&cmd),
+        Cmd::Serve(a) => serve::serve(&a),
+        Cmd::Admin { cmd } => serve::admin(&cmd),
+        Cmd::Client(c) => client::run(&c),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -131,7 +131,9 @@ impl Executor for LocalExecutor {
         let mut done = Vec::new();
         for (&id, child) in self.children.iter_mut() {
             match child.try_wait() {
-                Ok(Some(st)) => done.push((id, st.code().map(Exit::Code).or(st.signal().map(Exit::Signal)).unwrap_or(Exit::Lost))),
+                Ok(Some(st)) => {
+                    done.push((id, st.code().map(Exit::Code).or(st.signal().map(Exit::Signal)).unwrap_or(Exit::Lost)))
+                }
                 Ok(None) => {}
                 Err(_) => done.push((id, Exit::Lost)),
             }
@@ -139,8 +141,12 @@ impl Executor for LocalExecutor {
         for (id, _) in &done {
             self.children.remove(id);
         }
-        let gone: Vec<i64> =
-            self.adopted.iter().filter(|(_, &pid)| kill(Pid::from_raw(pid as i32), None).is_err()).map(|(&id, _)| id).collect();
+        let gone: Vec<i64> = self
+            .adopted
+            .iter()
+            .filter(|(_, &pid)| kill(Pid::from_raw(pid as i32), None).is_err())
+            .map(|(&id, _)| id)
+            .collect();
         for id in gone {
             self.adopted.remove(&id);
             done.push((id, self.exit_file(id).map_or(Exit::Lost, Exit::Code)));
@@ -257,7 +263,8 @@ mod tests {
     fn local_jobs_get_their_devices_logs_and_exit_codes() {
         let dir = std::env::temp_dir().join(format!("fabrik-exec-{}", std::process::id()));
         let mut e = LocalExecutor::new(&dir).unwrap();
-        let cmd: Vec<String> = ["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES; echo oops >&2; exit 3"].map(String::from).to_vec();
+        let cmd: Vec<String> =
+            ["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES; echo oops >&2; exit 3"].map(String::from).to_vec();
         e.start(&launch(7, &cmd, &[2, 5])).unwrap();
         assert_eq!(wait_exit(&mut e), vec![(7, Exit::Code(3))]);
         assert_eq!(std::fs::read_to_string(e.log_path(7, "stdout").unwrap()).unwrap(), "gpus=2,5\n");

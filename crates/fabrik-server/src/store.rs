@@ -57,7 +57,7 @@ impl Identity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Pending,
@@ -204,7 +204,9 @@ impl Store {
     }
 
     pub fn has_admin(&self) -> Result<bool> {
-        self.conn.query_row("SELECT COUNT(*) FROM tokens WHERE role = 'admin'", [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
+        self.conn
+            .query_row("SELECT COUNT(*) FROM tokens WHERE role = 'admin'", [], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
     }
 
     /// Inserts jobs in one transaction; returns their ids.
@@ -259,7 +261,9 @@ impl Store {
             let command: String = r.get(11)?;
             let state: String = r.get(14)?;
             let alloc: Option<String> = r.get(21)?;
-            let u = |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(|x| x.max(0) as u64)) };
+            let u = |i: usize| -> rusqlite::Result<Option<u64>> {
+                Ok(r.get::<_, Option<i64>>(i)?.map(|x| x.max(0) as u64))
+            };
             Ok(JobRecord {
                 id: r.get(0)?,
                 name: r.get(1)?,

@@ -1,0 +1,295 @@
+//! The CLI client of `fabrik serve`: submit, queue, show, cancel, logs, why, usage. The server
+//! address and token come from flags, then $FABRIK_SERVER / $FABRIK_TOKEN, then the config file
+//! (~/.config/fabrik/client.toml with `server = "..."` and `token = "..."`).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// Server URL (default $FABRIK_SERVER, the config file, or http://127.0.0.1:8080).
+    #[arg(long)]
+    server: Option<String>,
+    /// API token (default $FABRIK_TOKEN or the config file).
+    #[arg(long)]
+    token: Option<String>,
+    /// Print the server's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ClientCmd {
+    /// Submit a job: fabrik submit --gpus 8 --walltime 2h -- python train.py
+    Submit {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: SubmitArgs,
+    },
+    /// Pending and running jobs (--all for every job).
+    Queue {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    Show {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+    },
+    Cancel {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+    },
+    Logs {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+        #[arg(long)]
+        stderr: bool,
+        /// Last N bytes only.
+        #[arg(long)]
+        tail: Option<u64>,
+    },
+    /// Why the job is pending (the scheduler's explanation).
+    Why {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+    },
+    /// Accounts: entitled share, recent usage, GPU-hours.
+    Usage {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[arg(long, default_value_t = 1)]
+    gpus: u32,
+    /// Requested walltime: seconds or 90m, 2h, 1.5d.
+    #[arg(long)]
+    walltime: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    gpu_type: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    #[arg(long)]
+    preemptible: bool,
+    /// Unix seconds.
+    #[arg(long)]
+    deadline: Option<u64>,
+    /// Simulated executor: how long the job runs.
+    #[arg(long)]
+    simulated_runtime: Option<String>,
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: Option<String>,
+    token: Option<String>,
+}
+
+fn config_file() -> Result<ConfigFile> {
+    let path = std::env::var_os("FABRIK_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/fabrik/client.toml")));
+    match path {
+        Some(p) if p.is_file() => {
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", p.display()))
+        }
+        _ => Ok(ConfigFile::default()),
+    }
+}
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    fn new(c: &Conn) -> Result<Client> {
+        let file = config_file()?;
+        let base = c
+            .server
+            .clone()
+            .or_else(|| std::env::var("FABRIK_SERVER").ok())
+            .or(file.server)
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let token = c.token.clone().or_else(|| std::env::var("FABRIK_TOKEN").ok()).or(file.token).context(
+            "no API token: pass --token, set FABRIK_TOKEN, or put token = \"...\" in ~/.config/fabrik/client.toml",
+        )?;
+        Ok(Client { base: base.trim_end_matches('/').to_string(), token, http: reqwest::blocking::Client::new() })
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        let resp =
+            req.bearer_auth(&self.token).send().with_context(|| format!("cannot reach the server at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body: Value = resp.json().unwrap_or(Value::Null);
+            bail!("server answered {status}: {}", body["error"].as_str().unwrap_or("(no message)"));
+        }
+        Ok(resp)
+    }
+
+    fn get(&self, path: &str) -> Result<Value> {
+        Ok(self.send(self.http.get(format!("{}{path}", self.base)))?.json()?)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Result<Value> {
+        Ok(self.send(self.http.post(format!("{}{path}", self.base)).json(&body))?.json()?)
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_jobs(jobs: &[Value]) {
+    println!("{:>7} {:<20} {:<32} {:>6} {:<10} REASON", "JOB", "NAME", "ACCOUNT", "GPUS", "STATE");
+    for j in jobs {
+        println!(
+            "{:>7} {:<20} {:<32} {:>6} {:<10} {}",
+            s(&j["id"]),
+            s(&j["name"]).chars().take(20).collect::<String>(),
+            s(&j["account"]),
+            s(&j["gpus"]),
+            s(&j["state"]),
+            j["reason"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub fn run(cmd: &ClientCmd) -> Result<()> {
+    let conn = match cmd {
+        ClientCmd::Submit { conn, .. }
+        | ClientCmd::Queue { conn, .. }
+        | ClientCmd::Show { conn, .. }
+        | ClientCmd::Cancel { conn, .. }
+        | ClientCmd::Logs { conn, .. }
+        | ClientCmd::Why { conn, .. }
+        | ClientCmd::Usage { conn } => conn,
+    };
+    let c = Client::new(conn)?;
+    let out = |v: &Value| println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
+    match cmd {
+        ClientCmd::Submit { args: a, .. } => {
+            let mut body =
+                json!({ "command": a.command, "gpus": a.gpus, "walltime": a.walltime, "preemptible": a.preemptible });
+            for (k, v) in [
+                ("name", &a.name),
+                ("account", &a.account),
+                ("gpu_type", &a.gpu_type),
+                ("qos", &a.qos),
+                ("simulated_runtime", &a.simulated_runtime),
+            ] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            if let Some(d) = a.deadline {
+                body["deadline"] = json!(d);
+            }
+            let j = c.post("/v1/jobs", body)?;
+            if conn.json {
+                out(&j);
+            } else {
+                println!("submitted job {} ({}) to {}", s(&j["id"]), s(&j["name"]), s(&j["account"]));
+            }
+        }
+        ClientCmd::Queue { all, state, account, .. } => {
+            let mut q = vec![format!(
+                "state={}",
+                state.clone().unwrap_or_else(|| if *all { String::new() } else { "active".into() })
+            )];
+            if let Some(a) = account {
+                q.push(format!("account={a}"));
+            }
+            if *all && state.is_none() {
+                q.remove(0);
+            }
+            let v = c.get(&format!("/v1/jobs?{}", q.join("&")))?;
+            if conn.json {
+                out(&v);
+            } else {
+                print_jobs(v["jobs"].as_array().map_or(&[][..], |a| a.as_slice()));
+            }
+        }
+        ClientCmd::Show { job, .. } => out(&c.get(&format!("/v1/jobs/{job}"))?),
+        ClientCmd::Cancel { job, .. } => {
+            let v = c.post(&format!("/v1/jobs/{job}/cancel"), json!({}))?;
+            if conn.json {
+                out(&v);
+            } else {
+                println!("job {job}: {} ({})", s(&v["state"]), v["reason"].as_str().unwrap_or(""));
+            }
+        }
+        ClientCmd::Logs { job, stderr, tail, .. } => {
+            let mut url = format!("{}/v1/jobs/{job}/logs?stream={}", c.base, if *stderr { "stderr" } else { "stdout" });
+            if let Some(t) = tail {
+                url.push_str(&format!("&tail={t}"));
+            }
+            let text = c.send(c.http.get(url))?.text()?;
+            print!("{text}");
+        }
+        ClientCmd::Why { job, .. } => {
+            let v = c.get(&format!("/v1/jobs/{job}/why"))?;
+            if conn.json {
+                out(&v);
+            } else {
+                println!("job {job} {}", s(&v["state"]));
+                for r in v["reasons"].as_array().into_iter().flatten() {
+                    println!("  - {}", s(r));
+                }
+            }
+        }
+        ClientCmd::Usage { .. } => {
+            let v = c.get("/v1/accounts")?;
+            if conn.json {
+                out(&v);
+                return Ok(());
+            }
+            println!(
+                "{:<36} {:>9} {:>9} {:>11} {:>8} {:>8}",
+                "ACCOUNT", "ENTITLED", "USAGE", "GPU-HOURS", "RUNNING", "PENDING"
+            );
+            for a in v["accounts"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<36} {:>8.1}% {:>8.1}% {:>11.2} {:>8} {:>8}",
+                    s(&a["account"]),
+                    a["entitled_share"].as_f64().unwrap_or(0.0) * 100.0,
+                    a["usage_share"].as_f64().unwrap_or(0.0) * 100.0,
+                    a["gpu_hours"].as_f64().unwrap_or(0.0),
+                    s(&a["running_gpus"]),
+                    s(&a["pending_jobs"])
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `fabrik serve` and `fabrik admin`.
+
+use crate::load_facility;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use fabrik_server::engine::EngineConfig;
+use fabrik_server::store::Role;
+use fabrik_server::{ExecutorKind, ServeConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("FABRIK_DATA_DIR").map_or_else(|| PathBuf::from("fabrik-data"), PathBuf::from)
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the database and job logs live (default $FABRIK_DATA_DIR or ./fabrik-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: std::net::SocketAddr,
+    /// local (processes on this host) or simulated (timed waits on a virtual facility).
+    #[arg(long, default_value = "local")]
+    executor: String,
+    /// For the simulated executor: the facility (preset, file or shorthand). For local: only its
+    /// tenant tree is used; the facility is this host.
+    #[arg(long)]
+    facility: Option<String>,
+    /// Virtual GPUs of this host when NVML finds none (local executor).
+    #[arg(long, default_value_t = 8)]
+    gpus: u32,
+    #[arg(long, default_value = "fair-share")]
+    policy: String,
+    /// Virtual seconds per wall second (demonstrations with the simulated executor).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Control-loop period in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    tick_ms: u64,
+    /// Seconds between SIGTERM and SIGKILL at walltime or cancel.
+    #[arg(long, default_value_t = 10)]
+    kill_grace_s: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCmd {
+    /// Create the data directory, seed the accounts and print the first admin token.
+    Init {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Facility whose tenant tree seeds the accounts (default: the built-in tree).
+        #[arg(long)]
+        facility: Option<String>,
+    },
+    /// Tokens (stored hashed; printed once).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Accounts of the share tree.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, manager or user.
+        #[arg(long)]
+        role: String,
+        /// The account (a project for users, any node for managers).
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AccountCmd {
+    /// Add an account or change its shares (takes effect at the next `fabrik serve` start;
+    /// use POST /v1/accounts on a running server).
+    Add {
+        path: String,
+        #[arg(long, default_value_t = 1.0)]
+        shares: f64,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+pub fn serve(a: &ServeArgs) -> Result<()> {
+    let sub = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    if a.log_json {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+    let executor = match a.executor.as_str() {
+        "local" => ExecutorKind::Local,
+        "simulated" => ExecutorKind::Simulated,
+        other => bail!("unknown executor '{other}' (expected local or simulated)"),
+    };
+    if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
+        bail!("--time-scale must be positive");
+    }
+    if a.time_scale != 1.0 && executor == ExecutorKind::Local {
+        bail!("--time-scale applies to the simulated executor only");
+    }
+    let facility = match (&a.facility, executor) {
+        (Some(f), _) => Some(load_facility(f)?),
+        (None, ExecutorKind::Simulated) => Some(load_facility("eu-gigafactory")?),
+        (None, ExecutorKind::Local) => None,
+    };
+    if !fabrik_sched::POLICIES.iter().any(|p| p.0 == a.policy) {
+        bail!("unknown policy '{}'", a.policy);
+    }
+    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    let cfg = ServeConfig {
+        data_dir: data_dir.clone(),
+        bind: a.bind,
+        executor,
+        facility,
+        virtual_gpus: a.gpus,
+        engine: EngineConfig {
+            policy: a.policy.clone(),
+            time_scale: a.time_scale,
+            tick: Duration::from_millis(a.tick_ms.max(1)),
+            kill_grace_s: a.kill_grace_s,
+            ..EngineConfig::default()
+        },
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        if !fabrik_server::open_store(&data_dir)?.has_admin()? {
+            eprintln!("no admin token yet: run `fabrik admin init --data-dir {}`", data_dir.display());
+        }
+        let running = fabrik_server::start(cfg).await?;
+        eprintln!(
+            "fabrik serve listening on http://{} (dashboard: http://{}/?token=TOKEN)",
+            running.addr, running.addr
+        );
+        running.wait().await;
+        Ok(())
+    })
+}
+
+pub fn admin(cmd: &AdminCmd) -> Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match cmd {
+        AdminCmd::Init { data_dir, facility } => {
+            let dir = data_dir.clone().unwrap_or_else(default_data_dir);
+            let store = fabrik_server::open_store(&dir)?;
+            if store.has_admin()? {
+                bail!("{} already has an admin token; create more with `fabrik admin token create`", dir.display());
+            }
+            if store.accounts()?.is_empty() {
+                let f = load_facility(facility.as_deref().unwrap_or("tiny"))?;
+                for (_, a) in f.tenants.iter().skip(1) {
+                    store.add_account(&a.path, a.shares)?;
+                }
+            }
+            let token = store.create_token("admin", None, Role::Admin, now)?;
+            eprintln!("initialised {}; the admin token (shown once):", dir.display());
+            println!("{token}");
+        }
+        AdminCmd::Token { cmd: TokenCmd::Create { name, role, account, data_dir } } => {
+            let dir = data_dir.clone().unwrap_or_else(default_data_dir);
+            let store = fabrik_server::open_store(&dir)?;
+            let role = Role::parse(role).with_context(|| format!("unknown role '{role}' (admin, manager, user)"))?;
+            match (role, account) {
+                (Role::Admin, _) => {}
+                (_, None) => bail!("--account is required for {} tokens", role.as_str()),
+                (_, Some(a)) => {
+                    if !store.accounts()?.iter().any(|(p, _)| p == a) {
+                        bail!("unknown account '{a}' (see `fabrik admin account list`)");
+                    }
+                }
+            }
+            println!("{}", store.create_token(name, account.as_deref(), role, now)?);
+        }
+        AdminCmd::Account { cmd: AccountCmd::Add { path, shares, data_dir } } => {
+            if !(shares.is_finite() && *shares > 0.0) {
+                bail!("--shares must be positive");
+            }
+            let store = fabrik_server::open_store(&data_dir.clone().unwrap_or_else(default_data_dir))?;
+            store.add_account(path.trim_matches('/'), *shares)?;
+            eprintln!("account {path} has {shares} shares (a running server picks it up at its next start)");
+        }
+        AdminCmd::Account { cmd: AccountCmd::List { data_dir } } => {
+            let store = fabrik_server::open_store(&data_dir.clone().unwrap_or_else(default_data_dir))?;
+            for (p, s) in store.accounts()? {
+                println!("{p:<40} {s}");
+            }
+        }
+    }
+    Ok(())
+}

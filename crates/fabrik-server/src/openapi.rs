@@ -1,0 +1,94 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "security": [{ "bearer": [] }],
+        "responses": {
+            ok: { "description": "success" },
+            "400": { "$ref": "#/components/responses/Error" },
+            "401": { "$ref": "#/components/responses/Error" },
+            "403": { "$ref": "#/components/responses/Error" },
+            "404": { "$ref": "#/components/responses/Error" }
+        }
+    });
+    if let Some(schema) = body {
+        o["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+    }
+    o
+}
+
+fn id_param() -> Value {
+    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }])
+}
+
+pub fn document() -> Value {
+    let duration = json!({ "oneOf": [{ "type": "integer", "minimum": 0 }, { "type": "string", "examples": ["90s", "45m", "2h", "1.5d"] }] });
+    let with_id = |mut v: Value| {
+        v["parameters"] = id_param();
+        v
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "fabrik control plane", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Submit and manage jobs on an AI gigafactory. Authenticate with 'Authorization: Bearer TOKEN'." },
+        "paths": {
+            "/v1/jobs": {
+                "post": op("Submit a job (durable before the answer)", Some("SubmitRequest"), "201"),
+                "get": {
+                    "summary": "List jobs visible to the token",
+                    "security": [{ "bearer": [] }],
+                    "parameters": [
+                        { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "starting", "running", "completed", "failed", "cancelled", "timeout", "active"] } },
+                        { "name": "account", "in": "query", "schema": { "type": "string" } },
+                        { "name": "limit", "in": "query", "schema": { "type": "integer" } }
+                    ],
+                    "responses": { "200": { "description": "jobs" } }
+                }
+            },
+            "/v1/jobs/{id}": { "get": with_id(op("Show a job", None, "200")) },
+            "/v1/jobs/{id}/cancel": { "post": with_id(op("Cancel a job (SIGTERM, then SIGKILL after the grace period)", None, "200")) },
+            "/v1/jobs/{id}/why": { "get": with_id(op("Why the job is where it is (the scheduler's explanation)", None, "200")) },
+            "/v1/jobs/{id}/logs": { "get": with_id(op("The job's stdout or stderr (?stream=stderr, ?tail=BYTES)", None, "200")) },
+            "/v1/accounts": {
+                "get": op("Accounts visible to the token: entitled share, usage share, GPU-hours", None, "200"),
+                "post": op("Create an account or change its shares (admin)", Some("NewAccount"), "201")
+            },
+            "/v1/tokens": { "post": op("Create a token (admin; managers for their subtree)", Some("NewToken"), "201") },
+            "/v1/facility": { "get": op("Facility state: GPUs busy and free by group, power", None, "200") },
+            "/v1/dashboard": { "get": op("Everything the dashboard shows", None, "200") },
+            "/v1/whoami": { "get": op("The token's identity", None, "200") },
+            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "OpenMetrics text" } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": { "Error": { "description": "error", "content": { "application/json": { "schema": { "type": "object", "properties": { "error": { "type": "string" } }, "required": ["error"] } } } } },
+            "schemas": {
+                "SubmitRequest": {
+                    "type": "object", "additionalProperties": false, "required": ["command", "gpus", "walltime"],
+                    "properties": {
+                        "name": { "type": "string" },
+                        "command": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                        "gpus": { "type": "integer", "minimum": 1 },
+                        "walltime": duration,
+                        "account": { "type": "string" },
+                        "gpu_type": { "type": "string" },
+                        "qos": { "type": "string", "enum": ["high", "normal", "low"] },
+                        "preemptible": { "type": "boolean" },
+                        "checkpoint_interval": duration,
+                        "earliest_start": { "type": "integer", "description": "Unix seconds" },
+                        "deadline": { "type": "integer", "description": "Unix seconds" },
+                        "simulated_runtime": duration
+                    }
+                },
+                "NewAccount": { "type": "object", "additionalProperties": false, "required": ["path", "shares"],
+                                "properties": { "path": { "type": "string" }, "shares": { "type": "number", "exclusiveMinimum": 0 } } },
+                "NewToken": { "type": "object", "additionalProperties": false, "required": ["name", "role"],
+                              "properties": { "name": { "type": "string" }, "account": { "type": "string" },
+                                              "role": { "type": "string", "enum": ["admin", "manager", "user"] } } }
+            }
+        }
+    })
+}

@@ -1,0 +1,283 @@
+//! The control plane end to end on a loopback port with the local executor: real processes,
+//! exit codes, logs, cancel, walltime kill, tenants kept apart, and bad requests.
+
+use fabrik_server::engine::EngineConfig;
+use fabrik_server::store::Role;
+use fabrik_server::{ExecutorKind, ServeConfig};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+struct Srv {
+    base: String,
+    admin: String,
+    alice: String, // user of research/open-llm/eval
+    bob: String,   // user of sme/startup-a/llm
+    carol: String, // manager of research/open-llm
+    http: Client,
+    running: Option<fabrik_server::Running>,
+    dir: std::path::PathBuf,
+}
+
+async fn start(name: &str, gpus: u32) -> Srv {
+    let dir = std::env::temp_dir().join(format!("fabrik-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = fabrik_server::open_store(&dir).unwrap();
+    let f = fabrik_model::Facility::preset("tiny").unwrap();
+    for (_, a) in f.tenants.iter().skip(1) {
+        store.add_account(&a.path, a.shares).unwrap();
+    }
+    let admin = store.create_token("root", None, Role::Admin, 0).unwrap();
+    let alice = store.create_token("alice", Some("research/open-llm/eval"), Role::User, 0).unwrap();
+    let bob = store.create_token("bob", Some("sme/startup-a/llm"), Role::User, 0).unwrap();
+    let carol = store.create_token("carol", Some("research/open-llm"), Role::Manager, 0).unwrap();
+    let cfg = ServeConfig {
+        data_dir: dir.clone(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        executor: ExecutorKind::Local,
+        facility: None,
+        virtual_gpus: gpus,
+        engine: EngineConfig { tick: Duration::from_millis(50), kill_grace_s: 1, ..EngineConfig::default() },
+    };
+    let running = fabrik_server::start(cfg).await.unwrap();
+    Srv {
+        base: format!("http://{}", running.addr),
+        admin,
+        alice,
+        bob,
+        carol,
+        http: Client::new(),
+        running: Some(running),
+        dir,
+    }
+}
+
+impl Srv {
+    async fn req(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut r = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        }
+        .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn submit(&self, token: &str, body: Value) -> i64 {
+        let (s, v) = self.req("POST", "/v1/jobs", token, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    async fn wait_state(&self, id: i64, token: &str, want: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            let (_, v) = self.req("GET", &format!("/v1/jobs/{id}"), token, None).await;
+            if v["state"] == want {
+                return v;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "job {id} stuck in {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_commands_run_with_exit_codes_logs_cancel_and_walltime() {
+    let s = start("run", 4).await;
+    let ok = s.submit(&s.alice, json!({"command": ["sh", "-c", "echo out $CUDA_VISIBLE_DEVICES; echo err >&2"], "gpus": 2, "walltime": "1m"})).await;
+    let bad = s.submit(&s.alice, json!({"command": ["sh", "-c", "exit 7"], "gpus": 1, "walltime": 60})).await;
+    let v = s.wait_state(ok, &s.alice, "completed").await;
+    assert_eq!(v["exit_code"], 0);
+    let v = s.wait_state(bad, &s.alice, "failed").await;
+    assert_eq!(v["exit_code"], 7);
+    assert_eq!(v["reason"], "exit code 7");
+    let (st, out) = s.req("GET", &format!("/v1/jobs/{ok}/logs"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(out, Value::String("out 0,1\n".into()));
+    let (_, err) = s.req("GET", &format!("/v1/jobs/{ok}/logs?stream=stderr"), &s.alice, None).await;
+    assert_eq!(err, Value::String("err\n".into()));
+    // cancel a running job: SIGTERM to its process group
+    let long = s.submit(&s.alice, json!({"command": ["sleep", "30"], "gpus": 1, "walltime": "1h"})).await;
+    s.wait_state(long, &s.alice, "running").await;
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{long}/cancel"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let v = s.wait_state(long, &s.alice, "cancelled").await;
+    assert_eq!(v["signal"], 15);
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{long}/cancel"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    // walltime: killed after 1 s, SIGKILL 1 s later if it ignores SIGTERM
+    let stubborn =
+        s.submit(&s.alice, json!({"command": ["sh", "-c", "trap '' TERM; sleep 30"], "gpus": 1, "walltime": 1})).await;
+    let v = s.wait_state(stubborn, &s.alice, "timeout").await;
+    assert_eq!(v["reason"], "killed at its walltime");
+    // a pending job explains itself and cancels cleanly
+    let big = s.submit(&s.alice, json!({"command": ["sleep", "5"], "gpus": 4, "walltime": 10})).await;
+    let blocked = s.submit(&s.alice, json!({"command": ["true"], "gpus": 4, "walltime": 10})).await;
+    s.wait_state(big, &s.alice, "running").await;
+    let (_, why) = s.req("GET", &format!("/v1/jobs/{blocked}/why"), &s.alice, None).await;
+    assert!(why["reasons"][0].as_str().unwrap().starts_with("queue head; GPUs reserved"), "{why}");
+    let (_, v) = s.req("POST", &format!("/v1/jobs/{blocked}/cancel"), &s.alice, None).await;
+    assert_eq!(v["state"], "cancelled");
+    let (_, m) = s.req("GET", "/metrics", &s.alice, None).await;
+    let m = m.as_str().unwrap().to_string();
+    for family in [
+        "fabrik_jobs{state=\"completed\"} 1",
+        "fabrik_gpus{state=\"allocated\"}",
+        "fabrik_queue_length{",
+        "fabrik_scheduling_pass_seconds_count",
+        "fabrik_api_request_seconds_count",
+        "fabrik_it_power_watts",
+    ] {
+        assert!(m.contains(family), "metrics lack {family}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_cannot_see_or_touch_each_others_jobs() {
+    let s = start("tenants", 4).await;
+    let a = s.submit(&s.alice, json!({"command": ["sleep", "3"], "gpus": 1, "walltime": 60})).await;
+    let b = s.submit(&s.bob, json!({"command": ["true"], "gpus": 1, "walltime": 60})).await;
+    for (method, path) in [
+        ("GET", format!("/v1/jobs/{a}")),
+        ("POST", format!("/v1/jobs/{a}/cancel")),
+        ("GET", format!("/v1/jobs/{a}/logs")),
+        ("GET", format!("/v1/jobs/{a}/why")),
+    ] {
+        let (st, v) = s.req(method, &path, &s.bob, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        assert_eq!(v["error"], format!("job {a} not found"));
+    }
+    let (_, list) = s.req("GET", "/v1/jobs", &s.bob, None).await;
+    let ids: Vec<i64> = list["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![b]);
+    let (st, v) = s
+        .req(
+            "POST",
+            "/v1/jobs",
+            &s.bob,
+            Some(json!({"command": ["true"], "gpus": 1, "walltime": 60, "account": "research/open-llm/eval"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // the manager of research/open-llm sees alice's job, not bob's; the admin sees both
+    let (_, list) = s.req("GET", "/v1/jobs", &s.carol, None).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    let (st, _) = s.req("GET", &format!("/v1/jobs/{b}"), &s.carol, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, list) = s.req("GET", "/v1/jobs", &s.admin, None).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
+    // accounts: bob sees his path, not research
+    let (_, acc) = s.req("GET", "/v1/accounts", &s.bob, None).await;
+    let names: Vec<&str> = acc["accounts"].as_array().unwrap().iter().map(|a| a["account"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["sme", "sme/startup-a", "sme/startup-a/llm"]);
+    // tokens: users cannot mint; managers only inside their subtree; admins anywhere
+    let (st, _) = s
+        .req("POST", "/v1/tokens", &s.bob, Some(json!({"name": "x", "role": "user", "account": "sme/startup-a/llm"})))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .req("POST", "/v1/tokens", &s.carol, Some(json!({"name": "x", "role": "user", "account": "sme/startup-a/llm"})))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = s
+        .req(
+            "POST",
+            "/v1/tokens",
+            &s.carol,
+            Some(json!({"name": "dave", "role": "user", "account": "research/open-llm/pretrain"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let dave = v["token"].as_str().unwrap().to_string();
+    let (_, me) = s.req("GET", "/v1/whoami", &dave, None).await;
+    assert_eq!(me["account"], "research/open-llm/pretrain");
+    // admins create accounts; the new project takes jobs at once
+    let (st, v) =
+        s.req("POST", "/v1/accounts", &s.admin, Some(json!({"path": "public/new-agency/pilot", "shares": 2}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, _) = s.req("POST", "/v1/accounts", &s.alice, Some(json!({"path": "x/y/z", "shares": 1}))).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    s.submit(&s.admin, json!({"command": ["true"], "gpus": 1, "walltime": 60, "account": "public/new-agency/pilot"}))
+        .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_4xx() {
+    let s = start("bad", 2).await;
+    let url = format!("{}/v1/jobs", s.base);
+    let raw = |body: String| {
+        s.http.post(&url).bearer_auth(&s.alice).header("content-type", "application/json").body(body).send()
+    };
+    assert_eq!(raw("{not json".into()).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        raw(json!({"command": ["x"], "gpus": 1, "walltime": 1, "colour": "red"}).to_string()).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        raw(json!({"command": ["x"], "gpus": -1, "walltime": 1}).to_string()).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let huge = json!({"command": ["x".repeat(100_000)], "gpus": 1, "walltime": 1}).to_string();
+    assert_eq!(raw(huge).await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let cases = [
+        (json!({"command": [], "gpus": 1, "walltime": 1}), "command: must not be empty"),
+        (json!({"command": ["x"], "gpus": 0, "walltime": 1}), "gpus: must be at least 1"),
+        (
+            json!({"command": ["x"], "gpus": 3, "walltime": 1}),
+            "gpus: 3 is more than the facility holds in one pool (2)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": "soon"}),
+            "walltime: 'soon' is not a duration (e.g. 3600, 90m, 2h)",
+        ),
+        (json!({"command": ["x"], "gpus": 1, "walltime": 0}), "walltime: must be positive"),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 1, "qos": "urgent"}),
+            "qos: unknown QoS 'urgent' (expected high, normal or low)",
+        ),
+        (json!({"command": ["x"], "gpus": 1, "walltime": 1, "account": "nobody"}), "account: unknown account 'nobody'"),
+        (json!({"command": ["x"], "gpus": 1, "walltime": 1, "gpu_type": "Z9"}), "gpu_type: unknown GPU type 'Z9'"),
+    ];
+    for (body, msg) in cases {
+        let (st, v) = s.req("POST", "/v1/jobs", &s.alice, Some(body)).await;
+        assert_eq!((st, v["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, msg));
+    }
+    let (st, v) = s.req("GET", "/v1/jobs", "fbk_not_a_token", None).await;
+    assert_eq!((st, v["error"].as_str().unwrap()), (StatusCode::UNAUTHORIZED, "unknown token"));
+    let st = s.http.get(&url).send().await.unwrap().status();
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s.req("GET", "/v1/jobs/abc", &s.alice, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.req("GET", "/v1/jobs/999", &s.alice, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.req("GET", "/v1/jobs?state=sleeping", &s.alice, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.req("GET", "/v1/jobs?colour=red", &s.alice, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.req("GET", "/v1/nothing", &s.alice, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, doc) = s.req("GET", "/openapi.json", &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/jobs/{id}/why"]["get"].is_object());
+    // the server still works after all that
+    let id = s.submit(&s.alice, json!({"command": ["true"], "gpus": 1, "walltime": 5})).await;
+    s.wait_state(id, &s.alice, "completed").await;
+    s.stop().await;
+}
