@@ -102,7 +102,7 @@ pub enum AccountCmd {
 }
 
 pub fn serve(a: &ServeArgs) -> Result<()> {
-    let sub = tracing_subscriber::fmt().with_env_filter(
+    let sub = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     );

@@ -1,0 +1,180 @@
+//! `fabrik serve` as a process: crash recovery after SIGKILL, the CLI client, and the dashboard
+//! in headless Chromium.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fabrik");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fabrik-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn admin_init(dir: &Path) -> String {
+    let o = Command::new(BIN).args(["admin", "init", "--data-dir"]).arg(dir).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn serve(dir: &Path, port: u16, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--tick-ms", "50", "--kill-grace-s", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn api(port: u16, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let c = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let r = if method == "POST" { c.post(url).json(&body.unwrap_or(json!({}))) } else { c.get(url) };
+    r.bearer_auth(token).send().unwrap().json().unwrap()
+}
+
+#[test]
+fn sigkill_mid_run_then_restart_ends_every_job_exactly_once() {
+    let dir = temp_dir("crash");
+    let token = admin_init(&dir);
+    let port = free_port();
+    let mut server = serve(&dir, port, &["--gpus", "4"]);
+    let markers = dir.join("markers");
+    let script = format!("echo $FABRIK_JOB_ID >> {}; sleep 1.5", markers.display());
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let v = api(port, &token, "POST", "/v1/jobs", Some(json!({"command": ["sh", "-c", script], "gpus": 1, "walltime": 60, "account": "eval"})));
+        ids.push(v["id"].as_i64().unwrap_or_else(|| panic!("{v}")));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let running = api(port, &token, "GET", "/v1/jobs?state=running", None)["jobs"].as_array().unwrap().len();
+    assert_eq!(running, 4, "four 1-GPU jobs run on 4 GPUs before the crash");
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut server = serve(&dir, port, &["--gpus", "4"]);
+    let t = Instant::now();
+    let jobs = loop {
+        let v = api(port, &token, "GET", "/v1/jobs", None);
+        let jobs = v["jobs"].as_array().unwrap().clone();
+        if jobs.iter().all(|j| ["completed", "failed", "cancelled", "timeout"].contains(&j["state"].as_str().unwrap())) {
+            break jobs;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "jobs did not finish: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(jobs.len(), 10, "no accepted job is lost");
+    for j in &jobs {
+        assert_eq!(j["state"], "completed", "{j}");
+    }
+    // every job's command ran exactly once
+    let mut seen: Vec<i64> = std::fs::read_to_string(&markers).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ids);
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("re-adopted running job"), "the restart re-adopted the jobs still running");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_client_submits_queues_and_explains() {
+    let dir = temp_dir("cli");
+    let token = admin_init(&dir);
+    let port = free_port();
+    let mut server = serve(&dir, port, &["--gpus", "2"]);
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).env("FABRIK_SERVER", format!("http://127.0.0.1:{port}")).env("FABRIK_TOKEN", &token).env("FABRIK_CONFIG", "/nonexistent").output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (ok, out, err) = run(&["submit", "--gpus", "2", "--walltime", "1m", "--account", "eval", "--name", "hold", "--", "sleep", "3"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "submitted job 1 (hold) to research/open-llm/eval");
+    let (ok, _, _) = run(&["submit", "--gpus", "2", "--walltime", "1m", "--account", "eval", "--name", "next", "--", "echo", "hi"]);
+    assert!(ok);
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, out, _) = run(&["queue"]);
+    assert!(out.contains("hold") && out.contains("running") && out.contains("next") && out.contains("pending"), "{out}");
+    let (_, out, _) = run(&["why", "2"]);
+    assert!(out.contains("queue head; GPUs reserved"), "{out}");
+    let (_, out, _) = run(&["show", "2", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "next");
+    let (_, out, _) = run(&["usage"]);
+    assert!(out.contains("research/open-llm/eval"), "{out}");
+    let (ok, _, err) = run(&["show", "99"]);
+    assert!(!ok && err.contains("404") && err.contains("job 99 not found"), "{err}");
+    let (ok, _, err) = run(&["cancel", "1"]);
+    assert!(ok, "{err}");
+    let t = Instant::now();
+    loop {
+        let (_, out, _) = run(&["logs", "2"]);
+        if out == "hi\n" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "job 2 never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = Command::new(BIN).args(["queue"]).env("FABRIK_SERVER", "http://127.0.0.1:1").env("FABRIK_TOKEN", "x").env("FABRIK_CONFIG", "/nonexistent").output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot reach the server"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .map(|b| b.to_string())
+}
+
+#[test]
+fn dashboard_shows_live_data_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED: no chromium on this machine (.ci/run installs Debian's chromium package)");
+        return;
+    };
+    let dir = temp_dir("dash");
+    let token = admin_init(&dir);
+    let port = free_port();
+    let mut server = serve(&dir, port, &["--executor", "simulated", "--facility", "small"]);
+    api(port, &token, "POST", "/v1/jobs", Some(json!({"name": "visible-job-1", "command": ["train"], "gpus": 64, "walltime": "2h", "simulated_runtime": "1h", "account": "eval"})));
+    api(port, &token, "POST", "/v1/jobs", Some(json!({"name": "waiting-giant", "command": ["train"], "gpus": 128, "walltime": "2h", "account": "pretrain"})));
+    std::thread::sleep(Duration::from_millis(300));
+    let profile = dir.join("chromium-profile");
+    let o = Command::new(&browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
+        .arg(format!("http://127.0.0.1:{port}/?token={token}"))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&o.stdout);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(dom.contains("64 of 128 GPUs busy"), "facility overview missing: {dom}");
+    assert!(dom.contains("visible-job-1"), "running job missing");
+    assert!(dom.contains("waiting-giant") && dom.contains("queue head; GPUs reserved"), "queue with why-pending missing");
+    assert!(dom.contains("research/open-llm/eval"), "accounts missing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
