@@ -61,7 +61,13 @@ fn sigkill_mid_run_then_restart_ends_every_job_exactly_once() {
     let script = format!("echo $FABRIK_JOB_ID >> {}; sleep 1.5", markers.display());
     let mut ids = Vec::new();
     for _ in 0..10 {
-        let v = api(port, &token, "POST", "/v1/jobs", Some(json!({"command": ["sh", "-c", script], "gpus": 1, "walltime": 60, "account": "eval"})));
+        let v = api(
+            port,
+            &token,
+            "POST",
+            "/v1/jobs",
+            Some(json!({"command": ["sh", "-c", script], "gpus": 1, "walltime": 60, "account": "eval"})),
+        );
         ids.push(v["id"].as_i64().unwrap_or_else(|| panic!("{v}")));
     }
     std::thread::sleep(Duration::from_millis(800));
@@ -75,7 +81,8 @@ fn sigkill_mid_run_then_restart_ends_every_job_exactly_once() {
     let jobs = loop {
         let v = api(port, &token, "GET", "/v1/jobs", None);
         let jobs = v["jobs"].as_array().unwrap().clone();
-        if jobs.iter().all(|j| ["completed", "failed", "cancelled", "timeout"].contains(&j["state"].as_str().unwrap())) {
+        if jobs.iter().all(|j| ["completed", "failed", "cancelled", "timeout"].contains(&j["state"].as_str().unwrap()))
+        {
             break jobs;
         }
         assert!(t.elapsed() < Duration::from_secs(60), "jobs did not finish: {v}");
@@ -88,7 +95,8 @@ fn sigkill_mid_run_then_restart_ends_every_job_exactly_once() {
         assert_eq!(j["state"], "completed", "{j}");
     }
     // every job's command ran exactly once
-    let mut seen: Vec<i64> = std::fs::read_to_string(&markers).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    let mut seen: Vec<i64> =
+        std::fs::read_to_string(&markers).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
     seen.sort_unstable();
     assert_eq!(seen, ids);
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
@@ -103,17 +111,32 @@ fn cli_client_submits_queues_and_explains() {
     let port = free_port();
     let mut server = serve(&dir, port, &["--gpus", "2"]);
     let run = |args: &[&str]| {
-        let o = Command::new(BIN).args(args).env("FABRIK_SERVER", format!("http://127.0.0.1:{port}")).env("FABRIK_TOKEN", &token).env("FABRIK_CONFIG", "/nonexistent").output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+        let o = Command::new(BIN)
+            .args(args)
+            .env("FABRIK_SERVER", format!("http://127.0.0.1:{port}"))
+            .env("FABRIK_TOKEN", &token)
+            .env("FABRIK_CONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
     };
-    let (ok, out, err) = run(&["submit", "--gpus", "2", "--walltime", "1m", "--account", "eval", "--name", "hold", "--", "sleep", "3"]);
+    let (ok, out, err) =
+        run(&["submit", "--gpus", "2", "--walltime", "1m", "--account", "eval", "--name", "hold", "--", "sleep", "3"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "submitted job 1 (hold) to research/open-llm/eval");
-    let (ok, _, _) = run(&["submit", "--gpus", "2", "--walltime", "1m", "--account", "eval", "--name", "next", "--", "echo", "hi"]);
+    let (ok, _, _) =
+        run(&["submit", "--gpus", "2", "--walltime", "1m", "--account", "eval", "--name", "next", "--", "echo", "hi"]);
     assert!(ok);
     std::thread::sleep(Duration::from_millis(400));
     let (_, out, _) = run(&["queue"]);
-    assert!(out.contains("hold") && out.contains("running") && out.contains("next") && out.contains("pending"), "{out}");
+    assert!(
+        out.contains("hold") && out.contains("running") && out.contains("next") && out.contains("pending"),
+        "{out}"
+    );
     let (_, out, _) = run(&["why", "2"]);
     assert!(out.contains("queue head; GPUs reserved"), "{out}");
     let (_, out, _) = run(&["show", "2", "--json"]);
@@ -134,7 +157,13 @@ fn cli_client_submits_queues_and_explains() {
         assert!(t.elapsed() < Duration::from_secs(20), "job 2 never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = Command::new(BIN).args(["queue"]).env("FABRIK_SERVER", "http://127.0.0.1:1").env("FABRIK_TOKEN", "x").env("FABRIK_CONFIG", "/nonexistent").output().unwrap();
+    let o = Command::new(BIN)
+        .args(["queue"])
+        .env("FABRIK_SERVER", "http://127.0.0.1:1")
+        .env("FABRIK_TOKEN", "x")
+        .env("FABRIK_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot reach the server"));
     server.kill().unwrap();
     server.wait().unwrap();
@@ -151,6 +180,7 @@ fn chromium() -> Option<String> {
 #[test]
 fn dashboard_shows_live_data_in_headless_chromium() {
     let Some(browser) = chromium() else {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide chromium (.ci/run installs it)");
         eprintln!("SKIPPED: no chromium on this machine (.ci/run installs Debian's chromium package)");
         return;
     };
@@ -158,12 +188,37 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     let token = admin_init(&dir);
     let port = free_port();
     let mut server = serve(&dir, port, &["--executor", "simulated", "--facility", "small"]);
-    api(port, &token, "POST", "/v1/jobs", Some(json!({"name": "visible-job-1", "command": ["train"], "gpus": 64, "walltime": "2h", "simulated_runtime": "1h", "account": "eval"})));
-    api(port, &token, "POST", "/v1/jobs", Some(json!({"name": "waiting-giant", "command": ["train"], "gpus": 128, "walltime": "2h", "account": "pretrain"})));
+    api(
+        port,
+        &token,
+        "POST",
+        "/v1/jobs",
+        Some(
+            json!({"name": "visible-job-1", "command": ["train"], "gpus": 64, "walltime": "2h", "simulated_runtime": "1h", "account": "eval"}),
+        ),
+    );
+    api(
+        port,
+        &token,
+        "POST",
+        "/v1/jobs",
+        Some(
+            json!({"name": "waiting-giant", "command": ["train"], "gpus": 128, "walltime": "2h", "account": "pretrain"}),
+        ),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let profile = dir.join("chromium-profile");
     let o = Command::new(&browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("http://127.0.0.1:{port}/?token={token}"))
@@ -174,7 +229,10 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     server.wait().unwrap();
     assert!(dom.contains("64 of 128 GPUs busy"), "facility overview missing: {dom}");
     assert!(dom.contains("visible-job-1"), "running job missing");
-    assert!(dom.contains("waiting-giant") && dom.contains("queue head; GPUs reserved"), "queue with why-pending missing");
+    assert!(
+        dom.contains("waiting-giant") && dom.contains("queue head; GPUs reserved"),
+        "queue with why-pending missing"
+    );
     assert!(dom.contains("research/open-llm/eval"), "accounts missing");
     let _ = std::fs::remove_dir_all(&dir);
 }

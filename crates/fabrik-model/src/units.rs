@@ -26,6 +26,22 @@ impl SimTime {
     pub fn hours(self) -> f64 {
         self.0 as f64 / 3600.0
     }
+
+    /// Reads the time as Unix seconds (the live control plane's epoch): `2026-11-23 21:08:33Z`.
+    pub fn unix_utc(self) -> String {
+        // Howard Hinnant's days-to-civil algorithm.
+        let z = (self.0 / 86_400) as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        let s = self.0 % 86_400;
+        format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", s / 3600, (s / 60) % 60, s % 60)
+    }
 }
 
 impl Secs {
@@ -132,6 +148,9 @@ mod tests {
         assert_eq!(SimTime(10) - SimTime(25), Secs(0));
         assert_eq!(SimTime(u64::MAX - 1) + Secs(5), SimTime::MAX);
         assert_eq!(SimTime(90_061).to_string(), "d1 01:01:01");
+        assert_eq!(SimTime(0).unix_utc(), "1970-01-01 00:00:00Z");
+        // 2024-02-29 12:00:00 UTC = 1,709,208,000
+        assert_eq!(SimTime(1_709_208_000).unix_utc(), "2024-02-29 12:00:00Z");
     }
 
     #[test]

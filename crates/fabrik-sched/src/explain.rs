@@ -51,16 +51,37 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// The reason as a sentence, with times written by `time` (the twin shows virtual days, the
+    /// live control plane calendar time).
+    pub fn describe(&self, time: &dyn Fn(SimTime) -> String) -> String {
+        struct D<'a>(&'a Reason, &'a dyn Fn(SimTime) -> String);
+        impl fmt::Display for D<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write(f, self.1)
+            }
+        }
+        D(self, time).to_string()
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, &|t: SimTime| t.to_string())
+    }
+}
+
+impl Reason {
+    fn write(&self, f: &mut fmt::Formatter<'_>, time: &dyn Fn(SimTime) -> String) -> fmt::Result {
+        let t = time;
         match self {
             Reason::NotYetConsidered => write!(f, "submitted since the last scheduling pass"),
             Reason::Running { since, killed_at } => {
-                write!(f, "running since {since}; walltime ends at {killed_at}")
+                write!(f, "running since {}; walltime ends at {}", t(*since), t(*killed_at))
             }
-            Reason::Ended { at } => write!(f, "ended at {at}"),
+            Reason::Ended { at } => write!(f, "ended at {}", t(*at)),
             Reason::WaitingForEarliestStart { at } => {
-                write!(f, "waiting for its earliest start at {at}")
+                write!(f, "waiting for its earliest start at {}", t(*at))
             }
             Reason::Resources { no_fit } => match no_fit {
                 NoFit::NotEnoughFree { free, need } => write!(f, "needs {need} GPUs, {free} free"),
@@ -74,10 +95,10 @@ impl fmt::Display for Reason {
                 }
             },
             Reason::HoldsReservation { start_at } => {
-                write!(f, "queue head; GPUs reserved, starts by {start_at}")
+                write!(f, "queue head; GPUs reserved, starts by {}", t(*start_at))
             }
             Reason::BehindReservation { holder, start_at } => {
-                write!(f, "behind the reservation of job {} (starting by {start_at})", holder.0)
+                write!(f, "behind the reservation of job {} (starting by {})", holder.0, t(*start_at))
             }
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)

@@ -701,7 +701,7 @@ impl Engine {
         let detail =
             self.to_sched.get(&id).filter(|_| !rec.state.is_final()).and_then(|&jid| self.sched.explain(jid).ok());
         let mut reasons: Vec<String> = match &detail {
-            Some(d) => d.reasons.iter().map(|r| r.to_string()).collect(),
+            Some(d) => d.reasons.iter().map(|r| r.describe(&|t: SimTime| t.unix_utc())).collect(),
             None => vec![format!("{}", rec.state.as_str())],
         };
         if let Some(r) = &rec.reason {
