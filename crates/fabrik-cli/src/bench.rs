@@ -13,9 +13,16 @@ pub struct BenchArgs {
     /// Where the Microsoft ITP trace lives.
     #[arg(long, default_value = "../shared/traces/microsoft-itp")]
     traces: PathBuf,
-    /// Run only scenario a (ITP cluster04) or b (eu-gigafactory, 30 days).
+    /// Run only one scenario: a (ITP cluster04), b (eu-gigafactory, 30 days), serve (durable
+    /// submissions on loopback) or pass (scheduling pass with 100,000 pending jobs).
     #[arg(long)]
     only: Option<String>,
+    /// Submissions for the serve scenario.
+    #[arg(long, default_value_t = 20_000)]
+    submissions: usize,
+    /// Concurrent clients for the serve scenario.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
     /// Repetitions of each scenario; the best time is reported.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
@@ -52,11 +59,12 @@ fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Opt
 pub fn run(a: &BenchArgs) -> Result<()> {
     let only = a.only.as_deref();
     if let Some(o) = only {
-        if o != "a" && o != "b" {
-            bail!("--only takes a or b, got '{o}'");
+        if !["a", "b", "serve", "pass"].contains(&o) {
+            bail!("--only takes a, b, serve or pass, got '{o}'");
         }
     }
-    if only != Some("b") {
+    let want = |x: &str| only.is_none_or(|o| o == x);
+    if want("a") {
         let trace = a.traces.join("raw/cluster04.csv");
         if !trace.is_file() {
             bail!("ITP trace not found at {} (pass --traces DIR, or --only b)", trace.display());
@@ -66,7 +74,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             scenario("(a) ITP cluster04 on 80x8:20", "80x8:20", &w, policy, None, a.repeat)?;
         }
     }
-    if only != Some("a") {
+    if want("b") {
         scenario(
             "(b) eu-gigafactory, 30 days synthetic",
             "eu-gigafactory",
@@ -75,6 +83,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             Some(30.0),
             a.repeat.min(1),
         )?;
+    }
+    if want("pass") {
+        crate::bench_serve::pass("fifo-backfill")?;
+        crate::bench_serve::pass("fair-share")?;
+    }
+    if want("serve") {
+        crate::bench_serve::serve(a.submissions.max(1), a.clients.clamp(1, 1024))?;
     }
     Ok(())
 }

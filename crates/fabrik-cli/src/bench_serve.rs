@@ -1,0 +1,142 @@
+//! `fabrik bench --only serve|pass`: the control plane under load on loopback, and the
+//! scheduling pass with 100,000 pending jobs. Figures are printed, never asserted.
+
+use anyhow::{Context, Result};
+use fabrik_model::{Facility, JobSpec, Secs, SimTime};
+use fabrik_sched::{SchedConfig, Scheduler};
+use fabrik_server::engine::EngineConfig;
+use fabrik_server::store::Role;
+use fabrik_server::{ExecutorKind, ServeConfig};
+use rand::{Rng, SeedableRng};
+use std::time::{Duration, Instant};
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// `n` durable submissions from `conc` concurrent clients against a server with the simulated
+/// executor on the eu-gigafactory preset.
+pub fn serve(n: usize, conc: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("fabrik-bench-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = fabrik_server::open_store(&dir)?;
+    let facility = Facility::preset("eu-gigafactory").context("preset")?;
+    for (_, a) in facility.tenants.iter().skip(1) {
+        store.add_account(&a.path, a.shares)?;
+    }
+    let token = store.create_token("bench", None, Role::Admin, 0)?;
+    drop(store);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let running = fabrik_server::start(ServeConfig {
+            data_dir: dir.clone(),
+            bind: "127.0.0.1:0".parse()?,
+            executor: ExecutorKind::Simulated,
+            facility: Some(facility),
+            virtual_gpus: 0,
+            engine: EngineConfig::default(),
+        })
+        .await?;
+        let url = format!("http://{}/v1/jobs", running.addr);
+        let client = reqwest::Client::new();
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..conc {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            let count = n / conc + usize::from(w < n % conc);
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(count);
+                for i in 0..count {
+                    let body = serde_json::json!({"command": ["train"], "gpus": 1 << (i % 8), "walltime": "2h",
+                        "simulated_runtime": "1h", "account": "research/open-llm/eval"});
+                    let t = Instant::now();
+                    let r = client.post(&url).bearer_auth(&token).json(&body).send().await?;
+                    anyhow::ensure!(r.status().as_u16() == 201, "submission answered {}", r.status());
+                    lat.push(t.elapsed().as_secs_f64());
+                }
+                Ok::<_, anyhow::Error>(lat)
+            }));
+        }
+        let mut lat = Vec::with_capacity(n);
+        for t in tasks {
+            lat.extend(t.await??);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "(serve) {n} durable submissions, {conc} clients on loopback: {:.0}/s, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            n as f64 / secs,
+            pct(&lat, 0.5) * 1e3,
+            pct(&lat, 0.99) * 1e3,
+            lat[lat.len() - 1] * 1e3
+        );
+        running.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// The scheduling pass on the 100,096-GPU eu-gigafactory with 100,000 pending jobs.
+pub fn pass(policy: &str) -> Result<()> {
+    let f = Facility::preset("eu-gigafactory").context("preset")?;
+    let mut s = Scheduler::with_policy(&f, policy, SchedConfig::default())?;
+    let leaves: Vec<_> = f.tenants.leaves().map(|(id, _)| id).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut started = Vec::new();
+    // Fill the facility with running work, then queue 100,000 more jobs.
+    let mut n = 0;
+    while s.busy_gpus() < f.total_gpus() * 95 / 100 {
+        let g = 1u32 << rng.gen_range(0..10);
+        s.submit(
+            JobSpec::new(format!("r{n}"), leaves[n % leaves.len()], g, SimTime(0), Secs(3600 * rng.gen_range(1..48))),
+            SimTime(0),
+        )?;
+        s.schedule(SimTime(0), &mut started);
+        n += 1;
+    }
+    for i in 0..100_000 {
+        let g = 1u32 << rng.gen_range(0..12);
+        s.submit(
+            JobSpec::new(format!("p{i}"), leaves[i % leaves.len()], g, SimTime(1), Secs(3600 * rng.gen_range(1..48))),
+            SimTime(1),
+        )?;
+    }
+    let t = Instant::now();
+    s.schedule(SimTime(1), &mut started);
+    let first = t.elapsed();
+    let mut times = Vec::new();
+    for k in 0..50u64 {
+        // one running job ends, then a pass
+        let running: Vec<_> = s
+            .jobs()
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.state == fabrik_sched::JobState::Running)
+            .map(|(i, _)| i)
+            .take(1)
+            .collect();
+        if let Some(&i) = running.first() {
+            s.finish(fabrik_model::JobId(i as u32), SimTime(2 + k))?;
+        }
+        let t = Instant::now();
+        s.schedule(SimTime(2 + k), &mut started);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    // a pass at which the fair-share priorities of all pending jobs are recalculated
+    let t = Instant::now();
+    s.schedule(SimTime(10_000), &mut started);
+    let recalc = t.elapsed();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "(pass) {policy}: {} pending, {} GPUs busy of {}: first pass {:.2} ms; pass after a job end p50 {:.3} ms, max {:.3} ms; pass with priority recalculation {:.2} ms",
+        s.pending().len(),
+        s.busy_gpus(),
+        f.total_gpus(),
+        first.as_secs_f64() * 1e3,
+        pct(&times, 0.5) * 1e3,
+        times[times.len() - 1] * 1e3,
+        recalc.as_secs_f64() * 1e3
+    );
+    let _ = Duration::ZERO;
+    Ok(())
+}
