@@ -18,6 +18,36 @@ pub struct Account {
     /// Fraction of the whole facility this node is entitled to:
     /// the product of shares / sum of sibling shares along the path from the root.
     pub norm_share: f64,
+    pub quota: Quota,
+}
+
+/// Capacity a subtree is guaranteed and may not exceed (Kueue's nominal quota and borrowing
+/// limit, in GPUs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// GPUs the subtree gets back within bounded time when it has demand.
+    #[serde(default)]
+    pub guarantee_gpus: Option<u64>,
+    /// The same as a fraction of the facility's GPUs.
+    #[serde(default)]
+    pub guarantee_fraction: Option<f64>,
+    /// Most GPUs the subtree may hold at once, borrowing included.
+    #[serde(default)]
+    pub limit_gpus: Option<u64>,
+    /// Reclaim the guarantee by preempting borrowers, not only by waiting for their jobs to end.
+    #[serde(default)]
+    pub reclaim_by_preemption: bool,
+}
+
+impl Quota {
+    /// The guarantee in GPUs on a facility of `total` GPUs.
+    pub fn guarantee(&self, total: u64) -> Option<u64> {
+        self.guarantee_gpus.or(self.guarantee_fraction.map(|f| (f * total as f64).floor() as u64))
+    }
+    pub fn is_set(&self) -> bool {
+        self.guarantee_gpus.is_some() || self.guarantee_fraction.is_some() || self.limit_gpus.is_some()
+    }
 }
 
 impl Account {
@@ -38,6 +68,14 @@ pub struct AccountSpec {
     pub path: String,
     #[serde(default = "one")]
     pub shares: f64,
+    #[serde(flatten)]
+    pub quota: Quota,
+}
+
+impl AccountSpec {
+    pub fn new(path: impl Into<String>, shares: f64) -> AccountSpec {
+        AccountSpec { path: path.into(), shares, quota: Quota::default() }
+    }
 }
 
 fn one() -> f64 {
@@ -53,7 +91,14 @@ impl TenantTree {
     /// Builds the tree from path/shares entries. `origin` names the file for error messages.
     pub fn from_specs(specs: &[AccountSpec], origin: &str) -> Result<TenantTree, ModelError> {
         let mut tree = TenantTree {
-            nodes: vec![Account { path: String::new(), parent: None, children: vec![], shares: 1.0, norm_share: 1.0 }],
+            nodes: vec![Account {
+                path: String::new(),
+                parent: None,
+                children: vec![],
+                shares: 1.0,
+                norm_share: 1.0,
+                quota: Quota::default(),
+            }],
         };
         let mut explicit = vec![false];
         for (i, spec) in specs.iter().enumerate() {
@@ -75,6 +120,17 @@ impl TenantTree {
             }
             explicit[id.idx()] = true;
             tree.nodes[id.idx()].shares = spec.shares;
+            if let Some(f) = spec.quota.guarantee_fraction {
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(ModelError::invalid(origin, format!("{field}.guarantee_fraction"), "must be in [0, 1]"));
+                }
+            }
+            if let (Some(g), Some(l)) = (spec.quota.guarantee_gpus, spec.quota.limit_gpus) {
+                if l < g {
+                    return Err(ModelError::invalid(origin, format!("{field}.limit_gpus"), "is below guarantee_gpus"));
+                }
+            }
+            tree.nodes[id.idx()].quota = spec.quota.clone();
         }
         if tree.nodes.len() == 1 {
             return Err(ModelError::invalid(origin, "account", "the tenant tree has no accounts"));
@@ -102,6 +158,7 @@ impl TenantTree {
                         children: vec![],
                         shares: 1.0,
                         norm_share: 0.0,
+                        quota: Quota::default(),
                     });
                     explicit.push(false);
                     self.nodes[cur.idx()].children.push(id);
@@ -183,7 +240,7 @@ impl TenantTree {
             ("public/admin-ai/assistant", 1.0),
         ]
         .iter()
-        .map(|(p, s)| AccountSpec { path: p.to_string(), shares: *s })
+        .map(|(p, s)| AccountSpec::new(p.to_string(), *s))
         .collect();
         TenantTree::from_specs(&specs, "built-in tenant tree").expect("built-in tree is valid")
     }
@@ -194,7 +251,7 @@ mod tests {
     use super::*;
 
     fn spec(p: &str, s: f64) -> AccountSpec {
-        AccountSpec { path: p.into(), shares: s }
+        AccountSpec::new(p.into(), s)
     }
 
     #[test]
@@ -227,6 +284,20 @@ mod tests {
         assert!(e.starts_with("f.toml: account[0].path:"), "{e}");
         let e = TenantTree::from_specs(&[spec("a/b", 1.0), spec("a/b", 2.0)], "f.toml").unwrap_err().to_string();
         assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn quotas_parse_and_are_checked() {
+        let mut s = spec("industry", 1.0);
+        s.quota.guarantee_fraction = Some(0.3);
+        s.quota.reclaim_by_preemption = true;
+        let t = TenantTree::from_specs(&[s.clone(), spec("industry/a/b", 1.0)], "t").unwrap();
+        let ind = t.iter().find(|(_, a)| a.path == "industry").unwrap().1;
+        assert_eq!(ind.quota.guarantee(1000), Some(300));
+        s.quota.guarantee_gpus = Some(500);
+        s.quota.limit_gpus = Some(100);
+        let e = TenantTree::from_specs(&[s], "f.toml").unwrap_err().to_string();
+        assert_eq!(e, "f.toml: account[0].limit_gpus: is below guarantee_gpus");
     }
 
     #[test]

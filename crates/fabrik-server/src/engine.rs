@@ -229,7 +229,7 @@ pub struct Engine {
 }
 
 fn tree_from(accounts: &[(String, f64)]) -> Result<TenantTree, String> {
-    let specs: Vec<AccountSpec> = accounts.iter().map(|(p, s)| AccountSpec { path: p.clone(), shares: *s }).collect();
+    let specs: Vec<AccountSpec> = accounts.iter().map(|(p, s)| AccountSpec::new(p.clone(), *s)).collect();
     TenantTree::from_specs(&specs, "accounts table").map_err(|e| e.to_string())
 }
 
