@@ -152,8 +152,8 @@ mod tests {
         // Two leaves with equal shares (0.5 each) and equal usage: F = 2^(-0.5/0.5) = 0.5.
         let tenants = TenantTree::from_specs(
             &[
-                fabrik_model::tenants::AccountSpec::new("a/x/p".into(), 1.0),
-                fabrik_model::tenants::AccountSpec::new("b/y/q".into(), 1.0),
+                fabrik_model::tenants::AccountSpec::new("a/x/p", 1.0),
+                fabrik_model::tenants::AccountSpec::new("b/y/q", 1.0),
             ],
             "t",
         )

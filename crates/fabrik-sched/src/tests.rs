@@ -71,7 +71,7 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
 
 fn tenants2() -> TenantTree {
     TenantTree::from_specs(
-        &[AccountSpec::new("a/x/p".into(), 1.0), AccountSpec::new("b/y/q".into(), 1.0)],
+        &[AccountSpec::new("a/x/p", 1.0), AccountSpec::new("b/y/q", 1.0)],
         "test",
     )
     .unwrap()
@@ -310,9 +310,9 @@ fn tenant_trees_may_grow_but_not_move() {
     let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
     let grown = TenantTree::from_specs(
         &[
-            AccountSpec::new("a/x/p".into(), 1.0),
-            AccountSpec::new("b/y/q".into(), 1.0),
-            AccountSpec::new("c/z/r".into(), 2.0),
+            AccountSpec::new("a/x/p", 1.0),
+            AccountSpec::new("b/y/q", 1.0),
+            AccountSpec::new("c/z/r", 2.0),
         ],
         "t",
     )
@@ -322,6 +322,6 @@ fn tenant_trees_may_grow_but_not_move() {
     s.submit(job(r.0, 1, 0, 10), SimTime(0)).unwrap();
     // classes a, b, c hold 1 share each; r is the only project of c
     assert!((s.tenants().get(r).norm_share - 1.0 / 3.0).abs() < 1e-12);
-    let moved = TenantTree::from_specs(&[AccountSpec::new("b/y/q".into(), 1.0)], "t").unwrap();
+    let moved = TenantTree::from_specs(&[AccountSpec::new("b/y/q", 1.0)], "t").unwrap();
     assert!(s.update_tenants(moved).is_err());
 }
