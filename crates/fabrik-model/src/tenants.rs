@@ -251,7 +251,7 @@ mod tests {
     use super::*;
 
     fn spec(p: &str, s: f64) -> AccountSpec {
-        AccountSpec::new(p.into(), s)
+        AccountSpec::new(p, s)
     }
 
     #[test]
