@@ -71,7 +71,7 @@ fn facility_show_and_policies_list() {
     assert_eq!((v["gpus"].as_u64(), v["groups"].as_u64()), (Some(640), Some(4)));
     let o = fabrik(&["policies"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(out.lines().count(), 3);
+    assert_eq!(out.lines().count(), 4);
     assert!(out.starts_with("fifo "));
 }
 

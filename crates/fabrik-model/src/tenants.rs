@@ -122,7 +122,11 @@ impl TenantTree {
             tree.nodes[id.idx()].shares = spec.shares;
             if let Some(f) = spec.quota.guarantee_fraction {
                 if !(0.0..=1.0).contains(&f) {
-                    return Err(ModelError::invalid(origin, format!("{field}.guarantee_fraction"), "must be in [0, 1]"));
+                    return Err(ModelError::invalid(
+                        origin,
+                        format!("{field}.guarantee_fraction"),
+                        "must be in [0, 1]",
+                    ));
                 }
             }
             if let (Some(g), Some(l)) = (spec.quota.guarantee_gpus, spec.quota.limit_gpus) {

@@ -43,6 +43,15 @@ pub enum Reason {
         position: usize,
         depth: usize,
     },
+    /// Its account (or an ancestor) would exceed its GPU limit.
+    AccountAtLimit {
+        account: String,
+        limit: u64,
+    },
+    /// It was preempted and requeued.
+    Preempted {
+        at: SimTime,
+    },
     /// Its account has used more than its entitled share recently (lowers its priority).
     AccountOverShare {
         account: String,
@@ -100,6 +109,8 @@ impl Reason {
             Reason::BehindReservation { holder, start_at } => {
                 write!(f, "behind the reservation of job {} (starting by {})", holder.0, t(*start_at))
             }
+            Reason::AccountAtLimit { account, limit } => write!(f, "account {account} is at its limit of {limit} GPUs"),
+            Reason::Preempted { at } => write!(f, "preempted at {} and requeued", t(*at)),
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)
             }

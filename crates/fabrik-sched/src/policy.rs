@@ -2,6 +2,7 @@
 //! (head, reservation, backfill) is shared by all of them in [`crate::Scheduler`].
 
 use crate::fairshare::{FairShareConfig, Usage};
+
 use crate::scheduler::JobEntry;
 use crate::SchedError;
 use fabrik_model::{SimTime, TenantTree};
@@ -24,6 +25,10 @@ pub trait Policy: Send + Sync {
     fn priority(&self, ctx: &PriorityCtx<'_>, job: &JobEntry) -> f64;
     /// Whether priorities depend on time and usage, and so are recomputed periodically.
     fn dynamic(&self) -> bool {
+        false
+    }
+    /// Whether a blocked job may preempt running preemptible jobs of lower priority.
+    fn preempts_lower_priority(&self) -> bool {
         false
     }
 }
@@ -81,18 +86,58 @@ impl Policy for FairShare {
     }
 }
 
+/// Discretised least-attained-service (Tiresias, NSDI '19): jobs sit in queues by the GPU-time
+/// they have received (thresholds in GPU-seconds); lower queues first, FIFO within a queue; a
+/// blocked job preempts running preemptible jobs of later queues. Needs no runtime estimates
+/// for ordering (walltimes still bound backfilling).
+pub struct Las {
+    pub thresholds_gpu_s: Vec<f64>,
+}
+
+impl Las {
+    pub fn queue(&self, attained_gpu_s: f64) -> usize {
+        self.thresholds_gpu_s.iter().filter(|&&t| attained_gpu_s >= t).count()
+    }
+}
+
+impl Policy for Las {
+    fn name(&self) -> &'static str {
+        "las"
+    }
+    fn backfill(&self) -> bool {
+        true
+    }
+    fn dynamic(&self) -> bool {
+        true
+    }
+    fn preempts_lower_priority(&self) -> bool {
+        true
+    }
+    fn priority(&self, ctx: &PriorityCtx<'_>, job: &JobEntry) -> f64 {
+        -(self.queue(job.attained_at(ctx.now)) as f64)
+    }
+}
+
 /// The policies selectable by name, with a one-line description each.
 pub const POLICIES: &[(&str, &str)] = &[
     ("fifo", "strict first-come-first-served; the queue head blocks all later jobs (baseline)"),
     ("fifo-backfill", "FIFO with EASY backfilling: later jobs may start if they cannot delay the head's reservation"),
     ("fair-share", "multifactor priority (age, decayed usage vs share tree, job size, QoS) with EASY backfilling"),
+    ("las", "least attained service (Tiresias): queues by GPU-time received; preempts jobs that received more"),
 ];
 
-pub fn by_name(name: &str, fair_share: &FairShareConfig) -> Result<Box<dyn Policy>, SchedError> {
+pub fn by_name(name: &str, cfg: &crate::SchedConfig) -> Result<Box<dyn Policy>, SchedError> {
     match name {
         "fifo" => Ok(Box::new(Fifo)),
         "fifo-backfill" => Ok(Box::new(FifoBackfill)),
-        "fair-share" => Ok(Box::new(FairShare(fair_share.clone()))),
+        "fair-share" => Ok(Box::new(FairShare(cfg.fair_share.clone()))),
+        "las" => {
+            let t = &cfg.las_thresholds_gpu_hours;
+            if t.iter().any(|x| !x.is_finite() || *x < 0.0) || t.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(SchedError::Invalid("las_thresholds_gpu_hours must be increasing and non-negative".into()));
+            }
+            Ok(Box::new(Las { thresholds_gpu_s: t.iter().map(|h| h * 3600.0).collect() }))
+        }
         other => Err(SchedError::UnknownPolicy(
             other.to_string(),
             POLICIES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),

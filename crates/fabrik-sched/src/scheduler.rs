@@ -23,7 +23,7 @@ use crate::explain::{Explanation, Reason};
 use crate::fairshare::{FairShareConfig, Usage};
 use crate::policy::{self, Policy, PriorityCtx};
 use crate::SchedError;
-use fabrik_model::{DomainId, Facility, JobId, JobSpec, SimTime, TenantTree};
+use fabrik_model::{AccountId, DomainId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -34,12 +34,23 @@ pub struct SchedConfig {
     /// How many queued jobs after the head one pass considers for backfilling.
     pub backfill_depth: usize,
     pub fair_share: FairShareConfig,
+    /// A job pending this long moves to the top tier, oldest first, and so becomes the head
+    /// that EASY backfilling reserves for: large gangs start within this plus the longest
+    /// running walltime, under every policy.
+    pub starvation_after: Secs,
+    /// `las` queue thresholds in attained GPU-hours (Tiresias' discretised 2D-LAS).
+    pub las_thresholds_gpu_hours: Vec<f64>,
 }
 
 impl Default for SchedConfig {
     fn default() -> Self {
         // Slurm's bf_max_job_test default is 500; 100 keeps a pass cheap at 100,000-GPU scale.
-        SchedConfig { backfill_depth: 100, fair_share: FairShareConfig::default() }
+        SchedConfig {
+            backfill_depth: 100,
+            fair_share: FairShareConfig::default(),
+            starvation_after: Secs(86_400),
+            las_thresholds_gpu_hours: vec![1.0, 10.0, 100.0],
+        }
     }
 }
 
@@ -59,8 +70,38 @@ pub struct JobEntry {
     pub start: Option<SimTime>,
     pub end: Option<SimTime>,
     pub priority: f64,
+    /// GPU-seconds received in earlier runs (runs ended by preemption).
+    pub attained: f64,
+    pub preemptions: u32,
+    /// Whether the job was within a guarantee of its account's subtree when submitted: its wait
+    /// is the time-to-guarantee.
+    pub guaranteed_demand: bool,
+    /// Ordering tier: 2 starving, 1 within a guarantee, 0 other.
+    tier: u8,
     why: Reason,
     why_pass: u64,
+}
+
+impl JobEntry {
+    /// GPU-seconds received so far, including the current run.
+    pub fn attained_at(&self, now: SimTime) -> f64 {
+        let current = match (self.state, self.start) {
+            (JobState::Running, Some(s)) => f64::from(self.spec.gpus) * (now - s).0 as f64,
+            _ => 0.0,
+        };
+        self.attained + current
+    }
+
+    /// GPU-seconds of the current run not yet saved by a checkpoint.
+    pub fn unsaved_at(&self, now: SimTime) -> f64 {
+        let Some(start) = self.start.filter(|_| self.state == JobState::Running) else { return 0.0 };
+        let ran = (now - start).0;
+        let since = match self.spec.checkpoint_interval {
+            Some(i) if i.0 > 0 => ran % i.0,
+            _ => ran,
+        };
+        f64::from(self.spec.gpus) * since as f64
+    }
 }
 
 /// The head's reservation in the last pass.
@@ -100,6 +141,14 @@ pub struct Scheduler {
     scratch: Parts,
     released: Vec<JobId>,
     busy_gpus: u64,
+    /// Running GPUs per tenant node (its whole subtree).
+    node_running: Vec<u64>,
+    guarantee: Vec<Option<u64>>,
+    limit: Vec<Option<u64>>,
+    reclaim: Vec<bool>,
+    total_gpus: u64,
+    preempted: Vec<JobId>,
+    requeue: Vec<JobId>,
 }
 
 impl Scheduler {
@@ -127,12 +176,82 @@ impl Scheduler {
             scratch: Parts::new(),
             released: Vec::new(),
             busy_gpus: 0,
+            node_running: Vec::new(),
+            guarantee: Vec::new(),
+            limit: Vec::new(),
+            reclaim: Vec::new(),
+            total_gpus: facility.total_gpus(),
+            preempted: Vec::new(),
+            requeue: Vec::new(),
         }
+        .with_quotas()
+    }
+
+    fn with_quotas(mut self) -> Scheduler {
+        self.load_quotas();
+        self
+    }
+
+    fn load_quotas(&mut self) {
+        let n = self.tenants.len();
+        self.node_running.resize(n, 0);
+        self.guarantee = self.tenants.iter().map(|(_, a)| a.quota.guarantee(self.total_gpus)).collect();
+        self.limit = self.tenants.iter().map(|(_, a)| a.quota.limit_gpus).collect();
+        self.reclaim = self.tenants.iter().map(|(_, a)| a.quota.reclaim_by_preemption).collect();
+    }
+
+    /// The account and its ancestors, up to (not including) the root.
+    fn path_ids(&self, a: AccountId) -> impl Iterator<Item = AccountId> + '_ {
+        std::iter::successors(Some(a), |&x| self.tenants.get(x).parent).filter(|x| x.0 != 0)
+    }
+
+    fn account_change(&mut self, a: AccountId, gpus: i64, now: SimTime) {
+        self.usage.change(a, gpus, now);
+        let ids: Vec<AccountId> = self.path_ids(a).collect();
+        for x in ids {
+            let r = &mut self.node_running[x.idx()];
+            *r = (*r as i64 + gpus).max(0) as u64;
+        }
+    }
+
+    /// The guaranteed node under whose guarantee `gpus` more GPUs of account `a` would still fit.
+    fn within_guarantee(&self, a: AccountId, gpus: u32) -> Option<AccountId> {
+        self.path_ids(a)
+            .find(|x| self.guarantee[x.idx()].is_some_and(|g| self.node_running[x.idx()] + u64::from(gpus) <= g))
+    }
+
+    /// The first node on the path whose limit `gpus` more GPUs would exceed.
+    fn over_limit(&self, a: AccountId, gpus: u32) -> Option<(AccountId, u64)> {
+        self.path_ids(a).find_map(|x| {
+            self.limit[x.idx()].filter(|&l| self.node_running[x.idx()] + u64::from(gpus) > l).map(|l| (x, l))
+        })
+    }
+
+    /// A running job borrows when no guaranteed node on its path is within its guarantee.
+    fn is_borrower(&self, a: AccountId) -> bool {
+        !self.path_ids(a).any(|x| self.guarantee[x.idx()].is_some_and(|g| self.node_running[x.idx()] <= g))
+    }
+
+    fn tier_of(&self, j: &JobEntry, now: SimTime) -> u8 {
+        if now - j.spec.submit >= self.cfg.starvation_after {
+            2
+        } else if self.within_guarantee(j.spec.account, j.spec.gpus).is_some() {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Jobs preempted by passes since the last call: their GPUs are free again and they are
+    /// back in the queue. The caller stops them (and accounts for the lost work).
+    pub fn drain_preempted(&mut self, out: &mut Vec<JobId>) {
+        out.clear();
+        out.append(&mut self.preempted);
     }
 
     /// Builds a scheduler with a policy chosen by name.
     pub fn with_policy(facility: &Facility, name: &str, cfg: SchedConfig) -> Result<Scheduler, SchedError> {
-        let p = policy::by_name(name, &cfg.fair_share)?;
+        let p = policy::by_name(name, &cfg)?;
         Ok(Scheduler::new(facility, p, cfg))
     }
 
@@ -183,10 +302,16 @@ impl Scheduler {
             start: None,
             end: None,
             priority: 0.0,
+            attained: 0.0,
+            preemptions: 0,
+            guaranteed_demand: false,
+            tier: 0,
             why: Reason::NotYetConsidered,
             why_pass: self.pass,
         };
         entry.priority = self.policy.priority(&self.ctx(now), &entry);
+        entry.guaranteed_demand = self.within_guarantee(entry.spec.account, entry.spec.gpus).is_some();
+        entry.tier = self.tier_of(&entry, now);
         self.jobs.push(entry);
         let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
         self.pending.insert(pos, id);
@@ -223,7 +348,11 @@ impl Scheduler {
     /// Queue order: higher priority first, then earlier submission, then lower id.
     fn queue_cmp(&self, a: JobId, b: JobId) -> Ordering {
         let (ja, jb) = (&self.jobs[a.idx()], &self.jobs[b.idx()]);
-        jb.priority.total_cmp(&ja.priority).then(ja.spec.submit.cmp(&jb.spec.submit)).then(a.cmp(&b))
+        jb.tier
+            .cmp(&ja.tier)
+            .then(jb.priority.total_cmp(&ja.priority))
+            .then(ja.spec.submit.cmp(&jb.spec.submit))
+            .then(a.cmp(&b))
     }
 
     /// Restores a job that is already running on known GPUs — after a control-plane restart, or
@@ -249,7 +378,7 @@ impl Scheduler {
         let id = JobId(self.jobs.len() as u32);
         self.running.insert((start + spec.walltime, id));
         self.busy_gpus += u64::from(spec.gpus);
-        self.usage.change(spec.account, i64::from(spec.gpus), start);
+        self.account_change(spec.account, i64::from(spec.gpus), start);
         self.jobs.push(JobEntry {
             spec,
             state: JobState::Running,
@@ -257,6 +386,10 @@ impl Scheduler {
             start: Some(start),
             end: None,
             priority: 0.0,
+            attained: 0.0,
+            preemptions: 0,
+            guaranteed_demand: false,
+            tier: 0,
             why: Reason::NotYetConsidered,
             why_pass: self.pass,
         });
@@ -275,6 +408,7 @@ impl Scheduler {
         }
         self.usage.grow(tenants.len());
         self.tenants = tenants;
+        self.load_quotas();
         self.dirty = true;
         Ok(())
     }
@@ -285,20 +419,109 @@ impl Scheduler {
         if job.state != JobState::Running {
             return Err(SchedError::NotRunning(id));
         }
-        let start = job.start.expect("running job has a start");
-        let key = (start + job.spec.walltime, id);
-        let parts = std::mem::take(&mut self.jobs[id.idx()].parts);
-        self.cluster.release(&parts);
-        self.running.remove(&key);
+        self.stop_running(id, now);
         let job = &mut self.jobs[id.idx()];
-        job.parts = parts;
         job.state = JobState::Ended;
         job.end = Some(now);
-        self.busy_gpus -= u64::from(job.spec.gpus);
-        let (account, gpus) = (job.spec.account, job.spec.gpus);
-        self.usage.change(account, -i64::from(gpus), now);
         self.dirty = true;
         Ok(())
+    }
+
+    /// Releases a running job's GPUs and stops charging it; the caller sets its new state.
+    fn stop_running(&mut self, id: JobId, now: SimTime) {
+        let job = &self.jobs[id.idx()];
+        let start = job.start.expect("running job has a start");
+        self.running.remove(&(start + job.spec.walltime, id));
+        self.cluster.release(&job.parts);
+        let job = &mut self.jobs[id.idx()];
+        job.attained += f64::from(job.spec.gpus) * (now - start).0 as f64;
+        self.busy_gpus -= u64::from(job.spec.gpus);
+        let (account, gpus) = (job.spec.account, job.spec.gpus);
+        self.account_change(account, -i64::from(gpus), now);
+    }
+
+    fn in_subtree(&self, a: AccountId, node: AccountId) -> bool {
+        self.path_ids(a).any(|x| x == node)
+    }
+
+    /// A blocked job may take GPUs by preemption: to reclaim its subtree's guarantee from
+    /// borrowers (where configured), or, under a preemptive policy, from lower-priority jobs.
+    fn try_preemption(&mut self, id: JobId, now: SimTime, started: &mut Vec<JobId>) -> bool {
+        let (account, gpus) = (self.jobs[id.idx()].spec.account, self.jobs[id.idx()].spec.gpus);
+        if let Some(node) = self.within_guarantee(account, gpus).filter(|n| self.reclaim[n.idx()]) {
+            let victim =
+                move |s: &Scheduler, r: &JobEntry| !s.in_subtree(r.spec.account, node) && s.is_borrower(r.spec.account);
+            let key = move |_: &Scheduler, r: &JobEntry| (r.unsaved_at(now), f64::from(r.spec.gpus));
+            if self.start_by_preempting(id, now, &victim, &key, started) {
+                return true;
+            }
+        }
+        if self.policy.preempts_lower_priority() {
+            let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+            let victim = move |s: &Scheduler, r: &JobEntry| s.policy.priority(&s.ctx(now), r) < p;
+            let key = move |s: &Scheduler, r: &JobEntry| (s.policy.priority(&s.ctx(now), r), r.unsaved_at(now));
+            return self.start_by_preempting(id, now, &victim, &key, started);
+        }
+        false
+    }
+
+    /// Preempts a running job: frees its GPUs and requeues it (after the pass).
+    fn preempt(&mut self, id: JobId, now: SimTime) {
+        self.stop_running(id, now);
+        let job = &mut self.jobs[id.idx()];
+        job.state = JobState::Pending;
+        job.start = None;
+        job.parts.clear();
+        job.preemptions += 1;
+        self.preempted.push(id);
+        self.requeue.push(id);
+        self.reservation = None;
+    }
+
+    /// Tries to start `id` by preempting running jobs `victim` accepts, cheapest first (`key`):
+    /// victims are released one by one until the gang fits; if it never does, nothing changes.
+    fn start_by_preempting(
+        &mut self,
+        id: JobId,
+        now: SimTime,
+        victim: &dyn Fn(&Scheduler, &JobEntry) -> bool,
+        key: &dyn Fn(&Scheduler, &JobEntry) -> (f64, f64),
+        started: &mut Vec<JobId>,
+    ) -> bool {
+        let (gpus, gpu_type) = (self.jobs[id.idx()].spec.gpus, self.jobs[id.idx()].spec.gpu_type);
+        let mut cands: Vec<((f64, f64), JobId)> = self
+            .running
+            .iter()
+            .map(|&(_, r)| r)
+            .filter(|&r| self.jobs[r.idx()].spec.preemptible && victim(self, &self.jobs[r.idx()]))
+            .map(|r| (key(self, &self.jobs[r.idx()]), r))
+            .collect();
+        if cands.is_empty() {
+            return false;
+        }
+        cands.sort_by(|a, b| a.0 .0.total_cmp(&b.0 .0).then(a.0 .1.total_cmp(&b.0 .1)).then(a.1.cmp(&b.1)));
+        let mut taken = Vec::new();
+        let mut fits = false;
+        for &(_, r) in &cands {
+            self.cluster.release(&self.jobs[r.idx()].parts);
+            taken.push(r);
+            if self.cluster.may_fit(gpus, gpu_type) && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+                fits = true;
+                break;
+            }
+        }
+        for &r in &taken {
+            self.cluster.allocate(&self.jobs[r.idx()].parts);
+        }
+        if !fits {
+            return false;
+        }
+        for &r in &taken {
+            self.preempt(r, now);
+        }
+        self.cluster.find(gpus, gpu_type, &mut self.scratch).expect("fits once the victims are gone");
+        self.start(id, now, started);
+        true
     }
 
     /// Removes a pending job, or ends a running one.
@@ -319,18 +542,21 @@ impl Scheduler {
     }
 
     fn recalc_if_due(&mut self, now: SimTime) {
-        if !self.policy.dynamic() {
-            return;
-        }
         if self.last_recalc.is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval) {
             return;
         }
         self.last_recalc = Some(now);
         self.usage.decay_to(now);
-        let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
-        for &id in &self.pending {
-            let p = self.policy.priority(&ctx, &self.jobs[id.idx()]);
-            self.jobs[id.idx()].priority = p;
+        let dynamic = self.policy.dynamic();
+        for i in 0..self.pending.len() {
+            let id = self.pending[i];
+            let tier = self.tier_of(&self.jobs[id.idx()], now);
+            let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
+            let p =
+                if dynamic { self.policy.priority(&ctx, &self.jobs[id.idx()]) } else { self.jobs[id.idx()].priority };
+            let j = &mut self.jobs[id.idx()];
+            j.priority = p;
+            j.tier = tier;
         }
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_by(|&a, &b| self.queue_cmp(a, b));
@@ -371,6 +597,14 @@ impl Scheduler {
                 i += 1;
                 continue;
             }
+            if let Some((node, limit)) = self.over_limit(spec.account, gpus) {
+                let account = self.tenants.get(node).path.clone();
+                self.set_why(id, Reason::AccountAtLimit { account, limit });
+                self.pending[kept] = id;
+                kept += 1;
+                i += 1;
+                continue;
+            }
             let mut placed = false;
             match self.reservation {
                 None => match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
@@ -379,6 +613,11 @@ impl Scheduler {
                         started_ahead = true;
                     }
                     Err(no_fit) => {
+                        if self.try_preemption(id, now, started) {
+                            started_ahead = true;
+                            i += 1;
+                            continue;
+                        }
                         self.blocked_head = Some(id);
                         if !backfill {
                             self.set_why(id, Reason::Resources { no_fit });
@@ -447,6 +686,19 @@ impl Scheduler {
         }
         self.pending.copy_within(i..n, kept);
         self.pending.truncate(kept + (n - i));
+        let requeue = std::mem::take(&mut self.requeue);
+        for id in requeue {
+            let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+            let tier = self.tier_of(&self.jobs[id.idx()], now);
+            let j = &mut self.jobs[id.idx()];
+            j.priority = p;
+            j.tier = tier;
+            j.why = Reason::Preempted { at: now };
+            j.why_pass = self.pass;
+            let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+            self.pending.insert(pos, id);
+            self.dirty = true;
+        }
         self.unapply_holds();
         if self.reservation.is_none() {
             self.holds.clear();
@@ -470,7 +722,7 @@ impl Scheduler {
         self.running.insert((now + job.spec.walltime, id));
         self.busy_gpus += u64::from(job.spec.gpus);
         let (account, gpus) = (job.spec.account, job.spec.gpus);
-        self.usage.change(account, i64::from(gpus), now);
+        self.account_change(account, i64::from(gpus), now);
         started.push(id);
     }
 

@@ -1,6 +1,7 @@
 //! Scenario tests with hand-computed outcomes, and property tests of the invariants.
 //! `run` is a minimal event loop (the twin's job, reduced to what these tests need).
 
+use crate::fairshare::FairShareConfig;
 use crate::*;
 use fabrik_model::tenants::AccountSpec;
 use fabrik_model::{AccountId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
@@ -12,6 +13,8 @@ struct Run {
     spans: Vec<(u64, u64)>,
     /// The first reservation time announced for each job (by input index) while it was the head.
     first_reservation: BTreeMap<u32, u64>,
+    /// The scheduler's id of each input job.
+    ids: Vec<JobId>,
 }
 
 /// Jobs are (spec, runtime). Runs until every job has ended; a job is killed at its walltime.
@@ -27,6 +30,9 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
     let mut first_reservation = BTreeMap::new();
     let mut spans = vec![(u64::MAX, u64::MAX); jobs.len()];
     let mut checked_end = 0;
+    let mut end_of: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut left: Vec<u64> = jobs.iter().map(|j| j.1).collect();
+    let mut preempted = Vec::new();
     loop {
         let t_sub = order.get(next).map(|&i| jobs[i].0.submit.0);
         let t_end = ends.keys().next().map(|k| k.0);
@@ -39,6 +45,7 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
                 break;
             }
             ends.remove(&(t, id));
+            end_of.remove(&id);
             s.finish(JobId(id), SimTime(now)).unwrap();
             spans[rev[&id]].1 = now;
             checked_end += 1;
@@ -50,12 +57,22 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
             next += 1;
         }
         s.schedule(SimTime(now), &mut started);
+        s.drain_preempted(&mut preempted);
+        for &id in &preempted {
+            // the harness models perfect checkpoints: work done so far is kept
+            let t = end_of.remove(&id.0).expect("a preempted job was running");
+            ends.remove(&(t, id.0));
+            let i = rev[&id.0];
+            left[i] -= now - spans[i].0;
+        }
         for &id in &started {
             let i = rev[&id.0];
             let j = s.job(id);
             assert_eq!(j.parts.iter().map(|p| p.1).sum::<u32>(), j.spec.gpus, "gang is all or nothing");
             spans[i].0 = now;
-            ends.insert((now + jobs[i].1.min(j.spec.walltime.0), id.0), ());
+            let t = now + left[i].min(j.spec.walltime.0);
+            ends.insert((t, id.0), ());
+            end_of.insert(id.0, t);
         }
         if let Some(r) = s.reservation() {
             first_reservation.entry(rev[&r.job.0] as u32).or_insert(r.start_at.0);
@@ -66,15 +83,11 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
         assert_eq!(s.cluster().free_gpus() + busy, s.cluster().total_gpus());
     }
     assert_eq!(checked_end, jobs.len(), "every job ends exactly once");
-    (Run { spans, first_reservation }, s)
+    (Run { spans, first_reservation, ids }, s)
 }
 
 fn tenants2() -> TenantTree {
-    TenantTree::from_specs(
-        &[AccountSpec::new("a/x/p", 1.0), AccountSpec::new("b/y/q", 1.0)],
-        "test",
-    )
-    .unwrap()
+    TenantTree::from_specs(&[AccountSpec::new("a/x/p", 1.0), AccountSpec::new("b/y/q", 1.0)], "test").unwrap()
 }
 
 fn fac(name: &str) -> Facility {
@@ -219,7 +232,7 @@ fn impossible_jobs_and_unknown_policies_are_refused() {
     assert!(s.submit(job(1, 1, 0, 10), SimTime(0)).unwrap_err().to_string().contains("not a project"));
     assert!(s.submit(job(P, 0, 0, 10), SimTime(0)).is_err());
     let e = Scheduler::with_policy(&f, "lottery", SchedConfig::default()).err().unwrap();
-    assert_eq!(e.to_string(), "unknown policy 'lottery' (known: fifo, fifo-backfill, fair-share)");
+    assert_eq!(e.to_string(), "unknown policy 'lottery' (known: fifo, fifo-backfill, fair-share, las)");
     assert_eq!(s.finish(JobId(9), SimTime(0)), Err(SchedError::UnknownJob(JobId(9))));
 }
 
@@ -258,13 +271,27 @@ proptest! {
     /// No GPU is allocated twice, gangs are all-or-nothing and every job ends exactly once
     /// (checked inside `run` at every step), under every policy.
     #[test]
-    fn invariants_hold_under_every_policy(jobs in arb_jobs(), pol in 0usize..3) {
-        let jobs: Vec<(JobSpec, u64)> = jobs.into_iter().map(|(a, g, s, w, r)| (job(a, g, s, w), r)).collect();
-        let (r, _) = run(&fac("small"), POLICIES[pol].0, SchedConfig::default(), &jobs);
+    fn invariants_hold_under_every_policy(jobs in arb_jobs(), pol in 0usize..4, preemptible in prop::collection::vec(any::<bool>(), 60)) {
+        let jobs: Vec<(JobSpec, u64)> = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, g, s, w, r))| {
+                let mut j = job(a, g, s, w);
+                j.preemptible = preemptible[i];
+                (j, r)
+            })
+            .collect();
+        let cfg = SchedConfig { las_thresholds_gpu_hours: vec![0.01, 0.1], ..SchedConfig::default() };
+        let (r, s) = run(&fac("small"), POLICIES[pol].0, cfg, &jobs);
         for (i, (spec, rt)) in jobs.iter().enumerate() {
             let (start, end) = r.spans[i];
             prop_assert!(start >= spec.submit.0);
-            prop_assert_eq!(end - start, (*rt).min(spec.walltime.0));
+            let e = s.job(r.ids[i]);
+            if e.preemptions == 0 {
+                prop_assert_eq!(end - start, (*rt).min(spec.walltime.0));
+            }
+            // non-preemptible jobs are never preempted
+            prop_assert!(spec.preemptible || e.preemptions == 0);
         }
     }
 
@@ -309,11 +336,7 @@ fn tenant_trees_may_grow_but_not_move() {
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
     let grown = TenantTree::from_specs(
-        &[
-            AccountSpec::new("a/x/p", 1.0),
-            AccountSpec::new("b/y/q", 1.0),
-            AccountSpec::new("c/z/r", 2.0),
-        ],
+        &[AccountSpec::new("a/x/p", 1.0), AccountSpec::new("b/y/q", 1.0), AccountSpec::new("c/z/r", 2.0)],
         "t",
     )
     .unwrap();
@@ -324,4 +347,163 @@ fn tenant_trees_may_grow_but_not_move() {
     assert!((s.tenants().get(r).norm_share - 1.0 / 3.0).abs() < 1e-12);
     let moved = TenantTree::from_specs(&[AccountSpec::new("b/y/q", 1.0)], "t").unwrap();
     assert!(s.update_tenants(moved).is_err());
+}
+
+fn quota_tree(reclaim: bool, limit_q: Option<u64>) -> TenantTree {
+    let mut a = AccountSpec::new("a", 1.0);
+    a.quota.guarantee_gpus = Some(8);
+    a.quota.reclaim_by_preemption = reclaim;
+    let mut b = AccountSpec::new("b", 1.0);
+    b.quota.limit_gpus = limit_q;
+    TenantTree::from_specs(&[a, AccountSpec::new("a/x/p", 1.0), b, AccountSpec::new("b/y/q", 1.0)], "test").unwrap()
+}
+
+fn with_tree(name: &str, t: TenantTree) -> Facility {
+    let mut f = fac(name);
+    f.tenants = t;
+    f
+}
+
+fn borrower(submit: u64, ckpt: u64) -> JobSpec {
+    let mut j = job(Q, 8, submit, 10_000);
+    j.preemptible = true;
+    j.checkpoint_interval = Some(Secs(ckpt));
+    j
+}
+
+#[test]
+fn a_borrower_is_preempted_when_the_owner_returns() {
+    // tiny = 16 GPUs. Account a is guaranteed 8 GPUs and reclaims by preemption; q (account b)
+    // borrows all 16 with two preemptible 8-GPU jobs checkpointing every 30 s and 60 s. At
+    // t = 100 p asks for 8 GPUs: within a's guarantee, so the borrower with less unsaved work
+    // goes: job 0 has 100 mod 30 = 10 s unsaved (80 GPU-s), job 1 has 40 s (320 GPU-s).
+    let f = with_tree("tiny", quota_tree(true, None));
+    let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    let mut preempted = vec![];
+    s.submit(borrower(0, 30), SimTime(0)).unwrap();
+    s.submit(borrower(0, 60), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started.len(), 2);
+    let owner = s.submit(job(P, 8, 100, 50), SimTime(100)).unwrap();
+    assert!(s.job(owner).guaranteed_demand);
+    s.schedule(SimTime(100), &mut started);
+    assert_eq!(started, vec![owner]);
+    s.drain_preempted(&mut preempted);
+    assert_eq!(preempted, vec![JobId(0)]);
+    let victim = s.job(JobId(0));
+    assert_eq!((victim.state, victim.preemptions, victim.attained), (JobState::Pending, 1, 800.0));
+    assert_eq!(s.explain(JobId(0)).unwrap().reasons[0], Reason::Preempted { at: SimTime(100) });
+    // Without reclaim by preemption the owner waits for a borrower to end.
+    let f = with_tree("tiny", quota_tree(false, None));
+    let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+    s.submit(borrower(0, 30), SimTime(0)).unwrap();
+    s.submit(borrower(0, 60), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    s.submit(job(P, 8, 100, 50), SimTime(100)).unwrap();
+    s.schedule(SimTime(100), &mut started);
+    assert!(started.is_empty());
+    s.drain_preempted(&mut preempted);
+    assert!(preempted.is_empty());
+}
+
+#[test]
+fn non_preemptible_borrowers_are_never_preempted() {
+    let f = with_tree("tiny", quota_tree(true, None));
+    let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    s.submit(job(Q, 16, 0, 1000), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    s.submit(job(P, 8, 10, 50), SimTime(10)).unwrap();
+    s.schedule(SimTime(10), &mut started);
+    assert!(started.is_empty());
+    assert_eq!(s.explain(JobId(1)).unwrap().reasons[0], Reason::HoldsReservation { start_at: SimTime(1000) });
+}
+
+#[test]
+fn an_account_at_its_limit_waits_even_with_free_gpus() {
+    let f = with_tree("tiny", quota_tree(false, Some(8)));
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    s.submit(job(Q, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(Q, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(P, 4, 1, 100), SimTime(1)).unwrap();
+    s.schedule(SimTime(1), &mut started);
+    // p's job is within a's guarantee, so it is considered first (tier 1); q's second job would
+    // take b to 16 GPUs, over its limit of 8.
+    assert_eq!(started, vec![JobId(2), JobId(0)]);
+    let why = &s.explain(JobId(1)).unwrap().reasons[0];
+    assert_eq!(why.to_string(), "account b is at its limit of 8 GPUs");
+}
+
+#[test]
+fn las_demotes_across_a_threshold_and_preempts_the_job_with_more_service() {
+    // Threshold 0.1 GPU-hours = 360 GPU-s. J0 (16 GPUs) runs from 0; at t = 10 it has 160 GPU-s,
+    // the same queue as the new J1: no preemption. At t = 100 J0 has 1,600 GPU-s: demoted to
+    // queue 1, and J1 (queue 0) preempts it.
+    let cfg = SchedConfig {
+        las_thresholds_gpu_hours: vec![0.1],
+        fair_share: FairShareConfig { recalc_interval: Secs(1), ..FairShareConfig::default() },
+        ..SchedConfig::default()
+    };
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "las", cfg).unwrap();
+    let (mut started, mut preempted) = (vec![], vec![]);
+    let mut j0 = job(P, 16, 0, 10_000);
+    j0.preemptible = true;
+    s.submit(j0, SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    let mut j1 = job(Q, 16, 10, 10_000);
+    j1.preemptible = true;
+    s.submit(j1, SimTime(10)).unwrap();
+    s.schedule(SimTime(10), &mut started);
+    s.drain_preempted(&mut preempted);
+    assert!(started.is_empty() && preempted.is_empty());
+    s.schedule(SimTime(100), &mut started);
+    s.drain_preempted(&mut preempted);
+    assert_eq!((started.clone(), preempted.clone()), (vec![JobId(1)], vec![JobId(0)]));
+    assert_eq!(s.job(JobId(0)).attained, 1600.0);
+    // J1 reaches 368 GPU-s at t = 123: both in queue 1 now; equal priority never preempts.
+    s.schedule(SimTime(200), &mut started);
+    s.drain_preempted(&mut preempted);
+    assert!(started.is_empty() && preempted.is_empty());
+    assert!(Scheduler::with_policy(
+        &f,
+        "las",
+        SchedConfig { las_thresholds_gpu_hours: vec![5.0, 1.0], ..SchedConfig::default() }
+    )
+    .is_err());
+}
+
+#[test]
+fn a_starving_gang_becomes_the_head_and_starts_in_bounded_time() {
+    // q (high QoS) submits an 8-GPU, 100-s job every 50 s from t = 0 to 5,000, keeping both
+    // nodes busy; p's 16-GPU job (normal QoS) is always outranked. Without starvation handling
+    // it starts only after the stream (t > 5,000); with starvation_after = 1,000 s it becomes
+    // the head at the first recalculation after 1,001 and starts once the two running q jobs
+    // end, within one walltime (100 s).
+    let mk = |starve: u64| {
+        let cfg = SchedConfig {
+            starvation_after: Secs(starve),
+            fair_share: FairShareConfig {
+                recalc_interval: Secs(1),
+                w_age: 0.0,
+                w_size: 0.0,
+                w_fairshare: 0.0,
+                ..FairShareConfig::default()
+            },
+            ..SchedConfig::default()
+        };
+        let mut jobs = vec![(job(P, 16, 1, 100), 100)];
+        for k in 0..=100u64 {
+            let mut j = job(Q, 8, 50 * k, 100);
+            j.qos = fabrik_model::Qos::High;
+            jobs.push((j, 100));
+        }
+        let (r, _) = run(&fac("tiny"), "fair-share", cfg, &jobs);
+        r.spans[0].0
+    };
+    assert!(mk(1_000_000) > 5_000);
+    let start = mk(1_000);
+    assert!((1_001..=1_101).contains(&start), "started at {start}");
 }
