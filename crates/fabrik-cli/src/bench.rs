@@ -37,7 +37,7 @@ fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Opt
     let mut events = 0;
     let mut util = 0.0;
     for _ in 0..repeat.max(1) {
-        let cfg = TwinConfig { policy: policy.to_string(), sched: SchedConfig::default(), seed: 1 };
+        let cfg = TwinConfig::new(policy, SchedConfig::default(), 1);
         let t = Instant::now();
         let r = simulate(&f, &w, cfg)?;
         best = best.min(t.elapsed().as_secs_f64());

@@ -94,6 +94,9 @@ pub struct SimArgs {
     /// Scheduler settings as TOML (backfill_depth, [fair_share] weights and half-life).
     #[arg(long)]
     sched_config: Option<PathBuf>,
+    /// Seconds a preempted job spends restarting before it computes again.
+    #[arg(long, default_value_t = 300)]
+    restart_overhead_s: u64,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -216,11 +219,8 @@ fn simulate(a: &SimArgs) -> Result<()> {
     }
     let facility = load_facility(&a.facility)?;
     let workload = load_workload(&a.workload, &facility, a.days, a.load, a.seed)?;
-    let cfg = TwinConfig {
-        policy: a.policy.clone(),
-        sched: sched_config(a.sched_config.as_deref(), a.backfill_depth)?,
-        seed: a.seed,
-    };
+    let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.seed);
+    cfg.restart_overhead_s = a.restart_overhead_s;
     let twin = Twin::new(&facility, &workload, cfg)?;
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };
     bar.set_style(

@@ -919,6 +919,24 @@ impl Engine {
         let mut started = std::mem::take(&mut self.started);
         self.sched.schedule(now, &mut started);
         self.metrics.pass_seconds.observe(t0.elapsed().as_secs_f64());
+        let mut preempted = Vec::new();
+        self.sched.drain_preempted(&mut preempted);
+        for jid in preempted {
+            // Jobs here checkpoint on their own, if at all: preemption kills and requeues.
+            let id = self.from_sched[jid.idx()];
+            self.exec.signal(id, true);
+            self.running.remove(&id);
+            self.terminating.remove(&id);
+            let rec = self.jobs.get_mut(&id).expect("preempted job is known");
+            let devs = rec.allocation.take().map(|a| a.devices).unwrap_or_default();
+            rec.state = JobStatus::Pending;
+            rec.start_time = None;
+            rec.pid = None;
+            rec.reason = Some(format!("preempted at {} and requeued", now.unix_utc()));
+            self.release_devices(&devs);
+            changed.push(id);
+            tracing::info!(job = id, "preempted and requeued");
+        }
         if !started.is_empty() {
             self.start_jobs(&started, now);
         }

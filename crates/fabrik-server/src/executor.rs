@@ -103,8 +103,14 @@ impl Executor for LocalExecutor {
         if l.command.is_empty() {
             return Err("empty command".into());
         }
+        if let Some(mut old) = self.children.remove(&l.id) {
+            // an earlier run of a preempted job: make sure it is gone and reaped
+            let _ = old.kill();
+            let _ = old.wait();
+        }
         let dir = self.dir(l.id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(dir.join("exit"));
         let out = std::fs::File::create(dir.join("stdout")).map_err(|e| e.to_string())?;
         let err = std::fs::File::create(dir.join("stderr")).map_err(|e| e.to_string())?;
         let devices: Vec<String> = l.devices.iter().map(|d| d.to_string()).collect();

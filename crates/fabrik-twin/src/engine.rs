@@ -5,7 +5,7 @@
 use crate::metrics::TimeSeries;
 use crate::report::{self, Report};
 use crate::workload::Workload;
-use fabrik_model::{Facility, JobId, SimTime};
+use fabrik_model::{Facility, JobId, Secs, SimTime};
 use fabrik_sched::{SchedConfig, Scheduler};
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -24,7 +24,8 @@ pub enum TwinError {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
-    End(JobId),
+    /// A run ends; the number is the job's run epoch, so an end of a preempted run is ignored.
+    End(JobId, u32),
     Arrival(u32),
     Wakeup,
 }
@@ -43,6 +44,33 @@ pub struct TwinConfig {
     pub sched: SchedConfig,
     /// Recorded in the report; the twin itself draws no random numbers.
     pub seed: u64,
+    /// Time a preempted job spends reloading before it computes again (restart overhead;
+    /// 5–20 min after failures at RSC, Kokolis et al. 2024 — we take the low end for planned
+    /// preemptions).
+    pub restart_overhead_s: u64,
+}
+
+impl TwinConfig {
+    pub fn new(policy: &str, sched: SchedConfig, seed: u64) -> TwinConfig {
+        TwinConfig { policy: policy.to_string(), sched, seed, restart_overhead_s: 300 }
+    }
+}
+
+/// What happened to each job beyond what the scheduler records.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobLog {
+    pub first_start: Option<SimTime>,
+    /// Work still to do, s.
+    pub remaining: u64,
+    pub run_start: SimTime,
+    pub run_overhead: u64,
+    pub epoch: u32,
+    pub restarted: bool,
+    pub killed: bool,
+    /// GPU-seconds held over all runs.
+    pub held_gpu_s: f64,
+    pub lost_gpu_s: f64,
+    pub overhead_gpu_s: f64,
 }
 
 /// Progress, reported to an optional callback every few thousand events.
@@ -61,7 +89,8 @@ pub struct Twin<'a> {
     events: BinaryHeap<Reverse<Event>>,
     seq: u64,
     next_arrival: usize,
-    killed: Vec<bool>,
+    log: Vec<JobLog>,
+    preempted: Vec<JobId>,
     busy: TimeSeries,
     queue: TimeSeries,
     events_handled: u64,
@@ -99,7 +128,8 @@ impl<'a> Twin<'a> {
             events: BinaryHeap::new(),
             seq: 0,
             next_arrival: 0,
-            killed: vec![false; workload.jobs.len()],
+            log: workload.jobs.iter().map(|j| JobLog { remaining: j.runtime.0, ..JobLog::default() }).collect(),
+            preempted: Vec::new(),
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
             events_handled: 0,
@@ -125,7 +155,15 @@ impl<'a> Twin<'a> {
     fn handle(&mut self, ev: Event) -> Result<(), TwinError> {
         self.events_handled += 1;
         match ev.kind {
-            Kind::End(id) => {
+            Kind::End(id, epoch) => {
+                if epoch != self.log[id.idx()].epoch {
+                    return Ok(());
+                }
+                let gpus = f64::from(self.workload.jobs[id.idx()].spec.gpus);
+                let l = &mut self.log[id.idx()];
+                let ran = (ev.time - l.run_start).0;
+                l.held_gpu_s += gpus * ran as f64;
+                l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
                 self.sched.finish(id, ev.time)?;
                 self.done += 1;
             }
@@ -137,6 +175,27 @@ impl<'a> Twin<'a> {
             Kind::Wakeup => {}
         }
         Ok(())
+    }
+
+    /// A preempted run: the work since the last checkpoint is lost, the job is requeued (the
+    /// scheduler already did) and will pay the restart overhead when it runs again.
+    fn on_preempted(&mut self, id: JobId, now: SimTime) {
+        let spec = &self.workload.jobs[id.idx()].spec;
+        let gpus = f64::from(spec.gpus);
+        let l = &mut self.log[id.idx()];
+        l.epoch += 1;
+        let ran = (now - l.run_start).0;
+        let useful = ran.saturating_sub(l.run_overhead);
+        let saved = match spec.checkpoint_interval {
+            Some(i) if i.0 > 0 => (useful / i.0) * i.0,
+            _ => 0,
+        }
+        .min(l.remaining);
+        l.remaining -= saved;
+        l.held_gpu_s += gpus * ran as f64;
+        l.lost_gpu_s += gpus * (useful - saved.min(useful)) as f64;
+        l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
+        l.restarted = true;
     }
 
     /// Runs until every job has ended; returns the report.
@@ -153,12 +212,22 @@ impl<'a> Twin<'a> {
             }
             self.sched.schedule(now, &mut started);
             self.passes += 1;
+            self.sched.drain_preempted(&mut self.preempted);
+            for k in 0..self.preempted.len() {
+                let id = self.preempted[k];
+                self.on_preempted(id, now);
+            }
             for &id in &started {
                 let tj = &self.workload.jobs[id.idx()];
-                let killed = tj.runtime > tj.spec.walltime;
-                self.killed[id.idx()] = killed;
-                let end = now + tj.runtime.min(tj.spec.walltime);
-                self.push(end, Kind::End(id));
+                let l = &mut self.log[id.idx()];
+                l.first_start.get_or_insert(now);
+                l.run_start = now;
+                l.run_overhead = if l.restarted { self.cfg.restart_overhead_s } else { 0 };
+                l.epoch += 1;
+                let need = l.remaining + l.run_overhead;
+                l.killed = need > tj.spec.walltime.0;
+                let (end, epoch) = (now + Secs(need.min(tj.spec.walltime.0)), l.epoch);
+                self.push(end, Kind::End(id, epoch));
             }
             if let Some(w) = self.sched.next_wakeup().filter(|&w| w > now) {
                 if self.wakeup_pushed != Some(w) {
@@ -181,7 +250,7 @@ impl<'a> Twin<'a> {
             workload: self.workload,
             sched: &self.sched,
             cfg: &self.cfg,
-            killed: &self.killed,
+            log: &self.log,
             busy: &self.busy,
             queue: &self.queue,
             events: self.events_handled,

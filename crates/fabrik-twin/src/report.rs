@@ -59,6 +59,13 @@ pub struct Summary {
     pub bounded_slowdown: Stats,
     /// Jain's index over accounts with jobs of (share of GPU-hours used / entitled share).
     pub jain_index: f64,
+    pub preemptions: u64,
+    /// GPU-hours of work lost to preemption (done since the last checkpoint).
+    pub lost_gpu_hours: f64,
+    /// GPU-hours spent restarting preempted jobs.
+    pub restart_overhead_gpu_hours: f64,
+    /// Longest time-to-guarantee over the classes (see `classes`).
+    pub max_time_to_guarantee_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +79,10 @@ pub struct AccountRow {
     pub ratio: f64,
     pub mean_wait_s: f64,
     pub p95_wait_s: f64,
+    /// Jobs submitted while within a guarantee of their subtree, and how long they waited.
+    pub guaranteed_jobs: u64,
+    pub time_to_guarantee_mean_s: f64,
+    pub time_to_guarantee_max_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +122,7 @@ pub struct JobRow {
     pub jct_s: u64,
     pub bounded_slowdown: f64,
     pub killed_at_walltime: bool,
+    pub preemptions: u32,
 }
 
 pub(crate) struct Inputs<'a> {
@@ -118,7 +130,7 @@ pub(crate) struct Inputs<'a> {
     pub workload: &'a Workload,
     pub sched: &'a Scheduler,
     pub cfg: &'a TwinConfig,
-    pub killed: &'a [bool],
+    pub log: &'a [crate::engine::JobLog],
     pub busy: &'a TimeSeries,
     pub queue: &'a TimeSeries,
     pub events: u64,
@@ -144,35 +156,54 @@ const WAIT_BINS: &[(u64, &str)] = &[
     (u64::MAX, ">3d"),
 ];
 
+/// Jobs, GPU-hours, waits and time-to-guarantee of an account or a class.
+#[derive(Default)]
+struct Tally {
+    jobs: u64,
+    gpu_hours: f64,
+    entitled: f64,
+    waits: Vec<f64>,
+    ttg: Vec<f64>,
+}
+
 pub(crate) fn build(i: Inputs<'_>) -> Report {
     let tenants = &i.facility.tenants;
     let total_gpus = i.facility.total_gpus() as f64;
     let mut jobs = Vec::with_capacity(i.workload.jobs.len());
     let (mut waits, mut jcts, mut sld, mut bsld) = (vec![], vec![], vec![], vec![]);
-    let mut per_account: BTreeMap<usize, (u64, f64, Vec<f64>)> = BTreeMap::new();
+    let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
+    let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
     let mut per_size: Vec<(u64, f64, Vec<f64>)> = vec![(0, 0.0, vec![]); SIZE_CLASSES.len()];
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
     for (idx, e) in i.sched.jobs().iter().enumerate() {
         debug_assert_eq!(e.state, JobState::Ended);
-        let (Some(start), Some(end)) = (e.start, e.end) else {
+        let log = &i.log[idx];
+        let (Some(start), Some(end)) = (log.first_start, e.end) else {
             continue;
         };
         completed += 1;
         let s = &e.spec;
+        preemptions += u64::from(e.preemptions);
+        lost += log.lost_gpu_s / 3600.0;
+        overhead += log.overhead_gpu_s / 3600.0;
         let wait = (start - s.submit).0;
-        let run = (end - start).0;
+        // the run a dedicated machine would give it
+        let run = i.workload.jobs[idx].runtime.0.min(s.walltime.0);
         let jct = (end - s.submit).0;
         let b = (jct as f64 / (run as f64).max(BSLD_TAU_S)).max(1.0);
         waits.push(wait as f64);
         jcts.push(jct as f64);
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
-        let gh = f64::from(s.gpus) * run as f64 / 3600.0;
-        let a = per_account.entry(s.account.idx()).or_insert((0, 0.0, vec![]));
-        a.0 += 1;
-        a.1 += gh;
-        a.2.push(wait as f64);
+        let gh = log.held_gpu_s / 3600.0;
+        let a = per_account.entry(s.account.idx()).or_default();
+        a.jobs += 1;
+        a.gpu_hours += gh;
+        a.waits.push(wait as f64);
+        if e.guaranteed_demand {
+            a.ttg.push(wait as f64);
+        }
         let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
         per_size[c].0 += 1;
         per_size[c].1 += gh;
@@ -188,44 +219,53 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             wait_s: wait,
             jct_s: jct,
             bounded_slowdown: b,
-            killed_at_walltime: i.killed[idx],
+            killed_at_walltime: log.killed,
+            preemptions: e.preemptions,
         });
     }
-    let gpu_hours: f64 = per_account.values().map(|a| a.1).sum();
+    let gpu_hours: f64 = per_account.values().map(|a| a.gpu_hours).sum();
     let share = |gh: f64| if gpu_hours > 0.0 { gh / gpu_hours } else { 0.0 };
-    let row = |name: String, n: u64, gh: f64, entitled: f64, w: &mut Vec<f64>| {
-        let st = Stats::of(w);
+    let row = |name: String, t: &mut Tally| {
+        let st = Stats::of(&mut t.waits);
+        let gt = Stats::of(&mut t.ttg);
+        let (gh, entitled) = (t.gpu_hours, t.entitled);
         let used = share(gh);
         AccountRow {
             account: name,
-            jobs: n,
+            jobs: t.jobs,
             gpu_hours: gh,
             entitled_share: entitled,
             used_share: used,
             ratio: if entitled > 0.0 { used / entitled } else { 0.0 },
             mean_wait_s: st.mean,
             p95_wait_s: st.p95,
+            guaranteed_jobs: t.ttg.len() as u64,
+            time_to_guarantee_mean_s: gt.mean,
+            time_to_guarantee_max_s: gt.max,
         }
     };
     let mut accounts = Vec::new();
-    let mut by_class: BTreeMap<String, (u64, f64, f64, Vec<f64>)> = BTreeMap::new();
+    let mut by_class: BTreeMap<String, Tally> = BTreeMap::new();
     for (id, a) in tenants.leaves() {
-        let c = by_class.entry(a.class().to_string()).or_insert((0, 0.0, 0.0, vec![]));
-        c.2 += a.norm_share;
-        if let Some((n, gh, w)) = per_account.get_mut(&id.idx()) {
-            c.0 += *n;
-            c.1 += *gh;
-            c.3.extend_from_slice(w);
-            accounts.push(row(a.path.clone(), *n, *gh, a.norm_share, w));
+        let c = by_class.entry(a.class().to_string()).or_default();
+        c.entitled += a.norm_share;
+        if let Some(t) = per_account.get_mut(&id.idx()) {
+            t.entitled = a.norm_share;
+            c.jobs += t.jobs;
+            c.gpu_hours += t.gpu_hours;
+            c.waits.extend_from_slice(&t.waits);
+            c.ttg.extend_from_slice(&t.ttg);
+            accounts.push(row(a.path.clone(), t));
         }
     }
-    let classes = by_class.into_iter().map(|(name, (n, gh, ent, mut w))| row(name, n, gh, ent, &mut w)).collect();
+    let classes: Vec<AccountRow> = by_class.into_iter().map(|(name, mut t)| row(name, &mut t)).collect();
+    let max_ttg = classes.iter().map(|c| c.time_to_guarantee_max_s).fold(0.0, f64::max);
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
     let last_end = i.sched.jobs().iter().filter_map(|j| j.end).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
-    let killed = i.killed.iter().filter(|&&k| k).count() as u64;
+    let killed = i.log.iter().filter(|l| l.killed).count() as u64;
     Report {
         facility: i.facility.summary(),
         workload: WorkloadInfo {
@@ -251,6 +291,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             slowdown: Stats::of(&mut sld),
             bounded_slowdown: Stats::of(&mut bsld),
             jain_index: jain(&ratios),
+            preemptions,
+            lost_gpu_hours: lost,
+            restart_overhead_gpu_hours: overhead,
+            max_time_to_guarantee_s: max_ttg,
         },
         accounts,
         classes,
@@ -338,6 +382,23 @@ impl Report {
                 writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", name, v(st.mean), v(st.median), v(st.p95), v(st.max));
         }
         let _ = writeln!(o, "fairness (Jain's index of used/entitled share over accounts): {:.3}", s.jain_index);
+        if s.preemptions > 0 {
+            let _ = writeln!(
+                o,
+                "preemptions {}: {:.1} GPU-hours of work lost, {:.1} GPU-hours restarting",
+                s.preemptions, s.lost_gpu_hours, s.restart_overhead_gpu_hours
+            );
+        }
+        for c in self.classes.iter().filter(|c| c.guaranteed_jobs > 0) {
+            let _ = writeln!(
+                o,
+                "time-to-guarantee {}: {} jobs, mean {}, max {}",
+                c.account,
+                c.guaranteed_jobs,
+                dur(c.time_to_guarantee_mean_s),
+                dur(c.time_to_guarantee_max_s)
+            );
+        }
         let _ = writeln!(
             o,
             "\n{:<34} {:>7} {:>12} {:>9} {:>9} {:>10} {:>10}",

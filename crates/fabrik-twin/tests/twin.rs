@@ -7,7 +7,7 @@ use fabrik_twin::{simulate, TwinConfig};
 use std::path::Path;
 
 fn cfg(policy: &str) -> TwinConfig {
-    TwinConfig { policy: policy.to_string(), sched: SchedConfig::default(), seed: 0 }
+    TwinConfig::new(policy, SchedConfig::default(), 0)
 }
 
 const THREE_JOBS: &str = "name,submit,account,gpus,walltime,runtime\n\
@@ -54,7 +54,7 @@ fn three_jobs_on_two_nodes_give_hand_computed_metrics() {
     assert_eq!(bins, vec![("0".to_string(), 1), ("10m-1h".to_string(), 2)]);
     let csv = r.jobs_csv();
     assert!(csv.contains("c,sme/startup-b/vision,8,600,3600,10800,3000,10200,"), "{csv}");
-    assert!(csv.lines().nth(3).unwrap().ends_with(",true"));
+    assert!(csv.lines().nth(3).unwrap().ends_with(",true,0"));
 }
 
 #[test]
@@ -116,4 +116,48 @@ fn every_itp_cluster_replays_under_every_policy() {
             assert!((r.summary.gpu_hours - gh).abs() < 1e-6 * gh, "no job is killed: walltime is 2 × duration");
         }
     }
+}
+
+fn quota_facility(reclaim: bool) -> Facility {
+    let text = format!(
+        "name = \"q\"\n[[pool]]\ngpu = \"H100\"\ndomain_gpus = 8\ndomains_per_group = 2\ngroups = 1\n\
+         [[account]]\npath = \"a\"\nguarantee_gpus = 8\nreclaim_by_preemption = {reclaim}\n\
+         [[account]]\npath = \"a/x/p\"\n[[account]]\npath = \"b/y/q\"\n"
+    );
+    Facility::from_toml(&text, "q.toml").unwrap()
+}
+
+const RECLAIM: &str = "name,submit,account,gpus,walltime,runtime,preemptible,checkpoint_interval\n\
+b0,0,q,8,10000,1000,true,30\n\
+b1,0,q,8,10000,1000,true,60\n\
+owner,100,p,8,100,50,false,\n";
+
+#[test]
+fn a_preempted_borrower_loses_work_since_its_checkpoint_and_pays_the_restart() {
+    // At 100 the owner reclaims a's guarantee: b0 (checkpoint every 30 s, 10 s unsaved) is
+    // preempted rather than b1 (40 s unsaved). b0 keeps 90 s of work, loses 10 s × 8 GPUs =
+    // 80 GPU-s, restarts at 150 when the owner ends, pays 300 s overhead and runs its remaining
+    // 910 s: it ends at 150 + 300 + 910 = 1,360.
+    let f = quota_facility(true);
+    let w = fabrik_csv::read(RECLAIM.as_bytes(), "r.csv", &f).unwrap();
+    let r = simulate(&f, &w, cfg("fair-share")).unwrap();
+    let s = &r.summary;
+    assert_eq!(s.preemptions, 1);
+    assert!((s.lost_gpu_hours - 80.0 / 3600.0).abs() < 1e-12);
+    assert!((s.restart_overhead_gpu_hours - 8.0 * 300.0 / 3600.0).abs() < 1e-12);
+    let b0 = r.jobs.iter().find(|j| j.name == "b0").unwrap();
+    assert_eq!((b0.start_s, b0.end_s, b0.preemptions), (0, 1360, 1));
+    let owner = r.jobs.iter().find(|j| j.name == "owner").unwrap();
+    assert_eq!((owner.start_s, owner.end_s), (100, 150));
+    let a = r.classes.iter().find(|c| c.account == "a").unwrap();
+    assert_eq!((a.guaranteed_jobs, a.time_to_guarantee_max_s), (1, 0.0));
+    // GPU-hours held: b0 8 × (100 + 1,210) s, b1 8 × 1,000 s, owner 8 × 50 s
+    assert!((s.gpu_hours - 8.0 * (1310.0 + 1000.0 + 50.0) / 3600.0).abs() < 1e-9);
+    // Without reclaim the owner waits for the first borrower to end: time-to-guarantee 900 s.
+    let f = quota_facility(false);
+    let w = fabrik_csv::read(RECLAIM.as_bytes(), "r.csv", &f).unwrap();
+    let r = simulate(&f, &w, cfg("fair-share")).unwrap();
+    assert_eq!(r.summary.preemptions, 0);
+    let a = r.classes.iter().find(|c| c.account == "a").unwrap();
+    assert_eq!(a.time_to_guarantee_max_s, 900.0);
 }
