@@ -31,6 +31,8 @@ struct Cli {
 enum Cmd {
     /// Run the digital twin: a facility, a workload and a policy in virtual time.
     Simulate(SimArgs),
+    /// Run several policies and/or facilities on one workload and compare them in one table.
+    Compare(CompareArgs),
     /// Facilities: presets, files and shorthands.
     Facility {
         #[command(subcommand)]
@@ -120,11 +122,74 @@ fn default_sigpipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Policies to compare.
+    #[arg(long, value_delimiter = ',', default_value = "fifo,fifo-backfill,fair-share,las")]
+    policies: Vec<String>,
+    /// Facilities to compare (presets, files or shorthands); the workload is built for the first.
+    #[arg(long, value_delimiter = ',', default_value = "ai-factory")]
+    facilities: Vec<String>,
+    #[arg(long, default_value = "synthetic")]
+    workload: String,
+    #[arg(long)]
+    days: Option<f64>,
+    #[arg(long, default_value_t = 0.85)]
+    load: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    sched_config: Option<PathBuf>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+fn compare(a: &CompareArgs) -> Result<()> {
+    let names: Vec<&str> = POLICIES.iter().map(|p| p.0).collect();
+    for p in &a.policies {
+        if !names.contains(&p.as_str()) {
+            bail!("unknown policy '{p}' (known: {})", names.join(", "));
+        }
+    }
+    let facilities = a.facilities.iter().map(|f| load_facility(f)).collect::<Result<Vec<_>>>()?;
+    let Some(first) = facilities.first() else { bail!("--facilities is empty") };
+    let workload = load_workload(&a.workload, first, a.days, a.load, a.seed)?;
+    let sched = sched_config(a.sched_config.as_deref(), None)?;
+    let mut rows = Vec::new();
+    let mut notes = workload.notes.clone();
+    if facilities.len() > 1 {
+        notes.push(format!("every facility uses the tenant tree of {}", first.name));
+    }
+    for f in &facilities {
+        let mut f = f.clone();
+        f.tenants = first.tenants.clone();
+        for p in &a.policies {
+            let t = std::time::Instant::now();
+            let r = fabrik_twin::simulate(&f, &workload, TwinConfig::new(p, sched.clone(), a.seed))
+                .with_context(|| format!("{p} on {}", f.name))?;
+            eprintln!("{p} on {}: {:.2} s", f.name, t.elapsed().as_secs_f64());
+            rows.push(fabrik_twin::compare::Row::of(&r));
+        }
+    }
+    let c = fabrik_twin::compare::Comparison { workload: workload.source.clone(), notes, rows };
+    if let Some(p) = &a.json {
+        std::fs::write(p, c.to_json()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.html {
+        std::fs::write(p, c.html()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    print!("{}", c.table());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Simulate(a) => simulate(&a),
+        Cmd::Compare(a) => compare(&a),
         Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
         Cmd::Facility { cmd: FacilityCmd::List } => {
             for (name, desc) in PRESETS {

@@ -102,3 +102,34 @@ fn bad_input_is_a_clear_error_and_a_nonzero_exit() {
     let sc = tmp("sched.toml", "backfill_depth = 5\n[fair_share]\nhalf_lfe = 3\n");
     fails_with(&["simulate", "--facility", "tiny", "--sched-config", sc.to_str().unwrap()], "unknown field `half_lfe`");
 }
+
+#[test]
+fn compare_runs_every_policy_on_every_facility() {
+    let json = tmp("cmp.json", "");
+    let html = tmp("cmp.html", "");
+    let o = fabrik(&[
+        "compare",
+        "--policies",
+        "fifo,las",
+        "--facilities",
+        "small,20x8:5",
+        "--days",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let labels: Vec<(String, String)> =
+        rows.iter().map(|r| (r["policy"].as_str().unwrap().into(), r["facility"].as_str().unwrap().into())).collect();
+    let expect = [("fifo", "small"), ("las", "small"), ("fifo", "20x8:5"), ("las", "20x8:5")];
+    assert_eq!(labels, expect.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(rows[0]["preemptions"], 0, "fifo never preempts");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("JCT mean") && out.contains("TTG max"), "{out}");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<table>"));
+    fails_with(&["compare", "--policies", "fifo,chaos"], "unknown policy 'chaos'");
+}

@@ -6,6 +6,7 @@
 //! event queue orders by (time, sequence number), all randomness comes from seeded ChaCha
 //! generators in the workload sources, and reports iterate ordered collections only.
 
+pub mod compare;
 pub mod engine;
 pub mod html;
 pub mod metrics;
