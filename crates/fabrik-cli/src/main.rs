@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fabrik_model::{Facility, PRESETS};
 use fabrik_sched::{SchedConfig, POLICIES};
-use fabrik_twin::workload::{fabrik_csv, itp, synthetic, Workload};
+use fabrik_twin::workload::{fabrik_csv, itp, synthetic, traces, Workload};
 use fabrik_twin::{Report, Twin, TwinConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -76,7 +76,8 @@ pub struct SimArgs {
     /// A preset, a facility TOML file, or a shorthand NxG:M[@TYPE].
     #[arg(long, default_value = "eu-gigafactory")]
     facility: String,
-    /// synthetic, itp:PATH (Microsoft ITP CSV) or csv:PATH (fabrik CSV job format).
+    /// synthetic, itp:PATH (Microsoft ITP CSV), csv:PATH (fabrik CSV job format), philly:PATH
+    /// (cluster_job_log JSON), helios:PATH / acme:PATH (CSV), pai:JOBS.csv,TASKS.csv (PAI 2020).
     #[arg(long, default_value = "synthetic")]
     workload: String,
     /// fifo, fifo-backfill or fair-share (see `fabrik policies`).
@@ -247,8 +248,16 @@ pub fn load_workload(spec: &str, facility: &Facility, days: Option<f64>, load: f
         itp::read(open(p)?, p, &facility.tenants)?
     } else if let Some(p) = spec.strip_prefix("csv:") {
         fabrik_csv::read(open(p)?, p, facility)?
+    } else if let Some(p) = spec.strip_prefix("philly:") {
+        traces::read_philly(std::io::BufReader::new(open(p)?), p, &facility.tenants)?
+    } else if let Some(p) = spec.strip_prefix("helios:").or(spec.strip_prefix("acme:")) {
+        traces::read_helios(open(p)?, p, &facility.tenants)?
+    } else if let Some(p) = spec.strip_prefix("pai:") {
+        let (jobs, tasks) =
+            p.split_once(',').context("pai: takes JOBS.csv,TASKS.csv (pai_job_table and pai_task_table)")?;
+        traces::read_pai(open(jobs)?, jobs, open(tasks)?, tasks, &facility.tenants)?
     } else {
-        bail!("unknown workload '{spec}' (expected synthetic, itp:PATH or csv:PATH)");
+        bail!("unknown workload '{spec}' (expected synthetic, itp:PATH, csv:PATH, philly:PATH, helios:PATH, acme:PATH or pai:JOBS,TASKS)");
     };
     if spec != "synthetic" {
         if let Some(d) = days {

@@ -98,6 +98,7 @@ fn bad_input_is_a_clear_error_and_a_nonzero_exit() {
         "cannot open workload file /nonexistent/jobs.csv",
     );
     fails_with(&["simulate", "--workload", "slurm:x"], "unknown workload 'slurm:x'");
+    fails_with(&["simulate", "--workload", "pai:only-one.csv"], "pai: takes JOBS.csv,TASKS.csv");
     fails_with(&["simulate", "--facility", "tiny", "--days=-3"], "days must be positive");
     let sc = tmp("sched.toml", "backfill_depth = 5\n[fair_share]\nhalf_lfe = 3\n");
     fails_with(&["simulate", "--facility", "tiny", "--sched-config", sc.to_str().unwrap()], "unknown field `half_lfe`");

@@ -4,6 +4,7 @@
 pub mod fabrik_csv;
 pub mod itp;
 pub mod synthetic;
+pub mod traces;
 
 use fabrik_model::{AccountId, JobSpec, Secs, TenantTree};
 use serde::Serialize;
