@@ -200,7 +200,7 @@ pub fn read_helios(input: impl Read, origin: &str, tenants: &TenantTree) -> Resu
         }
         let submit =
             time_field(get(c_sub)).ok_or_else(|| bad("submit_time", format!("'{}' is not a time", get(c_sub))))?;
-        let run = match c_dur.map(|c| get(c)).filter(|v| !v.is_empty()) {
+        let run = match c_dur.map(&get).filter(|v| !v.is_empty()) {
             Some(v) => v
                 .parse::<f64>()
                 .ok()
