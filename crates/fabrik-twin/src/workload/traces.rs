@@ -235,11 +235,10 @@ const PAI_TASK: [&str; 10] = [
     "gpu_type",
 ];
 
-fn pai_rows(
-    input: impl Read,
-    origin: &str,
-    cols: &[&str],
-) -> Result<Vec<(u64, BTreeMap<String, String>)>, WorkloadError> {
+/// A row by column name, with its line number.
+type Row = (u64, BTreeMap<String, String>);
+
+fn pai_rows(input: impl Read, origin: &str, cols: &[&str]) -> Result<Vec<Row>, WorkloadError> {
     let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(input);
     let mut out = Vec::new();
     let mut header: Option<Vec<String>> = None;
