@@ -102,6 +102,23 @@ impl fmt::Display for Secs {
     }
 }
 
+/// Parses `3600`, `90s`, `45m`, `2h` or `1.5d` into whole seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1.0),
+        Some((i, 'm')) => (&s[..i], 60.0),
+        Some((i, 'h')) => (&s[..i], 3600.0),
+        Some((i, 'd')) => (&s[..i], 86_400.0),
+        _ => (s, 1.0),
+    };
+    let x: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a duration (e.g. 3600, 90m, 2h, 1.5d)"))?;
+    if !x.is_finite() || x < 0.0 {
+        return Err(format!("'{s}' must not be negative"));
+    }
+    Ok((x * mult).round() as u64)
+}
+
 /// Electrical power.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -148,6 +165,9 @@ mod tests {
         assert_eq!(SimTime(10) - SimTime(25), Secs(0));
         assert_eq!(SimTime(u64::MAX - 1) + Secs(5), SimTime::MAX);
         assert_eq!(SimTime(90_061).to_string(), "d1 01:01:01");
+        assert_eq!(parse_duration("1.5d"), Ok(129_600));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert!(parse_duration("-1h").unwrap_err().contains("negative"));
         assert_eq!(SimTime(0).unix_utc(), "1970-01-01 00:00:00Z");
         // 2024-02-29 12:00:00 UTC = 1,709,208,000
         assert_eq!(SimTime(1_709_208_000).unix_utc(), "2024-02-29 12:00:00Z");

@@ -7,6 +7,7 @@ use crate::executor::{Executor, Exit, Found, Launch};
 use crate::metrics::Metrics;
 use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store};
 use fabrik_model::tenants::AccountSpec;
+use fabrik_model::units::parse_duration;
 use fabrik_model::{DomainId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
 use fabrik_sched::{JobState, SchedConfig, Scheduler};
 use serde::{Deserialize, Serialize};
@@ -45,21 +46,6 @@ impl Dur {
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1.0),
-        Some((i, 'm')) => (&s[..i], 60.0),
-        Some((i, 'h')) => (&s[..i], 3600.0),
-        Some((i, 'd')) => (&s[..i], 86_400.0),
-        _ => (s, 1.0),
-    };
-    let x: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a duration (e.g. 3600, 90m, 2h)"))?;
-    if !x.is_finite() || x < 0.0 {
-        return Err(format!("'{s}' must not be negative"));
-    }
-    Ok((x * mult).round() as u64)
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

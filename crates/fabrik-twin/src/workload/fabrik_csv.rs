@@ -17,6 +17,7 @@
 //! Times and durations are seconds, or a number with a unit: `90s`, `45m`, `2h`, `1.5d`.
 
 use super::{TraceJob, Workload, WorkloadError};
+use fabrik_model::units::parse_duration;
 use fabrik_model::{Facility, JobSpec, Qos, Secs, SimTime};
 use std::io::Read;
 
@@ -35,22 +36,6 @@ const COLUMNS: &[&str] = &[
     "deadline",
 ];
 
-/// Parses `3600`, `90s`, `45m`, `2h` or `1.5d` into seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1.0),
-        Some((i, 'm')) => (&s[..i], 60.0),
-        Some((i, 'h')) => (&s[..i], 3600.0),
-        Some((i, 'd')) => (&s[..i], 86_400.0),
-        _ => (s, 1.0),
-    };
-    let x: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a duration (e.g. 3600, 90m, 2h, 1.5d)"))?;
-    if !x.is_finite() || x < 0.0 {
-        return Err(format!("'{s}' must not be negative"));
-    }
-    Ok((x * mult).round() as u64)
-}
 
 pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workload, WorkloadError> {
     let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
