@@ -51,6 +51,33 @@ pub struct Facility {
     pub groups: Vec<Group>,
     pub domains: Vec<Domain>,
     pub tenants: TenantTree,
+    pub reservations: Vec<AdvanceReservation>,
+}
+
+/// A window of GPUs held for one account (its subtree's jobs run inside), e.g. a 4,096-GPU
+/// block for a training run from Monday 08:00 to Friday 18:00.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdvanceReservation {
+    pub name: String,
+    pub account: crate::AccountId,
+    pub gpus: u32,
+    pub gpu_type: Option<GpuTypeId>,
+    pub start: crate::SimTime,
+    pub end: crate::SimTime,
+}
+
+/// One `[[reservation]]` of a facility file; times are offsets from the run's start
+/// (seconds, or `8h`, `4.75d` …).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationSpec {
+    pub name: String,
+    pub account: String,
+    pub gpus: u32,
+    #[serde(default)]
+    pub gpu_type: Option<String>,
+    pub start: String,
+    pub end: String,
 }
 
 /// One `[[pool]]` of a facility file.
@@ -77,6 +104,8 @@ pub struct FacilityFile {
     /// The tenant share tree; the built-in tree when absent.
     #[serde(default)]
     pub account: Vec<AccountSpec>,
+    #[serde(default)]
+    pub reservation: Vec<ReservationSpec>,
 }
 
 /// Names of the built-in presets, for help texts and errors.
@@ -140,7 +169,41 @@ impl Facility {
         for (i, p) in file.pool.iter().enumerate() {
             b.pool(p, origin, &format!("pool[{i}]"))?;
         }
-        Ok(b.finish())
+        let mut f = b.finish();
+        for (i, r) in file.reservation.iter().enumerate() {
+            let field = |n: &str| format!("reservation[{i}].{n}");
+            let bad = |n: &str, m: String| ModelError::invalid(origin, field(n), m);
+            let account = f
+                .tenants
+                .iter()
+                .find(|(_, a)| a.path == r.account.trim_matches('/'))
+                .map(|(id, _)| id)
+                .ok_or_else(|| bad("account", format!("unknown account '{}'", r.account)))?;
+            let gpu_type = match &r.gpu_type {
+                Some(t) => Some(f.gpu_type_id(t).ok_or_else(|| bad("gpu_type", format!("unknown GPU type '{t}'")))?),
+                None => None,
+            };
+            let start = crate::units::parse_duration(&r.start).map_err(|m| bad("start", m))?;
+            let end = crate::units::parse_duration(&r.end).map_err(|m| bad("end", m))?;
+            if end <= start {
+                return Err(bad("end", "must be after start".into()));
+            }
+            if r.gpus == 0 || u64::from(r.gpus) > f.max_gang(gpu_type) {
+                return Err(bad(
+                    "gpus",
+                    format!("{} is not between 1 and the largest pool ({})", r.gpus, f.max_gang(gpu_type)),
+                ));
+            }
+            f.reservations.push(AdvanceReservation {
+                name: r.name.clone(),
+                account,
+                gpus: r.gpus,
+                gpu_type,
+                start: crate::SimTime(start),
+                end: crate::SimTime(end),
+            });
+        }
+        Ok(f)
     }
 
     /// A built-in preset by name.
@@ -159,7 +222,8 @@ impl Facility {
             }
             _ => return None,
         };
-        let file = FacilityFile { name: name.to_string(), gpu: vec![], pool: pools, account: vec![] };
+        let file =
+            FacilityFile { name: name.to_string(), gpu: vec![], pool: pools, account: vec![], reservation: vec![] };
         Some(Facility::from_file(&file, name).expect("presets are valid"))
     }
 
@@ -309,6 +373,7 @@ impl Builder {
                 groups: vec![],
                 domains: vec![],
                 tenants,
+                reservations: vec![],
             },
         }
     }
@@ -440,6 +505,26 @@ path = "research/lab/a"
         assert_eq!(f.tenants.leaves().count(), 1);
         assert_eq!(f.domain_gpus(DomainId(6)), 8);
         assert_eq!(f.domains[6].group, GroupId(3));
+    }
+
+    #[test]
+    fn reservations_parse_with_their_window() {
+        let base = "name='x'\n[[pool]]\ngpu='H100'\ndomain_gpus=8\ndomains_per_group=4\ngroups=2\n";
+        let ok = format!(
+            "{base}[[reservation]]\nname='run'\naccount='research/open-llm'\ngpus=32\nstart='8h'\nend='4.75d'\n"
+        );
+        let f = Facility::from_toml(&ok, "r.toml").unwrap();
+        let r = &f.reservations[0];
+        assert_eq!((r.gpus, r.start, r.end), (32, crate::SimTime(28_800), crate::SimTime(410_400)));
+        assert_eq!(f.tenants.get(r.account).path, "research/open-llm");
+        let bad = format!("{base}[[reservation]]\nname='r'\naccount='research'\ngpus=128\nstart='0'\nend='1h'\n");
+        let e = Facility::from_toml(&bad, "r.toml").unwrap_err().to_string();
+        assert_eq!(e, "r.toml: reservation[0].gpus: 128 is not between 1 and the largest pool (64)");
+        let bad = format!("{base}[[reservation]]\nname='r'\naccount='research'\ngpus=8\nstart='2h'\nend='1h'\n");
+        assert!(Facility::from_toml(&bad, "r.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("reservation[0].end: must be after start"));
     }
 
     #[test]

@@ -139,6 +139,17 @@ impl Cluster {
     pub fn group_free(&self, g: GroupId) -> u32 {
         self.groups[g.idx()].free
     }
+    /// A copy in which only `parts` are free: the GPUs of an advance reservation, to place the
+    /// jobs that run inside it.
+    pub fn restricted_to(&self, parts: &[(DomainId, u32)]) -> Cluster {
+        let mut c = self.clone();
+        for d in 0..c.free.len() as u32 {
+            c.set_free(d, 0);
+        }
+        c.release(parts);
+        c
+    }
+
     /// The largest gang a pool of this type (any type when `None`) can hold when empty.
     pub fn max_gang(&self, gpu_type: Option<GpuTypeId>) -> u64 {
         self.pools.iter().filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type)).map(|p| p.total).max().unwrap_or(0)

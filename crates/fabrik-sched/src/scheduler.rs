@@ -23,6 +23,7 @@ use crate::explain::{Explanation, Reason};
 use crate::fairshare::{FairShareConfig, Usage};
 use crate::policy::{self, Policy, PriorityCtx};
 use crate::SchedError;
+use fabrik_model::facility::AdvanceReservation;
 use fabrik_model::{AccountId, DomainId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -76,8 +77,12 @@ pub struct JobEntry {
     /// Whether the job was within a guarantee of its account's subtree when submitted: its wait
     /// is the time-to-guarantee.
     pub guaranteed_demand: bool,
-    /// Ordering tier: 2 starving, 1 within a guarantee, 0 other.
+    /// Ordering tier: 3 advance reservation, 2 starving, 1 within a guarantee, 0 other.
     tier: u8,
+    /// This entry is the advance reservation with this index (not a job).
+    pub reservation: Option<u32>,
+    /// The job runs inside the advance reservation with this index.
+    pub inside: Option<u32>,
     why: Reason,
     why_pass: u64,
 }
@@ -149,6 +154,17 @@ pub struct Scheduler {
     total_gpus: u64,
     preempted: Vec<JobId>,
     requeue: Vec<JobId>,
+    advance: Vec<AdvanceState>,
+}
+
+/// An advance reservation: its pseudo-job holds the GPUs from `start` to `end`; the jobs of its
+/// account's subtree are placed in `inner`, a cluster in which only those GPUs exist.
+struct AdvanceState {
+    job: JobId,
+    account: AccountId,
+    start: SimTime,
+    end: SimTime,
+    inner: Option<Cluster>,
 }
 
 impl Scheduler {
@@ -183,6 +199,7 @@ impl Scheduler {
             total_gpus: facility.total_gpus(),
             preempted: Vec::new(),
             requeue: Vec::new(),
+            advance: Vec::new(),
         }
         .with_quotas()
     }
@@ -240,6 +257,119 @@ impl Scheduler {
         } else {
             0
         }
+    }
+
+    /// Adds an advance reservation. Add reservations before any job: their pseudo-jobs take the
+    /// first job ids, and `is_reservation` tells them apart.
+    pub fn add_reservation(&mut self, r: &AdvanceReservation, now: SimTime) -> Result<JobId, SchedError> {
+        if u64::from(r.gpus) > self.cluster.max_gang(r.gpu_type) || r.gpus == 0 {
+            return Err(SchedError::TooLarge { job: format!("reservation {}", r.name), gpus: r.gpus });
+        }
+        if r.end <= r.start || r.account.idx() >= self.tenants.len() {
+            return Err(SchedError::Invalid(format!("reservation {}: empty window or unknown account", r.name)));
+        }
+        let id = JobId(self.jobs.len() as u32);
+        let mut spec = JobSpec::new(format!("reservation {}", r.name), r.account, r.gpus, now, r.end - r.start);
+        spec.gpu_type = r.gpu_type;
+        self.jobs.push(JobEntry {
+            spec,
+            state: JobState::Pending,
+            parts: Parts::new(),
+            start: None,
+            end: None,
+            priority: 0.0,
+            attained: 0.0,
+            preemptions: 0,
+            guaranteed_demand: false,
+            tier: 3,
+            reservation: Some(self.advance.len() as u32),
+            inside: None,
+            why: Reason::WaitingForEarliestStart { at: r.start },
+            why_pass: self.pass,
+        });
+        self.advance.push(AdvanceState { job: id, account: r.account, start: r.start, end: r.end, inner: None });
+        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+        self.pending.insert(pos, id);
+        self.dirty = true;
+        Ok(id)
+    }
+
+    pub fn is_reservation(&self, id: JobId) -> bool {
+        self.jobs.get(id.idx()).is_some_and(|j| j.reservation.is_some())
+    }
+
+    /// The active reservation `gpus` GPUs of account `a` for `walltime` from `now` can run in.
+    fn member_of(&self, a: AccountId, now: SimTime, walltime: Secs) -> Option<usize> {
+        self.advance.iter().position(|r| {
+            r.inner.is_some() && now >= r.start && now + walltime <= r.end && self.in_subtree(a, r.account)
+        })
+    }
+
+    /// Ends reservations whose window has passed: free GPUs go back to the facility; jobs still
+    /// inside keep theirs, now held in the facility's own state.
+    fn end_reservations(&mut self, now: SimTime) {
+        for k in 0..self.advance.len() {
+            if self.advance[k].end > now {
+                continue;
+            }
+            let jid = self.advance[k].job;
+            match self.jobs[jid.idx()].state {
+                JobState::Running => {
+                    let inner = self.advance[k].inner.take().expect("active reservation has its cluster");
+                    let parts: Parts = self.jobs[jid.idx()]
+                        .parts
+                        .iter()
+                        .map(|&(d, _)| (d, inner.domain_free(d)))
+                        .filter(|p| p.1 > 0)
+                        .collect();
+                    self.cluster.release(&parts);
+                    let start = self.jobs[jid.idx()].start.expect("running");
+                    self.running.remove(&(start + self.jobs[jid.idx()].spec.walltime, jid));
+                    for j in self.jobs.iter_mut().filter(|j| j.inside == Some(k as u32)) {
+                        j.inside = None;
+                    }
+                }
+                JobState::Pending => self.pending.retain(|&p| p != jid),
+                JobState::Ended => continue,
+            }
+            let e = &mut self.jobs[jid.idx()];
+            e.state = JobState::Ended;
+            e.end = Some(now);
+            self.reservation = None;
+            self.dirty = true;
+        }
+    }
+
+    /// Starts the reservation's pseudo-job on the placement in `scratch`: its GPUs leave the
+    /// facility's pool for the account's jobs until `end`. Not a job: no usage, not busy.
+    fn start_reservation(&mut self, id: JobId, now: SimTime) {
+        let k = self.jobs[id.idx()].reservation.expect("a reservation") as usize;
+        self.cluster.allocate(&self.scratch);
+        let end = self.advance[k].end;
+        let job = &mut self.jobs[id.idx()];
+        job.parts.clear();
+        job.parts.extend_from_slice(&self.scratch);
+        job.state = JobState::Running;
+        job.start = Some(now);
+        job.spec.walltime = end - now;
+        self.running.insert((end, id));
+        self.advance[k].inner = Some(self.cluster.restricted_to(&self.scratch));
+    }
+
+    /// Starts `id` inside reservation `k` on the placement in `scratch`.
+    fn start_inside(&mut self, id: JobId, k: usize, now: SimTime, started: &mut Vec<JobId>) {
+        self.advance[k].inner.as_mut().expect("active").allocate(&self.scratch);
+        let job = &mut self.jobs[id.idx()];
+        job.parts.clear();
+        job.parts.extend_from_slice(&self.scratch);
+        job.state = JobState::Running;
+        job.start = Some(now);
+        job.inside = Some(k as u32);
+        self.running.insert((now + job.spec.walltime, id));
+        self.busy_gpus += u64::from(job.spec.gpus);
+        let (account, gpus) = (job.spec.account, job.spec.gpus);
+        self.account_change(account, i64::from(gpus), now);
+        started.push(id);
     }
 
     /// Jobs preempted by passes since the last call: their GPUs are free again and they are
@@ -306,6 +436,8 @@ impl Scheduler {
             preemptions: 0,
             guaranteed_demand: false,
             tier: 0,
+            reservation: None,
+            inside: None,
             why: Reason::NotYetConsidered,
             why_pass: self.pass,
         };
@@ -390,6 +522,8 @@ impl Scheduler {
             preemptions: 0,
             guaranteed_demand: false,
             tier: 0,
+            reservation: None,
+            inside: None,
             why: Reason::NotYetConsidered,
             why_pass: self.pass,
         });
@@ -432,7 +566,10 @@ impl Scheduler {
         let job = &self.jobs[id.idx()];
         let start = job.start.expect("running job has a start");
         self.running.remove(&(start + job.spec.walltime, id));
-        self.cluster.release(&job.parts);
+        match job.inside.and_then(|k| self.advance[k as usize].inner.as_mut()) {
+            Some(inner) => inner.release(&job.parts),
+            None => self.cluster.release(&job.parts),
+        }
         let job = &mut self.jobs[id.idx()];
         job.attained += f64::from(job.spec.gpus) * (now - start).0 as f64;
         self.busy_gpus -= u64::from(job.spec.gpus);
@@ -471,6 +608,7 @@ impl Scheduler {
         let job = &mut self.jobs[id.idx()];
         job.state = JobState::Pending;
         job.start = None;
+        job.inside = None;
         job.parts.clear();
         job.preemptions += 1;
         self.preempted.push(id);
@@ -493,7 +631,10 @@ impl Scheduler {
             .running
             .iter()
             .map(|&(_, r)| r)
-            .filter(|&r| self.jobs[r.idx()].spec.preemptible && victim(self, &self.jobs[r.idx()]))
+            .filter(|&r| {
+                let j = &self.jobs[r.idx()];
+                j.spec.preemptible && j.inside.is_none() && j.reservation.is_none() && victim(self, j)
+            })
             .map(|r| (key(self, &self.jobs[r.idx()]), r))
             .collect();
         if cands.is_empty() {
@@ -550,6 +691,9 @@ impl Scheduler {
         let dynamic = self.policy.dynamic();
         for i in 0..self.pending.len() {
             let id = self.pending[i];
+            if self.jobs[id.idx()].reservation.is_some() {
+                continue;
+            }
             let tier = self.tier_of(&self.jobs[id.idx()], now);
             let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
             let p =
@@ -568,6 +712,7 @@ impl Scheduler {
     pub fn schedule(&mut self, now: SimTime, started: &mut Vec<JobId>) {
         started.clear();
         self.recalc_if_due(now);
+        self.end_reservations(now);
         if self.wakeup.is_some_and(|w| w <= now) {
             self.dirty = true;
         }
@@ -576,7 +721,14 @@ impl Scheduler {
         }
         self.dirty = false;
         self.pass += 1;
-        self.wakeup = None;
+        // reservation boundaries are wake-ups: windows open and close without other events
+        self.wakeup = self
+            .advance
+            .iter()
+            .filter(|r| self.jobs[r.job.idx()].state != JobState::Ended)
+            .map(|r| if r.start > now { r.start } else { r.end })
+            .filter(|&t| t > now)
+            .min();
         let cached = self.reservation.take();
         let mut started_ahead = false;
         self.blocked_head = None;
@@ -596,6 +748,44 @@ impl Scheduler {
                 kept += 1;
                 i += 1;
                 continue;
+            }
+            if self.jobs[id.idx()].reservation.is_some() {
+                if self.reservation.is_some() {
+                    // another reservation is the head this pass
+                    self.pending[kept] = id;
+                    kept += 1;
+                    i += 1;
+                    continue;
+                }
+                let k = self.jobs[id.idx()].reservation.expect("checked") as usize;
+                let start = self.advance[k].start;
+                if now >= start && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+                    self.start_reservation(id, now);
+                    started_ahead = true;
+                    i += 1;
+                    continue;
+                }
+                // Not open yet, or its GPUs are still busy: it is the head, and nothing may start
+                // that would still hold its GPUs when the window opens.
+                let start_at = match cached {
+                    Some(r) if r.job == id && r.start_at > now && !started_ahead => r.start_at,
+                    _ => self.reserve(id, now).max(start),
+                };
+                self.blocked_head = Some(id);
+                self.reservation = Some(Reservation { job: id, start_at });
+                self.set_why(id, Reason::WaitingForEarliestStart { at: start_at });
+                self.pending[kept] = id;
+                kept += 1;
+                i += 1;
+                continue;
+            }
+            if let Some(k) = self.member_of(spec.account, now, walltime) {
+                let inner = self.advance[k].inner.as_mut().expect("active");
+                if inner.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+                    self.start_inside(id, k, now, started);
+                    i += 1;
+                    continue;
+                }
             }
             if let Some((node, limit)) = self.over_limit(spec.account, gpus) {
                 let account = self.tenants.get(node).path.clone();
@@ -733,11 +923,21 @@ impl Scheduler {
         let (gpus, gpu_type) = (self.jobs[head.idx()].spec.gpus, self.jobs[head.idx()].spec.gpu_type);
         self.released.clear();
         self.holds.clear();
+        if self.cluster.may_fit(gpus, gpu_type) && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+            // It fits already (an advance reservation whose window has not opened): hold these.
+            for &(d, n) in &self.scratch {
+                self.hold_slot[d.idx()] = self.holds.len() as u32;
+                self.holds.push(Hold { domain: d, budget: self.cluster.domain_free(d) - n, held: 0 });
+            }
+            return now;
+        }
         let mut start_at = SimTime::MAX;
         let mut it = self.running.iter().peekable();
         while let Some(&(end, id)) = it.next() {
-            self.cluster.release(&self.jobs[id.idx()].parts);
-            self.released.push(id);
+            if self.jobs[id.idx()].inside.is_none() {
+                self.cluster.release(&self.jobs[id.idx()].parts);
+                self.released.push(id);
+            }
             if it.peek().is_some_and(|&&(e, _)| e == end) {
                 continue;
             }

@@ -507,3 +507,77 @@ fn a_starving_gang_becomes_the_head_and_starts_in_bounded_time() {
     let start = mk(1_000);
     assert!((1_001..=1_101).contains(&start), "started at {start}");
 }
+
+fn advance(account: u32, gpus: u32, start: u64, end: u64) -> fabrik_model::facility::AdvanceReservation {
+    fabrik_model::facility::AdvanceReservation {
+        name: "block".into(),
+        account: AccountId(account),
+        gpus,
+        gpu_type: None,
+        start: SimTime(start),
+        end: SimTime(end),
+    }
+}
+
+#[test]
+fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside() {
+    // small = 128 GPUs. p reserves 128 GPUs from 1,000 to 5,000. At t = 0 q submits a 64-GPU job
+    // of walltime 2,000 (would still run at 1,000: it must wait until the window closes) and a
+    // 64-GPU job of walltime 500 (ends before the window: backfills now). In the window p's
+    // 32-GPU job runs inside the reservation; q's 8-GPU job at 2,000 finds no GPU outside it.
+    let f = fac("small");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let rid = s.add_reservation(&advance(P, 128, 1_000, 5_000), SimTime(0)).unwrap();
+    assert!(s.is_reservation(rid));
+    let mut started = vec![];
+    let long = s.submit(job(Q, 64, 0, 2_000), SimTime(0)).unwrap();
+    let short = s.submit(job(Q, 64, 0, 500), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![short]);
+    assert_eq!(s.next_wakeup(), Some(SimTime(1_000)));
+    assert_eq!(
+        s.explain(long).unwrap().reasons[0],
+        Reason::BehindReservation { holder: rid, start_at: SimTime(1_000) }
+    );
+    s.finish(short, SimTime(500)).unwrap();
+    s.schedule(SimTime(500), &mut started);
+    assert!(started.is_empty(), "the long job would overlap the window");
+    s.schedule(SimTime(1_000), &mut started);
+    assert!(started.is_empty());
+    assert_eq!(s.job(rid).state, JobState::Running);
+    assert_eq!(s.busy_gpus(), 0, "a reservation is not busy until its jobs run");
+    let inner = s.submit(job(P, 32, 1_500, 1_000), SimTime(1_500)).unwrap();
+    let outsider = s.submit(job(Q, 8, 2_000, 100), SimTime(2_000)).unwrap();
+    s.schedule(SimTime(2_000), &mut started);
+    assert_eq!(started, vec![inner]);
+    assert_eq!(s.job(inner).inside, Some(0));
+    assert_eq!(s.busy_gpus(), 32);
+    // A p job that would outlast the window does not run inside it.
+    let too_long = s.submit(job(P, 8, 2_100, 4_000), SimTime(2_100)).unwrap();
+    s.schedule(SimTime(2_100), &mut started);
+    assert!(started.is_empty());
+    s.finish(inner, SimTime(2_500)).unwrap();
+    assert_eq!(s.next_wakeup(), Some(SimTime(5_000)));
+    s.schedule(SimTime(5_000), &mut started);
+    assert_eq!(s.job(rid).state, JobState::Ended);
+    // the window closed: FIFO order, the long job first, then the others
+    assert_eq!(started, vec![long, outsider, too_long]);
+    assert_eq!(s.cluster().free_gpus(), 128 - 64 - 8 - 8);
+}
+
+#[test]
+fn jobs_inside_a_reservation_keep_their_gpus_when_the_window_closes() {
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    let rid = s.add_reservation(&advance(P, 8, 0, 100), SimTime(0)).unwrap();
+    let mut started = vec![];
+    s.schedule(SimTime(0), &mut started);
+    let j = s.submit(job(P, 8, 10, 90), SimTime(10)).unwrap();
+    s.schedule(SimTime(10), &mut started);
+    assert_eq!(started, vec![j]);
+    s.schedule(SimTime(100), &mut started);
+    assert_eq!(s.job(rid).state, JobState::Ended);
+    assert_eq!((s.job(j).inside, s.cluster().free_gpus()), (None, 8));
+    s.finish(j, SimTime(100)).unwrap();
+    assert_eq!(s.cluster().free_gpus(), 16);
+}

@@ -46,7 +46,6 @@ impl Dur {
     }
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {

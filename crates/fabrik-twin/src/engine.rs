@@ -97,6 +97,8 @@ pub struct Twin<'a> {
     passes: u64,
     done: u64,
     wakeup_pushed: Option<SimTime>,
+    /// Scheduler ids of jobs start after the advance reservations' pseudo-jobs.
+    offset: usize,
 }
 
 impl<'a> Twin<'a> {
@@ -117,7 +119,12 @@ impl<'a> Twin<'a> {
                 });
             }
         }
-        let sched = Scheduler::with_policy(facility, &cfg.policy, cfg.sched.clone())?;
+        let mut sched = Scheduler::with_policy(facility, &cfg.policy, cfg.sched.clone())?;
+        // Advance reservations first: their pseudo-jobs take the first ids.
+        for r in &facility.reservations {
+            sched.add_reservation(r, SimTime::ZERO)?;
+        }
+        let offset = facility.reservations.len();
         let span = workload.jobs.last().map_or(0, |j| j.spec.submit.0);
         let bucket = 3600 * (span / (60 * 86_400) + 1);
         Ok(Twin {
@@ -136,6 +143,7 @@ impl<'a> Twin<'a> {
             passes: 0,
             done: 0,
             wakeup_pushed: None,
+            offset,
         })
     }
 
@@ -156,11 +164,12 @@ impl<'a> Twin<'a> {
         self.events_handled += 1;
         match ev.kind {
             Kind::End(id, epoch) => {
-                if epoch != self.log[id.idx()].epoch {
+                let i = id.idx() - self.offset;
+                if epoch != self.log[i].epoch {
                     return Ok(());
                 }
-                let gpus = f64::from(self.workload.jobs[id.idx()].spec.gpus);
-                let l = &mut self.log[id.idx()];
+                let gpus = f64::from(self.workload.jobs[i].spec.gpus);
+                let l = &mut self.log[i];
                 let ran = (ev.time - l.run_start).0;
                 l.held_gpu_s += gpus * ran as f64;
                 l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
@@ -169,7 +178,7 @@ impl<'a> Twin<'a> {
             }
             Kind::Arrival(i) => {
                 let id = self.sched.submit(self.workload.jobs[i as usize].spec.clone(), ev.time)?;
-                debug_assert_eq!(id.0, i, "the twin submits in arrival order");
+                debug_assert_eq!(id.idx(), i as usize + self.offset, "the twin submits in arrival order");
                 self.push_next_arrival();
             }
             Kind::Wakeup => {}
@@ -180,9 +189,10 @@ impl<'a> Twin<'a> {
     /// A preempted run: the work since the last checkpoint is lost, the job is requeued (the
     /// scheduler already did) and will pay the restart overhead when it runs again.
     fn on_preempted(&mut self, id: JobId, now: SimTime) {
-        let spec = &self.workload.jobs[id.idx()].spec;
+        let i = id.idx() - self.offset;
+        let spec = &self.workload.jobs[i].spec;
         let gpus = f64::from(spec.gpus);
-        let l = &mut self.log[id.idx()];
+        let l = &mut self.log[i];
         l.epoch += 1;
         let ran = (now - l.run_start).0;
         let useful = ran.saturating_sub(l.run_overhead);
@@ -218,8 +228,8 @@ impl<'a> Twin<'a> {
                 self.on_preempted(id, now);
             }
             for &id in &started {
-                let tj = &self.workload.jobs[id.idx()];
-                let l = &mut self.log[id.idx()];
+                let tj = &self.workload.jobs[id.idx() - self.offset];
+                let l = &mut self.log[id.idx() - self.offset];
                 l.first_start.get_or_insert(now);
                 l.run_start = now;
                 l.run_overhead = if l.restarted { self.cfg.restart_overhead_s } else { 0 };
@@ -241,7 +251,7 @@ impl<'a> Twin<'a> {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
             }
         }
-        let end = self.sched.jobs().iter().filter_map(|j| j.end).max().unwrap_or_default();
+        let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end).max().unwrap_or_default();
         self.busy.set(end, 0.0);
         self.queue.set(end, 0.0);
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
@@ -255,6 +265,7 @@ impl<'a> Twin<'a> {
             queue: &self.queue,
             events: self.events_handled,
             passes: self.passes,
+            offset: self.offset,
         }))
     }
 }

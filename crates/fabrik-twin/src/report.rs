@@ -135,6 +135,7 @@ pub(crate) struct Inputs<'a> {
     pub queue: &'a TimeSeries,
     pub events: u64,
     pub passes: u64,
+    pub offset: usize,
 }
 
 const SIZE_CLASSES: &[(u32, u32, &str)] = &[
@@ -176,8 +177,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_size: Vec<(u64, f64, Vec<f64>)> = vec![(0, 0.0, vec![]); SIZE_CLASSES.len()];
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
-    for (idx, e) in i.sched.jobs().iter().enumerate() {
+    for (idx, e) in i.sched.jobs().iter().enumerate().skip(i.offset) {
         debug_assert_eq!(e.state, JobState::Ended);
+        let idx = idx - i.offset;
         let log = &i.log[idx];
         let (Some(start), Some(end)) = (log.first_start, e.end) else {
             continue;
@@ -263,7 +265,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
-    let last_end = i.sched.jobs().iter().filter_map(|j| j.end).max().map_or(0, |t| t.0);
+    let last_end = i.sched.jobs().iter().skip(i.offset).filter_map(|j| j.end).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.log.iter().filter(|l| l.killed).count() as u64;
     Report {

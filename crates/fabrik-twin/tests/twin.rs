@@ -161,3 +161,29 @@ fn a_preempted_borrower_loses_work_since_its_checkpoint_and_pays_the_restart() {
     let a = r.classes.iter().find(|c| c.account == "a").unwrap();
     assert_eq!(a.time_to_guarantee_max_s, 900.0);
 }
+
+#[test]
+fn an_advance_reservation_in_the_facility_file_is_honoured_in_the_twin() {
+    // 128 GPUs; research/open-llm holds 64 GPUs from 1,000 to 3,000. j1 (64 GPUs, 0–1,500) fits
+    // beside the reservation. j2 (64 GPUs, walltime 1,500) would overlap the window on the
+    // reserved GPUs, so it waits for j1's GPUs (1,500). m1 of research/open-llm/pretrain runs
+    // inside the window from its submission at 1,200.
+    let text = "name = \"r\"\n[[pool]]\ngpu = \"H100\"\ndomain_gpus = 8\ndomains_per_group = 8\ngroups = 2\n\
+                [[reservation]]\nname = \"run\"\naccount = \"research/open-llm\"\ngpus = 64\nstart = \"1000\"\nend = \"3000\"\n";
+    let f = Facility::from_toml(text, "r.toml").unwrap();
+    let jobs = "name,submit,account,gpus,walltime,runtime\n\
+                j1,0,sme/startup-a/llm,64,2000,1500\n\
+                j2,10,sme/startup-a/llm,64,1500,1500\n\
+                m1,1200,research/open-llm/pretrain,64,1000,800\n";
+    let w = fabrik_csv::read(jobs.as_bytes(), "r.csv", &f).unwrap();
+    let r = simulate(&f, &w, cfg("fifo-backfill")).unwrap();
+    let at = |n: &str| {
+        let j = r.jobs.iter().find(|j| j.name == n).unwrap();
+        (j.start_s, j.end_s)
+    };
+    assert_eq!(at("j1"), (0, 1500));
+    assert_eq!(at("j2"), (1500, 3000));
+    assert_eq!(at("m1"), (1200, 2000));
+    assert_eq!(r.summary.jobs, 3);
+    assert_eq!(r.summary.makespan_s, 3000);
+}

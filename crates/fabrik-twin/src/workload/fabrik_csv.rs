@@ -36,7 +36,6 @@ const COLUMNS: &[&str] = &[
     "deadline",
 ];
 
-
 pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workload, WorkloadError> {
     let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
     let file_err = |msg: String| WorkloadError::File { origin: origin.to_string(), msg };
