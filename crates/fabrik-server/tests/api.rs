@@ -244,7 +244,7 @@ async fn malformed_and_oversized_requests_get_4xx() {
         ),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": "soon"}),
-            "walltime: 'soon' is not a duration (e.g. 3600, 90m, 2h)",
+            "walltime: 'soon' is not a duration (e.g. 3600, 90m, 2h, 1.5d)",
         ),
         (json!({"command": ["x"], "gpus": 1, "walltime": 0}), "walltime: must be positive"),
         (
