@@ -62,6 +62,8 @@ pub struct AdvanceReservation {
     pub account: crate::AccountId,
     pub gpus: u32,
     pub gpu_type: Option<GpuTypeId>,
+    /// Hold the GPUs inside this leaf group.
+    pub group: Option<GroupId>,
     pub start: crate::SimTime,
     pub end: crate::SimTime,
 }
@@ -76,6 +78,9 @@ pub struct ReservationSpec {
     pub gpus: u32,
     #[serde(default)]
     pub gpu_type: Option<String>,
+    /// Leaf group index (0-based, in facility order).
+    #[serde(default)]
+    pub group: Option<u32>,
     pub start: String,
     pub end: String,
 }
@@ -194,11 +199,34 @@ impl Facility {
                     format!("{} is not between 1 and the largest pool ({})", r.gpus, f.max_gang(gpu_type)),
                 ));
             }
+            let group = match r.group {
+                Some(g) if g as usize >= f.groups.len() => {
+                    return Err(bad("group", format!("no leaf group {g} (the facility has {})", f.groups.len())))
+                }
+                Some(g) => {
+                    let gid = GroupId(g);
+                    if r.gpus > f.group_gpus(gid) {
+                        return Err(bad(
+                            "gpus",
+                            format!("{} is more than leaf group {g} holds ({})", r.gpus, f.group_gpus(gid)),
+                        ));
+                    }
+                    if gpu_type.is_some_and(|t| f.pools[f.groups[g as usize].pool.idx()].gpu_type != t) {
+                        return Err(bad(
+                            "group",
+                            format!("leaf group {g} has no {} GPUs", r.gpu_type.clone().unwrap_or_default()),
+                        ));
+                    }
+                    Some(gid)
+                }
+                None => None,
+            };
             f.reservations.push(AdvanceReservation {
                 name: r.name.clone(),
                 account,
                 gpus: r.gpus,
                 gpu_type,
+                group,
                 start: crate::SimTime(start),
                 end: crate::SimTime(end),
             });
@@ -520,6 +548,13 @@ path = "research/lab/a"
         let bad = format!("{base}[[reservation]]\nname='r'\naccount='research'\ngpus=128\nstart='0'\nend='1h'\n");
         let e = Facility::from_toml(&bad, "r.toml").unwrap_err().to_string();
         assert_eq!(e, "r.toml: reservation[0].gpus: 128 is not between 1 and the largest pool (64)");
+        let grouped =
+            format!("{base}[[reservation]]\nname='g'\naccount='research'\ngpus=16\ngroup=1\nstart='0'\nend='1h'\n");
+        assert_eq!(Facility::from_toml(&grouped, "r.toml").unwrap().reservations[0].group, Some(GroupId(1)));
+        let bad =
+            format!("{base}[[reservation]]\nname='g'\naccount='research'\ngpus=40\ngroup=1\nstart='0'\nend='1h'\n");
+        let e = Facility::from_toml(&bad, "r.toml").unwrap_err().to_string();
+        assert_eq!(e, "r.toml: reservation[0].gpus: 40 is more than leaf group 1 holds (32)");
         let bad = format!("{base}[[reservation]]\nname='r'\naccount='research'\ngpus=8\nstart='2h'\nend='1h'\n");
         assert!(Facility::from_toml(&bad, "r.toml")
             .unwrap_err()

@@ -284,6 +284,27 @@ impl Cluster {
         Err(best_err.expect("some pool was tried").1)
     }
 
+    /// Like [`Cluster::find`], but only inside leaf group `group` (advance reservations pinned to
+    /// a group).
+    pub fn find_in_leaf_group(&mut self, gpus: u32, group: GroupId, out: &mut Parts) -> Result<(), NoFit> {
+        out.clear();
+        let gs = &self.groups[group.idx()];
+        let dsize = self.pools[self.dom_pool[gs.first_domain as usize] as usize].domain_gpus;
+        if gpus > gs.domains * dsize {
+            return Err(NoFit::TooLarge { need: gpus });
+        }
+        if gpus > gs.free {
+            return Err(NoFit::NotEnoughFree { free: u64::from(gs.free), need: gpus });
+        }
+        let (full, rem) = if gpus <= dsize { (0, gpus) } else { (gpus / dsize, gpus % dsize) };
+        if self.take_from_group(group.idx(), full, rem, dsize, out) {
+            out.sort_unstable_by_key(|x| x.0);
+            Ok(())
+        } else {
+            Err(NoFit::NoGroup { need: gpus })
+        }
+    }
+
     fn find_in_domain(&self, p: usize, gpus: u32, out: &mut Parts) -> Result<(), NoFit> {
         let pool = &self.pools[p];
         for k in gpus..=pool.domain_gpus {

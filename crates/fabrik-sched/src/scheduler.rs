@@ -164,6 +164,7 @@ struct AdvanceState {
     account: AccountId,
     start: SimTime,
     end: SimTime,
+    group: Option<fabrik_model::GroupId>,
     inner: Option<Cluster>,
 }
 
@@ -287,11 +288,28 @@ impl Scheduler {
             why: Reason::WaitingForEarliestStart { at: r.start },
             why_pass: self.pass,
         });
-        self.advance.push(AdvanceState { job: id, account: r.account, start: r.start, end: r.end, inner: None });
+        self.advance.push(AdvanceState {
+            job: id,
+            account: r.account,
+            start: r.start,
+            end: r.end,
+            group: r.group,
+            inner: None,
+        });
         let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
         self.pending.insert(pos, id);
         self.dirty = true;
         Ok(id)
+    }
+
+    /// Places job `id` into `scratch`: anywhere, or in its reservation's leaf group.
+    fn find_for(&mut self, id: JobId) -> Result<(), crate::NoFit> {
+        let j = &self.jobs[id.idx()];
+        let (gpus, gpu_type) = (j.spec.gpus, j.spec.gpu_type);
+        match j.reservation.and_then(|k| self.advance[k as usize].group) {
+            Some(g) => self.cluster.find_in_leaf_group(gpus, g, &mut self.scratch),
+            None => self.cluster.find(gpus, gpu_type, &mut self.scratch),
+        }
     }
 
     pub fn is_reservation(&self, id: JobId) -> bool {
@@ -646,7 +664,7 @@ impl Scheduler {
         for &(_, r) in &cands {
             self.cluster.release(&self.jobs[r.idx()].parts);
             taken.push(r);
-            if self.cluster.may_fit(gpus, gpu_type) && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+            if self.cluster.may_fit(gpus, gpu_type) && self.find_for(id).is_ok() {
                 fits = true;
                 break;
             }
@@ -759,7 +777,7 @@ impl Scheduler {
                 }
                 let k = self.jobs[id.idx()].reservation.expect("checked") as usize;
                 let start = self.advance[k].start;
-                if now >= start && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+                if now >= start && self.find_for(id).is_ok() {
                     self.start_reservation(id, now);
                     started_ahead = true;
                     i += 1;
@@ -923,7 +941,7 @@ impl Scheduler {
         let (gpus, gpu_type) = (self.jobs[head.idx()].spec.gpus, self.jobs[head.idx()].spec.gpu_type);
         self.released.clear();
         self.holds.clear();
-        if self.cluster.may_fit(gpus, gpu_type) && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
+        if self.cluster.may_fit(gpus, gpu_type) && self.find_for(head).is_ok() {
             // It fits already (an advance reservation whose window has not opened): hold these.
             for &(d, n) in &self.scratch {
                 self.hold_slot[d.idx()] = self.holds.len() as u32;
@@ -932,6 +950,7 @@ impl Scheduler {
             return now;
         }
         let mut start_at = SimTime::MAX;
+        let group = self.jobs[head.idx()].reservation.and_then(|k| self.advance[k as usize].group);
         let mut it = self.running.iter().peekable();
         while let Some(&(end, id)) = it.next() {
             if self.jobs[id.idx()].inside.is_none() {
@@ -941,9 +960,12 @@ impl Scheduler {
             if it.peek().is_some_and(|&&(e, _)| e == end) {
                 continue;
             }
-            if self.cluster.free_for(gpu_type) >= u64::from(gpus)
-                && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok()
-            {
+            let fits = self.cluster.may_fit(gpus, gpu_type)
+                && match group {
+                    Some(g) => self.cluster.find_in_leaf_group(gpus, g, &mut self.scratch).is_ok(),
+                    None => self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok(),
+                };
+            if fits {
                 start_at = end.max(now);
                 for &(d, n) in &self.scratch {
                     self.hold_slot[d.idx()] = self.holds.len() as u32;

@@ -514,9 +514,25 @@ fn advance(account: u32, gpus: u32, start: u64, end: u64) -> fabrik_model::facil
         account: AccountId(account),
         gpus,
         gpu_type: None,
+        group: None,
         start: SimTime(start),
         end: SimTime(end),
     }
+}
+
+#[test]
+fn a_reservation_pinned_to_a_leaf_group_holds_gpus_there() {
+    // small: groups of 32 GPUs. A 16-GPU reservation pinned to group 2 from t = 0.
+    let f = fac("small");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    let mut r = advance(P, 16, 0, 100);
+    r.group = Some(fabrik_model::GroupId(2));
+    let rid = s.add_reservation(&r, SimTime(0)).unwrap();
+    let mut started = vec![];
+    s.schedule(SimTime(0), &mut started);
+    let doms: Vec<u32> = s.job(rid).parts.iter().map(|p| p.0 .0).collect();
+    assert_eq!(doms, vec![8, 9]);
+    assert_eq!(s.cluster().group_free(fabrik_model::GroupId(2)), 16);
 }
 
 #[test]
