@@ -4,12 +4,9 @@ use thiserror::Error;
 /// Messages name the origin (file or preset) and the field, so the user can fix the input.
 #[derive(Debug, Error)]
 pub enum ModelError {
-    #[error("{origin}: {source}")]
-    Toml {
-        origin: String,
-        #[source]
-        source: toml::de::Error,
-    },
+    /// The parser's message already names line and column; it is not chained again.
+    #[error("{origin}: {message}")]
+    Toml { origin: String, message: String },
     #[error("{origin}: {field}: {msg}")]
     Invalid { origin: String, field: String, msg: String },
     #[error("unknown facility '{0}': not a file, a preset ({1}) or a shorthand like 80x8:20 or 80x8:20@H100")]

@@ -127,8 +127,8 @@ pub const PRESETS: &[(&str, &str)] = &[
 impl Facility {
     /// Parses a facility TOML file's contents; `origin` (the file name) prefixes every error.
     pub fn from_toml(text: &str, origin: &str) -> Result<Facility, ModelError> {
-        let file: FacilityFile =
-            toml::from_str(text).map_err(|source| ModelError::Toml { origin: origin.to_string(), source })?;
+        let file: FacilityFile = toml::from_str(text)
+            .map_err(|e| ModelError::Toml { origin: origin.to_string(), message: e.to_string() })?;
         Facility::from_file(&file, origin)
     }
 

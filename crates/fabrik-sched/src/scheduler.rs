@@ -483,6 +483,18 @@ impl Scheduler {
                 spec.name
             )));
         }
+        if let Some((node, limit)) = self
+            .path_ids(spec.account)
+            .find_map(|x| self.limit[x.idx()].map(|l| (x, l)))
+            .filter(|&(_, l)| u64::from(spec.gpus) > l)
+        {
+            return Err(SchedError::Invalid(format!(
+                "job '{}' asks for {} GPUs, more than account {}'s limit of {limit}",
+                spec.name,
+                spec.gpus,
+                self.tenants.get(node).path
+            )));
+        }
         // An empty pool always places a gang no larger than itself (whole domains in one group,
         // or spanning groups), so the pool size is the only limit that makes a job impossible.
         if u64::from(spec.gpus) > self.cluster.max_gang(spec.gpu_type) {
@@ -651,7 +663,12 @@ impl Scheduler {
             .map(|&(_, r)| r)
             .filter(|&r| {
                 let j = &self.jobs[r.idx()];
-                j.spec.preemptible && j.inside.is_none() && j.reservation.is_none() && victim(self, j)
+                // a job started at this instant has done nothing yet and is not a victim
+                j.spec.preemptible
+                    && j.start != Some(now)
+                    && j.inside.is_none()
+                    && j.reservation.is_none()
+                    && victim(self, j)
             })
             .map(|r| (key(self, &self.jobs[r.idx()]), r))
             .collect();

@@ -271,18 +271,31 @@ proptest! {
     /// No GPU is allocated twice, gangs are all-or-nothing and every job ends exactly once
     /// (checked inside `run` at every step), under every policy.
     #[test]
-    fn invariants_hold_under_every_policy(jobs in arb_jobs(), pol in 0usize..4, preemptible in prop::collection::vec(any::<bool>(), 60)) {
+    fn invariants_hold_under_every_policy(
+        jobs in arb_jobs(),
+        pol in 0usize..4,
+        preemptible in prop::collection::vec(any::<bool>(), 60),
+        quotas in 0usize..3,
+    ) {
         let jobs: Vec<(JobSpec, u64)> = jobs
             .into_iter()
             .enumerate()
             .map(|(i, (a, g, s, w, r))| {
+                // with a 64-GPU limit on b, larger jobs of q are refused at submission
+                let g = if quotas == 2 && a == Q { g.min(64) } else { g };
                 let mut j = job(a, g, s, w);
                 j.preemptible = preemptible[i];
                 (j, r)
             })
             .collect();
         let cfg = SchedConfig { las_thresholds_gpu_hours: vec![0.01, 0.1], ..SchedConfig::default() };
-        let (r, s) = run(&fac("small"), POLICIES[pol].0, cfg, &jobs);
+        // no quotas; a guarantee reclaimed by preemption; a guarantee and a limit
+        let f = match quotas {
+            0 => fac("small"),
+            1 => with_tree("small", quota_tree(true, None)),
+            _ => with_tree("small", quota_tree(true, Some(64))),
+        };
+        let (r, s) = run(&f, POLICIES[pol].0, cfg, &jobs);
         for (i, (spec, rt)) in jobs.iter().enumerate() {
             let (start, end) = r.spans[i];
             prop_assert!(start >= spec.submit.0);
@@ -434,6 +447,8 @@ fn an_account_at_its_limit_waits_even_with_free_gpus() {
     assert_eq!(started, vec![JobId(2), JobId(0)]);
     let why = &s.explain(JobId(1)).unwrap().reasons[0];
     assert_eq!(why.to_string(), "account b is at its limit of 8 GPUs");
+    let e = s.submit(job(Q, 16, 2, 100), SimTime(2)).unwrap_err();
+    assert_eq!(e.to_string(), "job 'j2' asks for 16 GPUs, more than account b's limit of 8");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TwinError {
-    #[error("{0}")]
+    #[error(transparent)]
     Sched(#[from] fabrik_sched::SchedError),
     #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; facility '{facility}' holds at most {max} in one pool of its type")]
     TooLarge { workload: String, job: String, index: usize, gpus: u32, facility: String, max: u64 },
