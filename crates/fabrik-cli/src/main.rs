@@ -76,21 +76,11 @@ pub struct SimArgs {
     /// A preset, a facility TOML file, or a shorthand NxG:M[@TYPE].
     #[arg(long, default_value = "eu-gigafactory")]
     facility: String,
-    /// synthetic, itp:PATH (Microsoft ITP CSV), csv:PATH (fabrik CSV job format), philly:PATH
-    /// (cluster_job_log JSON), helios:PATH / acme:PATH (CSV), pai:JOBS.csv,TASKS.csv (PAI 2020).
-    #[arg(long, default_value = "synthetic")]
-    workload: String,
-    /// fifo, fifo-backfill or fair-share (see `fabrik policies`).
+    #[command(flatten)]
+    w: WorkloadArgs,
+    /// fifo, fifo-backfill, fair-share or las (see `fabrik policies`).
     #[arg(long, default_value = "fair-share")]
     policy: String,
-    /// Days of synthetic arrivals (default 30); for traces, only jobs submitted in the first N days.
-    #[arg(long)]
-    days: Option<f64>,
-    /// Offered load of the synthetic workload (GPU-time demanded / available).
-    #[arg(long, default_value_t = 0.85)]
-    load: f64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
     /// How many queued jobs after the head a pass considers for backfilling.
     #[arg(long)]
     backfill_depth: Option<usize>,
@@ -123,6 +113,31 @@ fn default_sigpipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// Where the jobs come from.
+#[derive(Args)]
+pub struct WorkloadArgs {
+    /// synthetic, itp:PATH (Microsoft ITP CSV), csv:PATH (fabrik CSV job format), philly:PATH
+    /// (cluster_job_log JSON), helios:PATH / acme:PATH (CSV), pai:JOBS.csv,TASKS.csv (PAI 2020).
+    #[arg(long, default_value = "synthetic")]
+    workload: String,
+    /// Days of synthetic arrivals (default 30); for traces, only jobs submitted in the first N days.
+    #[arg(long)]
+    days: Option<f64>,
+    /// Offered load of the synthetic workload (GPU-time demanded / available).
+    #[arg(long, default_value_t = 0.85)]
+    load: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn check_policy(name: &str) -> Result<()> {
+    if POLICIES.iter().any(|p| p.0 == name) {
+        return Ok(());
+    }
+    let names: Vec<&str> = POLICIES.iter().map(|p| p.0).collect();
+    bail!("unknown policy '{name}' (known: {})", names.join(", "))
+}
+
 #[derive(Args)]
 pub struct CompareArgs {
     /// Policies to compare.
@@ -131,14 +146,8 @@ pub struct CompareArgs {
     /// Facilities to compare (presets, files or shorthands); the workload is built for the first.
     #[arg(long, value_delimiter = ',', default_value = "ai-factory")]
     facilities: Vec<String>,
-    #[arg(long, default_value = "synthetic")]
-    workload: String,
-    #[arg(long)]
-    days: Option<f64>,
-    #[arg(long, default_value_t = 0.85)]
-    load: f64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    w: WorkloadArgs,
     #[arg(long)]
     sched_config: Option<PathBuf>,
     #[arg(long)]
@@ -148,15 +157,12 @@ pub struct CompareArgs {
 }
 
 fn compare(a: &CompareArgs) -> Result<()> {
-    let names: Vec<&str> = POLICIES.iter().map(|p| p.0).collect();
     for p in &a.policies {
-        if !names.contains(&p.as_str()) {
-            bail!("unknown policy '{p}' (known: {})", names.join(", "));
-        }
+        check_policy(p)?;
     }
     let facilities = a.facilities.iter().map(|f| load_facility(f)).collect::<Result<Vec<_>>>()?;
     let Some(first) = facilities.first() else { bail!("--facilities is empty") };
-    let workload = load_workload(&a.workload, first, a.days, a.load, a.seed)?;
+    let workload = load_workload(&a.w.workload, first, a.w.days, a.w.load, a.w.seed)?;
     let sched = sched_config(a.sched_config.as_deref(), None)?;
     let mut rows = Vec::new();
     let mut notes = workload.notes.clone();
@@ -168,7 +174,7 @@ fn compare(a: &CompareArgs) -> Result<()> {
         f.tenants = first.tenants.clone();
         for p in &a.policies {
             let t = std::time::Instant::now();
-            let r = fabrik_twin::simulate(&f, &workload, TwinConfig::new(p, sched.clone(), a.seed))
+            let r = fabrik_twin::simulate(&f, &workload, TwinConfig::new(p, sched.clone(), a.w.seed))
                 .with_context(|| format!("{p} on {}", f.name))?;
             eprintln!("{p} on {}: {:.2} s", f.name, t.elapsed().as_secs_f64());
             rows.push(fabrik_twin::compare::Row::of(&r));
@@ -287,13 +293,10 @@ pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedCo
 }
 
 fn simulate(a: &SimArgs) -> Result<()> {
-    if !POLICIES.iter().any(|p| p.0 == a.policy) {
-        let names: Vec<&str> = POLICIES.iter().map(|p| p.0).collect();
-        bail!("unknown policy '{}' (known: {})", a.policy, names.join(", "));
-    }
+    check_policy(&a.policy)?;
     let facility = load_facility(&a.facility)?;
-    let workload = load_workload(&a.workload, &facility, a.days, a.load, a.seed)?;
-    let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.seed);
+    let workload = load_workload(&a.w.workload, &facility, a.w.days, a.w.load, a.w.seed)?;
+    let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
     let twin = Twin::new(&facility, &workload, cfg)?;
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };

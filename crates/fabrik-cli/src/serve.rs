@@ -127,9 +127,7 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
         (None, ExecutorKind::Simulated) => Some(load_facility("eu-gigafactory")?),
         (None, ExecutorKind::Local) => None,
     };
-    if !fabrik_sched::POLICIES.iter().any(|p| p.0 == a.policy) {
-        bail!("unknown policy '{}'", a.policy);
-    }
+    crate::check_policy(&a.policy)?;
     let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
     let cfg = ServeConfig {
         data_dir: data_dir.clone(),

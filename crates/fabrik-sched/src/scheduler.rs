@@ -88,6 +88,25 @@ pub struct JobEntry {
 }
 
 impl JobEntry {
+    fn new(spec: JobSpec, pass: u64) -> JobEntry {
+        JobEntry {
+            spec,
+            state: JobState::Pending,
+            parts: Parts::new(),
+            start: None,
+            end: None,
+            priority: 0.0,
+            attained: 0.0,
+            preemptions: 0,
+            guaranteed_demand: false,
+            tier: 0,
+            reservation: None,
+            inside: None,
+            why: Reason::NotYetConsidered,
+            why_pass: pass,
+        }
+    }
+
     /// GPU-seconds received so far, including the current run.
     pub fn attained_at(&self, now: SimTime) -> f64 {
         let current = match (self.state, self.start) {
@@ -272,22 +291,11 @@ impl Scheduler {
         let id = JobId(self.jobs.len() as u32);
         let mut spec = JobSpec::new(format!("reservation {}", r.name), r.account, r.gpus, now, r.end - r.start);
         spec.gpu_type = r.gpu_type;
-        self.jobs.push(JobEntry {
-            spec,
-            state: JobState::Pending,
-            parts: Parts::new(),
-            start: None,
-            end: None,
-            priority: 0.0,
-            attained: 0.0,
-            preemptions: 0,
-            guaranteed_demand: false,
-            tier: 3,
-            reservation: Some(self.advance.len() as u32),
-            inside: None,
-            why: Reason::WaitingForEarliestStart { at: r.start },
-            why_pass: self.pass,
-        });
+        let mut entry = JobEntry::new(spec, self.pass);
+        entry.tier = 3;
+        entry.reservation = Some(self.advance.len() as u32);
+        entry.why = Reason::WaitingForEarliestStart { at: r.start };
+        self.jobs.push(entry);
         self.advance.push(AdvanceState {
             job: id,
             account: r.account,
@@ -443,22 +451,7 @@ impl Scheduler {
     pub fn submit(&mut self, spec: JobSpec, now: SimTime) -> Result<JobId, SchedError> {
         self.validate(&spec)?;
         let id = JobId(self.jobs.len() as u32);
-        let mut entry = JobEntry {
-            spec,
-            state: JobState::Pending,
-            parts: Parts::new(),
-            start: None,
-            end: None,
-            priority: 0.0,
-            attained: 0.0,
-            preemptions: 0,
-            guaranteed_demand: false,
-            tier: 0,
-            reservation: None,
-            inside: None,
-            why: Reason::NotYetConsidered,
-            why_pass: self.pass,
-        };
+        let mut entry = JobEntry::new(spec, self.pass);
         entry.priority = self.policy.priority(&self.ctx(now), &entry);
         entry.guaranteed_demand = self.within_guarantee(entry.spec.account, entry.spec.gpus).is_some();
         entry.tier = self.tier_of(&entry, now);
@@ -541,22 +534,11 @@ impl Scheduler {
         self.running.insert((start + spec.walltime, id));
         self.busy_gpus += u64::from(spec.gpus);
         self.account_change(spec.account, i64::from(spec.gpus), start);
-        self.jobs.push(JobEntry {
-            spec,
-            state: JobState::Running,
-            parts: parts.to_vec(),
-            start: Some(start),
-            end: None,
-            priority: 0.0,
-            attained: 0.0,
-            preemptions: 0,
-            guaranteed_demand: false,
-            tier: 0,
-            reservation: None,
-            inside: None,
-            why: Reason::NotYetConsidered,
-            why_pass: self.pass,
-        });
+        let mut entry = JobEntry::new(spec, self.pass);
+        entry.state = JobState::Running;
+        entry.parts = parts.to_vec();
+        entry.start = Some(start);
+        self.jobs.push(entry);
         self.reservation = None;
         self.dirty = true;
         Ok(id)
