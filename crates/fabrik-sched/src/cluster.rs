@@ -75,6 +75,8 @@ pub struct Cluster {
     pools: Vec<PoolState>,
     groups: Vec<GroupState>,
     scratch: Vec<(u64, u32)>,
+    /// Failed or drained domains: no free GPUs, and GPUs returned to them vanish.
+    down: Vec<bool>,
 }
 
 impl Cluster {
@@ -111,6 +113,7 @@ impl Cluster {
                 .map(|g| GroupState { first_domain: g.first_domain, domains: g.domains, full_free: 0, free: 0 })
                 .collect(),
             scratch: Vec::new(),
+            down: vec![false; n],
         };
         // Link in reverse so that the lowest domain id heads each list at the start.
         for d in (0..n as u32).rev() {
@@ -224,11 +227,42 @@ impl Cluster {
     /// If this would free more GPUs than a domain has: a double release, a bug in the caller.
     pub fn release(&mut self, parts: &[(DomainId, u32)]) {
         for &(d, n) in parts {
+            if self.down[d.idx()] {
+                continue;
+            }
             let f = self.free[d.idx()];
             let cap = self.domain_capacity(d);
             assert!(f + n <= cap, "GPU released twice: domain {} has {f} of {cap} free, {n} returned", d.0);
             self.set_free(d.0, f + n);
         }
+    }
+
+    /// Takes a domain out of service (failure, drain) or returns it. The caller first stops
+    /// every job on it; a domain comes back with all its GPUs free.
+    pub fn set_down(&mut self, d: DomainId, down: bool) {
+        if self.down[d.idx()] == down {
+            return;
+        }
+        self.down[d.idx()] = down;
+        let cap = if down { 0 } else { self.domain_capacity(d) };
+        self.set_free(d.0, cap);
+    }
+
+    /// Back in service but wholly allocated (to the advance reservation that held it).
+    pub fn set_up_allocated(&mut self, d: DomainId) {
+        self.down[d.idx()] = false;
+    }
+
+    pub fn is_down(&self, d: DomainId) -> bool {
+        self.down[d.idx()]
+    }
+
+    /// GPUs in domains that are out of service.
+    pub fn down_gpus(&self) -> u64 {
+        (0..self.free.len())
+            .filter(|&d| self.down[d])
+            .map(|d| u64::from(self.domain_capacity(DomainId(d as u32))))
+            .sum()
     }
 
     /// A cheap necessary condition for [`Cluster::find`] to succeed: some allowed pool has

@@ -52,6 +52,10 @@ pub enum Reason {
     Preempted {
         at: SimTime,
     },
+    /// A node it ran on failed; it was requeued.
+    Interrupted {
+        at: SimTime,
+    },
     /// Its account has used more than its entitled share recently (lowers its priority).
     AccountOverShare {
         account: String,
@@ -111,6 +115,7 @@ impl Reason {
             }
             Reason::AccountAtLimit { account, limit } => write!(f, "account {account} is at its limit of {limit} GPUs"),
             Reason::Preempted { at } => write!(f, "preempted at {} and requeued", t(*at)),
+            Reason::Interrupted { at } => write!(f, "a node it ran on failed at {}; requeued", t(*at)),
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)
             }

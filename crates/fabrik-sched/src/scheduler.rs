@@ -74,6 +74,8 @@ pub struct JobEntry {
     /// GPU-seconds received in earlier runs (runs ended by preemption).
     pub attained: f64,
     pub preemptions: u32,
+    /// Times a failure of a node it ran on interrupted it.
+    pub interruptions: u32,
     /// Whether the job was within a guarantee of its account's subtree when submitted: its wait
     /// is the time-to-guarantee.
     pub guaranteed_demand: bool,
@@ -98,6 +100,7 @@ impl JobEntry {
             priority: 0.0,
             attained: 0.0,
             preemptions: 0,
+            interruptions: 0,
             guaranteed_demand: false,
             tier: 0,
             reservation: None,
@@ -172,6 +175,7 @@ pub struct Scheduler {
     reclaim: Vec<bool>,
     total_gpus: u64,
     preempted: Vec<JobId>,
+    interrupted: Vec<JobId>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
 }
@@ -218,6 +222,7 @@ impl Scheduler {
             reclaim: Vec::new(),
             total_gpus: facility.total_gpus(),
             preempted: Vec::new(),
+            interrupted: Vec::new(),
             requeue: Vec::new(),
             advance: Vec::new(),
         }
@@ -396,6 +401,80 @@ impl Scheduler {
         let (account, gpus) = (job.spec.account, job.spec.gpus);
         self.account_change(account, i64::from(gpus), now);
         started.push(id);
+    }
+
+    /// A domain (node or rack) failed or is drained: every job holding GPUs on it stops and is
+    /// requeued (see `drain_interrupted`), and the domain takes no work until `repair_domain`.
+    pub fn fail_domain(&mut self, d: DomainId, now: SimTime) -> Result<(), SchedError> {
+        if d.idx() >= self.hold_slot.len() {
+            return Err(SchedError::Invalid(format!("no domain {}", d.0)));
+        }
+        if self.cluster.is_down(d) {
+            return Ok(());
+        }
+        let hit: Vec<JobId> = self
+            .running
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|id| {
+                let j = &self.jobs[id.idx()];
+                j.reservation.is_none() && j.parts.iter().any(|p| p.0 == d)
+            })
+            .collect();
+        for id in hit {
+            self.stop_running(id, now);
+            let j = &mut self.jobs[id.idx()];
+            j.state = JobState::Pending;
+            j.start = None;
+            j.inside = None;
+            j.parts.clear();
+            j.interruptions += 1;
+            j.why = Reason::Interrupted { at: now };
+            j.why_pass = self.pass;
+            let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+            self.jobs[id.idx()].priority = p;
+            let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+            self.pending.insert(pos, id);
+            self.interrupted.push(id);
+        }
+        self.cluster.set_down(d, true);
+        for r in self.advance.iter_mut() {
+            if let Some(inner) = r.inner.as_mut() {
+                inner.set_down(d, true);
+            }
+        }
+        // capacity shrank: a kept reservation may no longer hold
+        self.reservation = None;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// A failed or drained domain is back in service with all its GPUs free.
+    pub fn repair_domain(&mut self, d: DomainId) -> Result<(), SchedError> {
+        if d.idx() >= self.hold_slot.len() {
+            return Err(SchedError::Invalid(format!("no domain {}", d.0)));
+        }
+        // a domain held by an active reservation returns to the reservation
+        let held =
+            self.advance.iter().any(|r| r.inner.is_some() && self.jobs[r.job.idx()].parts.iter().any(|p| p.0 == d));
+        if held {
+            for r in self.advance.iter_mut() {
+                if let Some(inner) = r.inner.as_mut() {
+                    inner.set_down(d, false);
+                }
+            }
+            self.cluster.set_up_allocated(d);
+        } else {
+            self.cluster.set_down(d, false);
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Jobs interrupted by failures since the last call; they are back in the queue.
+    pub fn drain_interrupted(&mut self, out: &mut Vec<JobId>) {
+        out.clear();
+        out.append(&mut self.interrupted);
     }
 
     /// Jobs preempted by passes since the last call: their GPUs are free again and they are

@@ -612,3 +612,72 @@ fn jobs_inside_a_reservation_keep_their_gpus_when_the_window_closes() {
     s.finish(j, SimTime(100)).unwrap();
     assert_eq!(s.cluster().free_gpus(), 16);
 }
+
+#[test]
+fn a_failure_interrupts_exactly_the_jobs_on_the_node() {
+    // small: 16 nodes × 8. A fills node 0; B and C (4 GPUs each) share node 1; D (16 GPUs)
+    // takes nodes 2 and 3. Node 1 fails at t = 10: B and C stop and requeue, A and D run on.
+    let f = fac("small");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    for (g, t) in [(8, 0), (4, 1), (4, 2), (16, 3)] {
+        s.submit(job(P, g, t, 1000), SimTime(t)).unwrap();
+        s.schedule(SimTime(t), &mut started);
+    }
+    let node = |id: u32| s.job(JobId(id)).parts.iter().map(|p| p.0 .0).collect::<Vec<_>>();
+    assert_eq!((node(0), node(1), node(2), node(3)), (vec![0], vec![1], vec![1], vec![2, 3]));
+    s.fail_domain(fabrik_model::DomainId(1), SimTime(10)).unwrap();
+    let mut hit = vec![];
+    s.drain_interrupted(&mut hit);
+    assert_eq!(hit, vec![JobId(1), JobId(2)]);
+    assert_eq!(s.job(JobId(1)).interruptions, 1);
+    assert_eq!(s.explain(JobId(1)).unwrap().reasons[0], Reason::Interrupted { at: SimTime(10) });
+    assert_eq!((s.job(JobId(0)).state, s.job(JobId(3)).state), (JobState::Running, JobState::Running));
+    assert_eq!(s.cluster().down_gpus(), 8);
+    // 128 − 8 (A) − 16 (D) − 8 (down) = 96 free; B and C restart elsewhere, not on node 1
+    assert_eq!(s.cluster().free_gpus(), 96);
+    s.schedule(SimTime(10), &mut started);
+    assert_eq!(started, vec![JobId(1), JobId(2)]);
+    assert!(started.iter().all(|&j| !s.job(j).parts.iter().any(|p| p.0 .0 == 1)));
+    s.repair_domain(fabrik_model::DomainId(1)).unwrap();
+    assert_eq!((s.cluster().down_gpus(), s.cluster().free_gpus()), (0, 96));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// After any sequence of submissions, passes, ends, failures and repairs, no job runs on a
+    /// failed node and no GPU is allocated twice.
+    #[test]
+    fn failures_never_leave_jobs_on_dead_nodes(ops in prop::collection::vec((0u8..5, 0u32..16, 1u32..40), 1..120)) {
+        let f = fac("small");
+        let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+        let mut started = vec![];
+        let mut sink = vec![];
+        for (t, (op, x, g)) in ops.into_iter().enumerate() {
+            let now = SimTime(t as u64 * 10);
+            match op {
+                0 | 1 => {
+                    let gpus = [1, 2, 4, 8, 16, 32][g as usize % 6];
+                    s.submit(job(if x % 2 == 0 { P } else { Q }, gpus, now.0, 500), now).unwrap();
+                }
+                2 => {
+                    let running: Vec<JobId> = (0..s.jobs().len() as u32).map(JobId).filter(|&j| s.job(j).state == JobState::Running).collect();
+                    if let Some(&j) = running.get(x as usize % running.len().max(1)) {
+                        s.finish(j, now).unwrap();
+                    }
+                }
+                3 => s.fail_domain(fabrik_model::DomainId(x), now).unwrap(),
+                _ => s.repair_domain(fabrik_model::DomainId(x)).unwrap(),
+            }
+            s.schedule(now, &mut started);
+            s.drain_interrupted(&mut sink);
+            let c = s.cluster();
+            for j in s.jobs().iter().filter(|j| j.state == JobState::Running) {
+                prop_assert!(j.parts.iter().all(|p| !c.is_down(p.0)), "a job runs on a failed node");
+                prop_assert_eq!(j.parts.iter().map(|p| p.1).sum::<u32>(), j.spec.gpus);
+            }
+            prop_assert_eq!(c.free_gpus() + s.busy_gpus() + c.down_gpus(), c.total_gpus());
+        }
+    }
+}
