@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod ids;
 pub mod job;
 pub mod tenants;
+pub mod reliability;
 pub mod units;
 
 pub use error::ModelError;

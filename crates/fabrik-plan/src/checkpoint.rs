@@ -10,32 +10,13 @@ use crate::inputs::{assumption, Assumption};
 use crate::PlanError;
 use serde::Serialize;
 
-/// 6.50 failures per 1,000 node-days on RSC-1, 16k A100 (Kokolis et al. 2024, arXiv 2410.21680).
-pub const FAILURES_PER_1000_NODE_DAYS: f64 = 6.5;
-/// Health checks every 5 minutes (Kokolis et al. 2024): a failure is noticed after 150 s on average.
-pub const DETECTION_S: f64 = 150.0;
+pub use fabrik_model::reliability::{cold_restart_s, DETECTION_S, FAILURES_PER_1000_NODE_DAYS};
+
 /// Checkpoint bytes per parameter: BF16 weights (2) + FP32 master weights (4) + Adam moments (8);
 /// 405B × 14 B ≈ 5.7 TB, matching the ~5 TB Llama 3 405B checkpoint (../shared/reference).
 pub const CHECKPOINT_BYTES_PER_PARAM: f64 = 14.0;
 /// ~2 TB/s checkpoint write bandwidth (Llama 3 paper; Epoch).
 pub const CHECKPOINT_WRITE_BPS: f64 = 2.0e12;
-
-/// Cold restart of a synchronous job versus its size (FT-HSDP paper, arXiv 2602.00277): 16k GPUs
-/// ~200 s, 22k ~300 s, 64k ~600 s, 98k ~900 s; piecewise linear, flat below 16k, extrapolated above.
-pub fn cold_restart_s(gpus: f64) -> f64 {
-    const PTS: [(f64, f64); 4] = [(16_384.0, 200.0), (22_000.0, 300.0), (65_536.0, 600.0), (98_304.0, 900.0)];
-    if gpus <= PTS[0].0 {
-        return PTS[0].1;
-    }
-    for w in PTS.windows(2) {
-        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-        if gpus <= x1 {
-            return y0 + (y1 - y0) * (gpus - x0) / (x1 - x0);
-        }
-    }
-    let ((x0, y0), (x1, y1)) = (PTS[2], PTS[3]);
-    y1 + (y1 - y0) * (gpus - x1) / (x1 - x0)
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckpointInputs {

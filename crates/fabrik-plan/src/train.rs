@@ -94,12 +94,7 @@ pub fn default_ettr(gpus: f64, params: f64, gpus_per_node: f64) -> f64 {
 }
 
 pub fn gpus_per_node(gpu: &GpuType) -> f64 {
-    // NVL72 systems are built from 4-GPU compute trays; HGX nodes hold 8.
-    if gpu.name.to_ascii_uppercase().starts_with("GB") {
-        4.0
-    } else {
-        8.0
-    }
+    f64::from(fabrik_model::reliability::gpus_per_node(&gpu.name))
 }
 
 pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
