@@ -5,7 +5,11 @@
 use crate::metrics::TimeSeries;
 use crate::report::{self, Report};
 use crate::workload::Workload;
+use fabrik_model::reliability::ROOT_CAUSES;
 use fabrik_model::{Facility, JobId, Secs, SimTime};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp, LogNormal};
 use fabrik_sched::{SchedConfig, Scheduler};
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -28,6 +32,10 @@ enum Kind {
     End(JobId, u32),
     Arrival(u32),
     Wakeup,
+    /// A domain fails with a root cause (index into `ROOT_CAUSES`).
+    Fail(u32, u8),
+    Repair(u32),
+    NextFailure,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,12 +56,54 @@ pub struct TwinConfig {
     /// 5–20 min after failures at RSC, Kokolis et al. 2024 — we take the low end for planned
     /// preemptions).
     pub restart_overhead_s: u64,
+    /// Node failures, when modelled.
+    pub failures: Option<FailureConfig>,
+}
+
+/// Random node failures: a Poisson process per failing unit (an HGX node, an NVL72 compute tray)
+/// at the published rate, root causes in their published shares, each cause keeping the node out
+/// of service for a log-normal time around its typical repair (see `fabrik_model::reliability`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureConfig {
+    /// Failures per 1,000 node-days (Kokolis et al. 2024, RSC-1: 6.5).
+    pub per_1000_node_days: f64,
+    /// Share of nodes that are "lemons" and fail `lemon_factor` times as often (Kokolis et al.
+    /// 2024 found a few dozen repeat offenders among ~2,000 nodes; we assume 1% at 10×).
+    pub lemon_fraction: f64,
+    pub lemon_factor: f64,
+    /// Spread (σ of the log) of repair times around each cause's typical value.
+    pub repair_sigma: f64,
+    pub seed: u64,
+}
+
+impl Default for FailureConfig {
+    fn default() -> Self {
+        FailureConfig {
+            per_1000_node_days: fabrik_model::reliability::FAILURES_PER_1000_NODE_DAYS,
+            lemon_fraction: 0.01,
+            lemon_factor: 10.0,
+            repair_sigma: 0.5,
+            seed: 7,
+        }
+    }
 }
 
 impl TwinConfig {
     pub fn new(policy: &str, sched: SchedConfig, seed: u64) -> TwinConfig {
-        TwinConfig { policy: policy.to_string(), sched, seed, restart_overhead_s: 300 }
+        TwinConfig { policy: policy.to_string(), sched, seed, restart_overhead_s: 300, failures: None }
     }
+}
+
+/// The failure process's state.
+struct Failures {
+    rng: ChaCha8Rng,
+    /// Cumulative failure weight per domain (nodes in it × lemon factor), for sampling.
+    cumulative: Vec<f64>,
+    /// Failures per second over the whole facility.
+    rate: f64,
+    by_cause: Vec<u64>,
+    count: u64,
+    cfg: FailureConfig,
 }
 
 /// What happened to each job beyond what the scheduler records.
@@ -65,7 +115,10 @@ pub(crate) struct JobLog {
     pub run_start: SimTime,
     pub run_overhead: u64,
     pub epoch: u32,
-    pub restarted: bool,
+    /// Overhead to pay when it next starts (restart after a preemption or a failure).
+    pub next_overhead: u64,
+    pub interruptions: u32,
+    pub fail_lost_gpu_s: f64,
     pub killed: bool,
     /// GPU-seconds held over all runs.
     pub held_gpu_s: f64,
@@ -91,6 +144,8 @@ pub struct Twin<'a> {
     next_arrival: usize,
     log: Vec<JobLog>,
     preempted: Vec<JobId>,
+    failures: Option<Failures>,
+    down: TimeSeries,
     busy: TimeSeries,
     queue: TimeSeries,
     events_handled: u64,
@@ -99,6 +154,24 @@ pub struct Twin<'a> {
     wakeup_pushed: Option<SimTime>,
     /// Scheduler ids of jobs start after the advance reservations' pseudo-jobs.
     offset: usize,
+}
+
+impl Failures {
+    fn new(f: &Facility, cfg: FailureConfig) -> Failures {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut cumulative = Vec::with_capacity(f.domains.len());
+        let mut acc = 0.0;
+        for (d, dom) in f.domains.iter().enumerate() {
+            let gpu = f.gpu(f.pools[dom.pool.idx()].gpu_type);
+            let nodes = f64::from(f.domain_gpus(fabrik_model::DomainId(d as u32)))
+                / f64::from(fabrik_model::reliability::gpus_per_node(&gpu.name));
+            let lemon = if rng.gen::<f64>() < cfg.lemon_fraction { cfg.lemon_factor } else { 1.0 };
+            acc += nodes.max(1.0) * lemon;
+            cumulative.push(acc);
+        }
+        let rate = acc * cfg.per_1000_node_days / 1000.0 / 86_400.0;
+        Failures { rng, cumulative, rate, by_cause: vec![0; ROOT_CAUSES.len()], count: 0, cfg }
+    }
 }
 
 impl<'a> Twin<'a> {
@@ -125,6 +198,7 @@ impl<'a> Twin<'a> {
             sched.add_reservation(r, SimTime::ZERO)?;
         }
         let offset = facility.reservations.len();
+        let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc));
         let span = workload.jobs.last().map_or(0, |j| j.spec.submit.0);
         let bucket = 3600 * (span / (60 * 86_400) + 1);
         Ok(Twin {
@@ -137,6 +211,8 @@ impl<'a> Twin<'a> {
             next_arrival: 0,
             log: workload.jobs.iter().map(|j| JobLog { remaining: j.runtime.0, ..JobLog::default() }).collect(),
             preempted: Vec::new(),
+            failures,
+            down: TimeSeries::new(bucket),
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
             events_handled: 0,
@@ -182,13 +258,68 @@ impl<'a> Twin<'a> {
                 self.push_next_arrival();
             }
             Kind::Wakeup => {}
+            Kind::NextFailure => self.next_failure(ev.time),
+            Kind::Fail(d, cause) => self.fail(d, cause, ev.time)?,
+            Kind::Repair(d) => {
+                self.sched.repair_domain(fabrik_model::DomainId(d))?;
+                self.down.set(ev.time, self.sched.cluster().down_gpus() as f64);
+            }
         }
         Ok(())
     }
 
-    /// A preempted run: the work since the last checkpoint is lost, the job is requeued (the
-    /// scheduler already did) and will pay the restart overhead when it runs again.
-    fn on_preempted(&mut self, id: JobId, now: SimTime) {
+    /// Draws the next failure of the facility (superposed Poisson processes of all nodes).
+    fn next_failure(&mut self, now: SimTime) {
+        if self.done >= self.workload.jobs.len() as u64 {
+            return; // everything has ended: stop the process so the run can finish
+        }
+        let Some(f) = self.failures.as_mut() else { return };
+        let gap = Exp::new(f.rate).map_or(f64::INFINITY, |e| e.sample(&mut f.rng));
+        let x = f.rng.gen::<f64>() * f.cumulative.last().copied().unwrap_or(0.0);
+        let d = f.cumulative.partition_point(|&c| c <= x).min(f.cumulative.len() - 1) as u32;
+        let u = f.rng.gen::<f64>();
+        let mut acc = 0.0;
+        let mut cause = ROOT_CAUSES.len() - 1;
+        for (k, c) in ROOT_CAUSES.iter().enumerate() {
+            acc += c.1;
+            if u < acc {
+                cause = k;
+                break;
+            }
+        }
+        if gap.is_finite() {
+            let at = now + Secs(gap.ceil() as u64);
+            self.push(at, Kind::Fail(d, cause as u8));
+            self.push(at, Kind::NextFailure);
+        }
+    }
+
+    fn fail(&mut self, d: u32, cause: u8, now: SimTime) -> Result<(), TwinError> {
+        let dom = fabrik_model::DomainId(d);
+        if self.sched.cluster().is_down(dom) {
+            return Ok(());
+        }
+        let f = self.failures.as_mut().expect("failure events need the failure model");
+        f.count += 1;
+        f.by_cause[cause as usize] += 1;
+        let typical = ROOT_CAUSES[cause as usize].2;
+        let repair = LogNormal::new(typical.ln(), f.cfg.repair_sigma).map_or(typical, |l| l.sample(&mut f.rng));
+        self.sched.fail_domain(dom, now)?;
+        let mut hit = Vec::new();
+        self.sched.drain_interrupted(&mut hit);
+        for id in hit {
+            self.stopped(id, now, true);
+        }
+        self.push(now + Secs(repair.ceil() as u64), Kind::Repair(d));
+        self.down.set(now, self.sched.cluster().down_gpus() as f64);
+        Ok(())
+    }
+
+    /// A run stopped early — preempted, or interrupted by a failure: the work since the last
+    /// checkpoint is lost, the job is requeued (the scheduler already did) and pays a restart
+    /// overhead when it runs again (the configured one after a preemption; detection plus a cold
+    /// restart that grows with the job's size after a failure).
+    fn stopped(&mut self, id: JobId, now: SimTime, failure: bool) {
         let i = id.idx() - self.offset;
         let spec = &self.workload.jobs[i].spec;
         let gpus = f64::from(spec.gpus);
@@ -197,20 +328,30 @@ impl<'a> Twin<'a> {
         let ran = (now - l.run_start).0;
         let useful = ran.saturating_sub(l.run_overhead);
         let saved = match spec.checkpoint_interval {
-            Some(i) if i.0 > 0 => (useful / i.0) * i.0,
+            Some(c) if c.0 > 0 => (useful / c.0) * c.0,
             _ => 0,
         }
         .min(l.remaining);
         l.remaining -= saved;
         l.held_gpu_s += gpus * ran as f64;
-        l.lost_gpu_s += gpus * (useful - saved.min(useful)) as f64;
+        let lost = gpus * (useful - saved.min(useful)) as f64;
         l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
-        l.restarted = true;
+        if failure {
+            l.fail_lost_gpu_s += lost;
+            l.interruptions += 1;
+            l.next_overhead = (fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(gpus)) as u64;
+        } else {
+            l.lost_gpu_s += lost;
+            l.next_overhead = self.cfg.restart_overhead_s;
+        }
     }
 
     /// Runs until every job has ended; returns the report.
     pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, TwinError> {
         self.push_next_arrival();
+        if self.failures.is_some() {
+            self.push(SimTime::ZERO, Kind::NextFailure);
+        }
         let mut started = Vec::new();
         let total = self.workload.jobs.len() as u64;
         while let Some(Reverse(ev)) = self.events.pop() {
@@ -225,14 +366,14 @@ impl<'a> Twin<'a> {
             self.sched.drain_preempted(&mut self.preempted);
             for k in 0..self.preempted.len() {
                 let id = self.preempted[k];
-                self.on_preempted(id, now);
+                self.stopped(id, now, false);
             }
             for &id in &started {
                 let tj = &self.workload.jobs[id.idx() - self.offset];
                 let l = &mut self.log[id.idx() - self.offset];
                 l.first_start.get_or_insert(now);
                 l.run_start = now;
-                l.run_overhead = if l.restarted { self.cfg.restart_overhead_s } else { 0 };
+                l.run_overhead = std::mem::take(&mut l.next_overhead);
                 l.epoch += 1;
                 let need = l.remaining + l.run_overhead;
                 l.killed = need > tj.spec.walltime.0;
@@ -253,6 +394,7 @@ impl<'a> Twin<'a> {
         }
         let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end).max().unwrap_or_default();
         self.busy.set(end, 0.0);
+        self.down.set(end, 0.0);
         self.queue.set(end, 0.0);
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(report::build(report::Inputs {
@@ -266,6 +408,8 @@ impl<'a> Twin<'a> {
             events: self.events_handled,
             passes: self.passes,
             offset: self.offset,
+            failures: self.failures.as_ref().map(|f| (f.count, f.by_cause.clone())),
+            down: &self.down,
         }))
     }
 }

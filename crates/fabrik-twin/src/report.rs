@@ -24,6 +24,8 @@ pub struct Report {
     pub accounts: Vec<AccountRow>,
     pub classes: Vec<AccountRow>,
     pub size_classes: Vec<SizeRow>,
+    pub reliability: Vec<ReliabilityRow>,
+    pub failure_causes: Vec<CauseRow>,
     pub wait_histogram: Vec<Bin>,
     pub timeseries: Series,
     #[serde(skip)]
@@ -66,6 +68,34 @@ pub struct Summary {
     pub restart_overhead_gpu_hours: f64,
     /// Longest time-to-guarantee over the classes (see `classes`).
     pub max_time_to_guarantee_s: f64,
+    /// Node failures (when modelled) and the job interruptions they caused.
+    pub failures: u64,
+    pub interruptions: u64,
+    pub interruptions_per_day: f64,
+    /// GPU-hours of work lost to failures (done since the last checkpoint).
+    pub failure_lost_gpu_hours: f64,
+    /// Effective training time ratio per job: its run time / (end − first start).
+    pub ettr: Stats,
+    /// Useful GPU-seconds / GPU-seconds held, per job.
+    pub goodput: Stats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReliabilityRow {
+    pub gpus: String,
+    pub jobs: u64,
+    pub interruptions: u64,
+    /// Hours the jobs of this class ran.
+    pub run_hours: f64,
+    /// Observed mean time between interruptions of a running job, hours.
+    pub mtbf_hours: Option<f64>,
+    pub mean_ettr: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CauseRow {
+    pub cause: String,
+    pub failures: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,6 +137,8 @@ pub struct Series {
     /// Busy GPUs / all GPUs, per bucket.
     pub utilisation: Vec<f64>,
     pub queue_length: Vec<f64>,
+    /// GPUs out of service (failed, in repair), per bucket.
+    pub down_gpus: Vec<f64>,
 }
 
 /// One job's outcome.
@@ -136,6 +168,8 @@ pub(crate) struct Inputs<'a> {
     pub events: u64,
     pub passes: u64,
     pub offset: usize,
+    pub failures: Option<(u64, Vec<u64>)>,
+    pub down: &'a TimeSeries,
 }
 
 const SIZE_CLASSES: &[(u32, u32, &str)] = &[
@@ -174,6 +208,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let (mut waits, mut jcts, mut sld, mut bsld) = (vec![], vec![], vec![], vec![]);
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
+    let (mut interruptions, mut fail_lost) = (0u64, 0.0);
+    let (mut ettrs, mut goodputs) = (vec![], vec![]);
+    // per size class: jobs, interruptions, run seconds, ETTRs
+    let mut rel: Vec<(u64, u64, f64, Vec<f64>)> = vec![(0, 0, 0.0, vec![]); SIZE_CLASSES.len()];
     let mut per_size: Vec<(u64, f64, Vec<f64>)> = vec![(0, 0.0, vec![]); SIZE_CLASSES.len()];
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
@@ -199,6 +237,17 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
         let gh = log.held_gpu_s / 3600.0;
+        interruptions += u64::from(log.interruptions);
+        fail_lost += log.fail_lost_gpu_s / 3600.0;
+        let span = (end - start).0.max(1) as f64;
+        let ettr = (run as f64 / span).min(1.0);
+        ettrs.push(ettr);
+        goodputs.push(if log.held_gpu_s > 0.0 { (f64::from(s.gpus) * run as f64 / log.held_gpu_s).min(1.0) } else { 1.0 });
+        let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
+        rel[c].0 += 1;
+        rel[c].1 += u64::from(log.interruptions);
+        rel[c].2 += log.held_gpu_s / f64::from(s.gpus);
+        rel[c].3.push(ettr);
         let a = per_account.entry(s.account.idx()).or_default();
         a.jobs += 1;
         a.gpu_hours += gh;
@@ -297,6 +346,12 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             lost_gpu_hours: lost,
             restart_overhead_gpu_hours: overhead,
             max_time_to_guarantee_s: max_ttg,
+            failures: i.failures.as_ref().map_or(0, |f| f.0),
+            interruptions,
+            interruptions_per_day: interruptions as f64 / (makespan.max(1) as f64 / 86_400.0),
+            failure_lost_gpu_hours: fail_lost,
+            ettr: Stats::of(&mut ettrs),
+            goodput: Stats::of(&mut goodputs),
         },
         accounts,
         classes,
@@ -316,11 +371,36 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 }
             })
             .collect(),
+        reliability: SIZE_CLASSES
+            .iter()
+            .zip(rel.iter_mut())
+            .filter(|(_, r)| r.0 > 0)
+            .map(|(&(_, _, label), (n, int, secs, e))| ReliabilityRow {
+                gpus: label.to_string(),
+                jobs: *n,
+                interruptions: *int,
+                run_hours: *secs / 3600.0,
+                mtbf_hours: (*int > 0).then(|| *secs / 3600.0 / *int as f64),
+                mean_ettr: Stats::of(e).mean,
+            })
+            .collect(),
+        failure_causes: i
+            .failures
+            .as_ref()
+            .map(|(_, by)| {
+                fabrik_model::reliability::ROOT_CAUSES
+                    .iter()
+                    .zip(by)
+                    .map(|(c, &n)| CauseRow { cause: c.0.to_string(), failures: n })
+                    .collect()
+            })
+            .unwrap_or_default(),
         wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
         timeseries: Series {
             bucket_s: i.busy.bucket_s(),
             utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
             queue_length: i.queue.means(),
+            down_gpus: i.down.means(),
         },
         jobs,
     }
@@ -390,6 +470,30 @@ impl Report {
                 "preemptions {}: {:.1} GPU-hours of work lost, {:.1} GPU-hours restarting",
                 s.preemptions, s.lost_gpu_hours, s.restart_overhead_gpu_hours
             );
+        }
+        if s.failures > 0 {
+            let _ = writeln!(
+                o,
+                "failures {}: {} job interruptions ({:.1}/day), {:.1} GPU-hours of work lost; ETTR mean {:.3} (p5 of jobs ≥ {:.3}), goodput mean {:.3}",
+                s.failures,
+                s.interruptions,
+                s.interruptions_per_day,
+                s.failure_lost_gpu_hours,
+                s.ettr.mean,
+                self.reliability.iter().map(|r| r.mean_ettr).fold(1.0, f64::min),
+                s.goodput.mean
+            );
+            for r in self.reliability.iter().filter(|r| r.interruptions > 0) {
+                let _ = writeln!(
+                    o,
+                    "  {:>9} GPUs: {} interruptions over {:.0} job-hours, MTBF {:.1} h, mean ETTR {:.3}",
+                    r.gpus,
+                    r.interruptions,
+                    r.run_hours,
+                    r.mtbf_hours.unwrap_or(f64::INFINITY),
+                    r.mean_ettr
+                );
+            }
         }
         for c in self.classes.iter().filter(|c| c.guaranteed_jobs > 0) {
             let _ = writeln!(
