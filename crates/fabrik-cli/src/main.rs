@@ -90,6 +90,15 @@ pub struct SimArgs {
     /// Seconds a preempted job spends restarting before it computes again.
     #[arg(long, default_value_t = 300)]
     restart_overhead_s: u64,
+    /// Model random node failures (published rate and root causes; see README).
+    #[arg(long)]
+    failures: bool,
+    /// Failures per 1,000 node-days for --failures (default 6.5, Kokolis et al. 2024).
+    #[arg(long)]
+    failure_rate: Option<f64>,
+    /// Replay failures from a CSV: time,node,component[,repair].
+    #[arg(long)]
+    failure_trace: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -298,6 +307,20 @@ fn simulate(a: &SimArgs) -> Result<()> {
     let workload = load_workload(&a.w.workload, &facility, a.w.days, a.w.load, a.w.seed)?;
     let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
+    if a.failures || a.failure_rate.is_some() {
+        let mut fc = fabrik_twin::engine::FailureConfig { seed: a.w.seed, ..Default::default() };
+        if let Some(r) = a.failure_rate {
+            if !(r.is_finite() && r >= 0.0) {
+                bail!("--failure-rate must be zero or positive, got {r}");
+            }
+            fc.per_1000_node_days = r;
+        }
+        cfg.failures = Some(fc);
+    }
+    if let Some(p) = &a.failure_trace {
+        let file = std::fs::File::open(p).with_context(|| format!("cannot open failure trace {}", p.display()))?;
+        cfg.failure_trace = fabrik_twin::failures::read_trace(file, &p.display().to_string(), &facility)?;
+    }
     let twin = Twin::new(&facility, &workload, cfg)?;
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };
     bar.set_style(

@@ -7,8 +7,8 @@ pub mod facility;
 pub mod gpu;
 pub mod ids;
 pub mod job;
-pub mod tenants;
 pub mod reliability;
+pub mod tenants;
 pub mod units;
 
 pub use error::ModelError;

@@ -7,10 +7,10 @@ use crate::report::{self, Report};
 use crate::workload::Workload;
 use fabrik_model::reliability::ROOT_CAUSES;
 use fabrik_model::{Facility, JobId, Secs, SimTime};
+use fabrik_sched::{SchedConfig, Scheduler};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
-use fabrik_sched::{SchedConfig, Scheduler};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -32,8 +32,9 @@ enum Kind {
     End(JobId, u32),
     Arrival(u32),
     Wakeup,
-    /// A domain fails with a root cause (index into `ROOT_CAUSES`).
-    Fail(u32, u8),
+    /// A domain fails with a root cause (index into `ROOT_CAUSES`) for a repair time (0: draw
+    /// one from the model).
+    Fail(u32, u8, u64),
     Repair(u32),
     NextFailure,
 }
@@ -56,8 +57,10 @@ pub struct TwinConfig {
     /// 5–20 min after failures at RSC, Kokolis et al. 2024 — we take the low end for planned
     /// preemptions).
     pub restart_overhead_s: u64,
-    /// Node failures, when modelled.
+    /// Random node failures, when modelled.
     pub failures: Option<FailureConfig>,
+    /// Failures replayed from a trace (in addition to any random ones).
+    pub failure_trace: Vec<crate::failures::FailureEvent>,
 }
 
 /// Random node failures: a Poisson process per failing unit (an HGX node, an NVL72 compute tray)
@@ -90,7 +93,14 @@ impl Default for FailureConfig {
 
 impl TwinConfig {
     pub fn new(policy: &str, sched: SchedConfig, seed: u64) -> TwinConfig {
-        TwinConfig { policy: policy.to_string(), sched, seed, restart_overhead_s: 300, failures: None }
+        TwinConfig {
+            policy: policy.to_string(),
+            sched,
+            seed,
+            restart_overhead_s: 300,
+            failures: None,
+            failure_trace: Vec::new(),
+        }
     }
 }
 
@@ -101,8 +111,6 @@ struct Failures {
     cumulative: Vec<f64>,
     /// Failures per second over the whole facility.
     rate: f64,
-    by_cause: Vec<u64>,
-    count: u64,
     cfg: FailureConfig,
 }
 
@@ -145,6 +153,8 @@ pub struct Twin<'a> {
     log: Vec<JobLog>,
     preempted: Vec<JobId>,
     failures: Option<Failures>,
+    fail_count: u64,
+    fail_by_cause: Vec<u64>,
     down: TimeSeries,
     busy: TimeSeries,
     queue: TimeSeries,
@@ -170,7 +180,7 @@ impl Failures {
             cumulative.push(acc);
         }
         let rate = acc * cfg.per_1000_node_days / 1000.0 / 86_400.0;
-        Failures { rng, cumulative, rate, by_cause: vec![0; ROOT_CAUSES.len()], count: 0, cfg }
+        Failures { rng, cumulative, rate, cfg }
     }
 }
 
@@ -212,6 +222,8 @@ impl<'a> Twin<'a> {
             log: workload.jobs.iter().map(|j| JobLog { remaining: j.runtime.0, ..JobLog::default() }).collect(),
             preempted: Vec::new(),
             failures,
+            fail_count: 0,
+            fail_by_cause: vec![0; ROOT_CAUSES.len()],
             down: TimeSeries::new(bucket),
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
@@ -259,7 +271,7 @@ impl<'a> Twin<'a> {
             }
             Kind::Wakeup => {}
             Kind::NextFailure => self.next_failure(ev.time),
-            Kind::Fail(d, cause) => self.fail(d, cause, ev.time)?,
+            Kind::Fail(d, cause, repair) => self.fail(d, cause, repair, ev.time)?,
             Kind::Repair(d) => {
                 self.sched.repair_domain(fabrik_model::DomainId(d))?;
                 self.down.set(ev.time, self.sched.cluster().down_gpus() as f64);
@@ -289,21 +301,25 @@ impl<'a> Twin<'a> {
         }
         if gap.is_finite() {
             let at = now + Secs(gap.ceil() as u64);
-            self.push(at, Kind::Fail(d, cause as u8));
+            self.push(at, Kind::Fail(d, cause as u8, 0));
             self.push(at, Kind::NextFailure);
         }
     }
 
-    fn fail(&mut self, d: u32, cause: u8, now: SimTime) -> Result<(), TwinError> {
+    fn fail(&mut self, d: u32, cause: u8, given_repair: u64, now: SimTime) -> Result<(), TwinError> {
         let dom = fabrik_model::DomainId(d);
         if self.sched.cluster().is_down(dom) {
             return Ok(());
         }
-        let f = self.failures.as_mut().expect("failure events need the failure model");
-        f.count += 1;
-        f.by_cause[cause as usize] += 1;
+        self.fail_count += 1;
+        self.fail_by_cause[cause as usize] += 1;
         let typical = ROOT_CAUSES[cause as usize].2;
-        let repair = LogNormal::new(typical.ln(), f.cfg.repair_sigma).map_or(typical, |l| l.sample(&mut f.rng));
+        let repair = match self.failures.as_mut() {
+            Some(f) if given_repair == 0 => {
+                LogNormal::new(typical.ln(), f.cfg.repair_sigma).map_or(typical, |l| l.sample(&mut f.rng))
+            }
+            _ => given_repair as f64,
+        };
         self.sched.fail_domain(dom, now)?;
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
@@ -339,7 +355,8 @@ impl<'a> Twin<'a> {
         if failure {
             l.fail_lost_gpu_s += lost;
             l.interruptions += 1;
-            l.next_overhead = (fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(gpus)) as u64;
+            l.next_overhead =
+                (fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(gpus)) as u64;
         } else {
             l.lost_gpu_s += lost;
             l.next_overhead = self.cfg.restart_overhead_s;
@@ -351,6 +368,11 @@ impl<'a> Twin<'a> {
         self.push_next_arrival();
         if self.failures.is_some() {
             self.push(SimTime::ZERO, Kind::NextFailure);
+        }
+        for k in 0..self.cfg.failure_trace.len() {
+            let e = &self.cfg.failure_trace[k];
+            let kind = Kind::Fail(e.domain.0, e.cause, e.repair.0.max(1));
+            self.push(e.at, kind);
         }
         let mut started = Vec::new();
         let total = self.workload.jobs.len() as u64;
@@ -408,7 +430,8 @@ impl<'a> Twin<'a> {
             events: self.events_handled,
             passes: self.passes,
             offset: self.offset,
-            failures: self.failures.as_ref().map(|f| (f.count, f.by_cause.clone())),
+            failures: (self.failures.is_some() || !self.cfg.failure_trace.is_empty())
+                .then(|| (self.fail_count, self.fail_by_cause.clone())),
             down: &self.down,
         }))
     }

@@ -159,6 +159,42 @@ pub fn render(r: &Report) -> String {
         &|v| format!("{v:.0}"),
         "#d9822b",
     ));
+    if r.summary.failures > 0 {
+        let dmax = r.timeseries.down_gpus.iter().copied().fold(0.0, f64::max);
+        o.push_str(&line_chart(
+            "GPUs out of service (failed, in repair) over time",
+            &r.timeseries.down_gpus,
+            dx,
+            dmax,
+            &|v| format!("{v:.0}"),
+            "#c0392b",
+        ));
+        let _ = write!(
+            o,
+            "<h2>Failures</h2><p>{} failures, {} job interruptions ({:.1}/day), {:.0} GPU-hours of work lost; ETTR mean {:.3}, goodput mean {:.3}.</p>\
+             <table><tr><th>GPUs</th><th>jobs</th><th>interruptions</th><th>job-hours</th><th>MTBF (h)</th><th>mean ETTR</th></tr>",
+            r.summary.failures,
+            r.summary.interruptions,
+            r.summary.interruptions_per_day,
+            r.summary.failure_lost_gpu_hours,
+            r.summary.ettr.mean,
+            r.summary.goodput.mean
+        );
+        for x in &r.reliability {
+            let mtbf = x.mtbf_hours.map_or("-".to_string(), |m| format!("{m:.1}"));
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.3}</td></tr>",
+                esc(&x.gpus),
+                x.jobs,
+                x.interruptions,
+                x.run_hours,
+                mtbf,
+                x.mean_ettr
+            );
+        }
+        o.push_str("</table>");
+    }
     let shares: Vec<(String, Vec<f64>)> =
         r.accounts.iter().map(|a| (a.account.clone(), vec![a.entitled_share, a.used_share])).collect();
     o.push_str(&bar_chart(

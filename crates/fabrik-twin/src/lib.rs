@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod engine;
+pub mod failures;
 pub mod html;
 pub mod metrics;
 pub mod report;

@@ -242,7 +242,11 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         let span = (end - start).0.max(1) as f64;
         let ettr = (run as f64 / span).min(1.0);
         ettrs.push(ettr);
-        goodputs.push(if log.held_gpu_s > 0.0 { (f64::from(s.gpus) * run as f64 / log.held_gpu_s).min(1.0) } else { 1.0 });
+        goodputs.push(if log.held_gpu_s > 0.0 {
+            (f64::from(s.gpus) * run as f64 / log.held_gpu_s).min(1.0)
+        } else {
+            1.0
+        });
         let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
         rel[c].0 += 1;
         rel[c].1 += u64::from(log.interruptions);

@@ -187,3 +187,60 @@ fn an_advance_reservation_in_the_facility_file_is_honoured_in_the_twin() {
     assert_eq!(r.summary.jobs, 3);
     assert_eq!(r.summary.makespan_s, 3000);
 }
+
+#[test]
+fn a_traced_failure_interrupts_the_job_on_that_node_and_costs_work_since_its_checkpoint() {
+    // tiny: A (node 0, checkpoints every 100 s) and B (node 1) run 1,000 s from t = 0. Node 0
+    // fails at 250 ("software bug", back after 10 min): A keeps 200 s of work and loses 50 s ×
+    // 8 GPUs = 400 GPU-s. Node 0 is back at 850, before B frees node 1 (1,000): A restarts on
+    // it, pays detection (150 s) plus a cold restart (200 s) and runs its remaining 800 s: it
+    // ends at 850 + 350 + 800 = 2,000.
+    let f = Facility::preset("tiny").unwrap();
+    let jobs = "name,submit,account,gpus,walltime,runtime,checkpoint_interval\n\
+                a,0,eval,8,10000,1000,100\n\
+                b,0,eval,8,10000,1000,\n";
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let trace = fabrik_twin::failures::read_trace(
+        "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
+        "f.csv",
+        &f,
+    )
+    .unwrap();
+    let mut c = cfg("fifo");
+    c.failure_trace = trace;
+    let r = simulate(&f, &w, c.clone()).unwrap();
+    let s = &r.summary;
+    assert_eq!((s.failures, s.interruptions), (1, 1));
+    assert!((s.failure_lost_gpu_hours - 400.0 / 3600.0).abs() < 1e-12);
+    let a = r.jobs.iter().find(|j| j.name == "a").unwrap();
+    assert_eq!((a.start_s, a.end_s), (0, 2000));
+    // ETTR of a: 1,000 s of training over 2,000 s; b: 1; goodput of a: 8,000 / (8 × (250 + 1,150))
+    assert!((s.ettr.mean - (1000.0 / 2000.0 + 1.0) / 2.0).abs() < 1e-12);
+    assert!((s.goodput.mean - (8000.0 / (8.0 * 1400.0) + 1.0) / 2.0).abs() < 1e-12);
+    assert_eq!(r.failure_causes.iter().find(|c| c.cause == "software bug").unwrap().failures, 1);
+    // the same trace gives the same report
+    assert_eq!(r.to_json(), simulate(&f, &w, c).unwrap().to_json());
+}
+
+#[test]
+fn random_failures_hit_large_jobs_more_often() {
+    // 512 nodes of 8 GPUs at 100 failures per 1,000 node-days (boosted for a short test): a
+    // 2,048-GPU job spans 256 nodes, so it is interrupted far more often per hour than 1-GPU jobs.
+    let f = Facility::preset("ai-factory").unwrap();
+    let mut jobs = String::from("name,submit,account,gpus,walltime,runtime,checkpoint_interval\n");
+    jobs.push_str("big,0,pretrain,2048,30d,5d,1h\n");
+    for k in 0..200 {
+        jobs.push_str(&format!("s{k},{},eval,1,3d,1d,1h\n", k * 600));
+    }
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let mut c = cfg("fifo-backfill");
+    c.failures = Some(fabrik_twin::engine::FailureConfig { per_1000_node_days: 100.0, ..Default::default() });
+    let r = simulate(&f, &w, c).unwrap();
+    let row = |g: &str| r.reliability.iter().find(|x| x.gpus == g).unwrap().clone();
+    let (big, small) = (row("513-4096"), row("1"));
+    assert!(r.summary.failures > 0 && big.interruptions > 0);
+    // interruptions per job-hour grow with the nodes a job spans
+    let per_hour = |x: &fabrik_twin::report::ReliabilityRow| x.interruptions as f64 / x.run_hours;
+    assert!(per_hour(&big) > 10.0 * per_hour(&small), "{big:?} vs {small:?}");
+    assert!(r.summary.ettr.mean < 1.0);
+}
