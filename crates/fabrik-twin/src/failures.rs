@@ -42,7 +42,7 @@ pub fn read_trace(input: impl Read, origin: &str, f: &Facility) -> Result<Vec<Fa
         }
         let comp = get(c_comp);
         let cause = ROOT_CAUSES.iter().position(|c| c.0.eq_ignore_ascii_case(comp)).unwrap_or(ROOT_CAUSES.len() - 1);
-        let repair = match c_repair.map(|c| get(c)).filter(|v| !v.is_empty()) {
+        let repair = match c_repair.map(get).filter(|v| !v.is_empty()) {
             Some(v) => parse_duration(v).map_err(|m| bad("repair", m))?,
             None => ROOT_CAUSES[cause].2 as u64,
         };
