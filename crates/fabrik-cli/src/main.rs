@@ -99,6 +99,12 @@ pub struct SimArgs {
     /// Replay failures from a CSV: time,node,component[,repair].
     #[arg(long)]
     failure_trace: Option<PathBuf>,
+    /// Checkpoint interval of every job: as-submitted, young-daly, or seconds (90m, 1h …).
+    #[arg(long, default_value = "as-submitted")]
+    checkpoint_interval: String,
+    /// Seconds a checkpoint blocks the job (0: asynchronous).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_write_s: u64,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -317,6 +323,15 @@ fn simulate(a: &SimArgs) -> Result<()> {
         }
         cfg.failures = Some(fc);
     }
+    cfg.checkpoint_write_s = a.checkpoint_write_s;
+    cfg.checkpoint = match a.checkpoint_interval.as_str() {
+        "as-submitted" => fabrik_twin::engine::CheckpointPolicy::AsSubmitted,
+        "young-daly" => fabrik_twin::engine::CheckpointPolicy::YoungDaly,
+        other => fabrik_twin::engine::CheckpointPolicy::Every(
+            fabrik_model::units::parse_duration(other)
+                .map_err(|e| anyhow::anyhow!("--checkpoint-interval: {e} (or as-submitted, young-daly)"))?,
+        ),
+    };
     if let Some(p) = &a.failure_trace {
         let file = std::fs::File::open(p).with_context(|| format!("cannot open failure trace {}", p.display()))?;
         cfg.failure_trace = fabrik_twin::failures::read_trace(file, &p.display().to_string(), &facility)?;

@@ -61,6 +61,40 @@ pub struct TwinConfig {
     pub failures: Option<FailureConfig>,
     /// Failures replayed from a trace (in addition to any random ones).
     pub failure_trace: Vec<crate::failures::FailureEvent>,
+    /// How often jobs checkpoint.
+    pub checkpoint: CheckpointPolicy,
+    /// Seconds a job stops computing to write one checkpoint (0: asynchronous checkpoints).
+    pub checkpoint_write_s: u64,
+}
+
+/// Where a job's checkpoint interval comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointPolicy {
+    /// The interval in the job's spec (none: it loses its whole run when stopped).
+    AsSubmitted,
+    /// Every job checkpoints at this interval, seconds.
+    Every(u64),
+    /// Daly's optimum √(2·C·M) − C for the job's write time C and its MTBF M (its nodes × the
+    /// failure rate); at least one minute.
+    YoungDaly,
+}
+
+/// Daly's interval √(2·C·M) − C, at least a minute, for a job of `gpus` GPUs on nodes of
+/// `per_node` GPUs failing `rate` times per 1,000 node-days, writing a checkpoint in `cost_s`.
+pub fn young_daly_s(gpus: u32, per_node: u32, rate: f64, cost_s: u64) -> u64 {
+    let nodes = (f64::from(gpus) / f64::from(per_node.max(1))).ceil().max(1.0);
+    let mtbf = 86_400.0 / (nodes * rate / 1000.0).max(1e-12);
+    let c = cost_s as f64;
+    ((2.0 * c * mtbf).sqrt() - c).max(60.0) as u64
+}
+
+/// Wall time to do `work` seconds when every `tau` seconds of work cost `cost` more.
+fn wall_for(work: u64, tau: u64, cost: u64) -> u64 {
+    if tau == 0 || cost == 0 {
+        return work;
+    }
+    work + (work.saturating_sub(1) / tau) * cost
 }
 
 /// Random node failures: a Poisson process per failing unit (an HGX node, an NVL72 compute tray)
@@ -100,6 +134,8 @@ impl TwinConfig {
             restart_overhead_s: 300,
             failures: None,
             failure_trace: Vec::new(),
+            checkpoint: CheckpointPolicy::AsSubmitted,
+            checkpoint_write_s: 0,
         }
     }
 }
@@ -127,6 +163,9 @@ pub(crate) struct JobLog {
     pub next_overhead: u64,
     pub interruptions: u32,
     pub fail_lost_gpu_s: f64,
+    /// Checkpoint interval (0: none) and blocking write time of this job's runs.
+    pub ckpt_interval: u64,
+    pub ckpt_cost: u64,
     pub killed: bool,
     /// GPU-seconds held over all runs.
     pub held_gpu_s: f64,
@@ -343,11 +382,9 @@ impl<'a> Twin<'a> {
         l.epoch += 1;
         let ran = (now - l.run_start).0;
         let useful = ran.saturating_sub(l.run_overhead);
-        let saved = match spec.checkpoint_interval {
-            Some(c) if c.0 > 0 => (useful / c.0) * c.0,
-            _ => 0,
-        }
-        .min(l.remaining);
+        // completed (work + write) cycles are saved; the partial cycle is lost
+        let saved = if l.ckpt_interval > 0 { (useful / (l.ckpt_interval + l.ckpt_cost)) * l.ckpt_interval } else { 0 }
+            .min(l.remaining);
         l.remaining -= saved;
         l.held_gpu_s += gpus * ran as f64;
         let lost = gpus * (useful - saved.min(useful)) as f64;
@@ -360,6 +397,24 @@ impl<'a> Twin<'a> {
         } else {
             l.lost_gpu_s += lost;
             l.next_overhead = self.cfg.restart_overhead_s;
+        }
+    }
+
+    /// The checkpoint interval a job runs with, seconds (0: none).
+    fn checkpoint_interval(&self, spec: &fabrik_model::JobSpec) -> u64 {
+        match self.cfg.checkpoint {
+            CheckpointPolicy::AsSubmitted => spec.checkpoint_interval.map_or(0, |s| s.0),
+            CheckpointPolicy::Every(s) => s,
+            CheckpointPolicy::YoungDaly => {
+                let rate = self
+                    .cfg
+                    .failures
+                    .as_ref()
+                    .map_or(fabrik_model::reliability::FAILURES_PER_1000_NODE_DAYS, |f| f.per_1000_node_days);
+                let per_node =
+                    spec.gpu_type.map_or(8, |t| fabrik_model::reliability::gpus_per_node(&self.facility.gpu(t).name));
+                young_daly_s(spec.gpus, per_node, rate, self.cfg.checkpoint_write_s)
+            }
         }
     }
 
@@ -392,12 +447,15 @@ impl<'a> Twin<'a> {
             }
             for &id in &started {
                 let tj = &self.workload.jobs[id.idx() - self.offset];
+                let tau = self.checkpoint_interval(&tj.spec);
                 let l = &mut self.log[id.idx() - self.offset];
+                l.ckpt_interval = tau;
+                l.ckpt_cost = if tau > 0 { self.cfg.checkpoint_write_s } else { 0 };
                 l.first_start.get_or_insert(now);
                 l.run_start = now;
                 l.run_overhead = std::mem::take(&mut l.next_overhead);
                 l.epoch += 1;
-                let need = l.remaining + l.run_overhead;
+                let need = wall_for(l.remaining, l.ckpt_interval, l.ckpt_cost) + l.run_overhead;
                 l.killed = need > tj.spec.walltime.0;
                 let (end, epoch) = (now + Secs(need.min(tj.spec.walltime.0)), l.epoch);
                 self.push(end, Kind::End(id, epoch));

@@ -244,3 +244,37 @@ fn random_failures_hit_large_jobs_more_often() {
     assert!(per_hour(&big) > 10.0 * per_hour(&small), "{big:?} vs {small:?}");
     assert!(r.summary.ettr.mean < 1.0);
 }
+
+#[test]
+fn blocking_checkpoints_cost_time_and_the_partial_cycle_is_lost() {
+    // As above, but each checkpoint blocks 10 s: a runs (100 s work + 10 s write) cycles. At 250
+    // it has finished two cycles (220 s) and keeps 200 s of work, losing 50 s × 8 GPUs. It
+    // restarts at 850 with 350 s overhead and 800 s of work = 800 + 7 × 10 s of writes:
+    // it ends at 850 + 350 + 870 = 2,070. b (no interval) writes no checkpoints: 1,000 s.
+    let f = Facility::preset("tiny").unwrap();
+    let jobs = "name,submit,account,gpus,walltime,runtime,checkpoint_interval\n\
+                a,0,eval,8,10000,1000,100\n\
+                b,0,eval,8,10000,1000,\n";
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let mut c = cfg("fifo");
+    c.failure_trace = fabrik_twin::failures::read_trace(
+        "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
+        "f.csv",
+        &f,
+    )
+    .unwrap();
+    c.checkpoint_write_s = 10;
+    let r = simulate(&f, &w, c).unwrap();
+    let end = |n: &str| r.jobs.iter().find(|j| j.name == n).unwrap().end_s;
+    assert_eq!((end("a"), end("b")), (2070, 1000));
+    assert!((r.summary.failure_lost_gpu_hours - 400.0 / 3600.0).abs() < 1e-12);
+}
+
+#[test]
+fn young_daly_intervals_follow_the_job_size() {
+    // 16 GPUs = 2 nodes at 6.5/1,000 node-days: M = 86,400 / 0.013 s; C = 10 s:
+    // √(2 · 10 · M) − 10 = 11,519.2 s. 16,384 GPUs (2,048 nodes): M = 6,490.4 s → 350.3 s.
+    assert_eq!(fabrik_twin::engine::young_daly_s(16, 8, 6.5, 10), 11_519);
+    assert_eq!(fabrik_twin::engine::young_daly_s(16_384, 8, 6.5, 10), 350);
+    assert_eq!(fabrik_twin::engine::young_daly_s(8, 8, 6.5, 0), 60, "free checkpoints: every minute");
+}
