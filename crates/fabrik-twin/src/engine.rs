@@ -110,8 +110,15 @@ pub struct FailureConfig {
     pub lemon_factor: f64,
     /// Spread (σ of the log) of repair times around each cause's typical value.
     pub repair_sigma: f64,
+    /// Leaf-switch failures per 1,000 switch-days; each takes its whole leaf group down for
+    /// `switch_repair_s`. An assumption (the reference has no switch-level rate): 1 and 4 h.
+    pub switch_per_1000_days: f64,
+    pub switch_repair_s: f64,
     pub seed: u64,
 }
+
+/// The cause index of a leaf-switch failure (after the node-level `ROOT_CAUSES`).
+pub const SWITCH_CAUSE: usize = ROOT_CAUSES.len();
 
 impl Default for FailureConfig {
     fn default() -> Self {
@@ -120,6 +127,8 @@ impl Default for FailureConfig {
             lemon_fraction: 0.01,
             lemon_factor: 10.0,
             repair_sigma: 0.5,
+            switch_per_1000_days: 1.0,
+            switch_repair_s: 14_400.0,
             seed: 7,
         }
     }
@@ -145,8 +154,11 @@ struct Failures {
     rng: ChaCha8Rng,
     /// Cumulative failure weight per domain (nodes in it × lemon factor), for sampling.
     cumulative: Vec<f64>,
-    /// Failures per second over the whole facility.
+    /// Node failures per second over the whole facility.
     rate: f64,
+    /// Leaf-switch failures per second over the whole facility.
+    switch_rate: f64,
+    groups: u32,
     cfg: FailureConfig,
 }
 
@@ -219,7 +231,9 @@ impl Failures {
             cumulative.push(acc);
         }
         let rate = acc * cfg.per_1000_node_days / 1000.0 / 86_400.0;
-        Failures { rng, cumulative, rate, cfg }
+        let groups = f.groups.len() as u32;
+        let switch_rate = f64::from(groups) * cfg.switch_per_1000_days / 1000.0 / 86_400.0;
+        Failures { rng, cumulative, rate, switch_rate, groups, cfg }
     }
 }
 
@@ -262,7 +276,7 @@ impl<'a> Twin<'a> {
             preempted: Vec::new(),
             failures,
             fail_count: 0,
-            fail_by_cause: vec![0; ROOT_CAUSES.len()],
+            fail_by_cause: vec![0; ROOT_CAUSES.len() + 1],
             down: TimeSeries::new(bucket),
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
@@ -325,7 +339,18 @@ impl<'a> Twin<'a> {
             return; // everything has ended: stop the process so the run can finish
         }
         let Some(f) = self.failures.as_mut() else { return };
-        let gap = Exp::new(f.rate).map_or(f64::INFINITY, |e| e.sample(&mut f.rng));
+        let gap = Exp::new(f.rate + f.switch_rate).map_or(f64::INFINITY, |e| e.sample(&mut f.rng));
+        if f.rng.gen::<f64>() * (f.rate + f.switch_rate) < f.switch_rate {
+            let g = f.rng.gen_range(0..f.groups.max(1));
+            let repair = f.cfg.switch_repair_s.max(1.0) as u64;
+            if gap.is_finite() {
+                let at = now + Secs(gap.ceil() as u64);
+                let first = self.facility.groups[g as usize].first_domain;
+                self.push(at, Kind::Fail(first, SWITCH_CAUSE as u8, repair));
+                self.push(at, Kind::NextFailure);
+            }
+            return;
+        }
         let x = f.rng.gen::<f64>() * f.cumulative.last().copied().unwrap_or(0.0);
         let d = f.cumulative.partition_point(|&c| c <= x).min(f.cumulative.len() - 1) as u32;
         let u = f.rng.gen::<f64>();
@@ -352,6 +377,25 @@ impl<'a> Twin<'a> {
         }
         self.fail_count += 1;
         self.fail_by_cause[cause as usize] += 1;
+        if cause as usize == SWITCH_CAUSE {
+            // a leaf switch: every domain of the group goes down together
+            let g = &self.facility.groups[self.facility.domains[d as usize].group.idx()];
+            let repair = given_repair.max(1);
+            for dd in g.domain_ids() {
+                if self.sched.cluster().is_down(dd) {
+                    continue;
+                }
+                self.sched.fail_domain(dd, now)?;
+                self.push(now + Secs(repair), Kind::Repair(dd.0));
+            }
+            let mut hit = Vec::new();
+            self.sched.drain_interrupted(&mut hit);
+            for id in hit {
+                self.stopped(id, now, true);
+            }
+            self.down.set(now, self.sched.cluster().down_gpus() as f64);
+            return Ok(());
+        }
         let typical = ROOT_CAUSES[cause as usize].2;
         let repair = match self.failures.as_mut() {
             Some(f) if given_repair == 0 => {

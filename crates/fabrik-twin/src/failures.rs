@@ -1,7 +1,8 @@
 //! Trace-driven failures: a CSV of `time,node,component[,repair]` — when (seconds or `3h`), which
 //! NVLink domain (index), which root cause (a name of `fabrik_model::reliability::ROOT_CAUSES`,
-//! case-insensitive, or anything else for "other"), and optionally for how long it stays out of
-//! service (else the cause's typical repair time).
+//! case-insensitive; `leaf switch` takes the node's whole leaf group down; anything else counts
+//! as "other"), and optionally for how long it stays out of service (else the cause's typical
+//! repair time; 4 h for a switch).
 
 use crate::workload::WorkloadError;
 use fabrik_model::reliability::ROOT_CAUSES;
@@ -41,9 +42,14 @@ pub fn read_trace(input: impl Read, origin: &str, f: &Facility) -> Result<Vec<Fa
             return Err(bad("node", format!("{node} is not a domain of {} (0..{})", f.name, f.domains.len())));
         }
         let comp = get(c_comp);
-        let cause = ROOT_CAUSES.iter().position(|c| c.0.eq_ignore_ascii_case(comp)).unwrap_or(ROOT_CAUSES.len() - 1);
+        let cause = if comp.eq_ignore_ascii_case("leaf switch") {
+            crate::engine::SWITCH_CAUSE
+        } else {
+            ROOT_CAUSES.iter().position(|c| c.0.eq_ignore_ascii_case(comp)).unwrap_or(ROOT_CAUSES.len() - 1)
+        };
         let repair = match c_repair.map(get).filter(|v| !v.is_empty()) {
             Some(v) => parse_duration(v).map_err(|m| bad("repair", m))?,
+            None if cause == crate::engine::SWITCH_CAUSE => 14_400,
             None => ROOT_CAUSES[cause].2 as u64,
         };
         out.push(FailureEvent { at: SimTime(at), domain: DomainId(node), cause: cause as u8, repair: Secs(repair) });

@@ -394,8 +394,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             .map(|(_, by)| {
                 fabrik_model::reliability::ROOT_CAUSES
                     .iter()
+                    .map(|c| c.0)
+                    .chain(std::iter::once("leaf switch (whole group)"))
                     .zip(by)
-                    .map(|(c, &n)| CauseRow { cause: c.0.to_string(), failures: n })
+                    .map(|(c, &n)| CauseRow { cause: c.to_string(), failures: n })
                     .collect()
             })
             .unwrap_or_default(),

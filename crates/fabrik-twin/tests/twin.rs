@@ -278,3 +278,26 @@ fn young_daly_intervals_follow_the_job_size() {
     assert_eq!(fabrik_twin::engine::young_daly_s(16_384, 8, 6.5, 10), 350);
     assert_eq!(fabrik_twin::engine::young_daly_s(8, 8, 6.5, 0), 60, "free checkpoints: every minute");
 }
+
+#[test]
+fn a_leaf_switch_failure_takes_its_whole_group_down() {
+    // small: 4 groups of 4 nodes. Four 32-GPU jobs fill one group each; group 1's switch fails
+    // at 100 for an hour: exactly the job in group 1 is interrupted, 32 GPUs go out of service.
+    let f = Facility::preset("small").unwrap();
+    let mut jobs = String::from("name,submit,account,gpus,walltime,runtime,checkpoint_interval\n");
+    for k in 0..4 {
+        jobs.push_str(&format!("g{k},0,eval,32,10000,1000,100\n"));
+    }
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let mut c = cfg("fifo");
+    c.failure_trace =
+        fabrik_twin::failures::read_trace("time,node,component,repair\n100,5,leaf switch,1h\n".as_bytes(), "f.csv", &f)
+            .unwrap();
+    let r = simulate(&f, &w, c).unwrap();
+    assert_eq!((r.summary.failures, r.summary.interruptions), (1, 1));
+    let hit: Vec<&str> = r.jobs.iter().filter(|j| j.end_s > 1000).map(|j| j.name.as_str()).collect();
+    assert_eq!(hit, vec!["g1"]);
+    assert_eq!(r.failure_causes.last().unwrap().failures, 1);
+    // hourly buckets: 32 GPUs down from 100 s to 3,700 s → the first hour averages 32 × 3,500 / 3,600
+    assert!((r.timeseries.down_gpus[0] - 32.0 * 3500.0 / 3600.0).abs() < 1e-9);
+}
