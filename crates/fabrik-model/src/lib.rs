@@ -6,6 +6,7 @@ pub mod error;
 pub mod facility;
 pub mod gpu;
 pub mod ids;
+pub mod health;
 pub mod job;
 pub mod reliability;
 pub mod tenants;
