@@ -96,6 +96,9 @@ pub struct SimArgs {
     /// Failures per 1,000 node-days for --failures (default 6.5, Kokolis et al. 2024).
     #[arg(long)]
     failure_rate: Option<f64>,
+    /// With --failures: watch synthetic telemetry with the health detector and drain suspects.
+    #[arg(long)]
+    predictive: bool,
     /// Replay failures from a CSV: time,node,component[,repair].
     #[arg(long)]
     failure_trace: Option<PathBuf>,
@@ -313,6 +316,9 @@ fn simulate(a: &SimArgs) -> Result<()> {
     let workload = load_workload(&a.w.workload, &facility, a.w.days, a.w.load, a.w.seed)?;
     let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
+    if a.predictive && !(a.failures || a.failure_rate.is_some()) {
+        bail!("--predictive needs --failures (or --failure-rate)");
+    }
     if a.failures || a.failure_rate.is_some() {
         let mut fc = fabrik_twin::engine::FailureConfig { seed: a.w.seed, ..Default::default() };
         if let Some(r) = a.failure_rate {
@@ -320,6 +326,9 @@ fn simulate(a: &SimArgs) -> Result<()> {
                 bail!("--failure-rate must be zero or positive, got {r}");
             }
             fc.per_1000_node_days = r;
+        }
+        if a.predictive {
+            fc.predictive = Some(fabrik_twin::engine::PredictiveConfig::default());
         }
         cfg.failures = Some(fc);
     }

@@ -41,7 +41,15 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        DetectorConfig { ecc_alpha: 0.3, ecc_limit: 4.0, xid_count: 2, xid_window: 6, temp_k: 1.0, temp_h: 8.0, votes: 2 }
+        DetectorConfig {
+            ecc_alpha: 0.3,
+            ecc_limit: 4.0,
+            xid_count: 2,
+            xid_window: 6,
+            temp_k: 1.0,
+            temp_h: 8.0,
+            votes: 2,
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 pub mod error;
 pub mod facility;
 pub mod gpu;
-pub mod ids;
 pub mod health;
+pub mod ids;
 pub mod job;
 pub mod reliability;
 pub mod tenants;

@@ -10,7 +10,7 @@ use fabrik_model::{Facility, JobId, Secs, SimTime};
 use fabrik_sched::{SchedConfig, Scheduler};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Exp, LogNormal};
+use rand_distr::{Distribution, Exp, LogNormal, Normal, Poisson};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -35,8 +35,11 @@ enum Kind {
     /// A domain fails with a root cause (index into `ROOT_CAUSES`) for a repair time (0: draw
     /// one from the model).
     Fail(u32, u8, u64),
+    /// A failure announced by precursor telemetry; it does not happen if the node was drained.
+    PredictedFail(u32, u8),
     Repair(u32),
     NextFailure,
+    Telemetry,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -114,7 +117,58 @@ pub struct FailureConfig {
     /// `switch_repair_s`. An assumption (the reference has no switch-level rate): 1 and 4 h.
     pub switch_per_1000_days: f64,
     pub switch_repair_s: f64,
+    /// Hardware failures (HBM, PCIe, GPU, silent data corruption) show precursor telemetry —
+    /// rising corrected-ECC counts, XID events, temperature drift — for `lead_time_s` before
+    /// they happen, with this probability (an assumption; the reference gives no figure).
+    pub predictable_share: f64,
+    pub lead_time_s: u64,
+    /// Run the detector and drain suspect nodes.
+    pub predictive: Option<PredictiveConfig>,
     pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictiveConfig {
+    pub detector: fabrik_model::health::DetectorConfig,
+    /// Seconds between telemetry samples of every node.
+    pub interval_s: u64,
+    /// How long a drained node that was healthy is out for inspection.
+    pub inspection_s: u64,
+}
+
+impl Default for PredictiveConfig {
+    fn default() -> Self {
+        PredictiveConfig { detector: Default::default(), interval_s: 3600, inspection_s: 14_400 }
+    }
+}
+
+/// Causes whose failures may announce themselves in telemetry.
+const PREDICTABLE: [usize; 4] = [0, 1, 3, 8];
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    onset: SimTime,
+    at: SimTime,
+    cause: u8,
+}
+
+/// Outcomes of predictive maintenance.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Maintenance {
+    pub telemetry_samples: u64,
+    pub drains: u64,
+    pub true_drains: u64,
+    pub false_drains: u64,
+    /// Failures that had precursor telemetry.
+    pub predictable_failures: u64,
+    pub failures_avoided: u64,
+    pub jobs_moved: u64,
+    /// Work the moved jobs would have lost, plus the failure restart they would have paid beyond
+    /// a planned one: Σ GPUs × (half the unsaved run + detection + cold restart − planned
+    /// restart), GPU-hours. An estimate; run once without `predictive` for the measured effect.
+    pub gpu_hours_saved_estimate: f64,
+    /// Capacity taken out by drains of healthy nodes: GPUs × inspection time, GPU-hours.
+    pub false_drain_gpu_hours: f64,
 }
 
 /// The cause index of a leaf-switch failure (after the node-level `ROOT_CAUSES`).
@@ -129,6 +183,9 @@ impl Default for FailureConfig {
             repair_sigma: 0.5,
             switch_per_1000_days: 1.0,
             switch_repair_s: 14_400.0,
+            predictable_share: 0.7,
+            lead_time_s: 86_400,
+            predictive: None,
             seed: 7,
         }
     }
@@ -160,6 +217,20 @@ struct Failures {
     switch_rate: f64,
     groups: u32,
     cfg: FailureConfig,
+    /// Telemetry noise has its own generator, so failures are the same with and without it.
+    telemetry_rng: ChaCha8Rng,
+    pending: Vec<Option<Pending>>,
+    detector: Option<fabrik_model::health::Detector>,
+    maintenance: Maintenance,
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Preempted,
+    Failure,
+    /// Its node was drained: it checkpointed and moves.
+    Drain,
 }
 
 /// What happened to each job beyond what the scheduler records.
@@ -233,7 +304,20 @@ impl Failures {
         let rate = acc * cfg.per_1000_node_days / 1000.0 / 86_400.0;
         let groups = f.groups.len() as u32;
         let switch_rate = f64::from(groups) * cfg.switch_per_1000_days / 1000.0 / 86_400.0;
-        Failures { rng, cumulative, rate, switch_rate, groups, cfg }
+        let detector =
+            cfg.predictive.as_ref().map(|p| fabrik_model::health::Detector::new(f.domains.len(), p.detector.clone()));
+        Failures {
+            rng,
+            cumulative,
+            rate,
+            switch_rate,
+            groups,
+            telemetry_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7E1E),
+            pending: vec![None; f.domains.len()],
+            detector,
+            maintenance: Maintenance::default(),
+            cfg,
+        }
     }
 }
 
@@ -325,7 +409,22 @@ impl<'a> Twin<'a> {
             Kind::Wakeup => {}
             Kind::NextFailure => self.next_failure(ev.time),
             Kind::Fail(d, cause, repair) => self.fail(d, cause, repair, ev.time)?,
+            Kind::PredictedFail(d, cause) => {
+                let f = self.failures.as_mut().expect("predicted failures need the failure model");
+                if f.pending[d as usize].is_some_and(|p| p.at == ev.time) {
+                    f.pending[d as usize] = None;
+                    f.maintenance.predictable_failures += 1;
+                    self.fail(d, cause, 0, ev.time)?;
+                } else {
+                    // drained before it failed: avoided (counted at the drain)
+                    f.maintenance.predictable_failures += 1;
+                }
+            }
+            Kind::Telemetry => self.telemetry(ev.time)?,
             Kind::Repair(d) => {
+                if let Some(det) = self.failures.as_mut().and_then(|f| f.detector.as_mut()) {
+                    det.reset(fabrik_model::DomainId(d));
+                }
                 self.sched.repair_domain(fabrik_model::DomainId(d))?;
                 self.down.set(ev.time, self.sched.cluster().down_gpus() as f64);
             }
@@ -364,10 +463,107 @@ impl<'a> Twin<'a> {
             }
         }
         if gap.is_finite() {
-            let at = now + Secs(gap.ceil() as u64);
-            self.push(at, Kind::Fail(d, cause as u8, 0));
-            self.push(at, Kind::NextFailure);
+            // The process runs `lead_time_s` ahead of the failures it draws, so a precursor can
+            // start before its failure.
+            let onset = now + Secs(gap.ceil() as u64);
+            let at = onset + Secs(f.cfg.lead_time_s);
+            let predictable = PREDICTABLE.contains(&cause) && f.rng.gen::<f64>() < f.cfg.predictable_share;
+            if predictable {
+                f.pending[d as usize] = Some(Pending { onset, at, cause: cause as u8 });
+                self.push(at, Kind::PredictedFail(d, cause as u8));
+            } else {
+                self.push(at, Kind::Fail(d, cause as u8, 0));
+            }
+            self.push(onset, Kind::NextFailure);
         }
+    }
+
+    /// One telemetry sample of every node in service; the detector's suspects are drained.
+    fn telemetry(&mut self, now: SimTime) -> Result<(), TwinError> {
+        if self.done >= self.workload.jobs.len() as u64 {
+            return Ok(());
+        }
+        let Some(f) = self.failures.as_mut() else { return Ok(()) };
+        let Some(p) = f.cfg.predictive.clone() else { return Ok(()) };
+        let mut suspects = Vec::new();
+        let noise = Normal::new(0.0, 1.5).expect("valid normal");
+        for d in 0..self.facility.domains.len() {
+            let dom = fabrik_model::DomainId(d as u32);
+            if self.sched.cluster().is_down(dom) {
+                continue;
+            }
+            // healthy: ~0.5 corrected ECC errors and 1% chance of an XID per sample; a degrading
+            // part ramps to ~12.5 errors, 41% XIDs and +5 °C as its failure approaches
+            let x = match f.pending[d] {
+                Some(pf) if now >= pf.onset => {
+                    ((now - pf.onset).0 as f64 / ((pf.at - pf.onset).0.max(1)) as f64).min(1.0)
+                }
+                _ => 0.0,
+            };
+            let r = &mut f.telemetry_rng;
+            let ecc = Poisson::new(0.5 + 12.0 * x).map_or(0.0, |p| p.sample(r));
+            let xid = u32::from(r.gen::<f64>() < 0.01 + 0.4 * x);
+            let temp = 5.0 * x + noise.sample(r);
+            let sample = fabrik_model::health::Sample { domain: dom, at: now, ecc, xid, temp_dev_c: temp };
+            f.maintenance.telemetry_samples += 1;
+            if let Some(fabrik_model::health::Verdict::Suspect { .. }) =
+                f.detector.as_mut().map(|det| det.observe(&sample))
+            {
+                suspects.push(d as u32);
+            }
+        }
+        for d in suspects {
+            self.drain(d, now, &p)?;
+        }
+        self.push(now + Secs(p.interval_s.max(1)), Kind::Telemetry);
+        Ok(())
+    }
+
+    /// Takes a suspect node out of service; its jobs checkpoint and move.
+    fn drain(&mut self, d: u32, now: SimTime, p: &PredictiveConfig) -> Result<(), TwinError> {
+        let dom = fabrik_model::DomainId(d);
+        let f = self.failures.as_mut().expect("drains need the failure model");
+        let true_positive = f.pending[d as usize].filter(|pf| now >= pf.onset && now < pf.at);
+        f.pending[d as usize] = None;
+        f.maintenance.drains += 1;
+        let gpus = f64::from(self.facility.domain_gpus(dom));
+        let repair = match true_positive {
+            Some(pf) => {
+                f.maintenance.true_drains += 1;
+                f.maintenance.failures_avoided += 1;
+                ROOT_CAUSES[pf.cause as usize].2 as u64
+            }
+            None => {
+                f.maintenance.false_drains += 1;
+                f.maintenance.false_drain_gpu_hours += gpus * p.inspection_s as f64 / 3600.0;
+                p.inspection_s
+            }
+        };
+        self.sched.fail_domain(dom, now)?;
+        let mut moved = Vec::new();
+        self.sched.drain_interrupted(&mut moved);
+        for &id in &moved {
+            if true_positive.is_some() {
+                let i = id.idx() - self.offset;
+                let l = &self.log[i];
+                let g = f64::from(self.workload.jobs[i].spec.gpus);
+                let unsaved =
+                    if l.ckpt_interval > 0 { l.ckpt_interval as f64 / 2.0 } else { (now - l.run_start).0 as f64 / 2.0 };
+                let failure_restart =
+                    fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(g);
+                let saved = g * (unsaved + failure_restart - self.cfg.restart_overhead_s as f64).max(0.0) / 3600.0;
+                if let Some(f) = self.failures.as_mut() {
+                    f.maintenance.gpu_hours_saved_estimate += saved;
+                }
+            }
+            self.stopped(id, now, Stop::Drain);
+        }
+        if let Some(f) = self.failures.as_mut() {
+            f.maintenance.jobs_moved += moved.len() as u64;
+        }
+        self.push(now + Secs(repair.max(1)), Kind::Repair(d));
+        self.down.set(now, self.sched.cluster().down_gpus() as f64);
+        Ok(())
     }
 
     fn fail(&mut self, d: u32, cause: u8, given_repair: u64, now: SimTime) -> Result<(), TwinError> {
@@ -391,7 +587,7 @@ impl<'a> Twin<'a> {
             let mut hit = Vec::new();
             self.sched.drain_interrupted(&mut hit);
             for id in hit {
-                self.stopped(id, now, true);
+                self.stopped(id, now, Stop::Failure);
             }
             self.down.set(now, self.sched.cluster().down_gpus() as f64);
             return Ok(());
@@ -407,7 +603,7 @@ impl<'a> Twin<'a> {
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
         for id in hit {
-            self.stopped(id, now, true);
+            self.stopped(id, now, Stop::Failure);
         }
         self.push(now + Secs(repair.ceil() as u64), Kind::Repair(d));
         self.down.set(now, self.sched.cluster().down_gpus() as f64);
@@ -418,7 +614,7 @@ impl<'a> Twin<'a> {
     /// checkpoint is lost, the job is requeued (the scheduler already did) and pays a restart
     /// overhead when it runs again (the configured one after a preemption; detection plus a cold
     /// restart that grows with the job's size after a failure).
-    fn stopped(&mut self, id: JobId, now: SimTime, failure: bool) {
+    fn stopped(&mut self, id: JobId, now: SimTime, why: Stop) {
         let i = id.idx() - self.offset;
         let spec = &self.workload.jobs[i].spec;
         let gpus = f64::from(spec.gpus);
@@ -427,13 +623,19 @@ impl<'a> Twin<'a> {
         let ran = (now - l.run_start).0;
         let useful = ran.saturating_sub(l.run_overhead);
         // completed (work + write) cycles are saved; the partial cycle is lost
-        let saved = if l.ckpt_interval > 0 { (useful / (l.ckpt_interval + l.ckpt_cost)) * l.ckpt_interval } else { 0 }
-            .min(l.remaining);
+        let cycles = if l.ckpt_interval > 0 { useful / (l.ckpt_interval + l.ckpt_cost) } else { 0 };
+        let saved = if why == Stop::Drain {
+            // a drained node's jobs write a checkpoint before they move: all work done is kept
+            useful - cycles * l.ckpt_cost
+        } else {
+            cycles * l.ckpt_interval
+        }
+        .min(l.remaining);
         l.remaining -= saved;
         l.held_gpu_s += gpus * ran as f64;
         let lost = gpus * (useful - saved.min(useful)) as f64;
         l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
-        if failure {
+        if why == Stop::Failure {
             l.fail_lost_gpu_s += lost;
             l.interruptions += 1;
             l.next_overhead =
@@ -465,8 +667,12 @@ impl<'a> Twin<'a> {
     /// Runs until every job has ended; returns the report.
     pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, TwinError> {
         self.push_next_arrival();
-        if self.failures.is_some() {
+        if let Some(f) = &self.failures {
+            let telemetry = f.cfg.predictive.is_some();
             self.push(SimTime::ZERO, Kind::NextFailure);
+            if telemetry {
+                self.push(SimTime::ZERO, Kind::Telemetry);
+            }
         }
         for k in 0..self.cfg.failure_trace.len() {
             let e = &self.cfg.failure_trace[k];
@@ -487,7 +693,7 @@ impl<'a> Twin<'a> {
             self.sched.drain_preempted(&mut self.preempted);
             for k in 0..self.preempted.len() {
                 let id = self.preempted[k];
-                self.stopped(id, now, false);
+                self.stopped(id, now, Stop::Preempted);
             }
             for &id in &started {
                 let tj = &self.workload.jobs[id.idx() - self.offset];
@@ -535,6 +741,7 @@ impl<'a> Twin<'a> {
             failures: (self.failures.is_some() || !self.cfg.failure_trace.is_empty())
                 .then(|| (self.fail_count, self.fail_by_cause.clone())),
             down: &self.down,
+            maintenance: self.failures.as_ref().filter(|f| f.cfg.predictive.is_some()).map(|f| f.maintenance.clone()),
         }))
     }
 }

@@ -26,6 +26,8 @@ pub struct Report {
     pub size_classes: Vec<SizeRow>,
     pub reliability: Vec<ReliabilityRow>,
     pub failure_causes: Vec<CauseRow>,
+    /// Predictive maintenance, when modelled.
+    pub maintenance: Option<MaintenanceReport>,
     pub wait_histogram: Vec<Bin>,
     pub timeseries: Series,
     #[serde(skip)]
@@ -90,6 +92,18 @@ pub struct ReliabilityRow {
     /// Observed mean time between interruptions of a running job, hours.
     pub mtbf_hours: Option<f64>,
     pub mean_ettr: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintenanceReport {
+    #[serde(flatten)]
+    pub counts: crate::engine::Maintenance,
+    /// True drains / all drains.
+    pub precision: f64,
+    /// Failures avoided / failures that had precursors.
+    pub recall_predictable: f64,
+    /// Failures avoided / all node failures.
+    pub recall_all: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +184,7 @@ pub(crate) struct Inputs<'a> {
     pub offset: usize,
     pub failures: Option<(u64, Vec<u64>)>,
     pub down: &'a TimeSeries,
+    pub maintenance: Option<crate::engine::Maintenance>,
 }
 
 const SIZE_CLASSES: &[(u32, u32, &str)] = &[
@@ -401,6 +416,19 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                     .collect()
             })
             .unwrap_or_default(),
+        maintenance: i.maintenance.clone().map(|m| {
+            let all = i.failures.as_ref().map_or(0, |f| f.0) + m.failures_avoided;
+            MaintenanceReport {
+                precision: if m.drains > 0 { m.true_drains as f64 / m.drains as f64 } else { 0.0 },
+                recall_predictable: if m.predictable_failures > 0 {
+                    m.failures_avoided as f64 / m.predictable_failures as f64
+                } else {
+                    0.0
+                },
+                recall_all: if all > 0 { m.failures_avoided as f64 / all as f64 } else { 0.0 },
+                counts: m,
+            }
+        }),
         wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
         timeseries: Series {
             bucket_s: i.busy.bucket_s(),
@@ -500,6 +528,22 @@ impl Report {
                     r.mean_ettr
                 );
             }
+        }
+        if let Some(m) = &self.maintenance {
+            let _ = writeln!(
+                o,
+                "predictive maintenance: {} drains ({} true, {} false), precision {:.2}, recall {:.2} of predictable / {:.2} of all failures; {} failures avoided, {} jobs moved, ~{:.0} GPU-hours saved, {:.0} GPU-hours of healthy nodes drained",
+                m.counts.drains,
+                m.counts.true_drains,
+                m.counts.false_drains,
+                m.precision,
+                m.recall_predictable,
+                m.recall_all,
+                m.counts.failures_avoided,
+                m.counts.jobs_moved,
+                m.counts.gpu_hours_saved_estimate,
+                m.counts.false_drain_gpu_hours
+            );
         }
         for c in self.classes.iter().filter(|c| c.guaranteed_jobs > 0) {
             let _ = writeln!(
