@@ -99,6 +99,9 @@ pub struct SimArgs {
     /// With --failures: watch synthetic telemetry with the health detector and drain suspects.
     #[arg(long)]
     predictive: bool,
+    /// With --failures: spare nodes (domains) per leaf group, swapped in when one fails.
+    #[arg(long, default_value_t = 0)]
+    spares: u32,
     /// Replay failures from a CSV: time,node,component[,repair].
     #[arg(long)]
     failure_trace: Option<PathBuf>,
@@ -330,6 +333,7 @@ fn simulate(a: &SimArgs) -> Result<()> {
         if a.predictive {
             fc.predictive = Some(fabrik_twin::engine::PredictiveConfig::default());
         }
+        fc.spares_per_group = a.spares;
         cfg.failures = Some(fc);
     }
     cfg.checkpoint_write_s = a.checkpoint_write_s;

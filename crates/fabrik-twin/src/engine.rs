@@ -124,6 +124,9 @@ pub struct FailureConfig {
     pub lead_time_s: u64,
     /// Run the detector and drain suspect nodes.
     pub predictive: Option<PredictiveConfig>,
+    /// Spare domains per leaf group, kept out of service; one is swapped in when a domain of its
+    /// group fails, and a repaired domain becomes a spare again.
+    pub spares_per_group: u32,
     pub seed: u64,
 }
 
@@ -186,6 +189,7 @@ impl Default for FailureConfig {
             predictable_share: 0.7,
             lead_time_s: 86_400,
             predictive: None,
+            spares_per_group: 0,
             seed: 7,
         }
     }
@@ -222,6 +226,9 @@ struct Failures {
     pending: Vec<Option<Pending>>,
     detector: Option<fabrik_model::health::Detector>,
     maintenance: Maintenance,
+    /// Spare domains held per group.
+    spares: Vec<Vec<u32>>,
+    spare_swaps: u64,
 }
 
 /// Why a run stopped before its end.
@@ -316,6 +323,8 @@ impl Failures {
             pending: vec![None; f.domains.len()],
             detector,
             maintenance: Maintenance::default(),
+            spares: vec![Vec::new(); f.groups.len()],
+            spare_swaps: 0,
             cfg,
         }
     }
@@ -425,7 +434,11 @@ impl<'a> Twin<'a> {
                 if let Some(det) = self.failures.as_mut().and_then(|f| f.detector.as_mut()) {
                     det.reset(fabrik_model::DomainId(d));
                 }
-                self.sched.repair_domain(fabrik_model::DomainId(d))?;
+                let g = self.facility.domains[d as usize].group.idx();
+                match self.failures.as_mut() {
+                    Some(f) if (f.spares[g].len() as u32) < f.cfg.spares_per_group => f.spares[g].push(d),
+                    _ => self.sched.repair_domain(fabrik_model::DomainId(d))?,
+                }
                 self.down.set(ev.time, self.sched.cluster().down_gpus() as f64);
             }
         }
@@ -540,6 +553,7 @@ impl<'a> Twin<'a> {
             }
         };
         self.sched.fail_domain(dom, now)?;
+        self.swap_in_spare(d)?;
         let mut moved = Vec::new();
         self.sched.drain_interrupted(&mut moved);
         for &id in &moved {
@@ -563,6 +577,19 @@ impl<'a> Twin<'a> {
         }
         self.push(now + Secs(repair.max(1)), Kind::Repair(d));
         self.down.set(now, self.sched.cluster().down_gpus() as f64);
+        Ok(())
+    }
+
+    /// A spare of the failed domain's group, if any, takes its place at once.
+    fn swap_in_spare(&mut self, d: u32) -> Result<(), TwinError> {
+        let g = self.facility.domains[d as usize].group.idx();
+        let spare = self.failures.as_mut().and_then(|f| f.spares[g].pop());
+        if let Some(sp) = spare {
+            self.sched.repair_domain(fabrik_model::DomainId(sp))?;
+            if let Some(f) = self.failures.as_mut() {
+                f.spare_swaps += 1;
+            }
+        }
         Ok(())
     }
 
@@ -600,6 +627,7 @@ impl<'a> Twin<'a> {
             _ => given_repair as f64,
         };
         self.sched.fail_domain(dom, now)?;
+        self.swap_in_spare(d)?;
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
         for id in hit {
@@ -667,6 +695,18 @@ impl<'a> Twin<'a> {
     /// Runs until every job has ended; returns the report.
     pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, TwinError> {
         self.push_next_arrival();
+        let spares = self.failures.as_ref().map_or(0, |f| f.cfg.spares_per_group);
+        if spares > 0 {
+            for g in 0..self.facility.groups.len() {
+                let grp = &self.facility.groups[g];
+                let n = spares.min(grp.domains.saturating_sub(1));
+                for d in (grp.first_domain + grp.domains - n)..(grp.first_domain + grp.domains) {
+                    self.sched.fail_domain(fabrik_model::DomainId(d), SimTime::ZERO)?;
+                    self.failures.as_mut().expect("spares need the failure model").spares[g].push(d);
+                }
+            }
+            self.down.set(SimTime::ZERO, self.sched.cluster().down_gpus() as f64);
+        }
         if let Some(f) = &self.failures {
             let telemetry = f.cfg.predictive.is_some();
             self.push(SimTime::ZERO, Kind::NextFailure);
@@ -742,6 +782,7 @@ impl<'a> Twin<'a> {
                 .then(|| (self.fail_count, self.fail_by_cause.clone())),
             down: &self.down,
             maintenance: self.failures.as_ref().filter(|f| f.cfg.predictive.is_some()).map(|f| f.maintenance.clone()),
+            spare_swaps: self.failures.as_ref().map_or(0, |f| f.spare_swaps),
         }))
     }
 }

@@ -80,6 +80,8 @@ pub struct Summary {
     pub ettr: Stats,
     /// Useful GPU-seconds / GPU-seconds held, per job.
     pub goodput: Stats,
+    /// Failed or drained domains replaced at once by a spare of their group.
+    pub spare_swaps: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +187,7 @@ pub(crate) struct Inputs<'a> {
     pub failures: Option<(u64, Vec<u64>)>,
     pub down: &'a TimeSeries,
     pub maintenance: Option<crate::engine::Maintenance>,
+    pub spare_swaps: u64,
 }
 
 const SIZE_CLASSES: &[(u32, u32, &str)] = &[
@@ -371,6 +374,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             failure_lost_gpu_hours: fail_lost,
             ettr: Stats::of(&mut ettrs),
             goodput: Stats::of(&mut goodputs),
+            spare_swaps: i.spare_swaps,
         },
         accounts,
         classes,

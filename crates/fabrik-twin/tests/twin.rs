@@ -328,3 +328,26 @@ fn predictive_maintenance_drains_degrading_nodes_before_they_fail() {
     assert!(with.summary.failures < without.summary.failures);
     assert!(with.summary.failure_lost_gpu_hours < without.summary.failure_lost_gpu_hours);
 }
+
+#[test]
+fn a_spare_takes_the_place_of_a_failed_node_at_once() {
+    // tiny with one spare per group: node 1 is held back, so A runs on node 0 alone. Node 0
+    // fails at 250 (software bug, 10 min): the spare comes in and A restarts on it at once
+    // (350 s overhead + 800 s remaining): it ends at 250 + 350 + 800 = 1,400, instead of
+    // waiting for the repair. The repaired node becomes the spare.
+    let f = Facility::preset("tiny").unwrap();
+    let jobs = "name,submit,account,gpus,walltime,runtime,checkpoint_interval\na,0,eval,8,10000,1000,100\n";
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let mut c = cfg("fifo");
+    c.failure_trace = fabrik_twin::failures::read_trace(
+        "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
+        "f.csv",
+        &f,
+    )
+    .unwrap();
+    c.failures =
+        Some(fabrik_twin::engine::FailureConfig { per_1000_node_days: 0.0, spares_per_group: 1, ..Default::default() });
+    let r = simulate(&f, &w, c).unwrap();
+    assert_eq!(r.jobs[0].end_s, 1400);
+    assert_eq!((r.summary.failures, r.summary.spare_swaps), (1, 1));
+}
