@@ -171,6 +171,8 @@ pub struct Scheduler {
     /// Running GPUs per tenant node (its whole subtree).
     node_running: Vec<u64>,
     guarantee: Vec<Option<u64>>,
+    /// Whether any node has a guarantee (skips the tree walk per job when none has).
+    any_guarantee: bool,
     limit: Vec<Option<u64>>,
     reclaim: Vec<bool>,
     total_gpus: u64,
@@ -218,6 +220,7 @@ impl Scheduler {
             busy_gpus: 0,
             node_running: Vec::new(),
             guarantee: Vec::new(),
+            any_guarantee: false,
             limit: Vec::new(),
             reclaim: Vec::new(),
             total_gpus: facility.total_gpus(),
@@ -238,6 +241,7 @@ impl Scheduler {
         let n = self.tenants.len();
         self.node_running.resize(n, 0);
         self.guarantee = self.tenants.iter().map(|(_, a)| a.quota.guarantee(self.total_gpus)).collect();
+        self.any_guarantee = self.guarantee.iter().any(Option::is_some);
         self.limit = self.tenants.iter().map(|(_, a)| a.quota.limit_gpus).collect();
         self.reclaim = self.tenants.iter().map(|(_, a)| a.quota.reclaim_by_preemption).collect();
     }
@@ -258,6 +262,9 @@ impl Scheduler {
 
     /// The guaranteed node under whose guarantee `gpus` more GPUs of account `a` would still fit.
     fn within_guarantee(&self, a: AccountId, gpus: u32) -> Option<AccountId> {
+        if !self.any_guarantee {
+            return None;
+        }
         self.path_ids(a)
             .find(|x| self.guarantee[x.idx()].is_some_and(|g| self.node_running[x.idx()] + u64::from(gpus) <= g))
     }
@@ -798,9 +805,19 @@ impl Scheduler {
             j.priority = p;
             j.tier = tier;
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.sort_by(|&a, &b| self.queue_cmp(a, b));
-        self.pending = pending;
+        // Sort compact keys rather than chasing job entries in every comparison; the order is
+        // `queue_cmp`'s: tier, then priority (higher first), then submission, then id.
+        let mut keys: Vec<(u8, f64, SimTime, JobId)> = self
+            .pending
+            .iter()
+            .map(|&id| {
+                let j = &self.jobs[id.idx()];
+                (j.tier, j.priority, j.spec.submit, id)
+            })
+            .collect();
+        keys.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+        self.pending.clear();
+        self.pending.extend(keys.into_iter().map(|k| k.3));
         self.dirty = true;
     }
 
