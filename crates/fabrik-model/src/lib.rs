@@ -5,6 +5,7 @@
 pub mod error;
 pub mod facility;
 pub mod gpu;
+pub mod grid;
 pub mod health;
 pub mod ids;
 pub mod job;

@@ -53,6 +53,8 @@ struct PoolState {
     max_group_gpus: u32,
     /// Domains with every GPU free.
     full_free: u32,
+    /// GPUs in domains out of service.
+    down: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,7 @@ impl Cluster {
                     groups: p.groups,
                     free: 0,
                     full_free: 0,
+                    down: 0,
                     total: f.pool_gpus(PoolId(i as u32)),
                     max_group_gpus: (p.first_group..p.first_group + p.groups)
                         .map(|g| f.group_gpus(GroupId(g)))
@@ -244,13 +247,33 @@ impl Cluster {
             return;
         }
         self.down[d.idx()] = down;
+        let capacity = u64::from(self.domain_capacity(d));
+        let pool = &mut self.pools[self.dom_pool[d.idx()] as usize];
+        if down {
+            pool.down += capacity;
+        } else {
+            pool.down -= capacity;
+        }
         let cap = if down { 0 } else { self.domain_capacity(d) };
         self.set_free(d.0, cap);
     }
 
     /// Back in service but wholly allocated (to the advance reservation that held it).
     pub fn set_up_allocated(&mut self, d: DomainId) {
+        if self.down[d.idx()] {
+            let capacity = u64::from(self.domain_capacity(d));
+            self.pools[self.dom_pool[d.idx()] as usize].down -= capacity;
+        }
         self.down[d.idx()] = false;
+    }
+
+    /// GPUs of pool `p` that hold work (allocated): neither free nor out of service.
+    pub fn pool_busy(&self, p: PoolId) -> u64 {
+        let pool = &self.pools[p.idx()];
+        pool.total - pool.free - pool.down
+    }
+    pub fn pool_count(&self) -> usize {
+        self.pools.len()
     }
 
     pub fn is_down(&self, d: DomainId) -> bool {
@@ -259,10 +282,7 @@ impl Cluster {
 
     /// GPUs in domains that are out of service.
     pub fn down_gpus(&self) -> u64 {
-        (0..self.free.len())
-            .filter(|&d| self.down[d])
-            .map(|d| u64::from(self.domain_capacity(DomainId(d as u32))))
-            .sum()
+        self.pools.iter().map(|p| p.down).sum()
     }
 
     /// A cheap necessary condition for [`Cluster::find`] to succeed: some allowed pool has
