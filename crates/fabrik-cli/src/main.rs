@@ -111,6 +111,12 @@ pub struct SimArgs {
     /// Seconds a checkpoint blocks the job (0: asynchronous).
     #[arg(long, default_value_t = 0)]
     checkpoint_write_s: u64,
+    /// Power usage effectiveness for facility energy (default 1.25, Cottier et al. 2024).
+    #[arg(long, default_value_t = 1.25)]
+    pue: f64,
+    /// Grid zone for emissions and cost: EU, DE, FR, SE, PL, US (annual means).
+    #[arg(long, default_value = "DE")]
+    zone: String,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -337,6 +343,19 @@ fn simulate(a: &SimArgs) -> Result<()> {
         cfg.failures = Some(fc);
     }
     cfg.checkpoint_write_s = a.checkpoint_write_s;
+    let zone = fabrik_model::grid::find(&a.zone).with_context(|| {
+        let known: Vec<&str> = fabrik_model::grid::ZONES.iter().map(|z| z.code).collect();
+        format!("unknown grid zone '{}' (known: {})", a.zone, known.join(", "))
+    })?;
+    if !(a.pue.is_finite() && a.pue >= 1.0) {
+        bail!("--pue must be at least 1, got {}", a.pue);
+    }
+    cfg.energy = fabrik_twin::engine::EnergyConfig {
+        pue: a.pue,
+        zone: zone.code.to_string(),
+        gco2_per_kwh: zone.gco2_per_kwh,
+        price_eur_per_mwh: zone.price_eur_per_mwh,
+    };
     cfg.checkpoint = match a.checkpoint_interval.as_str() {
         "as-submitted" => fabrik_twin::engine::CheckpointPolicy::AsSubmitted,
         "young-daly" => fabrik_twin::engine::CheckpointPolicy::YoungDaly,

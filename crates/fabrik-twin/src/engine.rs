@@ -68,6 +68,30 @@ pub struct TwinConfig {
     pub checkpoint: CheckpointPolicy,
     /// Seconds a job stops computing to write one checkpoint (0: asynchronous checkpoints).
     pub checkpoint_write_s: u64,
+    pub energy: EnergyConfig,
+}
+
+/// How IT power becomes facility energy, emissions and cost: a constant PUE and a grid zone's
+/// annual mean carbon intensity and price (`fabrik_model::grid`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EnergyConfig {
+    pub pue: f64,
+    pub zone: String,
+    pub gco2_per_kwh: f64,
+    pub price_eur_per_mwh: f64,
+}
+
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        let de = fabrik_model::grid::find("DE").expect("DE is a built-in zone");
+        // PUE 1.25: Cottier et al. 2024 (Epoch) cost-model default outside hyperscalers.
+        EnergyConfig {
+            pue: 1.25,
+            zone: de.code.to_string(),
+            gco2_per_kwh: de.gco2_per_kwh,
+            price_eur_per_mwh: de.price_eur_per_mwh,
+        }
+    }
 }
 
 /// Where a job's checkpoint interval comes from.
@@ -206,6 +230,7 @@ impl TwinConfig {
             failure_trace: Vec::new(),
             checkpoint: CheckpointPolicy::AsSubmitted,
             checkpoint_write_s: 0,
+            energy: EnergyConfig::default(),
         }
     }
 }
@@ -285,6 +310,10 @@ pub struct Twin<'a> {
     fail_count: u64,
     fail_by_cause: Vec<u64>,
     down: TimeSeries,
+    /// Facility IT power, W.
+    power: TimeSeries,
+    /// Per pool: (busy W per GPU, idle W per GPU).
+    pool_watts: Vec<(f64, f64)>,
     busy: TimeSeries,
     queue: TimeSeries,
     events_handled: u64,
@@ -371,6 +400,15 @@ impl<'a> Twin<'a> {
             fail_count: 0,
             fail_by_cause: vec![0; ROOT_CAUSES.len() + 1],
             down: TimeSeries::new(bucket),
+            power: TimeSeries::new(bucket),
+            pool_watts: facility
+                .pools
+                .iter()
+                .map(|p| {
+                    let g = facility.gpu(p.gpu_type);
+                    (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
+                })
+                .collect(),
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
             events_handled: 0,
@@ -692,6 +730,19 @@ impl<'a> Twin<'a> {
         }
     }
 
+    /// Facility IT power now: allocated GPUs at their training draw, free ones idle, out-of-service
+    /// ones off. (GPUs held by an advance reservation count as allocated.)
+    fn it_power(&self) -> f64 {
+        let c = self.sched.cluster();
+        (0..c.pool_count())
+            .map(|p| {
+                let pid = fabrik_model::PoolId(p as u32);
+                let (busy_w, idle_w) = self.pool_watts[p];
+                c.pool_busy(pid) as f64 * busy_w + c.pool_free(pid) as f64 * idle_w
+            })
+            .sum()
+    }
+
     /// Runs until every job has ended; returns the report.
     pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, TwinError> {
         self.push_next_arrival();
@@ -757,6 +808,7 @@ impl<'a> Twin<'a> {
                 }
             }
             self.busy.set(now, self.sched.busy_gpus() as f64);
+            self.power.set(now, self.it_power());
             self.queue.set(now, self.sched.pending().len() as f64);
             if self.events_handled.is_multiple_of(8192) {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
@@ -764,6 +816,7 @@ impl<'a> Twin<'a> {
         }
         let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end).max().unwrap_or_default();
         self.busy.set(end, 0.0);
+        self.power.set(end, 0.0);
         self.down.set(end, 0.0);
         self.queue.set(end, 0.0);
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
@@ -783,6 +836,7 @@ impl<'a> Twin<'a> {
             down: &self.down,
             maintenance: self.failures.as_ref().filter(|f| f.cfg.predictive.is_some()).map(|f| f.maintenance.clone()),
             spare_swaps: self.failures.as_ref().map_or(0, |f| f.spare_swaps),
+            power: &self.power,
         }))
     }
 }

@@ -28,6 +28,7 @@ pub struct Report {
     pub failure_causes: Vec<CauseRow>,
     /// Predictive maintenance, when modelled.
     pub maintenance: Option<MaintenanceReport>,
+    pub energy: EnergySummary,
     pub wait_histogram: Vec<Bin>,
     pub timeseries: Series,
     #[serde(skip)]
@@ -108,6 +109,35 @@ pub struct MaintenanceReport {
     pub recall_all: f64,
 }
 
+/// Energy, emissions and cost of the run (from the first submission to the last end).
+#[derive(Debug, Clone, Serialize)]
+pub struct EnergySummary {
+    pub pue: f64,
+    pub zone: String,
+    pub gco2_per_kwh: f64,
+    pub price_eur_per_mwh: f64,
+    pub it_mwh: f64,
+    pub facility_mwh: f64,
+    /// Location-based: facility energy × the zone's annual mean intensity.
+    pub emissions_t: f64,
+    pub cost_eur: f64,
+    pub mean_facility_mw: f64,
+    pub peak_facility_mw: f64,
+    /// IT energy of jobs (their GPUs at training draw while held); the rest is idle draw.
+    pub jobs_it_mwh: f64,
+    /// Per account: IT energy of its jobs and its share of facility emissions.
+    pub accounts: Vec<AccountEnergy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountEnergy {
+    pub account: String,
+    pub it_mwh: f64,
+    /// Its jobs' IT energy × PUE × intensity.
+    pub emissions_t: f64,
+    pub cost_eur: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CauseRow {
     pub cause: String,
@@ -155,6 +185,8 @@ pub struct Series {
     pub queue_length: Vec<f64>,
     /// GPUs out of service (failed, in repair), per bucket.
     pub down_gpus: Vec<f64>,
+    /// Facility power (IT × PUE), MW, per bucket.
+    pub facility_mw: Vec<f64>,
 }
 
 /// One job's outcome.
@@ -188,6 +220,7 @@ pub(crate) struct Inputs<'a> {
     pub down: &'a TimeSeries,
     pub maintenance: Option<crate::engine::Maintenance>,
     pub spare_swaps: u64,
+    pub power: &'a TimeSeries,
 }
 
 const SIZE_CLASSES: &[(u32, u32, &str)] = &[
@@ -227,6 +260,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
     let (mut interruptions, mut fail_lost) = (0u64, 0.0);
+    let mut energy_by_account: BTreeMap<usize, f64> = BTreeMap::new();
     let (mut ettrs, mut goodputs) = (vec![], vec![]);
     // per size class: jobs, interruptions, run seconds, ETTRs
     let mut rel: Vec<(u64, u64, f64, Vec<f64>)> = vec![(0, 0, 0.0, vec![]); SIZE_CLASSES.len()];
@@ -255,6 +289,11 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
         let gh = log.held_gpu_s / 3600.0;
+        if let Some(&(d, _)) = e.parts.first() {
+            let pool = &i.facility.pools[i.facility.domains[d.idx()].pool.idx()];
+            let w = i.facility.gpu(pool.gpu_type).average_it_power_w(1.0);
+            *energy_by_account.entry(s.account.idx()).or_default() += log.held_gpu_s * w / 3.6e9;
+        }
         interruptions += u64::from(log.interruptions);
         fail_lost += log.fail_lost_gpu_s / 3600.0;
         let span = (end - start).0.max(1) as f64;
@@ -433,12 +472,41 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 counts: m,
             }
         }),
+        energy: {
+            let e = &i.cfg.energy;
+            let it_mwh = i.power.integral() / 3.6e9;
+            let facility_mwh = it_mwh * e.pue;
+            let per_mwh_t = e.pue * e.gco2_per_kwh / 1000.0;
+            EnergySummary {
+                pue: e.pue,
+                zone: e.zone.clone(),
+                gco2_per_kwh: e.gco2_per_kwh,
+                price_eur_per_mwh: e.price_eur_per_mwh,
+                it_mwh,
+                facility_mwh,
+                emissions_t: facility_mwh * e.gco2_per_kwh / 1000.0,
+                cost_eur: facility_mwh * e.price_eur_per_mwh,
+                mean_facility_mw: facility_mwh / (makespan.max(1) as f64 / 3600.0),
+                peak_facility_mw: i.power.max() * e.pue / 1e6,
+                jobs_it_mwh: energy_by_account.values().sum(),
+                accounts: energy_by_account
+                    .iter()
+                    .map(|(&a, &mwh)| AccountEnergy {
+                        account: tenants.get(fabrik_model::AccountId(a as u32)).path.clone(),
+                        it_mwh: mwh,
+                        emissions_t: mwh * per_mwh_t,
+                        cost_eur: mwh * e.pue * e.price_eur_per_mwh,
+                    })
+                    .collect(),
+            }
+        },
         wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
         timeseries: Series {
             bucket_s: i.busy.bucket_s(),
             utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
             queue_length: i.queue.means(),
             down_gpus: i.down.means(),
+            facility_mw: i.power.means().iter().map(|w| w * i.cfg.energy.pue / 1e6).collect(),
         },
         jobs,
     }
@@ -533,6 +601,12 @@ impl Report {
                 );
             }
         }
+        let e = &self.energy;
+        let _ = writeln!(
+            o,
+            "energy: {:.1} MWh IT, {:.1} MWh facility (PUE {}), {:.1} tCO2e at {} gCO2/kWh ({}), EUR {:.0}; facility power mean {:.2} MW, peak {:.2} MW",
+            e.it_mwh, e.facility_mwh, e.pue, e.emissions_t, e.gco2_per_kwh, e.zone, e.cost_eur, e.mean_facility_mw, e.peak_facility_mw
+        );
         if let Some(m) = &self.maintenance {
             let _ = writeln!(
                 o,

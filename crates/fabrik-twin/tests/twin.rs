@@ -351,3 +351,24 @@ fn a_spare_takes_the_place_of_a_failed_node_at_once() {
     assert_eq!(r.jobs[0].end_s, 1400);
     assert_eq!((r.summary.failures, r.summary.spare_swaps), (1, 1));
 }
+
+#[test]
+fn energy_emissions_and_cost_of_one_job_by_hand() {
+    // tiny = 16 H100. One 8-GPU job for one hour. Busy GPUs draw 76% of 1,275 W = 969 W, idle
+    // ones 70 + 287.5 W: IT power 8 × 969 + 8 × 357.5 = 10,612 W → 10.612 kWh IT, × PUE 1.25 =
+    // 13.265 kWh; × 384 g/kWh = 5.094 kg CO2e; × EUR 166.5/MWh = EUR 2.2086.
+    let f = Facility::preset("tiny").unwrap();
+    let w = fabrik_csv::read("name,submit,account,gpus,walltime,runtime\nj,0,eval,8,2h,1h\n".as_bytes(), "j.csv", &f)
+        .unwrap();
+    let r = simulate(&f, &w, cfg("fifo")).unwrap();
+    let e = &r.energy;
+    assert!((e.it_mwh - 0.010_612).abs() < 1e-12);
+    assert!((e.facility_mwh - 0.013_265).abs() < 1e-12);
+    assert!((e.emissions_t - 0.013_265 * 0.384).abs() < 1e-12);
+    assert!((e.cost_eur - 0.013_265 * 166.5).abs() < 1e-9);
+    assert!((e.peak_facility_mw - 0.013_265).abs() < 1e-12);
+    assert!((e.mean_facility_mw - 0.013_265).abs() < 1e-12);
+    // the job's own IT energy: 8 × 969 W × 1 h = 7.752 kWh
+    assert!((e.jobs_it_mwh - 0.007_752).abs() < 1e-12);
+    assert_eq!(e.accounts[0].account, "research/open-llm/eval");
+}
