@@ -114,6 +114,9 @@ pub struct SimArgs {
     /// Power usage effectiveness for facility energy (default 1.25, Cottier et al. 2024).
     #[arg(long, default_value_t = 1.25)]
     pue: f64,
+    /// Facility power cap in MW (the grid connection): no job starts that would exceed it.
+    #[arg(long)]
+    power_cap_mw: Option<f64>,
     /// Grid zone for emissions and cost: EU, DE, FR, SE, PL, US (annual means).
     #[arg(long, default_value = "DE")]
     zone: String,
@@ -350,8 +353,12 @@ fn simulate(a: &SimArgs) -> Result<()> {
     if !(a.pue.is_finite() && a.pue >= 1.0) {
         bail!("--pue must be at least 1, got {}", a.pue);
     }
+    if a.power_cap_mw.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        bail!("--power-cap-mw must be positive");
+    }
     cfg.energy = fabrik_twin::engine::EnergyConfig {
         pue: a.pue,
+        cap_mw: a.power_cap_mw,
         zone: zone.code.to_string(),
         gco2_per_kwh: zone.gco2_per_kwh,
         price_eur_per_mwh: zone.price_eur_per_mwh,

@@ -272,6 +272,9 @@ impl Cluster {
         let pool = &self.pools[p.idx()];
         pool.total - pool.free - pool.down
     }
+    pub fn pool_total(&self, p: PoolId) -> u64 {
+        self.pools[p.idx()].total
+    }
     pub fn pool_count(&self) -> usize {
         self.pools.len()
     }

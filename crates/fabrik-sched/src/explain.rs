@@ -56,6 +56,12 @@ pub enum Reason {
     Interrupted {
         at: SimTime,
     },
+    /// Starting it would take facility power over the cap.
+    PowerCap {
+        cap_mw: f64,
+        now_mw: f64,
+        need_mw: f64,
+    },
     /// Its account has used more than its entitled share recently (lowers its priority).
     AccountOverShare {
         account: String,
@@ -115,6 +121,9 @@ impl Reason {
             }
             Reason::AccountAtLimit { account, limit } => write!(f, "account {account} is at its limit of {limit} GPUs"),
             Reason::Preempted { at } => write!(f, "preempted at {} and requeued", t(*at)),
+            Reason::PowerCap { cap_mw, now_mw, need_mw } => {
+                write!(f, "facility power cap {cap_mw:.2} MW: {now_mw:.2} MW drawn, the job adds {need_mw:.2} MW")
+            }
             Reason::Interrupted { at } => write!(f, "a node it ran on failed at {}; requeued", t(*at)),
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)

@@ -178,6 +178,12 @@ pub struct Scheduler {
     total_gpus: u64,
     preempted: Vec<JobId>,
     interrupted: Vec<JobId>,
+    /// Facility power cap, W, and the PUE that turns IT power into facility power.
+    power_cap_w: Option<f64>,
+    pue: f64,
+    /// Per pool: IT watts of a busy GPU and of an idle one (with their host share).
+    pool_w: Vec<(f64, f64)>,
+    pool_types: Vec<fabrik_model::GpuTypeId>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
 }
@@ -226,6 +232,17 @@ impl Scheduler {
             total_gpus: facility.total_gpus(),
             preempted: Vec::new(),
             interrupted: Vec::new(),
+            power_cap_w: None,
+            pue: 1.0,
+            pool_w: facility
+                .pools
+                .iter()
+                .map(|p| {
+                    let g = facility.gpu(p.gpu_type);
+                    (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
+                })
+                .collect(),
+            pool_types: facility.pools.iter().map(|p| p.gpu_type).collect(),
             requeue: Vec::new(),
             advance: Vec::new(),
         }
@@ -410,6 +427,41 @@ impl Scheduler {
         started.push(id);
     }
 
+    /// Caps facility power (the grid connection): a job starts only if facility power with it
+    /// stays at or under `cap_w`. `pue` turns IT power into facility power. A lower cap stops no
+    /// running job; it only holds back new ones.
+    pub fn set_power_cap(&mut self, cap_w: Option<f64>, pue: f64) {
+        self.power_cap_w = cap_w;
+        self.pue = pue.max(1.0);
+        self.dirty = true;
+    }
+
+    /// Facility power now, W: allocated GPUs at their training draw, free ones idle, × PUE.
+    pub fn facility_power_w(&self) -> f64 {
+        let c = &self.cluster;
+        let it: f64 = (0..c.pool_count())
+            .map(|p| {
+                let pid = fabrik_model::PoolId(p as u32);
+                c.pool_busy(pid) as f64 * self.pool_w[p].0 + c.pool_free(pid) as f64 * self.pool_w[p].1
+            })
+            .sum();
+        it * self.pue
+    }
+
+    /// Facility power a job adds when it starts (GPUs going from idle to busy), W; the most over
+    /// the pools it may use.
+    fn power_delta_w(
+        &self,
+        gpus: u32,
+        gpu_type: Option<fabrik_model::GpuTypeId>,
+        facility_types: &[fabrik_model::GpuTypeId],
+    ) -> f64 {
+        (0..self.pool_w.len())
+            .filter(|&p| gpu_type.is_none_or(|t| facility_types[p] == t))
+            .map(|p| f64::from(gpus) * (self.pool_w[p].0 - self.pool_w[p].1) * self.pue)
+            .fold(0.0, f64::max)
+    }
+
     /// A domain (node or rack) failed or is drained: every job holding GPUs on it stops and is
     /// requeued (see `drain_interrupted`), and the domain takes no work until `repair_domain`.
     pub fn fail_domain(&mut self, d: DomainId, now: SimTime) -> Result<(), SchedError> {
@@ -573,6 +625,22 @@ impl Scheduler {
                 spec.gpus,
                 self.tenants.get(node).path
             )));
+        }
+        if let Some(cap) = self.power_cap_w {
+            let idle: f64 = (0..self.pool_w.len())
+                .map(|p| self.cluster.pool_total(fabrik_model::PoolId(p as u32)) as f64 * self.pool_w[p].1)
+                .sum::<f64>()
+                * self.pue;
+            let need = self.power_delta_w(spec.gpus, spec.gpu_type, &self.pool_types);
+            if idle + need > cap {
+                return Err(SchedError::Invalid(format!(
+                    "job '{}' can never start under the power cap: {:.3} MW idle + {:.3} MW for its GPUs > {:.3} MW",
+                    spec.name,
+                    idle / 1e6,
+                    need / 1e6,
+                    cap / 1e6
+                )));
+            }
         }
         // An empty pool always places a gang no larger than itself (whole domains in one group,
         // or spanning groups), so the pool size is the only limit that makes a job impossible.
@@ -892,6 +960,18 @@ impl Scheduler {
                 i += 1;
                 continue;
             }
+            if let Some(cap) = self.power_cap_w {
+                let need = self.power_delta_w(gpus, gpu_type, &self.pool_types);
+                let now_w = self.facility_power_w();
+                if now_w + need > cap {
+                    self.set_why(id, Reason::PowerCap { cap_mw: cap / 1e6, now_mw: now_w / 1e6, need_mw: need / 1e6 });
+                    self.pending[kept] = id;
+                    kept += 1;
+                    i += 1;
+                    continue;
+                }
+            }
+            let spec = &self.jobs[id.idx()].spec;
             if let Some(k) = self.member_of(spec.account, now, walltime) {
                 let inner = self.advance[k].inner.as_mut().expect("active");
                 if inner.find(gpus, gpu_type, &mut self.scratch).is_ok() {

@@ -681,3 +681,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_power_cap_holds_back_jobs_that_would_exceed_it() {
+    // tiny = 16 H100: idle 357.5 W and busy 969 W per GPU with its host share. With a cap of
+    // 8 × 969 + 8 × 357.5 = 10,612 W (PUE 1) one 8-GPU job fits; a second would add
+    // 8 × 611.5 W, even a 1-GPU job 611.5 W: both wait although GPUs are free.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    s.set_power_cap(Some(10_612.0), 1.0);
+    assert!((s.facility_power_w() - 5_720.0).abs() < 1e-9);
+    let mut started = vec![];
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(Q, 1, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![JobId(0)]);
+    assert!((s.facility_power_w() - 10_612.0).abs() < 1e-9);
+    let why = s.explain(JobId(2)).unwrap().reasons[0].to_string();
+    assert_eq!(why, "facility power cap 0.01 MW: 0.01 MW drawn, the job adds 0.00 MW");
+    assert!(matches!(s.explain(JobId(1)).unwrap().reasons[0], Reason::PowerCap { .. }));
+    s.finish(JobId(0), SimTime(100)).unwrap();
+    s.schedule(SimTime(100), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    // lifting the cap lets the small job run beside it
+    s.set_power_cap(None, 1.0);
+    s.schedule(SimTime(101), &mut started);
+    assert_eq!(started, vec![JobId(2)]);
+}

@@ -24,6 +24,8 @@ pub enum TwinError {
     TooLarge { workload: String, job: String, index: usize, gpus: u32, facility: String, max: u64 },
     #[error("workload {0} has no jobs")]
     Empty(String),
+    #[error("{0} jobs can never start; the first: {1}")]
+    Stuck(u64, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,6 +78,8 @@ pub struct TwinConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct EnergyConfig {
     pub pue: f64,
+    /// Facility power cap (the grid connection), MW: no job starts that would exceed it.
+    pub cap_mw: Option<f64>,
     pub zone: String,
     pub gco2_per_kwh: f64,
     pub price_eur_per_mwh: f64,
@@ -87,6 +91,7 @@ impl Default for EnergyConfig {
         // PUE 1.25: Cottier et al. 2024 (Epoch) cost-model default outside hyperscalers.
         EnergyConfig {
             pue: 1.25,
+            cap_mw: None,
             zone: de.code.to_string(),
             gco2_per_kwh: de.gco2_per_kwh,
             price_eur_per_mwh: de.price_eur_per_mwh,
@@ -383,6 +388,7 @@ impl<'a> Twin<'a> {
             sched.add_reservation(r, SimTime::ZERO)?;
         }
         let offset = facility.reservations.len();
+        sched.set_power_cap(cfg.energy.cap_mw.map(|c| c * 1e6), cfg.energy.pue);
         let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc));
         let span = workload.jobs.last().map_or(0, |j| j.spec.submit.0);
         let bucket = 3600 * (span / (60 * 86_400) + 1);
@@ -813,6 +819,11 @@ impl<'a> Twin<'a> {
             if self.events_handled.is_multiple_of(8192) {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
             }
+        }
+        if self.done < total {
+            let stuck = self.sched.pending().iter().find(|j| !self.sched.is_reservation(**j)).copied();
+            let why = stuck.and_then(|j| self.sched.explain(j).ok()).map(|e| e.to_string()).unwrap_or_default();
+            return Err(TwinError::Stuck(total - self.done, why));
         }
         let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end).max().unwrap_or_default();
         self.busy.set(end, 0.0);

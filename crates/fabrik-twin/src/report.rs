@@ -113,6 +113,7 @@ pub struct MaintenanceReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct EnergySummary {
     pub pue: f64,
+    pub cap_mw: Option<f64>,
     pub zone: String,
     pub gco2_per_kwh: f64,
     pub price_eur_per_mwh: f64,
@@ -479,6 +480,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             let per_mwh_t = e.pue * e.gco2_per_kwh / 1000.0;
             EnergySummary {
                 pue: e.pue,
+                cap_mw: e.cap_mw,
                 zone: e.zone.clone(),
                 gco2_per_kwh: e.gco2_per_kwh,
                 price_eur_per_mwh: e.price_eur_per_mwh,

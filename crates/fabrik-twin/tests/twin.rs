@@ -372,3 +372,54 @@ fn energy_emissions_and_cost_of_one_job_by_hand() {
     assert!((e.jobs_it_mwh - 0.007_752).abs() < 1e-12);
     assert_eq!(e.accounts[0].account, "research/open-llm/eval");
 }
+
+mod power_cap {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_job_that_can_never_fit_under_the_cap_is_an_error() {
+        let f = Facility::preset("small").unwrap();
+        let w = fabrik_csv::read(
+            "name,submit,account,gpus,walltime,runtime
+big,0,eval,32,1h,1h
+"
+            .as_bytes(),
+            "j.csv",
+            &f,
+        )
+        .unwrap();
+        let mut c = cfg("fifo");
+        c.energy.cap_mw = Some(0.070);
+        let e = simulate(&f, &w, c).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "job 'big' can never start under the power cap: 0.057 MW idle + 0.024 MW for its GPUs > 0.070 MW"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// The twin never draws more than the facility cap, whatever the workload.
+        #[test]
+        fn the_twin_never_exceeds_the_facility_cap(
+            jobs in prop::collection::vec((0u64..2000, prop_oneof![Just(1u32), Just(4), Just(8), Just(16), Just(32)], 60u64..3000), 1..40),
+            cap_kw in 82.0f64..170.0,
+        ) {
+            // small = 128 H100: idle draw 128 × 357.5 W × 1.25 = 57.2 kW; all busy 155 kW; the
+            // largest job (32 GPUs) adds 32 × 611.5 W × 1.25 = 24.5 kW, so every cap here admits it
+            let f = Facility::preset("small").unwrap();
+            let mut text = String::from("name,submit,account,gpus,walltime,runtime\n");
+            for (k, (t, g, r)) in jobs.iter().enumerate() {
+                text.push_str(&format!("j{k},{t},eval,{g},{r},{r}\n"));
+            }
+            let w = fabrik_csv::read(text.as_bytes(), "p.csv", &f).unwrap();
+            let mut c = cfg("fair-share");
+            c.energy.cap_mw = Some(cap_kw / 1000.0);
+            let r = simulate(&f, &w, c).unwrap();
+            prop_assert!(r.energy.peak_facility_mw <= cap_kw / 1000.0 + 1e-9, "peak {} over cap {}", r.energy.peak_facility_mw, cap_kw / 1000.0);
+            prop_assert_eq!(r.summary.completed, jobs.len() as u64);
+        }
+    }
+}
