@@ -117,6 +117,10 @@ pub struct SimArgs {
     /// Facility power cap in MW (the grid connection): no job starts that would exceed it.
     #[arg(long)]
     power_cap_mw: Option<f64>,
+    /// Carbon intensity over time: annual-mean (the zone's), synthetic (a documented hourly
+    /// profile with that mean), or csv:PATH[#COLUMN] (an ENTSO-E / Electricity Maps export).
+    #[arg(long, default_value = "annual-mean")]
+    carbon: String,
     /// Grid zone for emissions and cost: EU, DE, FR, SE, PL, US (annual means).
     #[arg(long, default_value = "DE")]
     zone: String,
@@ -362,7 +366,30 @@ fn simulate(a: &SimArgs) -> Result<()> {
         zone: zone.code.to_string(),
         gco2_per_kwh: zone.gco2_per_kwh,
         price_eur_per_mwh: zone.price_eur_per_mwh,
+        intensity: None,
+        intensity_source: "annual mean".into(),
     };
+    match a.carbon.as_str() {
+        "annual-mean" => {}
+        "synthetic" => {
+            let hours = (a.w.days.unwrap_or(30.0).max(1.0) * 24.0) as usize + 24 * 60;
+            cfg.energy.intensity = Some(fabrik_model::grid::synthetic_intensity(zone, hours));
+            cfg.energy.intensity_source = format!("synthetic hourly profile for {}", zone.code);
+        }
+        other => {
+            let spec =
+                other.strip_prefix("csv:").context("--carbon takes annual-mean, synthetic or csv:PATH[#COLUMN]")?;
+            let (path, column) = match spec.split_once('#') {
+                Some((p, c)) => (p, Some(c)),
+                None => (spec, None),
+            };
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading carbon intensity file {path}"))?;
+            cfg.energy.intensity =
+                Some(fabrik_model::grid::read_hourly_csv(&text, path, column).map_err(anyhow::Error::msg)?);
+            cfg.energy.intensity_source = path.to_string();
+        }
+    }
     cfg.checkpoint = match a.checkpoint_interval.as_str() {
         "as-submitted" => fabrik_twin::engine::CheckpointPolicy::AsSubmitted,
         "young-daly" => fabrik_twin::engine::CheckpointPolicy::YoungDaly,

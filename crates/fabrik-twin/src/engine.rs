@@ -81,8 +81,14 @@ pub struct EnergyConfig {
     /// Facility power cap (the grid connection), MW: no job starts that would exceed it.
     pub cap_mw: Option<f64>,
     pub zone: String,
+    /// Annual mean intensity, used when no hourly series is given.
     pub gco2_per_kwh: f64,
     pub price_eur_per_mwh: f64,
+    /// Hourly carbon intensity from the run's start (synthetic profile or a grid export).
+    #[serde(skip)]
+    pub intensity: Option<fabrik_model::grid::Hourly>,
+    /// Where `intensity` came from, for the report.
+    pub intensity_source: String,
 }
 
 impl Default for EnergyConfig {
@@ -95,6 +101,8 @@ impl Default for EnergyConfig {
             zone: de.code.to_string(),
             gco2_per_kwh: de.gco2_per_kwh,
             price_eur_per_mwh: de.price_eur_per_mwh,
+            intensity: None,
+            intensity_source: "annual mean".to_string(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::engine::TwinConfig;
 use crate::metrics::{jain, Stats, TimeSeries};
 use crate::workload::{Workload, WorkloadStats};
-use fabrik_model::{Facility, FacilitySummary};
+use fabrik_model::{Facility, FacilitySummary, SimTime};
 use fabrik_sched::{JobState, Scheduler};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -116,10 +116,12 @@ pub struct EnergySummary {
     pub cap_mw: Option<f64>,
     pub zone: String,
     pub gco2_per_kwh: f64,
+    /// "annual mean", "synthetic hourly profile" or the series' file.
+    pub intensity_source: String,
     pub price_eur_per_mwh: f64,
     pub it_mwh: f64,
     pub facility_mwh: f64,
-    /// Location-based: facility energy × the zone's annual mean intensity.
+    /// Location-based: facility energy × the grid's intensity (hourly where a series is given).
     pub emissions_t: f64,
     pub cost_eur: f64,
     pub mean_facility_mw: f64,
@@ -261,7 +263,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
     let (mut interruptions, mut fail_lost) = (0u64, 0.0);
-    let mut energy_by_account: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut energy_by_account: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+    let intensity = |from: SimTime, to: SimTime| {
+        i.cfg.energy.intensity.as_ref().map_or(i.cfg.energy.gco2_per_kwh, |h| h.mean_between(from, to))
+    };
     let (mut ettrs, mut goodputs) = (vec![], vec![]);
     // per size class: jobs, interruptions, run seconds, ETTRs
     let mut rel: Vec<(u64, u64, f64, Vec<f64>)> = vec![(0, 0, 0.0, vec![]); SIZE_CLASSES.len()];
@@ -293,7 +298,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         if let Some(&(d, _)) = e.parts.first() {
             let pool = &i.facility.pools[i.facility.domains[d.idx()].pool.idx()];
             let w = i.facility.gpu(pool.gpu_type).average_it_power_w(1.0);
-            *energy_by_account.entry(s.account.idx()).or_default() += log.held_gpu_s * w / 3.6e9;
+            let mwh = log.held_gpu_s * w / 3.6e9;
+            let a = energy_by_account.entry(s.account.idx()).or_default();
+            a.0 += mwh;
+            a.1 += mwh * i.cfg.energy.pue * intensity(start, end) / 1000.0;
         }
         interruptions += u64::from(log.interruptions);
         fail_lost += log.fail_lost_gpu_s / 3600.0;
@@ -477,7 +485,18 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             let e = &i.cfg.energy;
             let it_mwh = i.power.integral() / 3.6e9;
             let facility_mwh = it_mwh * e.pue;
-            let per_mwh_t = e.pue * e.gco2_per_kwh / 1000.0;
+            // facility energy of each time bucket at that bucket's intensity
+            let bucket = i.power.bucket_s();
+            let emissions_t: f64 = i
+                .power
+                .means()
+                .iter()
+                .enumerate()
+                .map(|(b, w)| {
+                    let (from, to) = (SimTime(b as u64 * bucket), SimTime((b as u64 + 1) * bucket));
+                    w * bucket as f64 * e.pue / 3.6e9 * intensity(from, to) / 1000.0
+                })
+                .sum();
             EnergySummary {
                 pue: e.pue,
                 cap_mw: e.cap_mw,
@@ -486,17 +505,18 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 price_eur_per_mwh: e.price_eur_per_mwh,
                 it_mwh,
                 facility_mwh,
-                emissions_t: facility_mwh * e.gco2_per_kwh / 1000.0,
+                emissions_t,
+                intensity_source: e.intensity_source.clone(),
                 cost_eur: facility_mwh * e.price_eur_per_mwh,
                 mean_facility_mw: facility_mwh / (makespan.max(1) as f64 / 3600.0),
                 peak_facility_mw: i.power.max() * e.pue / 1e6,
-                jobs_it_mwh: energy_by_account.values().sum(),
+                jobs_it_mwh: energy_by_account.values().map(|a| a.0).sum(),
                 accounts: energy_by_account
                     .iter()
-                    .map(|(&a, &mwh)| AccountEnergy {
+                    .map(|(&a, &(mwh, t))| AccountEnergy {
                         account: tenants.get(fabrik_model::AccountId(a as u32)).path.clone(),
                         it_mwh: mwh,
-                        emissions_t: mwh * per_mwh_t,
+                        emissions_t: t,
                         cost_eur: mwh * e.pue * e.price_eur_per_mwh,
                     })
                     .collect(),

@@ -423,3 +423,19 @@ big,0,eval,32,1h,1h
         }
     }
 }
+
+#[test]
+fn hourly_carbon_intensity_weights_each_hour() {
+    // One 8-GPU job for two hours on tiny (10,612 W IT, × 1.25 = 13,265 W facility) under an
+    // intensity of 100 g/kWh in hour 0 and 300 g/kWh in hour 1:
+    // 13.265 kWh × 100 g + 13.265 kWh × 300 g = 5.306 kg. The job's own share: 8 × 969 W × 2 h
+    // × 1.25 = 19.38 kWh at the mean of its hours (200 g) = 3.876 kg.
+    let f = Facility::preset("tiny").unwrap();
+    let w = fabrik_csv::read("name,submit,account,gpus,walltime,runtime\nj,0,eval,8,3h,2h\n".as_bytes(), "j.csv", &f)
+        .unwrap();
+    let mut c = cfg("fifo");
+    c.energy.intensity = Some(fabrik_model::grid::Hourly { values: vec![100.0, 300.0] });
+    let r = simulate(&f, &w, c).unwrap();
+    assert!((r.energy.emissions_t - 0.005_306).abs() < 1e-12, "{}", r.energy.emissions_t);
+    assert!((r.energy.accounts[0].emissions_t - 0.003_876).abs() < 1e-12);
+}
