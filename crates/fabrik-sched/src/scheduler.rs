@@ -436,16 +436,21 @@ impl Scheduler {
         self.dirty = true;
     }
 
-    /// Facility power now, W: allocated GPUs at their training draw, free ones idle, × PUE.
-    pub fn facility_power_w(&self) -> f64 {
+    /// IT power now, W: allocated GPUs at their training draw, free ones idle, GPUs out of
+    /// service off. (GPUs held by an advance reservation count as allocated.)
+    pub fn it_power_w(&self) -> f64 {
         let c = &self.cluster;
-        let it: f64 = (0..c.pool_count())
+        (0..c.pool_count())
             .map(|p| {
                 let pid = fabrik_model::PoolId(p as u32);
                 c.pool_busy(pid) as f64 * self.pool_w[p].0 + c.pool_free(pid) as f64 * self.pool_w[p].1
             })
-            .sum();
-        it * self.pue
+            .sum()
+    }
+
+    /// Facility power now: IT power × PUE, W.
+    pub fn facility_power_w(&self) -> f64 {
+        self.it_power_w() * self.pue
     }
 
     /// Facility power a job adds when it starts (GPUs going from idle to busy), W; the most over

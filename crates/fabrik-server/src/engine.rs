@@ -815,15 +815,7 @@ impl Engine {
                 }
             })
             .collect();
-        let it_power_w = f
-            .groups
-            .iter()
-            .zip(&groups)
-            .map(|(g, v)| {
-                let gt = f.gpu(f.pools[g.pool.idx()].gpu_type);
-                f64::from(v.gpus) * gt.average_it_power_w(f64::from(v.busy) / f64::from(v.gpus.max(1)))
-            })
-            .sum();
+        let it_power_w = self.sched.it_power_w();
         FacilityView {
             name: f.name.clone(),
             executor: self.exec.name().to_string(),

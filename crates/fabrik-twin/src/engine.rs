@@ -325,8 +325,6 @@ pub struct Twin<'a> {
     down: TimeSeries,
     /// Facility IT power, W.
     power: TimeSeries,
-    /// Per pool: (busy W per GPU, idle W per GPU).
-    pool_watts: Vec<(f64, f64)>,
     busy: TimeSeries,
     queue: TimeSeries,
     events_handled: u64,
@@ -415,14 +413,6 @@ impl<'a> Twin<'a> {
             fail_by_cause: vec![0; ROOT_CAUSES.len() + 1],
             down: TimeSeries::new(bucket),
             power: TimeSeries::new(bucket),
-            pool_watts: facility
-                .pools
-                .iter()
-                .map(|p| {
-                    let g = facility.gpu(p.gpu_type);
-                    (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
-                })
-                .collect(),
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
             events_handled: 0,
@@ -744,19 +734,6 @@ impl<'a> Twin<'a> {
         }
     }
 
-    /// Facility IT power now: allocated GPUs at their training draw, free ones idle, out-of-service
-    /// ones off. (GPUs held by an advance reservation count as allocated.)
-    fn it_power(&self) -> f64 {
-        let c = self.sched.cluster();
-        (0..c.pool_count())
-            .map(|p| {
-                let pid = fabrik_model::PoolId(p as u32);
-                let (busy_w, idle_w) = self.pool_watts[p];
-                c.pool_busy(pid) as f64 * busy_w + c.pool_free(pid) as f64 * idle_w
-            })
-            .sum()
-    }
-
     /// Runs until every job has ended; returns the report.
     pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, TwinError> {
         self.push_next_arrival();
@@ -822,7 +799,7 @@ impl<'a> Twin<'a> {
                 }
             }
             self.busy.set(now, self.sched.busy_gpus() as f64);
-            self.power.set(now, self.it_power());
+            self.power.set(now, self.sched.it_power_w());
             self.queue.set(now, self.sched.pending().len() as f64);
             if self.events_handled.is_multiple_of(8192) {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
