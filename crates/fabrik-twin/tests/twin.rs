@@ -188,6 +188,24 @@ fn an_advance_reservation_in_the_facility_file_is_honoured_in_the_twin() {
     assert_eq!(r.summary.makespan_s, 3000);
 }
 
+/// tiny; a (8 GPUs, checkpoint every 100 s) and b (8 GPUs, no checkpoints) run 1,000 s from 0;
+/// node 0 fails at 250 with a software bug and is back 10 minutes later.
+fn node_0_fails_at_250() -> (Facility, fabrik_twin::Workload, TwinConfig) {
+    let f = Facility::preset("tiny").unwrap();
+    let jobs = "name,submit,account,gpus,walltime,runtime,checkpoint_interval\n\
+                a,0,eval,8,10000,1000,100\n\
+                b,0,eval,8,10000,1000,\n";
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let mut c = cfg("fifo");
+    c.failure_trace = fabrik_twin::failures::read_trace(
+        "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
+        "f.csv",
+        &f,
+    )
+    .unwrap();
+    (f, w, c)
+}
+
 #[test]
 fn a_traced_failure_interrupts_the_job_on_that_node_and_costs_work_since_its_checkpoint() {
     // tiny: A (node 0, checkpoints every 100 s) and B (node 1) run 1,000 s from t = 0. Node 0
@@ -195,19 +213,7 @@ fn a_traced_failure_interrupts_the_job_on_that_node_and_costs_work_since_its_che
     // 8 GPUs = 400 GPU-s. Node 0 is back at 850, before B frees node 1 (1,000): A restarts on
     // it, pays detection (150 s) plus a cold restart (200 s) and runs its remaining 800 s: it
     // ends at 850 + 350 + 800 = 2,000.
-    let f = Facility::preset("tiny").unwrap();
-    let jobs = "name,submit,account,gpus,walltime,runtime,checkpoint_interval\n\
-                a,0,eval,8,10000,1000,100\n\
-                b,0,eval,8,10000,1000,\n";
-    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
-    let trace = fabrik_twin::failures::read_trace(
-        "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
-        "f.csv",
-        &f,
-    )
-    .unwrap();
-    let mut c = cfg("fifo");
-    c.failure_trace = trace;
+    let (f, w, c) = node_0_fails_at_250();
     let r = simulate(&f, &w, c.clone()).unwrap();
     let s = &r.summary;
     assert_eq!((s.failures, s.interruptions), (1, 1));
@@ -251,18 +257,7 @@ fn blocking_checkpoints_cost_time_and_the_partial_cycle_is_lost() {
     // it has finished two cycles (220 s) and keeps 200 s of work, losing 50 s × 8 GPUs. It
     // restarts at 850 with 350 s overhead and 800 s of work = 800 + 7 × 10 s of writes:
     // it ends at 850 + 350 + 870 = 2,070. b (no interval) writes no checkpoints: 1,000 s.
-    let f = Facility::preset("tiny").unwrap();
-    let jobs = "name,submit,account,gpus,walltime,runtime,checkpoint_interval\n\
-                a,0,eval,8,10000,1000,100\n\
-                b,0,eval,8,10000,1000,\n";
-    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
-    let mut c = cfg("fifo");
-    c.failure_trace = fabrik_twin::failures::read_trace(
-        "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
-        "f.csv",
-        &f,
-    )
-    .unwrap();
+    let (f, w, mut c) = node_0_fails_at_250();
     c.checkpoint_write_s = 10;
     let r = simulate(&f, &w, c).unwrap();
     let end = |n: &str| r.jobs.iter().find(|j| j.name == n).unwrap().end_s;
