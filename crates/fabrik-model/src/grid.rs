@@ -94,6 +94,16 @@ impl Hourly {
     pub fn mean(&self) -> f64 {
         self.values.iter().sum::<f64>() / self.values.len() as f64
     }
+    /// Minimum over [from, to) in whole hours (at least the hour of `from`); at most one full
+    /// cycle of the series is scanned.
+    pub fn min_between(&self, from: crate::SimTime, to: crate::SimTime) -> f64 {
+        if self.values.len() == 1 {
+            return self.values[0];
+        }
+        let (a, b) = (from.0 / 3600, (to.0.div_ceil(3600)).max(from.0 / 3600 + 1));
+        let b = b.min(a + self.values.len() as u64);
+        (a..b).map(|h| self.values[h as usize % self.values.len()]).fold(f64::INFINITY, f64::min)
+    }
     /// Mean over [from, to) in whole hours (at least the hour of `from`).
     pub fn mean_between(&self, from: crate::SimTime, to: crate::SimTime) -> f64 {
         let (a, b) = (from.0 / 3600, (to.0.div_ceil(3600)).max(from.0 / 3600 + 1));
@@ -213,6 +223,10 @@ mod tests {
         let h = read_hourly_csv(t, "de.csv", None).unwrap();
         assert_eq!(h.values, vec![410.0, 410.0, 300.0]);
         assert_eq!(h.mean_between(crate::SimTime(0), crate::SimTime(7200)), 410.0);
+        assert_eq!(h.min_between(crate::SimTime(3599), crate::SimTime(7201)), 300.0);
+        assert_eq!(h.min_between(crate::SimTime(3600), crate::SimTime(3600)), 410.0);
+        // repeats: hour 3 is hour 0 again
+        assert_eq!(h.min_between(crate::SimTime(3 * 3600), crate::SimTime(5 * 3600)), 410.0);
         let e = read_hourly_csv("time,v\n0,abc\n", "x.csv", None).unwrap_err();
         assert_eq!(e, "x.csv: line 2: no numeric column");
         let e = read_hourly_csv("time,v\nnow,5\n", "x.csv", Some("v")).unwrap_err();

@@ -2,6 +2,7 @@
 //! tree and job specifications — and parsing of the files that describe them. No I/O: callers
 //! hand in file contents and a name for error messages.
 
+pub mod energy;
 pub mod error;
 pub mod facility;
 pub mod gpu;
