@@ -130,6 +130,9 @@ impl Cluster {
     pub fn domain_free(&self, d: DomainId) -> u32 {
         self.free[d.idx()]
     }
+    pub fn domain_pool(&self, d: DomainId) -> PoolId {
+        PoolId(self.dom_pool[d.idx()])
+    }
     pub fn domain_capacity(&self, d: DomainId) -> u32 {
         self.pools[self.dom_pool[d.idx()] as usize].domain_gpus
     }

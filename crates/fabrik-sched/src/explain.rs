@@ -62,6 +62,12 @@ pub enum Reason {
         now_mw: f64,
         need_mw: f64,
     },
+    /// A flexible job the energy-aware modifier holds back to a cleaner or cheaper hour.
+    Deferred {
+        until: SimTime,
+        signal_now: f64,
+        signal_then: f64,
+    },
     /// Its account has used more than its entitled share recently (lowers its priority).
     AccountOverShare {
         account: String,
@@ -124,6 +130,11 @@ impl Reason {
             Reason::PowerCap { cap_mw, now_mw, need_mw } => {
                 write!(f, "facility power cap {cap_mw:.2} MW: {now_mw:.2} MW drawn, the job adds {need_mw:.2} MW")
             }
+            Reason::Deferred { until, signal_now, signal_then } => write!(
+                f,
+                "flexible: deferred to {} when the energy signal averages {signal_then:.0} over its run (now {signal_now:.0})",
+                t(*until)
+            ),
             Reason::Interrupted { at } => write!(f, "a node it ran on failed at {}; requeued", t(*at)),
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)

@@ -10,12 +10,14 @@ pub mod cluster;
 pub mod explain;
 pub mod fairshare;
 pub mod policy;
+pub mod power;
 pub mod scheduler;
 
 pub use cluster::{Cluster, NoFit, Parts};
 pub use explain::{Explanation, Reason};
 pub use fairshare::{FairShareConfig, Usage};
 pub use policy::{Policy, POLICIES};
+pub use power::{EnergyAware, PowerLimits};
 pub use scheduler::{JobEntry, JobState, Reservation, SchedConfig, Scheduler};
 
 use fabrik_model::JobId;

@@ -22,6 +22,7 @@ use crate::cluster::{Cluster, Parts};
 use crate::explain::{Explanation, Reason};
 use crate::fairshare::{FairShareConfig, Usage};
 use crate::policy::{self, Policy, PriorityCtx};
+use crate::power::{EnergyAware, PowerLimits, PowerState};
 use crate::SchedError;
 use fabrik_model::facility::AdvanceReservation;
 use fabrik_model::{AccountId, DomainId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
@@ -41,6 +42,8 @@ pub struct SchedConfig {
     pub starvation_after: Secs,
     /// `las` queue thresholds in attained GPU-hours (Tiresias' discretised 2D-LAS).
     pub las_thresholds_gpu_hours: Vec<f64>,
+    /// How far each QoS may be power-limited when the facility cap binds.
+    pub power_limits: PowerLimits,
 }
 
 impl Default for SchedConfig {
@@ -51,6 +54,7 @@ impl Default for SchedConfig {
             fair_share: FairShareConfig::default(),
             starvation_after: Secs(86_400),
             las_thresholds_gpu_hours: vec![1.0, 10.0, 100.0],
+            power_limits: PowerLimits::default(),
         }
     }
 }
@@ -85,6 +89,12 @@ pub struct JobEntry {
     pub reservation: Option<u32>,
     /// The job runs inside the advance reservation with this index.
     pub inside: Option<u32>,
+    /// Its GPUs' power limit in this run, as a fraction of their training draw above idle.
+    pub power_fraction: f64,
+    /// A flexible job held back by the energy-aware modifier until then.
+    pub deferred_until: Option<SimTime>,
+    /// How often the modifier held it back.
+    pub deferrals: u32,
     why: Reason,
     why_pass: u64,
 }
@@ -105,6 +115,9 @@ impl JobEntry {
             tier: 0,
             reservation: None,
             inside: None,
+            power_fraction: 1.0,
+            deferred_until: None,
+            deferrals: 0,
             why: Reason::NotYetConsidered,
             why_pass: pass,
         }
@@ -178,12 +191,8 @@ pub struct Scheduler {
     total_gpus: u64,
     preempted: Vec<JobId>,
     interrupted: Vec<JobId>,
-    /// Facility power cap, W, and the PUE that turns IT power into facility power.
-    power_cap_w: Option<f64>,
-    pue: f64,
-    /// Per pool: IT watts of a busy GPU and of an idle one (with their host share).
-    pool_w: Vec<(f64, f64)>,
-    pool_types: Vec<fabrik_model::GpuTypeId>,
+    power: PowerState,
+    energy_aware: Option<EnergyAware>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
 }
@@ -232,17 +241,25 @@ impl Scheduler {
             total_gpus: facility.total_gpus(),
             preempted: Vec::new(),
             interrupted: Vec::new(),
-            power_cap_w: None,
-            pue: 1.0,
-            pool_w: facility
-                .pools
-                .iter()
-                .map(|p| {
-                    let g = facility.gpu(p.gpu_type);
-                    (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
-                })
-                .collect(),
-            pool_types: facility.pools.iter().map(|p| p.gpu_type).collect(),
+            power: PowerState {
+                pool_w: facility
+                    .pools
+                    .iter()
+                    .map(|p| {
+                        let g = facility.gpu(p.gpu_type);
+                        (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
+                    })
+                    .collect(),
+                pool_types: facility.pools.iter().map(|p| p.gpu_type).collect(),
+                overhead_w: facility.total_gpus() as f64 * fabrik_model::energy::NETWORK_STORAGE_W_PER_GPU,
+                saved_w: 0.0,
+                cap_w: None,
+                pue: fabrik_model::grid::Hourly::constant(1.0),
+                budget_w: None,
+                blocked_gpus: 0,
+                green_headroom_w: 0.0,
+            },
+            energy_aware: None,
             requeue: Vec::new(),
             advance: Vec::new(),
         }
@@ -417,6 +434,10 @@ impl Scheduler {
         let job = &mut self.jobs[id.idx()];
         job.parts.clear();
         job.parts.extend_from_slice(&self.scratch);
+        job.deferred_until = None;
+        // inside a reservation its GPUs already count as allocated: no power change to track
+        job.power_fraction = 1.0;
+        let job = &mut self.jobs[id.idx()];
         job.state = JobState::Running;
         job.start = Some(now);
         job.inside = Some(k as u32);
@@ -427,44 +448,91 @@ impl Scheduler {
         started.push(id);
     }
 
-    /// Caps facility power (the grid connection): a job starts only if facility power with it
-    /// stays at or under `cap_w`. `pue` turns IT power into facility power. A lower cap stops no
-    /// running job; it only holds back new ones.
+    /// Caps facility power (the grid connection) at a constant `cap_w` with a constant PUE; see
+    /// `set_power_cap_hourly`.
     pub fn set_power_cap(&mut self, cap_w: Option<f64>, pue: f64) {
-        self.power_cap_w = cap_w;
-        self.pue = pue.max(1.0);
+        let h = fabrik_model::grid::Hourly::constant;
+        self.set_power_cap_hourly(cap_w.map(h), h(pue.max(1.0)));
+    }
+
+    /// Caps facility power per hour (the grid connection, possibly time-varying) with an hourly
+    /// PUE: a job starts only if IT power with it stays within cap ÷ PUE in every hour until its
+    /// walltime ends; a job whose QoS allows a power limit may start limited to fit. A lower cap
+    /// stops no running job; it only holds back new ones.
+    pub fn set_power_cap_hourly(&mut self, cap_w: Option<fabrik_model::grid::Hourly>, pue: fabrik_model::grid::Hourly) {
+        self.power.set_cap(cap_w, pue);
         self.dirty = true;
     }
 
-    /// IT power now, W: allocated GPUs at their training draw, free ones idle, GPUs out of
-    /// service off. (GPUs held by an advance reservation count as allocated.)
+    /// Turns the energy-aware modifier on (or off with `None`).
+    pub fn set_energy_aware(&mut self, m: Option<EnergyAware>) {
+        self.energy_aware = m;
+        self.dirty = true;
+    }
+
+    /// Watts that on-site renewables and the battery can supply now beyond the load: deferred
+    /// flexible jobs that fit in it start at once.
+    pub fn set_green_headroom_w(&mut self, w: f64) {
+        let w = w.max(0.0);
+        if w > self.power.green_headroom_w && self.energy_aware.is_some() {
+            self.dirty = true;
+        }
+        self.power.green_headroom_w = w;
+    }
+
+    /// GPUs of the jobs the power cap held back in the last pass.
+    pub fn power_blocked_gpus(&self) -> u64 {
+        self.power.blocked_gpus
+    }
+
+    /// IT power now, W: allocated GPUs at their training draw (less what power limits save),
+    /// free GPUs and GPUs out of service at idle draw (a node awaiting repair stays powered; this
+    /// also keeps the cap safe when it returns), plus network and storage. (GPUs held by an
+    /// advance reservation count as allocated.)
     pub fn it_power_w(&self) -> f64 {
         let c = &self.cluster;
+        let p = &self.power;
         (0..c.pool_count())
-            .map(|p| {
-                let pid = fabrik_model::PoolId(p as u32);
-                c.pool_busy(pid) as f64 * self.pool_w[p].0 + c.pool_free(pid) as f64 * self.pool_w[p].1
+            .map(|i| {
+                let pid = fabrik_model::PoolId(i as u32);
+                let busy = c.pool_busy(pid) as f64;
+                busy * p.pool_w[i].0 + (c.pool_total(pid) as f64 - busy) * p.pool_w[i].1
             })
-            .sum()
+            .sum::<f64>()
+            + p.overhead_w
+            - p.saved_w
     }
 
-    /// Facility power now: IT power × PUE, W.
-    pub fn facility_power_w(&self) -> f64 {
-        self.it_power_w() * self.pue
+    /// Facility power at `now`: IT power × that hour's PUE, W.
+    pub fn facility_power_w(&self, now: SimTime) -> f64 {
+        self.it_power_w() * self.power.pue_at(now)
     }
 
-    /// Facility power a job adds when it starts (GPUs going from idle to busy), W; the most over
-    /// the pools it may use.
-    fn power_delta_w(
-        &self,
-        gpus: u32,
-        gpu_type: Option<fabrik_model::GpuTypeId>,
-        facility_types: &[fabrik_model::GpuTypeId],
-    ) -> f64 {
-        (0..self.pool_w.len())
-            .filter(|&p| gpu_type.is_none_or(|t| facility_types[p] == t))
-            .map(|p| f64::from(gpus) * (self.pool_w[p].0 - self.pool_w[p].1) * self.pue)
-            .fold(0.0, f64::max)
+    /// Watts a running job saves by its power limit.
+    fn saving_w(&self, j: &JobEntry) -> f64 {
+        let Some(&(d, _)) = j.parts.first() else { return 0.0 };
+        let (busy, idle) = self.power.pool_w[self.cluster.domain_pool(d).idx()];
+        f64::from(j.spec.gpus) * (1.0 - j.power_fraction) * (busy - idle)
+    }
+
+    /// The power fraction `id` may start with under the cap now (1: full power), or why not.
+    fn power_admission(&self, id: JobId, now: SimTime) -> Result<f64, Reason> {
+        let Some(budget) = &self.power.budget_w else { return Ok(1.0) };
+        let spec = &self.jobs[id.idx()].spec;
+        let allowed = budget.min_between(now, now + spec.walltime);
+        let need = self.power.delta_w(spec.gpus, spec.gpu_type);
+        let it_now = self.it_power_w();
+        let room = allowed - it_now;
+        if need <= room {
+            return Ok(1.0);
+        }
+        let f_min = self.cfg.power_limits.min_fraction(spec.qos);
+        if need > 0.0 && f_min < 1.0 && room >= f_min * need {
+            return Ok(room / need);
+        }
+        let pue = self.power.pue_at(now);
+        let cap = self.power.cap_w.as_ref().map_or(0.0, |c| c.min_between(now, now + spec.walltime));
+        Err(Reason::PowerCap { cap_mw: cap / 1e6, now_mw: it_now * pue / 1e6, need_mw: need * f_min * pue / 1e6 })
     }
 
     /// A domain (node or rack) failed or is drained: every job holding GPUs on it stops and is
@@ -631,19 +699,21 @@ impl Scheduler {
                 self.tenants.get(node).path
             )));
         }
-        if let Some(cap) = self.power_cap_w {
-            let idle: f64 = (0..self.pool_w.len())
-                .map(|p| self.cluster.pool_total(fabrik_model::PoolId(p as u32)) as f64 * self.pool_w[p].1)
+        if let Some(budget) = &self.power.budget_w {
+            let p = &self.power;
+            let idle: f64 = (0..p.pool_w.len())
+                .map(|i| self.cluster.pool_total(fabrik_model::PoolId(i as u32)) as f64 * p.pool_w[i].1)
                 .sum::<f64>()
-                * self.pue;
-            let need = self.power_delta_w(spec.gpus, spec.gpu_type, &self.pool_types);
-            if idle + need > cap {
+                + p.overhead_w;
+            let need = p.delta_w(spec.gpus, spec.gpu_type) * self.cfg.power_limits.min_fraction(spec.qos);
+            let best = budget.values.iter().copied().fold(0.0, f64::max);
+            if idle + need > best {
                 return Err(SchedError::Invalid(format!(
-                    "job '{}' can never start under the power cap: {:.3} MW idle + {:.3} MW for its GPUs > {:.3} MW",
+                    "job '{}' can never start under the power cap: {:.3} MW idle + {:.3} MW for its GPUs > {:.3} MW of IT power in the best hour",
                     spec.name,
                     idle / 1e6,
                     need / 1e6,
-                    cap / 1e6
+                    best / 1e6
                 )));
             }
         }
@@ -737,6 +807,9 @@ impl Scheduler {
         let job = &self.jobs[id.idx()];
         let start = job.start.expect("running job has a start");
         self.running.remove(&(start + job.spec.walltime, id));
+        if job.inside.is_none() {
+            self.power.saved_w = (self.power.saved_w - self.saving_w(job)).max(0.0);
+        }
         match job.inside.and_then(|k| self.advance[k as usize].inner.as_mut()) {
             Some(inner) => inner.release(&job.parts),
             None => self.cluster.release(&job.parts),
@@ -907,6 +980,7 @@ impl Scheduler {
         }
         self.dirty = false;
         self.pass += 1;
+        self.power.blocked_gpus = 0;
         // reservation boundaries are wake-ups: windows open and close without other events
         self.wakeup = self
             .advance
@@ -965,11 +1039,23 @@ impl Scheduler {
                 i += 1;
                 continue;
             }
-            if let Some(cap) = self.power_cap_w {
-                let need = self.power_delta_w(gpus, gpu_type, &self.pool_types);
-                let now_w = self.facility_power_w();
-                if now_w + need > cap {
-                    self.set_why(id, Reason::PowerCap { cap_mw: cap / 1e6, now_mw: now_w / 1e6, need_mw: need / 1e6 });
+            if let Some(until) = self.deferral(id, now) {
+                self.wakeup = Some(self.wakeup.map_or(until, |w| w.min(until)));
+                self.pending[kept] = id;
+                kept += 1;
+                i += 1;
+                continue;
+            }
+            match self.power_admission(id, now) {
+                Ok(f) => self.jobs[id.idx()].power_fraction = f,
+                Err(why) => {
+                    self.set_why(id, why);
+                    self.power.blocked_gpus += u64::from(gpus);
+                    if self.power.budget_w.as_ref().is_some_and(|b| b.values.len() > 1) {
+                        // an hourly cap may rise at the next hour
+                        let next = SimTime((now.0 / 3600 + 1) * 3600);
+                        self.wakeup = Some(self.wakeup.map_or(next, |w| w.min(next)));
+                    }
                     self.pending[kept] = id;
                     kept += 1;
                     i += 1;
@@ -1093,6 +1179,33 @@ impl Scheduler {
         }
     }
 
+    /// The energy-aware modifier's decision for `id` at `now`: the time it is held back until, or
+    /// `None` to consider it now. Only flexible jobs (with a deadline) are ever held; one whose
+    /// extra power fits in the green headroom (renewables, battery) is brought forward.
+    fn deferral(&mut self, id: JobId, now: SimTime) -> Option<SimTime> {
+        let m = self.energy_aware.as_ref()?;
+        let j = &self.jobs[id.idx()];
+        let deadline = j.spec.deadline?;
+        let (until, here, then) = match j.deferred_until.filter(|&t| t > now) {
+            Some(t) => (t, f64::NAN, f64::NAN),
+            None => m.defer(now, j.spec.walltime, deadline)?,
+        };
+        let need = self.power.delta_w(j.spec.gpus, j.spec.gpu_type);
+        if need <= self.power.green_headroom_w {
+            self.power.green_headroom_w -= need;
+            self.jobs[id.idx()].deferred_until = None;
+            return None;
+        }
+        let j = &mut self.jobs[id.idx()];
+        if j.deferred_until.is_none_or(|t| t <= now) {
+            j.deferrals += 1;
+            j.deferred_until = Some(until);
+            j.why = Reason::Deferred { until, signal_now: here, signal_then: then };
+        }
+        j.why_pass = self.pass;
+        Some(until)
+    }
+
     fn set_why(&mut self, id: JobId, why: Reason) {
         let j = &mut self.jobs[id.idx()];
         j.why = why;
@@ -1105,6 +1218,9 @@ impl Scheduler {
         let job = &mut self.jobs[id.idx()];
         job.parts.clear();
         job.parts.extend_from_slice(&self.scratch);
+        job.deferred_until = None;
+        self.power.saved_w += self.saving_w(&self.jobs[id.idx()]);
+        let job = &mut self.jobs[id.idx()];
         job.state = JobState::Running;
         job.start = Some(now);
         self.running.insert((now + job.spec.walltime, id));

@@ -4,7 +4,7 @@
 use crate::fairshare::FairShareConfig;
 use crate::*;
 use fabrik_model::tenants::AccountSpec;
-use fabrik_model::{AccountId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
+use fabrik_model::{AccountId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -684,20 +684,27 @@ proptest! {
 
 #[test]
 fn the_power_cap_holds_back_jobs_that_would_exceed_it() {
-    // tiny = 16 H100: idle 357.5 W and busy 969 W per GPU with its host share. With a cap of
-    // 8 × 969 + 8 × 357.5 = 10,612 W (PUE 1) one 8-GPU job fits; a second would add
-    // 8 × 611.5 W, even a 1-GPU job 611.5 W: both wait although GPUs are free.
+    // tiny = 16 H100: idle 357.5 W and busy 969 W per GPU with its host share, plus 50 W of
+    // network and storage per GPU (800 W). With a cap of 8 × 969 + 8 × 357.5 + 800 = 11,412 W
+    // (PUE 1) one 8-GPU job fits; a second would add 8 × 611.5 W, even a 1-GPU job 611.5 W:
+    // both wait although GPUs are free. High QoS: no power limit allowed.
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
-    s.set_power_cap(Some(10_612.0), 1.0);
-    assert!((s.facility_power_w() - 5_720.0).abs() < 1e-9);
+    s.set_power_cap(Some(11_412.0), 1.0);
+    assert!((s.facility_power_w(SimTime(0)) - 6_520.0).abs() < 1e-9);
     let mut started = vec![];
-    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
-    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
-    s.submit(job(Q, 1, 0, 100), SimTime(0)).unwrap();
+    let high = |acct, gpus| {
+        let mut j = job(acct, gpus, 0, 100);
+        j.qos = Qos::High;
+        j
+    };
+    s.submit(high(P, 8), SimTime(0)).unwrap();
+    s.submit(high(P, 8), SimTime(0)).unwrap();
+    s.submit(high(Q, 1), SimTime(0)).unwrap();
     s.schedule(SimTime(0), &mut started);
     assert_eq!(started, vec![JobId(0)]);
-    assert!((s.facility_power_w() - 10_612.0).abs() < 1e-9);
+    assert!((s.facility_power_w(SimTime(0)) - 11_412.0).abs() < 1e-9);
+    assert_eq!(s.power_blocked_gpus(), 9);
     let why = s.explain(JobId(2)).unwrap().reasons[0].to_string();
     assert_eq!(why, "facility power cap 0.01 MW: 0.01 MW drawn, the job adds 0.00 MW");
     assert!(matches!(s.explain(JobId(1)).unwrap().reasons[0], Reason::PowerCap { .. }));
@@ -708,4 +715,98 @@ fn the_power_cap_holds_back_jobs_that_would_exceed_it() {
     s.set_power_cap(None, 1.0);
     s.schedule(SimTime(101), &mut started);
     assert_eq!(started, vec![JobId(2)]);
+    // a cap below idle power refuses every job at submission
+    s.set_power_cap(Some(6_000.0), 1.0);
+    let e = s.submit(high(P, 1), SimTime(102)).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "job 'j0' can never start under the power cap: 0.007 MW idle + 0.001 MW for its GPUs > 0.006 MW of IT power in the best hour"
+    );
+}
+
+#[test]
+fn a_binding_cap_runs_normal_qos_jobs_power_limited() {
+    // Room for one 8-GPU job at full power and a second at 80% of its draw above idle:
+    // cap = 11,412 + 0.8 × 8 × 611.5 = 15,325.6 W. Normal QoS may go down to 0.8, so the second
+    // job starts limited to exactly 0.8; a 1-GPU job then finds no room even at 0.8.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    s.set_power_cap(Some(15_325.6), 1.0);
+    let mut started = vec![];
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![JobId(0), JobId(1)]);
+    assert_eq!(s.job(JobId(0)).power_fraction, 1.0);
+    assert!((s.job(JobId(1)).power_fraction - 0.8).abs() < 1e-9);
+    assert!((s.facility_power_w(SimTime(0)) - 15_325.6).abs() < 1e-6);
+    // the limited job's end gives its saving back: idle + one full job again
+    s.finish(JobId(1), SimTime(50)).unwrap();
+    assert!((s.it_power_w() - 11_412.0).abs() < 1e-6);
+    // without limits the second job waits
+    let cfg = SchedConfig { power_limits: crate::PowerLimits::none(), ..SchedConfig::default() };
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", cfg).unwrap();
+    s.set_power_cap(Some(15_325.6), 1.0);
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![JobId(0)]);
+}
+
+#[test]
+fn an_hourly_cap_admits_only_jobs_whose_walltime_stays_under_every_hour() {
+    // Hour 0 allows one 8-GPU job (11,412 W), hour 1 only idle power (6,520 W), and so on
+    // alternating. A 100-s job fits in hour 0; a 3,700-s job would still run in hour 1 and
+    // waits, with a wake-up at the next hour. Every 3,700-s window touches a low hour, so it
+    // keeps waiting, while a 3,500-s job submitted at 7,200 s (hour 2) fits.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let h = |v: Vec<f64>| fabrik_model::grid::Hourly { values: v };
+    s.set_power_cap_hourly(Some(h(vec![11_412.0, 6_520.0])), h(vec![1.0]));
+    let mut started = vec![];
+    let mut hi = |gpus, wall| {
+        let mut j = job(P, gpus, 0, wall);
+        j.qos = Qos::High;
+        j
+    };
+    s.submit(hi(8, 3_700), SimTime(0)).unwrap();
+    s.submit(hi(8, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    assert_eq!(s.next_wakeup(), Some(SimTime(3600)));
+    s.finish(JobId(1), SimTime(100)).unwrap();
+    s.schedule(SimTime(3600), &mut started);
+    assert!(started.is_empty());
+    s.submit(hi(8, 3_500), SimTime(7_200)).unwrap();
+    s.schedule(SimTime(7_200), &mut started);
+    assert_eq!(started, vec![JobId(2)]);
+}
+
+#[test]
+fn the_energy_aware_modifier_defers_only_flexible_jobs_and_green_power_brings_them_forward() {
+    // Signal: hour 0 dirty (400), hour 1 clean (100), repeating. A flexible 1-hour job with a
+    // 4-hour deadline waits for hour 1; an inflexible one starts at once; a second flexible job
+    // whose 611.5 W fit in 700 W of green headroom starts at once too.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
+    s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0))));
+    let mut flexible = job(P, 1, 0, 3600);
+    flexible.deadline = Some(SimTime(4 * 3600));
+    s.submit(flexible.clone(), SimTime(0)).unwrap();
+    s.submit(job(Q, 1, 0, 3600), SimTime(0)).unwrap();
+    let mut started = vec![];
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    let why = s.explain(JobId(0)).unwrap().reasons[0].clone();
+    assert_eq!(why, Reason::Deferred { until: SimTime(3600), signal_now: 400.0, signal_then: 100.0 });
+    assert_eq!(s.next_wakeup(), Some(SimTime(3600)));
+    s.set_green_headroom_w(700.0);
+    s.submit(flexible, SimTime(10)).unwrap();
+    s.schedule(SimTime(10), &mut started);
+    // the headroom (700 W) covers one job (611.5 W): the first in queue order
+    assert_eq!(started, vec![JobId(0)]);
+    s.schedule(SimTime(3600), &mut started);
+    assert_eq!(started, vec![JobId(2)]);
+    assert_eq!(s.job(JobId(2)).deferrals, 1);
 }

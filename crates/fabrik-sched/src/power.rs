@@ -1,0 +1,203 @@
+//! Power as a scheduled resource: the facility cap (constant or hourly, with an hourly PUE), GPU
+//! power limits per QoS, and the carbon- and price-aware modifier for flexible jobs.
+//!
+//! **Cap invariant.** A job starts only if IT power now plus what it adds stays within the IT
+//! budget (cap ÷ PUE) of every hour until its walltime ends. Jobs end by their walltime, GPUs out
+//! of service are counted at idle draw, and a job's power limit is fixed for its run, so facility
+//! power never exceeds the cap of any hour (tested as a property in the twin).
+
+use fabrik_model::grid::Hourly;
+use fabrik_model::{GpuTypeId, Qos, Secs, SimTime};
+use serde::{Deserialize, Serialize};
+
+/// The lowest power limit, as a fraction of a GPU's training draw above idle, that jobs of each
+/// QoS may be run at when the facility cap binds (1: never limited). Throughput follows
+/// `fabrik_model::energy::speed_at_power`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerLimits {
+    pub high: f64,
+    pub normal: f64,
+    pub low: f64,
+}
+
+impl Default for PowerLimits {
+    fn default() -> Self {
+        // High-QoS work runs at full speed; normal work may lose 4% speed (80% power), low 16%
+        // (60% power).
+        PowerLimits { high: 1.0, normal: 0.8, low: 0.6 }
+    }
+}
+
+impl PowerLimits {
+    pub fn none() -> PowerLimits {
+        PowerLimits { high: 1.0, normal: 1.0, low: 1.0 }
+    }
+    pub fn min_fraction(&self, q: Qos) -> f64 {
+        match q {
+            Qos::High => self.high,
+            Qos::Normal => self.normal,
+            Qos::Low => self.low,
+        }
+        .clamp(0.0, 1.0)
+    }
+    pub fn validate(&self) -> Result<(), String> {
+        for (q, f) in [("high", self.high), ("normal", self.normal), ("low", self.low)] {
+            if !(0.3..=1.0).contains(&f) {
+                return Err(format!("power limit for QoS {q} must be between 0.3 and 1, got {f}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The scheduler's power bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct PowerState {
+    /// Per pool: IT watts of a busy GPU and of an idle one (with their host share).
+    pub pool_w: Vec<(f64, f64)>,
+    pub pool_types: Vec<GpuTypeId>,
+    /// Network and storage, always on, W.
+    pub overhead_w: f64,
+    /// Watts running jobs save by their power limits.
+    pub saved_w: f64,
+    /// Facility cap per hour, W.
+    pub cap_w: Option<Hourly>,
+    pub pue: Hourly,
+    /// IT power allowed per hour: cap ÷ PUE, W.
+    pub budget_w: Option<Hourly>,
+    /// GPUs of jobs the cap held back in the last pass.
+    pub blocked_gpus: u64,
+    /// Watts on-site renewables and the battery can supply beyond the load (set by the caller).
+    pub green_headroom_w: f64,
+}
+
+impl PowerState {
+    pub fn set_cap(&mut self, cap_w: Option<Hourly>, pue: Hourly) {
+        self.budget_w = cap_w.as_ref().map(|c| {
+            let n = c.values.len().max(pue.values.len());
+            Hourly {
+                values: (0..n)
+                    .map(|h| c.values[h % c.values.len()] / pue.values[h % pue.values.len()].max(1.0))
+                    .collect(),
+            }
+        });
+        self.cap_w = cap_w;
+        self.pue = pue;
+    }
+
+    pub fn pue_at(&self, t: SimTime) -> f64 {
+        self.pue.at(t).max(1.0)
+    }
+
+    /// IT watts a job adds at full power when it starts (GPUs from idle to busy); the most over
+    /// the pools it may use.
+    pub fn delta_w(&self, gpus: u32, gpu_type: Option<GpuTypeId>) -> f64 {
+        (0..self.pool_w.len())
+            .filter(|&p| gpu_type.is_none_or(|t| self.pool_types[p] == t))
+            .map(|p| f64::from(gpus) * (self.pool_w[p].0 - self.pool_w[p].1))
+            .fold(0.0, f64::max)
+    }
+}
+
+/// The carbon- or price-aware modifier: flexible jobs (those with a deadline) are deferred to
+/// the hours where `signal` is lowest, within their slack. Composable with every policy: it only
+/// ever holds back flexible jobs, never reorders the queue, and releases a job no later than
+/// `deadline − walltime − guard`.
+#[derive(Debug, Clone)]
+pub struct EnergyAware {
+    /// What to minimise, per hour from the run's start (gCO2/kWh, €/MWh, or a blend); lower is
+    /// better. Repeats after its last hour.
+    pub signal: Hourly,
+    /// How far ahead to look for a better start, hours.
+    pub horizon_h: u64,
+    /// Defer only if the best start is at least this much better than now (0.05: 5%).
+    pub min_gain: f64,
+    /// Released at least this long before the latest start that meets the deadline.
+    pub guard: Secs,
+    prefix: Vec<f64>,
+}
+
+impl EnergyAware {
+    pub fn new(signal: Hourly, horizon_h: u64, min_gain: f64, guard: Secs) -> EnergyAware {
+        let mut prefix = Vec::with_capacity(signal.values.len() + 1);
+        prefix.push(0.0);
+        for v in &signal.values {
+            prefix.push(prefix.last().expect("non-empty") + v);
+        }
+        EnergyAware { signal, horizon_h, min_gain, guard, prefix }
+    }
+
+    /// Σ signal over hours [a, b).
+    fn sum(&self, a: u64, b: u64) -> f64 {
+        let n = self.signal.values.len() as u64;
+        let total = self.prefix[n as usize];
+        let upto = |h: u64| (h / n) as f64 * total + self.prefix[(h % n) as usize];
+        upto(b) - upto(a)
+    }
+
+    /// Mean signal over a run of `len` hours starting at hour `h`.
+    pub fn window_mean(&self, h: u64, len: u64) -> f64 {
+        self.sum(h, h + len) / len as f64
+    }
+
+    /// Whether to hold a flexible job back at `now`: the start hour with the lowest mean signal
+    /// over its run (its walltime, at most a day) among the next `horizon_h` hours that still
+    /// leave `guard` before its latest start; `None` to start now. Returns the hour's start and
+    /// the mean signal now and then.
+    pub fn defer(&self, now: SimTime, walltime: Secs, deadline: SimTime) -> Option<(SimTime, f64, f64)> {
+        let latest = deadline.0.checked_sub(walltime.0 + self.guard.0)?;
+        let h0 = now.0 / 3600;
+        let last = (latest / 3600).min(h0 + self.horizon_h);
+        if last <= h0 {
+            return None;
+        }
+        let len = walltime.0.div_ceil(3600).clamp(1, 24);
+        let here = self.window_mean(h0, len);
+        let (best, cost) =
+            (h0 + 1..=last)
+                .map(|h| (h, self.window_mean(h, len)))
+                .fold((h0, here), |acc, x| if x.1 < acc.1 { x } else { acc });
+        (best > h0 && cost < here * (1.0 - self.min_gain)).then_some((SimTime(best * 3600), here, cost))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defers_to_the_cleanest_window_within_the_slack_and_guard() {
+        // intensity by hour: 400 400 100 400 50 400 (repeats)
+        let m = EnergyAware::new(Hourly { values: vec![400.0, 400.0, 100.0, 400.0, 50.0, 400.0] }, 48, 0.05, Secs(0));
+        // a 1-hour job at t=0 with deadline 6 h: hours 1..=5 possible; hour 4 (50) is best
+        assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)), Some((SimTime(4 * 3600), 400.0, 50.0)));
+        // deadline 4 h: latest start 3 h → hour 2 (100)
+        assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(4 * 3600)), Some((SimTime(2 * 3600), 400.0, 100.0)));
+        // a 2-hour job: windows (h, h+1): 0:400, 1:250, 2:250, 3:225, 4:225 → hour 3, the first
+        // of the two best
+        let d = m.defer(SimTime(0), Secs(7200), SimTime(7 * 3600)).unwrap();
+        assert_eq!(d.0, SimTime(3 * 3600));
+        assert_eq!(d.2, 225.0);
+        // a guard of 3 h: latest start 6 − 1 − 3 = 2 h → hour 2
+        let g = EnergyAware::new(m.signal.clone(), 48, 0.05, Secs(3 * 3600));
+        assert_eq!(g.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)).unwrap().0, SimTime(2 * 3600));
+        // no slack, or already in the cleanest hour: start now
+        assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(3600)), None);
+        assert_eq!(m.defer(SimTime(4 * 3600), Secs(3600), SimTime(9 * 3600)), None);
+        // horizon 1 h: only hour 1 (400, no gain)
+        let h = EnergyAware::new(m.signal.clone(), 1, 0.05, Secs(0));
+        assert_eq!(h.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)), None);
+        // the series repeats: hour 6 is hour 0 again; window over hours 5..8 = 400+400+400
+        assert_eq!(m.window_mean(5, 3), 400.0);
+        assert_eq!(m.window_mean(10, 1), 50.0);
+    }
+
+    #[test]
+    fn power_limits_per_qos() {
+        let l = PowerLimits::default();
+        assert_eq!((l.min_fraction(Qos::High), l.min_fraction(Qos::Normal), l.min_fraction(Qos::Low)), (1.0, 0.8, 0.6));
+        let bad = PowerLimits { low: 0.1, ..l };
+        assert_eq!(bad.validate().unwrap_err(), "power limit for QoS low must be between 0.3 and 1, got 0.1");
+    }
+}
