@@ -3,6 +3,7 @@
 mod bench;
 mod bench_serve;
 mod client;
+mod energy;
 mod plan;
 mod serve;
 
@@ -111,19 +112,11 @@ pub struct SimArgs {
     /// Seconds a checkpoint blocks the job (0: asynchronous).
     #[arg(long, default_value_t = 0)]
     checkpoint_write_s: u64,
-    /// Power usage effectiveness for facility energy (default 1.25, Cottier et al. 2024).
-    #[arg(long, default_value_t = 1.25)]
-    pue: f64,
-    /// Facility power cap in MW (the grid connection): no job starts that would exceed it.
+    #[command(flatten)]
+    energy: energy::EnergyArgs,
+    /// Write the hourly energy ledger (IT, facility, renewables, battery, grid, tCO2, EUR) here.
     #[arg(long)]
-    power_cap_mw: Option<f64>,
-    /// Carbon intensity over time: annual-mean (the zone's), synthetic (a documented hourly
-    /// profile with that mean), or csv:PATH[#COLUMN] (an ENTSO-E / Electricity Maps export).
-    #[arg(long, default_value = "annual-mean")]
-    carbon: String,
-    /// Grid zone for emissions and cost: EU, DE, FR, SE, PL, US (annual means).
-    #[arg(long, default_value = "DE")]
-    zone: String,
+    energy_csv: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -162,6 +155,19 @@ pub struct WorkloadArgs {
     load: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of synthetic jobs of walltime ≤ 24 h that are flexible: a deadline of walltime +
+    /// 6–48 h of slack.
+    #[arg(long, default_value_t = 0.0)]
+    flexible_share: f64,
+}
+
+impl WorkloadArgs {
+    pub fn load(&self, facility: &Facility) -> Result<Workload> {
+        if self.flexible_share != 0.0 && self.workload != "synthetic" {
+            bail!("--flexible-share applies to the synthetic workload (traces carry their own deadlines)");
+        }
+        load_workload_with(&self.workload, facility, self.days, self.load, self.seed, self.flexible_share)
+    }
 }
 
 fn check_policy(name: &str) -> Result<()> {
@@ -184,6 +190,9 @@ pub struct CompareArgs {
     w: WorkloadArgs,
     #[arg(long)]
     sched_config: Option<PathBuf>,
+    /// Energy settings for every run; `--energy-aware off,carbon` runs each variant.
+    #[command(flatten)]
+    energy: energy::EnergyArgs,
     #[arg(long)]
     json: Option<PathBuf>,
     #[arg(long)]
@@ -196,8 +205,11 @@ fn compare(a: &CompareArgs) -> Result<()> {
     }
     let facilities = a.facilities.iter().map(|f| load_facility(f)).collect::<Result<Vec<_>>>()?;
     let Some(first) = facilities.first() else { bail!("--facilities is empty") };
-    let workload = load_workload(&a.w.workload, first, a.w.days, a.w.load, a.w.seed)?;
-    let sched = sched_config(a.sched_config.as_deref(), None)?;
+    let workload = a.w.load(first)?;
+    let mut sched = sched_config(a.sched_config.as_deref(), None)?;
+    let variants = a.energy.modifier().split(',').map(|v| a.energy.with_modifier(v)).collect::<Vec<_>>();
+    let energies =
+        variants.iter().map(|v| v.configure(a.w.days.unwrap_or(30.0), &mut sched)).collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let mut notes = workload.notes.clone();
     if facilities.len() > 1 {
@@ -207,11 +219,14 @@ fn compare(a: &CompareArgs) -> Result<()> {
         let mut f = f.clone();
         f.tenants = first.tenants.clone();
         for p in &a.policies {
-            let t = std::time::Instant::now();
-            let r = fabrik_twin::simulate(&f, &workload, TwinConfig::new(p, sched.clone(), a.w.seed))
-                .with_context(|| format!("{p} on {}", f.name))?;
-            eprintln!("{p} on {}: {:.2} s", f.name, t.elapsed().as_secs_f64());
-            rows.push(fabrik_twin::compare::Row::of(&r));
+            for e in &energies {
+                let t = std::time::Instant::now();
+                let mut cfg = TwinConfig::new(p, sched.clone(), a.w.seed);
+                cfg.energy = e.clone();
+                let r = fabrik_twin::simulate(&f, &workload, cfg).with_context(|| format!("{p} on {}", f.name))?;
+                eprintln!("{p} on {}: {:.2} s", f.name, t.elapsed().as_secs_f64());
+                rows.push(fabrik_twin::compare::Row::of(&r));
+            }
         }
     }
     let c = fabrik_twin::compare::Comparison { workload: workload.source.clone(), notes, rows };
@@ -281,8 +296,24 @@ fn open(path: &str) -> Result<std::fs::File> {
 }
 
 pub fn load_workload(spec: &str, facility: &Facility, days: Option<f64>, load: f64, seed: u64) -> Result<Workload> {
+    load_workload_with(spec, facility, days, load, seed, 0.0)
+}
+
+fn load_workload_with(
+    spec: &str,
+    facility: &Facility,
+    days: Option<f64>,
+    load: f64,
+    seed: u64,
+    flexible_share: f64,
+) -> Result<Workload> {
     let mut w = if spec == "synthetic" {
-        let cfg = synthetic::SyntheticConfig { days: days.unwrap_or(30.0), offered_load: load, ..Default::default() };
+        let cfg = synthetic::SyntheticConfig {
+            days: days.unwrap_or(30.0),
+            offered_load: load,
+            flexible_share,
+            ..Default::default()
+        };
         synthetic::generate(&cfg, facility, seed).map_err(anyhow::Error::msg).context("synthetic workload")?
     } else if let Some(p) = spec.strip_prefix("itp:") {
         itp::read(open(p)?, p, &facility.tenants)?
@@ -329,7 +360,7 @@ pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedCo
 fn simulate(a: &SimArgs) -> Result<()> {
     check_policy(&a.policy)?;
     let facility = load_facility(&a.facility)?;
-    let workload = load_workload(&a.w.workload, &facility, a.w.days, a.w.load, a.w.seed)?;
+    let workload = a.w.load(&facility)?;
     let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
     if a.predictive && !(a.failures || a.failure_rate.is_some()) {
@@ -350,46 +381,7 @@ fn simulate(a: &SimArgs) -> Result<()> {
         cfg.failures = Some(fc);
     }
     cfg.checkpoint_write_s = a.checkpoint_write_s;
-    let zone = fabrik_model::grid::find(&a.zone).with_context(|| {
-        let known: Vec<&str> = fabrik_model::grid::ZONES.iter().map(|z| z.code).collect();
-        format!("unknown grid zone '{}' (known: {})", a.zone, known.join(", "))
-    })?;
-    if !(a.pue.is_finite() && a.pue >= 1.0) {
-        bail!("--pue must be at least 1, got {}", a.pue);
-    }
-    if a.power_cap_mw.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-        bail!("--power-cap-mw must be positive");
-    }
-    cfg.energy = fabrik_twin::engine::EnergyConfig {
-        pue: a.pue,
-        cap_mw: a.power_cap_mw,
-        zone: zone.code.to_string(),
-        gco2_per_kwh: zone.gco2_per_kwh,
-        price_eur_per_mwh: zone.price_eur_per_mwh,
-        intensity: None,
-        intensity_source: "annual mean".into(),
-    };
-    match a.carbon.as_str() {
-        "annual-mean" => {}
-        "synthetic" => {
-            let hours = (a.w.days.unwrap_or(30.0).max(1.0) * 24.0) as usize + 24 * 60;
-            cfg.energy.intensity = Some(fabrik_model::grid::synthetic_intensity(zone, hours));
-            cfg.energy.intensity_source = format!("synthetic hourly profile for {}", zone.code);
-        }
-        other => {
-            let spec =
-                other.strip_prefix("csv:").context("--carbon takes annual-mean, synthetic or csv:PATH[#COLUMN]")?;
-            let (path, column) = match spec.split_once('#') {
-                Some((p, c)) => (p, Some(c)),
-                None => (spec, None),
-            };
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading carbon intensity file {path}"))?;
-            cfg.energy.intensity =
-                Some(fabrik_model::grid::read_hourly_csv(&text, path, column).map_err(anyhow::Error::msg)?);
-            cfg.energy.intensity_source = path.to_string();
-        }
-    }
+    cfg.energy = a.energy.configure(a.w.days.unwrap_or(30.0), &mut cfg.sched)?;
     cfg.checkpoint = match a.checkpoint_interval.as_str() {
         "as-submitted" => fabrik_twin::engine::CheckpointPolicy::AsSubmitted,
         "young-daly" => fabrik_twin::engine::CheckpointPolicy::YoungDaly,
@@ -432,6 +424,9 @@ fn write_outputs(report: &Report, a: &SimArgs) -> Result<()> {
     }
     if let Some(p) = &a.jobs_csv {
         write(p, report.jobs_csv())?;
+    }
+    if let Some(p) = &a.energy_csv {
+        write(p, report.energy_csv())?;
     }
     Ok(())
 }

@@ -70,12 +70,22 @@ pub(crate) struct PowerState {
     pub blocked_gpus: u64,
     /// Watts on-site renewables and the battery can supply beyond the load (set by the caller).
     pub green_headroom_w: f64,
+    /// Claimed GPUs that stayed idle in the last pass.
+    pub claimed_idle_gpus: u64,
 }
 
 impl PowerState {
     pub fn set_cap(&mut self, cap_w: Option<Hourly>, pue: Hourly) {
         self.budget_w = cap_w.as_ref().map(|c| {
-            let n = c.values.len().max(pue.values.len());
+            // one full period of both series (capped: a year of hours covers any real pair)
+            let (a, b) = (c.values.len(), pue.values.len());
+            let gcd = |mut x: usize, mut y: usize| {
+                while y != 0 {
+                    (x, y) = (y, x % y);
+                }
+                x
+            };
+            let n = (a / gcd(a, b) * b).min(a.max(b).max(8784 * 2));
             Hourly {
                 values: (0..n)
                     .map(|h| c.values[h % c.values.len()] / pue.values[h % pue.values.len()].max(1.0))

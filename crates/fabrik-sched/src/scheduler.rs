@@ -193,8 +193,26 @@ pub struct Scheduler {
     interrupted: Vec<JobId>,
     power: PowerState,
     energy_aware: Option<EnergyAware>,
+    /// GPUs claimed by deferred flexible jobs: hidden from every other job during a pass.
+    claims: Vec<Claim>,
+    claims_applied: bool,
+    /// Claims by start time with the IT watts their hidden GPUs add at or after it (suffix sums):
+    /// a job that ends before a claim starts does not share its power.
+    claim_w: Vec<(SimTime, f64)>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
+}
+
+/// A deferred flexible job's GPUs, chosen when it could have started: no other job may take
+/// them, so it starts on them when its deferral ends.
+struct Claim {
+    job: JobId,
+    /// When the job starts on them.
+    at: SimTime,
+    parts: Parts,
+    /// GPUs hidden per part while applied (fewer where a short job borrowed some).
+    hidden: Vec<u32>,
+    applied: bool,
 }
 
 /// An advance reservation: its pseudo-job holds the GPUs from `start` to `end`; the jobs of its
@@ -258,8 +276,12 @@ impl Scheduler {
                 budget_w: None,
                 blocked_gpus: 0,
                 green_headroom_w: 0.0,
+                claimed_idle_gpus: 0,
             },
             energy_aware: None,
+            claims: Vec::new(),
+            claims_applied: false,
+            claim_w: Vec::new(),
             requeue: Vec::new(),
             advance: Vec::new(),
         }
@@ -521,7 +543,7 @@ impl Scheduler {
         let spec = &self.jobs[id.idx()].spec;
         let allowed = budget.min_between(now, now + spec.walltime);
         let need = self.power.delta_w(spec.gpus, spec.gpu_type);
-        let it_now = self.it_power_w();
+        let it_now = self.it_power_w() - self.claims_w_from(now + spec.walltime);
         let room = allowed - it_now;
         if need <= room {
             return Ok(1.0);
@@ -568,6 +590,13 @@ impl Scheduler {
             let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
             self.pending.insert(pos, id);
             self.interrupted.push(id);
+        }
+        let broken: Vec<JobId> =
+            self.claims.iter().filter(|c| c.parts.iter().any(|p| p.0 == d)).map(|c| c.job).collect();
+        for id in broken {
+            // its GPUs are gone: it is considered again like any job (and not deferred again)
+            self.claims.retain(|c| c.job != id);
+            self.jobs[id.idx()].deferred_until = None;
         }
         self.cluster.set_down(d, true);
         for r in self.advance.iter_mut() {
@@ -922,6 +951,7 @@ impl Scheduler {
             Some(JobState::Ended) => Err(SchedError::NotRunning(id)),
             Some(JobState::Pending) => {
                 self.pending.retain(|&p| p != id);
+                self.claims.retain(|c| c.job != id);
                 let job = &mut self.jobs[id.idx()];
                 job.state = JobState::Ended;
                 job.end = Some(now);
@@ -981,6 +1011,8 @@ impl Scheduler {
         self.dirty = false;
         self.pass += 1;
         self.power.blocked_gpus = 0;
+        self.apply_claims();
+        self.start_due_claims(now, started);
         // reservation boundaries are wake-ups: windows open and close without other events
         self.wakeup = self
             .advance
@@ -998,6 +1030,11 @@ impl Scheduler {
         let mut i = 0;
         let n = self.pending.len();
         while i < n {
+            if !self.claims_applied {
+                // the last job borrowed claimed GPUs: hide them again (holds go on top)
+                self.unapply_holds();
+                self.apply_claims();
+            }
             let id = self.pending[i];
             let spec = &self.jobs[id.idx()].spec;
             let (gpus, gpu_type, walltime) = (spec.gpus, spec.gpu_type, spec.walltime);
@@ -1078,6 +1115,12 @@ impl Scheduler {
                 kept += 1;
                 i += 1;
                 continue;
+            }
+            // a job that does not fit otherwise may borrow the GPUs of claims that start after
+            // its walltime ends
+            if self.claims_applied && !self.claims.is_empty() && !self.cluster.may_fit(gpus, gpu_type) {
+                self.unapply_holds();
+                self.lend_from(now + walltime);
             }
             let mut placed = false;
             match self.reservation {
@@ -1174,34 +1217,201 @@ impl Scheduler {
             self.dirty = true;
         }
         self.unapply_holds();
+        self.apply_claims();
+        self.power.claimed_idle_gpus = self.claims.iter().flat_map(|c| c.hidden.iter()).map(|&h| u64::from(h)).sum();
+        self.unapply_claims();
         if self.reservation.is_none() {
             self.holds.clear();
         }
     }
 
+    /// Hides claimed GPUs from the pass, earliest claim first. A job may borrow only the GPUs of
+    /// claims that start after its walltime ends, so a claimed GPU is free again when its claim
+    /// starts.
+    fn apply_claims(&mut self) {
+        if self.claims_applied {
+            return;
+        }
+        self.claims_applied = true;
+        for c in self.claims.iter_mut().filter(|c| !c.applied) {
+            c.applied = true;
+            c.hidden.clear();
+            for &(d, n) in &c.parts {
+                let h = n.min(self.cluster.domain_free(d));
+                if h > 0 {
+                    self.cluster.allocate(&[(d, h)]);
+                }
+                c.hidden.push(h);
+            }
+        }
+        self.rebuild_claim_w();
+    }
+
+    /// IT watts (above idle) of the GPUs hidden for claims that start at or after `t`.
+    fn claims_w_from(&self, t: SimTime) -> f64 {
+        if !self.claims_applied {
+            return 0.0;
+        }
+        let k = self.claim_w.partition_point(|x| x.0 < t);
+        self.claim_w.get(k).map_or(0.0, |x| x.1)
+    }
+
+    fn rebuild_claim_w(&mut self) {
+        let mut v: Vec<(SimTime, f64)> = self
+            .claims
+            .iter()
+            .map(|c| {
+                let w = c
+                    .parts
+                    .iter()
+                    .zip(&c.hidden)
+                    .map(|(&(d, _), &h)| {
+                        let (busy, idle) = self.power.pool_w[self.cluster.domain_pool(d).idx()];
+                        f64::from(h) * (busy - idle)
+                    })
+                    .sum::<f64>();
+                (c.at, w)
+            })
+            .collect();
+        v.sort_by_key(|x| x.0);
+        for k in (0..v.len().saturating_sub(1)).rev() {
+            v[k].1 += v[k + 1].1;
+        }
+        self.claim_w = v;
+    }
+
+    fn unapply_claims(&mut self) {
+        self.claims_applied = false;
+        for c in self.claims.iter_mut().filter(|c| c.applied) {
+            c.applied = false;
+            for (&(d, _), &h) in c.parts.iter().zip(&c.hidden) {
+                if h > 0 {
+                    self.cluster.release(&[(d, h)]);
+                }
+            }
+        }
+    }
+
+    /// Lends the GPUs of claims starting at or after `t` (until the next job is considered).
+    fn lend_from(&mut self, t: SimTime) {
+        for c in self.claims.iter_mut().filter(|c| c.applied && c.at >= t) {
+            c.applied = false;
+            self.claims_applied = false;
+            for (&(d, _), &h) in c.parts.iter().zip(&c.hidden) {
+                if h > 0 {
+                    self.cluster.release(&[(d, h)]);
+                }
+            }
+        }
+    }
+
+    /// Claimed GPUs nobody borrowed in the last pass: held idle for deferred jobs.
+    pub fn claimed_idle_gpus(&self) -> u64 {
+        self.power.claimed_idle_gpus
+    }
+
+    /// Starts deferred jobs whose hour has come, or whose power the green headroom covers now,
+    /// on their claimed GPUs: they were admitted when they deferred (the head's budgets and the
+    /// cap's later window were checked then), so neither the queue order nor a reservation can
+    /// hold them back. Called with claims applied, before the queue walk.
+    fn start_due_claims(&mut self, now: SimTime, started: &mut Vec<JobId>) {
+        if self.claims.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        let mut k = 0;
+        while k < self.claims.len() {
+            let c = &self.claims[k];
+            let spec = &self.jobs[c.job.idx()].spec;
+            let need = self.power.delta_w(spec.gpus, spec.gpu_type);
+            let green = need <= self.power.green_headroom_w;
+            if c.at <= now || green {
+                if c.at > now {
+                    self.power.green_headroom_w -= need;
+                }
+                let c = self.claims.remove(k);
+                for (&(d, _), &h) in c.parts.iter().zip(&c.hidden) {
+                    if h > 0 {
+                        self.cluster.release(&[(d, h)]);
+                    }
+                }
+                due.push(c);
+            } else {
+                k += 1;
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        self.rebuild_claim_w();
+        due.sort_by_key(|c| c.job);
+        for c in due {
+            self.jobs[c.job.idx()].deferred_until = None;
+            self.jobs[c.job.idx()].power_fraction = 1.0;
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&c.parts);
+            self.start(c.job, now, started);
+        }
+        let jobs = &self.jobs;
+        self.pending.retain(|id| jobs[id.idx()].state == JobState::Pending);
+        // capacity changed under a kept head reservation
+        self.reservation = None;
+    }
+
     /// The energy-aware modifier's decision for `id` at `now`: the time it is held back until, or
-    /// `None` to consider it now. Only flexible jobs (with a deadline) are ever held; one whose
-    /// extra power fits in the green headroom (renewables, battery) is brought forward.
+    /// `None` to consider it now. Only flexible jobs (with a deadline) are ever held, each at most
+    /// once, and only when it could start now: it then claims the GPUs it would have taken, which
+    /// no other job may use, and starts on them when its deferral ends (no later than
+    /// `deadline − walltime − guard`). One whose power fits in the green headroom (renewables,
+    /// battery) is brought forward.
     fn deferral(&mut self, id: JobId, now: SimTime) -> Option<SimTime> {
         let m = self.energy_aware.as_ref()?;
         let j = &self.jobs[id.idx()];
         let deadline = j.spec.deadline?;
-        let (until, here, then) = match j.deferred_until.filter(|&t| t > now) {
-            Some(t) => (t, f64::NAN, f64::NAN),
-            None => m.defer(now, j.spec.walltime, deadline)?,
-        };
-        let need = self.power.delta_w(j.spec.gpus, j.spec.gpu_type);
-        if need <= self.power.green_headroom_w {
-            self.power.green_headroom_w -= need;
-            self.jobs[id.idx()].deferred_until = None;
+        let (gpus, gpu_type, walltime) = (j.spec.gpus, j.spec.gpu_type, j.spec.walltime);
+        let need = self.power.delta_w(gpus, gpu_type);
+        if let Some(until) = j.deferred_until {
+            // still deferred (due claims started before the queue walk)
+            self.jobs[id.idx()].why_pass = self.pass;
+            return Some(until);
+        }
+        if j.deferrals > 0 {
             return None;
         }
-        let j = &mut self.jobs[id.idx()];
-        if j.deferred_until.is_none_or(|t| t <= now) {
-            j.deferrals += 1;
-            j.deferred_until = Some(until);
-            j.why = Reason::Deferred { until, signal_now: here, signal_then: then };
+        let (until, here, then) = m.defer(now, walltime, deadline)?;
+        if need <= self.power.green_headroom_w {
+            self.power.green_headroom_w -= need;
+            return None;
         }
+        // it must fit now, beside the head's reservation, and under the cap of its later window
+        if self.reservation.is_some() {
+            self.apply_holds();
+        }
+        if !self.cluster.may_fit(gpus, gpu_type) || self.cluster.find(gpus, gpu_type, &mut self.scratch).is_err() {
+            return None;
+        }
+        if let Some(b) = &self.power.budget_w {
+            if self.it_power_w() - self.claims_w_from(until + walltime) + need > b.min_between(until, until + walltime)
+            {
+                return None;
+            }
+        }
+        if self.reservation.is_some_and(|r| until + walltime > r.start_at) {
+            self.charge_budgets();
+        }
+        self.unapply_holds();
+        let parts = self.scratch.clone();
+        self.cluster.allocate(&parts);
+        let hidden = parts.iter().map(|p| p.1).collect();
+        // kept in start order: earlier claims are hidden first, so GPUs lent against later
+        // claims never come out of an earlier one
+        let pos = self.claims.partition_point(|c| c.at <= until);
+        self.claims.insert(pos, Claim { job: id, at: until, parts, hidden, applied: true });
+        self.rebuild_claim_w();
+        let j = &mut self.jobs[id.idx()];
+        j.deferrals += 1;
+        j.deferred_until = Some(until);
+        j.why = Reason::Deferred { until, signal_now: here, signal_then: then };
         j.why_pass = self.pass;
         Some(until)
     }

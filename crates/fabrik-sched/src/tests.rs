@@ -764,7 +764,7 @@ fn an_hourly_cap_admits_only_jobs_whose_walltime_stays_under_every_hour() {
     let h = |v: Vec<f64>| fabrik_model::grid::Hourly { values: v };
     s.set_power_cap_hourly(Some(h(vec![11_412.0, 6_520.0])), h(vec![1.0]));
     let mut started = vec![];
-    let mut hi = |gpus, wall| {
+    let hi = |gpus, wall| {
         let mut j = job(P, gpus, 0, wall);
         j.qos = Qos::High;
         j

@@ -21,6 +21,14 @@ pub struct Row {
     pub preemptions: u64,
     pub lost_gpu_hours: f64,
     pub restart_overhead_gpu_hours: f64,
+    /// The energy-aware modifier ("off", "carbon", "price", "both").
+    pub energy_aware: String,
+    pub facility_mwh: f64,
+    pub emissions_t: f64,
+    pub cost_eur: f64,
+    pub flexible_emissions_t: f64,
+    pub flexible_deadlines_missed: u64,
+    pub cap_lost_share: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,13 +57,24 @@ impl Row {
             preemptions: s.preemptions,
             lost_gpu_hours: s.lost_gpu_hours + s.restart_overhead_gpu_hours,
             restart_overhead_gpu_hours: s.restart_overhead_gpu_hours,
+            energy_aware: r.config.energy.aware.map_or("off".to_string(), |a| {
+                serde_json::to_value(a.objective).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            }),
+            facility_mwh: r.energy.facility_mwh,
+            emissions_t: r.energy.emissions_t,
+            cost_eur: r.energy.cost_eur,
+            flexible_emissions_t: r.energy.flexible.emissions_t,
+            flexible_deadlines_missed: r.energy.flexible.deadlines_missed,
+            cap_lost_share: r.energy.cap_lost_share,
         }
     }
 }
 
-const HEAD: [&str; 13] = [
+const N: usize = 19;
+const HEAD: [&str; N] = [
     "policy",
     "facility",
+    "energy-aware",
     "JCT mean",
     "JCT median",
     "JCT p95",
@@ -67,13 +86,19 @@ const HEAD: [&str; 13] = [
     "TTG max",
     "preempt",
     "GPUh lost",
+    "MWh",
+    "tCO2",
+    "flex tCO2",
+    "EUR",
+    "cap lost",
 ];
 
 impl Comparison {
-    fn cells(r: &Row) -> [String; 13] {
+    fn cells(r: &Row) -> [String; N] {
         [
             r.policy.clone(),
             r.facility.clone(),
+            r.energy_aware.clone(),
             dur(r.jct_mean_s),
             dur(r.jct_median_s),
             dur(r.jct_p95_s),
@@ -85,14 +110,18 @@ impl Comparison {
             dur(r.max_time_to_guarantee_s),
             r.preemptions.to_string(),
             format!("{:.1}", r.lost_gpu_hours),
+            format!("{:.0}", r.facility_mwh),
+            format!("{:.1}", r.emissions_t),
+            format!("{:.1}", r.flexible_emissions_t),
+            format!("{:.0}", r.cost_eur),
+            format!("{:.1}%", r.cap_lost_share * 100.0),
         ]
     }
 
     pub fn table(&self) -> String {
-        let mut rows: Vec<[String; 13]> = vec![HEAD.map(String::from)];
+        let mut rows: Vec<[String; N]> = vec![HEAD.map(String::from)];
         rows.extend(self.rows.iter().map(Self::cells));
-        let widths: Vec<usize> =
-            (0..13).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
         let mut o = format!("workload: {}\n", self.workload);
         for n in &self.notes {
             let _ = writeln!(o, "  note: {n}");
@@ -101,11 +130,11 @@ impl Comparison {
             let line: Vec<String> = r
                 .iter()
                 .enumerate()
-                .map(|(c, v)| if c < 2 { format!("{v:<w$}", w = widths[c]) } else { format!("{v:>w$}", w = widths[c]) })
+                .map(|(c, v)| if c < 3 { format!("{v:<w$}", w = widths[c]) } else { format!("{v:>w$}", w = widths[c]) })
                 .collect();
             let _ = writeln!(o, "{}", line.join("  "));
         }
-        let _ = writeln!(o, "(BSLD = mean bounded slowdown; util while jobs arrive; TTG = time-to-guarantee; GPUh lost = lost work + restart overhead)");
+        let _ = writeln!(o, "(BSLD = mean bounded slowdown; util while jobs arrive; TTG = time-to-guarantee; GPUh lost = lost work + restart overhead; tCO2 location-based from the grid; flex = flexible jobs' share; cap lost = GPU capacity idle while the power cap held work back)");
         o
     }
 
@@ -118,7 +147,7 @@ impl Comparison {
         let mut o = format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fabrik compare</title>\
              <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}\
-             td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}}td:nth-child(-n+2),th:nth-child(-n+2){{text-align:left}}\
+             td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}}td:nth-child(-n+3),th:nth-child(-n+3){{text-align:left}}\
              .bar{{display:inline-block;height:10px;background:#2a6fdb}}</style></head><body><h1>fabrik compare</h1><p>Workload: {}</p>",
             esc(&self.workload)
         );

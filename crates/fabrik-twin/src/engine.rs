@@ -42,6 +42,8 @@ enum Kind {
     Repair(u32),
     NextFailure,
     Telemetry,
+    /// An hour begins: hourly caps, renewables, the battery and the modifier's signal change.
+    Hour,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,39 +75,7 @@ pub struct TwinConfig {
     pub energy: EnergyConfig,
 }
 
-/// How IT power becomes facility energy, emissions and cost: a constant PUE and a grid zone's
-/// annual mean carbon intensity and price (`fabrik_model::grid`).
-#[derive(Debug, Clone, Serialize)]
-pub struct EnergyConfig {
-    pub pue: f64,
-    /// Facility power cap (the grid connection), MW: no job starts that would exceed it.
-    pub cap_mw: Option<f64>,
-    pub zone: String,
-    /// Annual mean intensity, used when no hourly series is given.
-    pub gco2_per_kwh: f64,
-    pub price_eur_per_mwh: f64,
-    /// Hourly carbon intensity from the run's start (synthetic profile or a grid export).
-    #[serde(skip)]
-    pub intensity: Option<fabrik_model::grid::Hourly>,
-    /// Where `intensity` came from, for the report.
-    pub intensity_source: String,
-}
-
-impl Default for EnergyConfig {
-    fn default() -> Self {
-        let de = fabrik_model::grid::find("DE").expect("DE is a built-in zone");
-        // PUE 1.25: Cottier et al. 2024 (Epoch) cost-model default outside hyperscalers.
-        EnergyConfig {
-            pue: 1.25,
-            cap_mw: None,
-            zone: de.code.to_string(),
-            gco2_per_kwh: de.gco2_per_kwh,
-            price_eur_per_mwh: de.price_eur_per_mwh,
-            intensity: None,
-            intensity_source: "annual mean".to_string(),
-        }
-    }
-}
+pub use crate::energy::{AwareConfig, EnergyConfig, Objective};
 
 /// Where a job's checkpoint interval comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -299,6 +269,13 @@ pub(crate) struct JobLog {
     pub held_gpu_s: f64,
     pub lost_gpu_s: f64,
     pub overhead_gpu_s: f64,
+    /// Relative speed of the current run (below 1 when power-limited) and its IT draw, W.
+    pub speed: f64,
+    pub watts: f64,
+    /// Lowest power fraction over its runs.
+    pub min_power_fraction: f64,
+    /// Runs: start, end, IT watts.
+    pub runs: Vec<(SimTime, SimTime, f64)>,
 }
 
 /// Progress, reported to an optional callback every few thousand events.
@@ -323,8 +300,12 @@ pub struct Twin<'a> {
     fail_count: u64,
     fail_by_cause: Vec<u64>,
     down: TimeSeries,
-    /// Facility IT power, W.
-    power: TimeSeries,
+    ledger: crate::energy::Ledger,
+    /// Idle GPUs while the power cap held work back.
+    cap_lost: TimeSeries,
+    /// GPUs claimed by deferred jobs and left idle.
+    claim_idle: TimeSeries,
+    hourly: bool,
     busy: TimeSeries,
     queue: TimeSeries,
     events_handled: u64,
@@ -394,8 +375,24 @@ impl<'a> Twin<'a> {
             sched.add_reservation(r, SimTime::ZERO)?;
         }
         let offset = facility.reservations.len();
-        sched.set_power_cap(cfg.energy.cap_mw.map(|c| c * 1e6), cfg.energy.pue);
+        let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
+        let cap_w = cfg
+            .energy
+            .cap_mw
+            .as_ref()
+            .map(|c| fabrik_model::grid::Hourly { values: c.values.iter().map(|mw| mw * 1e6).collect() });
+        sched.set_power_cap_hourly(cap_w, cfg.energy.pue_hourly(span_h + 24 * 400));
+        if let (Some(signal), Some(a)) = (cfg.energy.aware_signal(), cfg.energy.aware) {
+            sched.set_energy_aware(Some(fabrik_sched::EnergyAware::new(
+                signal,
+                a.horizon_h,
+                a.min_gain,
+                Secs(a.guard_s),
+            )));
+        }
         let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc));
+        let ledger = crate::energy::Ledger::new(&cfg.energy);
+        let hourly = cfg.energy.needs_hourly_ticks();
         let span = workload.jobs.last().map_or(0, |j| j.spec.submit.0);
         let bucket = 3600 * (span / (60 * 86_400) + 1);
         Ok(Twin {
@@ -406,13 +403,20 @@ impl<'a> Twin<'a> {
             events: BinaryHeap::new(),
             seq: 0,
             next_arrival: 0,
-            log: workload.jobs.iter().map(|j| JobLog { remaining: j.runtime.0, ..JobLog::default() }).collect(),
+            log: workload
+                .jobs
+                .iter()
+                .map(|j| JobLog { remaining: j.runtime.0, speed: 1.0, min_power_fraction: 1.0, ..JobLog::default() })
+                .collect(),
             preempted: Vec::new(),
             failures,
             fail_count: 0,
             fail_by_cause: vec![0; ROOT_CAUSES.len() + 1],
             down: TimeSeries::new(bucket),
-            power: TimeSeries::new(bucket),
+            ledger,
+            cap_lost: TimeSeries::new(bucket),
+            claim_idle: TimeSeries::new(bucket),
+            hourly,
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
             events_handled: 0,
@@ -449,6 +453,7 @@ impl<'a> Twin<'a> {
                 let ran = (ev.time - l.run_start).0;
                 l.held_gpu_s += gpus * ran as f64;
                 l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
+                l.runs.push((l.run_start, ev.time, l.watts));
                 self.sched.finish(id, ev.time)?;
                 self.done += 1;
             }
@@ -458,6 +463,15 @@ impl<'a> Twin<'a> {
                 self.push_next_arrival();
             }
             Kind::Wakeup => {}
+            Kind::Hour => {
+                // tick while anything can still happen (an empty queue with nothing running
+                // waits for wake-ups, which the scheduler sets itself)
+                if self.done < self.workload.jobs.len() as u64
+                    && (!self.events.is_empty() || self.sched.running_len() > 0)
+                {
+                    self.push(ev.time + Secs(3600), Kind::Hour);
+                }
+            }
             Kind::NextFailure => self.next_failure(ev.time),
             Kind::Fail(d, cause, repair) => self.fail(d, cause, repair, ev.time)?,
             Kind::PredictedFail(d, cause) => {
@@ -691,7 +705,9 @@ impl<'a> Twin<'a> {
         let l = &mut self.log[i];
         l.epoch += 1;
         let ran = (now - l.run_start).0;
-        let useful = ran.saturating_sub(l.run_overhead);
+        l.runs.push((l.run_start, now, l.watts));
+        // work done at the run's speed (power-limited runs compute slower)
+        let useful = (ran.saturating_sub(l.run_overhead) as f64 * l.speed) as u64;
         // completed (work + write) cycles are saved; the partial cycle is lost
         let cycles = if l.ckpt_interval > 0 { useful / (l.ckpt_interval + l.ckpt_cost) } else { 0 };
         let saved = if why == Stop::Drain {
@@ -749,6 +765,9 @@ impl<'a> Twin<'a> {
             }
             self.down.set(SimTime::ZERO, self.sched.cluster().down_gpus() as f64);
         }
+        if self.hourly {
+            self.push(SimTime::ZERO, Kind::Hour);
+        }
         if let Some(f) = &self.failures {
             let telemetry = f.cfg.predictive.is_some();
             self.push(SimTime::ZERO, Kind::NextFailure);
@@ -765,10 +784,15 @@ impl<'a> Twin<'a> {
         let total = self.workload.jobs.len() as u64;
         while let Some(Reverse(ev)) = self.events.pop() {
             let now = ev.time;
+            self.ledger.advance(&self.cfg.energy, now);
             self.handle(ev)?;
             while self.events.peek().is_some_and(|Reverse(e)| e.time == now) {
                 let Reverse(ev) = self.events.pop().expect("peeked");
                 self.handle(ev)?;
+            }
+            if self.hourly {
+                let w = self.ledger.green_headroom_it_w(&self.cfg.energy, now);
+                self.sched.set_green_headroom_w(w);
             }
             self.sched.schedule(now, &mut started);
             self.passes += 1;
@@ -787,7 +811,17 @@ impl<'a> Twin<'a> {
                 l.run_start = now;
                 l.run_overhead = std::mem::take(&mut l.next_overhead);
                 l.epoch += 1;
-                let need = wall_for(l.remaining, l.ckpt_interval, l.ckpt_cost) + l.run_overhead;
+                let entry = self.sched.job(id);
+                let fraction = entry.power_fraction;
+                l.speed = fabrik_model::energy::speed_at_power(fraction).max(1e-3);
+                l.min_power_fraction = l.min_power_fraction.min(fraction);
+                l.watts = entry.parts.first().map_or(0.0, |&(d, _)| {
+                    let g = self.facility.gpu(self.facility.pools[self.facility.domains[d.idx()].pool.idx()].gpu_type);
+                    let (busy, idle) = (g.average_it_power_w(1.0), g.average_it_power_w(0.0));
+                    f64::from(tj.spec.gpus) * (idle + fraction * (busy - idle))
+                });
+                let work = wall_for(l.remaining, l.ckpt_interval, l.ckpt_cost);
+                let need = (work as f64 / l.speed).ceil() as u64 + l.run_overhead;
                 l.killed = need > tj.spec.walltime.0;
                 let (end, epoch) = (now + Secs(need.min(tj.spec.walltime.0)), l.epoch);
                 self.push(end, Kind::End(id, epoch));
@@ -799,7 +833,11 @@ impl<'a> Twin<'a> {
                 }
             }
             self.busy.set(now, self.sched.busy_gpus() as f64);
-            self.power.set(now, self.sched.it_power_w());
+            self.ledger.set_it_w(self.sched.it_power_w());
+            let claimed = self.sched.claimed_idle_gpus();
+            let free = self.sched.cluster().free_gpus().saturating_sub(claimed);
+            self.cap_lost.set(now, self.sched.power_blocked_gpus().min(free) as f64);
+            self.claim_idle.set(now, claimed as f64);
             self.queue.set(now, self.sched.pending().len() as f64);
             if self.events_handled.is_multiple_of(8192) {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
@@ -812,7 +850,9 @@ impl<'a> Twin<'a> {
         }
         let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end).max().unwrap_or_default();
         self.busy.set(end, 0.0);
-        self.power.set(end, 0.0);
+        self.cap_lost.set(end, 0.0);
+        self.claim_idle.set(end, 0.0);
+        self.ledger.advance(&self.cfg.energy, end);
         self.down.set(end, 0.0);
         self.queue.set(end, 0.0);
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
@@ -832,7 +872,9 @@ impl<'a> Twin<'a> {
             down: &self.down,
             maintenance: self.failures.as_ref().filter(|f| f.cfg.predictive.is_some()).map(|f| f.maintenance.clone()),
             spare_swaps: self.failures.as_ref().map_or(0, |f| f.spare_swaps),
-            power: &self.power,
+            ledger: &self.ledger,
+            cap_lost: &self.cap_lost,
+            claim_idle: &self.claim_idle,
         }))
     }
 }

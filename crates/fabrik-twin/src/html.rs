@@ -162,7 +162,7 @@ pub fn render(r: &Report) -> String {
     let pmax = r.timeseries.facility_mw.iter().copied().fold(0.0, f64::max);
     o.push_str(&line_chart(
         &format!(
-            "Facility power (MW): {:.1} MWh, {:.1} tCO2e at {} gCO2/kWh ({}), EUR {:.0}",
+            "Facility power (MW): {:.1} MWh, {:.1} tCO2e at {:.0} gCO2/kWh ({}), EUR {:.0}",
             r.energy.facility_mwh, r.energy.emissions_t, r.energy.gco2_per_kwh, r.energy.zone, r.energy.cost_eur
         ),
         &r.timeseries.facility_mw,

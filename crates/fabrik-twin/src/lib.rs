@@ -7,6 +7,7 @@
 //! generators in the workload sources, and reports iterate ordered collections only.
 
 pub mod compare;
+pub mod energy;
 pub mod engine;
 pub mod failures;
 pub mod html;

@@ -112,31 +112,74 @@ pub struct MaintenanceReport {
 /// Energy, emissions and cost of the run (from the first submission to the last end).
 #[derive(Debug, Clone, Serialize)]
 pub struct EnergySummary {
-    pub pue: f64,
-    pub cap_mw: Option<f64>,
+    /// Facility energy ÷ IT energy over the run.
+    pub effective_pue: f64,
+    pub pue_model: fabrik_model::energy::PueModel,
+    pub temperature_source: String,
+    /// The cap's source and its lowest and highest hour, MW.
+    pub cap_source: String,
+    pub cap_min_mw: Option<f64>,
+    pub cap_max_mw: Option<f64>,
     pub zone: String,
     pub gco2_per_kwh: f64,
     /// "annual mean", "synthetic hourly profile" or the series' file.
     pub intensity_source: String,
     pub price_eur_per_mwh: f64,
+    pub price_source: String,
+    pub renewables_source: String,
+    /// IT energy: GPUs with their hosts, network and storage.
     pub it_mwh: f64,
     pub facility_mwh: f64,
-    /// Location-based: facility energy × the grid's intensity (hourly where a series is given).
+    /// Renewable energy used on site, battery flows, renewable surplus not used, grid draw.
+    pub renewable_mwh: f64,
+    pub battery_in_mwh: f64,
+    pub battery_out_mwh: f64,
+    pub curtailed_mwh: f64,
+    pub grid_mwh: f64,
+    /// Location-based: grid energy × the grid's intensity, hour by hour.
     pub emissions_t: f64,
+    /// Grid energy × the price, hour by hour.
     pub cost_eur: f64,
     pub mean_facility_mw: f64,
     pub peak_facility_mw: f64,
-    /// IT energy of jobs (their GPUs at training draw while held); the rest is idle draw.
+    pub peak_grid_mw: f64,
+    /// Jobs' own IT energy (their GPUs while held) and the emissions and cost it carries; the
+    /// rest is idle draw and network/storage.
     pub jobs_it_mwh: f64,
-    /// Per account: IT energy of its jobs and its share of facility emissions.
+    pub jobs_emissions_t: f64,
+    pub jobs_cost_eur: f64,
+    /// GPU-hours idle while the power cap held work back, and their share of all GPU-hours.
+    pub cap_lost_gpu_hours: f64,
+    pub cap_lost_share: f64,
+    /// Jobs that ran power-limited at least once.
+    pub power_limited_jobs: u64,
+    pub flexible: FlexibleSummary,
+    /// Per account: IT energy of its jobs and the emissions and cost it carries.
     pub accounts: Vec<AccountEnergy>,
+    /// The ledger hour by hour from time 0.
+    #[serde(skip)]
+    pub hours: Vec<crate::energy::HourRow>,
+}
+
+/// Flexible jobs (with a deadline) and what the energy-aware modifier did with them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlexibleSummary {
+    pub jobs: u64,
+    pub deferred_jobs: u64,
+    /// GPU-hours that GPUs claimed by deferred jobs stood idle (the price of their guarantee).
+    pub claimed_idle_gpu_hours: f64,
+    pub mean_wait_s: f64,
+    pub deadlines_met: u64,
+    pub deadlines_missed: u64,
+    pub it_mwh: f64,
+    pub emissions_t: f64,
+    pub cost_eur: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountEnergy {
     pub account: String,
     pub it_mwh: f64,
-    /// Its jobs' IT energy × PUE × intensity.
     pub emissions_t: f64,
     pub cost_eur: f64,
 }
@@ -190,6 +233,12 @@ pub struct Series {
     pub down_gpus: Vec<f64>,
     /// Facility power (IT × PUE), MW, per bucket.
     pub facility_mw: Vec<f64>,
+    /// Grid draw (facility less renewables and battery), MW, per bucket.
+    pub grid_mw: Vec<f64>,
+    /// The facility cap, MW, lowest hour per bucket (empty without a cap).
+    pub cap_mw: Vec<f64>,
+    /// Carbon intensity, gCO2/kWh, mean per bucket.
+    pub gco2_per_kwh: Vec<f64>,
 }
 
 /// One job's outcome.
@@ -206,6 +255,15 @@ pub struct JobRow {
     pub bounded_slowdown: f64,
     pub killed_at_walltime: bool,
     pub preemptions: u32,
+    /// Its IT energy, the grid emissions and cost that carries, its lowest power limit.
+    pub it_kwh: f64,
+    pub emissions_kg: f64,
+    pub cost_eur: f64,
+    pub power_fraction: f64,
+    /// Deadline (flexible jobs), and whether it ended by then.
+    pub deadline_s: Option<u64>,
+    pub deadline_met: Option<bool>,
+    pub deferrals: u32,
 }
 
 pub(crate) struct Inputs<'a> {
@@ -223,7 +281,9 @@ pub(crate) struct Inputs<'a> {
     pub down: &'a TimeSeries,
     pub maintenance: Option<crate::engine::Maintenance>,
     pub spare_swaps: u64,
-    pub power: &'a TimeSeries,
+    pub ledger: &'a crate::energy::Ledger,
+    pub cap_lost: &'a TimeSeries,
+    pub claim_idle: &'a TimeSeries,
 }
 
 const SIZE_CLASSES: &[(u32, u32, &str)] = &[
@@ -263,10 +323,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
     let (mut interruptions, mut fail_lost) = (0u64, 0.0);
-    let mut energy_by_account: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
-    let intensity = |from: SimTime, to: SimTime| {
-        i.cfg.energy.intensity.as_ref().map_or(i.cfg.energy.gco2_per_kwh, |h| h.mean_between(from, to))
-    };
+    let mut energy_by_account: BTreeMap<usize, (f64, f64, f64)> = BTreeMap::new();
+    let mut flex = FlexibleSummary::default();
+    let mut flex_waits = 0.0;
+    let mut power_limited_jobs = 0;
     let (mut ettrs, mut goodputs) = (vec![], vec![]);
     // per size class: jobs, interruptions, run seconds, ETTRs
     let mut rel: Vec<(u64, u64, f64, Vec<f64>)> = vec![(0, 0, 0.0, vec![]); SIZE_CLASSES.len()];
@@ -295,13 +355,33 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
         let gh = log.held_gpu_s / 3600.0;
-        if let Some(&(d, _)) = e.parts.first() {
-            let pool = &i.facility.pools[i.facility.domains[d.idx()].pool.idx()];
-            let w = i.facility.gpu(pool.gpu_type).average_it_power_w(1.0);
-            let mwh = log.held_gpu_s * w / 3.6e9;
-            let a = energy_by_account.entry(s.account.idx()).or_default();
-            a.0 += mwh;
-            a.1 += mwh * i.cfg.energy.pue * intensity(start, end) / 1000.0;
+        let (mut it_mwh, mut em_t, mut eur) = (0.0, 0.0, 0.0);
+        for &(from, to, w) in &log.runs {
+            let (a, b, c) = i.ledger.attribute(from, to, w);
+            it_mwh += a;
+            em_t += b;
+            eur += c;
+        }
+        let a = energy_by_account.entry(s.account.idx()).or_default();
+        a.0 += it_mwh;
+        a.1 += em_t;
+        a.2 += eur;
+        if log.min_power_fraction < 1.0 {
+            power_limited_jobs += 1;
+        }
+        let deadline_met = s.deadline.map(|d| end <= d);
+        if let Some(met) = deadline_met {
+            flex.jobs += 1;
+            flex.deferred_jobs += u64::from(e.deferrals > 0);
+            flex_waits += wait as f64;
+            if met {
+                flex.deadlines_met += 1;
+            } else {
+                flex.deadlines_missed += 1;
+            }
+            flex.it_mwh += it_mwh;
+            flex.emissions_t += em_t;
+            flex.cost_eur += eur;
         }
         interruptions += u64::from(log.interruptions);
         fail_lost += log.fail_lost_gpu_s / 3600.0;
@@ -342,6 +422,13 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             bounded_slowdown: b,
             killed_at_walltime: log.killed,
             preemptions: e.preemptions,
+            it_kwh: it_mwh * 1000.0,
+            emissions_kg: em_t * 1000.0,
+            cost_eur: eur,
+            power_fraction: log.min_power_fraction,
+            deadline_s: s.deadline.map(|d| d.0),
+            deadline_met,
+            deferrals: e.deferrals,
         });
     }
     let gpu_hours: f64 = per_account.values().map(|a| a.gpu_hours).sum();
@@ -482,45 +569,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             }
         }),
         energy: {
-            let e = &i.cfg.energy;
-            let it_mwh = i.power.integral() / 3.6e9;
-            let facility_mwh = it_mwh * e.pue;
-            // facility energy of each time bucket at that bucket's intensity
-            let bucket = i.power.bucket_s();
-            let emissions_t: f64 = i
-                .power
-                .means()
-                .iter()
-                .enumerate()
-                .map(|(b, w)| {
-                    let (from, to) = (SimTime(b as u64 * bucket), SimTime((b as u64 + 1) * bucket));
-                    w * bucket as f64 * e.pue / 3.6e9 * intensity(from, to) / 1000.0
-                })
-                .sum();
-            EnergySummary {
-                pue: e.pue,
-                cap_mw: e.cap_mw,
-                zone: e.zone.clone(),
-                gco2_per_kwh: e.gco2_per_kwh,
-                price_eur_per_mwh: e.price_eur_per_mwh,
-                it_mwh,
-                facility_mwh,
-                emissions_t,
-                intensity_source: e.intensity_source.clone(),
-                cost_eur: facility_mwh * e.price_eur_per_mwh,
-                mean_facility_mw: facility_mwh / (makespan.max(1) as f64 / 3600.0),
-                peak_facility_mw: i.power.max() * e.pue / 1e6,
-                jobs_it_mwh: energy_by_account.values().map(|a| a.0).sum(),
-                accounts: energy_by_account
-                    .iter()
-                    .map(|(&a, &(mwh, t))| AccountEnergy {
-                        account: tenants.get(fabrik_model::AccountId(a as u32)).path.clone(),
-                        it_mwh: mwh,
-                        emissions_t: t,
-                        cost_eur: mwh * e.pue * e.price_eur_per_mwh,
-                    })
-                    .collect(),
-            }
+            flex.mean_wait_s = if flex.jobs > 0 { flex_waits / flex.jobs as f64 } else { 0.0 };
+            flex.claimed_idle_gpu_hours = i.claim_idle.integral() / 3600.0;
+            energy_summary(&i, makespan, energy_by_account, flex, power_limited_jobs)
         },
         wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
         timeseries: Series {
@@ -528,9 +579,90 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
             queue_length: i.queue.means(),
             down_gpus: i.down.means(),
-            facility_mw: i.power.means().iter().map(|w| w * i.cfg.energy.pue / 1e6).collect(),
+            facility_mw: per_bucket(i.ledger, i.busy.bucket_s(), |r| r.facility_mwh),
+            grid_mw: per_bucket(i.ledger, i.busy.bucket_s(), |r| r.grid_mwh),
+            cap_mw: i.cfg.energy.cap_mw.as_ref().map_or(Vec::new(), |c| {
+                let n = i.busy.means().len() as u64;
+                let b = i.busy.bucket_s();
+                (0..n).map(|k| c.min_between(SimTime(k * b), SimTime((k + 1) * b))).collect()
+            }),
+            gco2_per_kwh: {
+                let n = i.busy.means().len() as u64;
+                let b = i.busy.bucket_s();
+                let e = &i.cfg.energy;
+                (0..n)
+                    .map(|k| {
+                        e.intensity
+                            .as_ref()
+                            .map_or(e.gco2_per_kwh, |h| h.mean_between(SimTime(k * b), SimTime((k + 1) * b)))
+                    })
+                    .collect()
+            },
         },
         jobs,
+    }
+}
+
+/// Mean MW per chart bucket of an hourly ledger quantity in MWh.
+fn per_bucket(l: &crate::energy::Ledger, bucket_s: u64, f: impl Fn(&crate::energy::HourRow) -> f64) -> Vec<f64> {
+    let per = (bucket_s / 3600).max(1) as usize;
+    l.rows.chunks(per).map(|c| c.iter().map(&f).sum::<f64>() / per as f64).collect()
+}
+
+fn energy_summary(
+    i: &Inputs<'_>,
+    makespan: u64,
+    by_account: BTreeMap<usize, (f64, f64, f64)>,
+    flexible: FlexibleSummary,
+    power_limited_jobs: u64,
+) -> EnergySummary {
+    let e = &i.cfg.energy;
+    let t = i.ledger.totals();
+    let hours = makespan.max(1) as f64 / 3600.0;
+    let cap_lost_gpu_hours = i.cap_lost.integral() / 3600.0;
+    let cap_values = e.cap_mw.as_ref().map(|c| &c.values);
+    EnergySummary {
+        effective_pue: if t.it_mwh > 0.0 { t.facility_mwh / t.it_mwh } else { e.pue.base },
+        pue_model: e.pue,
+        temperature_source: e.temperature_source.clone(),
+        cap_source: e.cap_source.clone(),
+        cap_min_mw: cap_values.map(|v| v.iter().copied().fold(f64::INFINITY, f64::min)),
+        cap_max_mw: cap_values.map(|v| v.iter().copied().fold(0.0, f64::max)),
+        zone: e.zone.clone(),
+        gco2_per_kwh: e.intensity.as_ref().map_or(e.gco2_per_kwh, |h| h.mean()),
+        intensity_source: e.intensity_source.clone(),
+        price_eur_per_mwh: e.price.as_ref().map_or(e.price_eur_per_mwh, |h| h.mean()),
+        price_source: e.price_source.clone(),
+        renewables_source: e.renewables_source.clone(),
+        it_mwh: t.it_mwh,
+        facility_mwh: t.facility_mwh,
+        renewable_mwh: t.renewable_mwh,
+        battery_in_mwh: t.battery_in_mwh,
+        battery_out_mwh: t.battery_out_mwh,
+        curtailed_mwh: t.curtailed_mwh,
+        grid_mwh: t.grid_mwh,
+        emissions_t: t.emissions_t,
+        cost_eur: t.cost_eur,
+        mean_facility_mw: t.facility_mwh / hours,
+        peak_facility_mw: i.ledger.peak_facility_w / 1e6,
+        peak_grid_mw: i.ledger.peak_grid_w / 1e6,
+        jobs_it_mwh: by_account.values().map(|a| a.0).sum(),
+        jobs_emissions_t: by_account.values().map(|a| a.1).sum(),
+        jobs_cost_eur: by_account.values().map(|a| a.2).sum(),
+        cap_lost_gpu_hours,
+        cap_lost_share: cap_lost_gpu_hours / (i.facility.total_gpus() as f64 * hours),
+        power_limited_jobs,
+        flexible,
+        accounts: by_account
+            .iter()
+            .map(|(&a, &(mwh, t, eur))| AccountEnergy {
+                account: i.facility.tenants.get(fabrik_model::AccountId(a as u32)).path.clone(),
+                it_mwh: mwh,
+                emissions_t: t,
+                cost_eur: eur,
+            })
+            .collect(),
+        hours: i.ledger.rows.clone(),
     }
 }
 
@@ -551,6 +683,30 @@ impl Report {
             w.serialize(j).expect("in-memory CSV");
         }
         String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("UTF-8")
+    }
+
+    /// The hourly energy ledger as CSV: hour from the start, MWh per flow, tCO2, EUR, peak MW.
+    pub fn energy_csv(&self) -> String {
+        let mut o = String::from(
+            "hour,it_mwh,facility_mwh,renewable_mwh,battery_in_mwh,battery_out_mwh,curtailed_mwh,grid_mwh,emissions_t,cost_eur,peak_facility_mw\n",
+        );
+        for (h, r) in self.energy.hours.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{h},{},{},{},{},{},{},{},{},{},{}",
+                r.it_mwh,
+                r.facility_mwh,
+                r.renewable_mwh,
+                r.battery_in_mwh,
+                r.battery_out_mwh,
+                r.curtailed_mwh,
+                r.grid_mwh,
+                r.emissions_t,
+                r.cost_eur,
+                r.peak_facility_mw
+            );
+        }
+        o
     }
 
     /// The terminal summary.
@@ -626,9 +782,42 @@ impl Report {
         let e = &self.energy;
         let _ = writeln!(
             o,
-            "energy: {:.1} MWh IT, {:.1} MWh facility (PUE {}), {:.1} tCO2e at {} gCO2/kWh ({}), EUR {:.0}; facility power mean {:.2} MW, peak {:.2} MW",
-            e.it_mwh, e.facility_mwh, e.pue, e.emissions_t, e.gco2_per_kwh, e.zone, e.cost_eur, e.mean_facility_mw, e.peak_facility_mw
+            "energy: {:.1} MWh IT, {:.1} MWh facility (effective PUE {:.3}), {:.1} MWh from the grid; {:.1} tCO2e (mean {:.0} gCO2/kWh, {}, {}), EUR {:.0}; facility power mean {:.2} MW, peak {:.2} MW",
+            e.it_mwh, e.facility_mwh, e.effective_pue, e.grid_mwh, e.emissions_t, e.gco2_per_kwh, e.zone, e.intensity_source, e.cost_eur, e.mean_facility_mw, e.peak_facility_mw
         );
+        if e.renewable_mwh > 0.0 || e.battery_out_mwh > 0.0 {
+            let _ = writeln!(
+                o,
+                "on site: {:.1} MWh renewables used, {:.1} MWh curtailed; battery {:.1} MWh in, {:.1} MWh out; peak grid draw {:.2} MW",
+                e.renewable_mwh, e.curtailed_mwh, e.battery_in_mwh, e.battery_out_mwh, e.peak_grid_mw
+            );
+        }
+        if let (Some(lo), Some(hi)) = (e.cap_min_mw, e.cap_max_mw) {
+            let _ = writeln!(
+                o,
+                "power cap {lo:.1}–{hi:.1} MW ({}): {:.0} GPU-hours idle while the cap held work back ({:.1}% of capacity); {} jobs ran power-limited",
+                e.cap_source,
+                e.cap_lost_gpu_hours,
+                e.cap_lost_share * 100.0,
+                e.power_limited_jobs
+            );
+        }
+        let fl = &e.flexible;
+        if fl.jobs > 0 {
+            let _ = writeln!(
+                o,
+                "flexible jobs: {} ({} deferred, their claimed GPUs idle {:.0} GPU-hours), mean wait {}, deadlines met {} / missed {}; {:.1} MWh IT, {:.1} tCO2e, EUR {:.0}",
+                fl.jobs,
+                fl.deferred_jobs,
+                fl.claimed_idle_gpu_hours,
+                dur(fl.mean_wait_s),
+                fl.deadlines_met,
+                fl.deadlines_missed,
+                fl.it_mwh,
+                fl.emissions_t,
+                fl.cost_eur
+            );
+        }
         if let Some(m) = &self.maintenance {
             let _ = writeln!(
                 o,

@@ -18,6 +18,11 @@
 //!   from industry and research. Within a class, projects are picked uniformly.
 //! - **QoS**: 10% high, 80% normal, 10% low (low is preemptible); jobs of ≥ 64 GPUs checkpoint
 //!   hourly.
+//! - **Flexible jobs**: a share `flexible_share` (default 0) of the jobs whose walltime is at
+//!   most `flexible_max_walltime_h` (default 24 h: evaluations, fine-tuning, batch inference —
+//!   multi-day pre-training runs are not time-shiftable work) gets a deadline of submission +
+//!   walltime + a slack drawn uniformly from `flexible_slack_h` (default 6–48 h). Drawn from a
+//!   generator of its own, so the rest of the workload is the same with and without them.
 //! - **Load**: the arrival rate is set so that offered load (GPU-time demanded per GPU-time
 //!   available) equals `offered_load`, estimated from 200,000 draws of the same distributions.
 
@@ -41,6 +46,10 @@ pub struct SyntheticConfig {
     pub early_fail_mean_min: f64,
     pub diurnal_amplitude: f64,
     pub weekend_factor: f64,
+    /// Share of jobs that get a deadline (flexible), and the range of their slack, hours.
+    pub flexible_share: f64,
+    pub flexible_slack_h: (f64, f64),
+    pub flexible_max_walltime_h: f64,
 }
 
 impl Default for SyntheticConfig {
@@ -71,6 +80,9 @@ impl Default for SyntheticConfig {
             early_fail_mean_min: 10.0,
             diurnal_amplitude: 0.5,
             weekend_factor: 0.6,
+            flexible_share: 0.0,
+            flexible_slack_h: (6.0, 48.0),
+            flexible_max_walltime_h: 24.0,
         }
     }
 }
@@ -88,6 +100,13 @@ impl SyntheticConfig {
         }
         if self.size_mix.is_empty() || self.size_mix.iter().any(|&(g, w, m)| g == 0 || w < 0.0 || m <= 0.0) {
             return Err("size_mix needs entries with gpus ≥ 1, weight ≥ 0 and median > 0".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.flexible_share) {
+            return Err(format!("flexible share must be in [0, 1], got {}", self.flexible_share));
+        }
+        let (lo, hi) = self.flexible_slack_h;
+        if !(lo >= 0.0 && hi >= lo && hi.is_finite()) {
+            return Err(format!("flexible slack must be a range 0 ≤ low ≤ high hours, got {lo}–{hi}"));
         }
         Ok(())
     }
@@ -215,6 +234,7 @@ pub fn generate(cfg: &SyntheticConfig, f: &Facility, seed: u64) -> Result<Worklo
     let gaps = Exp::new(rate * peak).map_err(|e| e.to_string())?;
     let mut t = 0.0;
     let mut jobs = Vec::new();
+    let mut flex_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xF1E8);
     loop {
         t += gaps.sample(&mut rng);
         if t >= horizon {
@@ -237,6 +257,11 @@ pub fn generate(cfg: &SyntheticConfig, f: &Facility, seed: u64) -> Result<Worklo
         spec.preemptible = spec.qos == Qos::Low;
         if gpus >= 64 {
             spec.checkpoint_interval = Some(Secs::HOUR);
+        }
+        let (flexible, slack) = (flex_rng.gen::<f64>(), flex_rng.gen::<f64>());
+        if flexible < cfg.flexible_share && walltime as f64 <= cfg.flexible_max_walltime_h * 3600.0 {
+            let (lo, hi) = cfg.flexible_slack_h;
+            spec.deadline = Some(spec.submit + spec.walltime + Secs(((lo + (hi - lo) * slack) * 3600.0) as u64));
         }
         jobs.push(TraceJob { spec, runtime: Secs(runtime) });
     }
@@ -291,5 +316,29 @@ mod tests {
         let killed = w.jobs.iter().filter(|j| j.runtime > j.spec.walltime).count();
         assert!(killed > 0);
         assert!(generate(&SyntheticConfig { days: -1.0, ..SyntheticConfig::default() }, &f, 1).is_err());
+    }
+
+    #[test]
+    fn a_flexible_share_adds_deadlines_without_changing_the_rest() {
+        let f = Facility::preset("small").unwrap();
+        let base = generate(&SyntheticConfig { days: 20.0, ..SyntheticConfig::default() }, &f, 3).unwrap();
+        let cfg = SyntheticConfig { days: 20.0, flexible_share: 0.3, ..SyntheticConfig::default() };
+        let flex = generate(&cfg, &f, 3).unwrap();
+        assert_eq!(base.jobs.len(), flex.jobs.len());
+        let mut n = 0;
+        for (a, b) in base.jobs.iter().zip(&flex.jobs) {
+            assert_eq!((a.spec.submit, a.spec.gpus, a.runtime), (b.spec.submit, b.spec.gpus, b.runtime));
+            if let Some(d) = b.spec.deadline {
+                n += 1;
+                let slack = d.0 - b.spec.submit.0 - b.spec.walltime.0;
+                assert!((6 * 3600..=48 * 3600).contains(&slack), "{slack}");
+            }
+        }
+        let short = flex.jobs.iter().filter(|j| j.spec.walltime.0 <= 24 * 3600).count();
+        let share = f64::from(n) / short as f64;
+        assert!((0.27..0.33).contains(&share), "{share}");
+        assert!(flex.jobs.iter().all(|j| j.spec.deadline.is_none() || j.spec.walltime.0 <= 24 * 3600));
+        let bad = SyntheticConfig { flexible_share: 1.5, ..SyntheticConfig::default() };
+        assert_eq!(generate(&bad, &f, 1).unwrap_err(), "flexible share must be in [0, 1], got 1.5");
     }
 }
