@@ -40,6 +40,11 @@ pub struct EnergyArgs {
     /// Carbon- or price-aware modifier for flexible jobs: off, carbon, price or both.
     #[arg(long, default_value = "off")]
     energy_aware: String,
+    /// How a deferred job gets its GPUs back: queue (released as urgent work at its planned hour;
+    /// no GPU idles) or claim (its GPUs are kept for it: it starts exactly as planned, at the cost
+    /// of idle GPU-hours).
+    #[arg(long, default_value = "queue")]
+    aware_mode: String,
     /// How far ahead the modifier looks for a cleaner hour (hours).
     #[arg(long, default_value_t = 24)]
     aware_horizon_h: u64,
@@ -234,7 +239,12 @@ impl EnergyArgs {
             if let Some(m) = missing {
                 bail!("--energy-aware {} needs an hourly signal: {m}", self.energy_aware);
             }
-            e.aware = Some(AwareConfig { objective, horizon_h: self.aware_horizon_h, ..AwareConfig::default() });
+            let mode = match self.aware_mode.as_str() {
+                "claim" => fabrik_sched::DeferMode::Claim,
+                "queue" => fabrik_sched::DeferMode::Queue,
+                other => bail!("--aware-mode takes claim or queue, got '{other}'"),
+            };
+            e.aware = Some(AwareConfig { objective, mode, horizon_h: self.aware_horizon_h, ..AwareConfig::default() });
         }
         if let Some(l) = &self.power_limits {
             sched.power_limits = power_limits(l)?;

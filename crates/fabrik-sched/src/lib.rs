@@ -17,7 +17,7 @@ pub use cluster::{Cluster, NoFit, Parts};
 pub use explain::{Explanation, Reason};
 pub use fairshare::{FairShareConfig, Usage};
 pub use policy::{Policy, POLICIES};
-pub use power::{EnergyAware, PowerLimits};
+pub use power::{DeferMode, EnergyAware, PowerLimits};
 pub use scheduler::{JobEntry, JobState, Reservation, SchedConfig, Scheduler};
 
 use fabrik_model::JobId;

@@ -110,10 +110,23 @@ impl PowerState {
     }
 }
 
+/// How a deferred job gets its GPUs back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeferMode {
+    /// It claims the GPUs it would have taken; only jobs that end before its planned start may
+    /// borrow them, so it starts exactly then (a guarantee that costs idle GPU-hours).
+    Claim,
+    /// It waits in the queue without GPUs and is released at its planned start as urgent work
+    /// (the top tier, with the EASY reservation): no GPU stands idle for it, but under contention
+    /// it may start later than planned.
+    Queue,
+}
+
 /// The carbon- or price-aware modifier: flexible jobs (those with a deadline) are deferred to
 /// the hours where `signal` is lowest, within their slack. Composable with every policy: it only
-/// ever holds back flexible jobs, never reorders the queue, and releases a job no later than
-/// `deadline − walltime − guard`.
+/// ever holds back flexible jobs that could start now, each at most once, and plans their start
+/// no later than `deadline − walltime − guard`.
 #[derive(Debug, Clone)]
 pub struct EnergyAware {
     /// What to minimise, per hour from the run's start (gCO2/kWh, €/MWh, or a blend); lower is
@@ -125,17 +138,18 @@ pub struct EnergyAware {
     pub min_gain: f64,
     /// Released at least this long before the latest start that meets the deadline.
     pub guard: Secs,
+    pub mode: DeferMode,
     prefix: Vec<f64>,
 }
 
 impl EnergyAware {
-    pub fn new(signal: Hourly, horizon_h: u64, min_gain: f64, guard: Secs) -> EnergyAware {
+    pub fn new(signal: Hourly, horizon_h: u64, min_gain: f64, guard: Secs, mode: DeferMode) -> EnergyAware {
         let mut prefix = Vec::with_capacity(signal.values.len() + 1);
         prefix.push(0.0);
         for v in &signal.values {
             prefix.push(prefix.last().expect("non-empty") + v);
         }
-        EnergyAware { signal, horizon_h, min_gain, guard, prefix }
+        EnergyAware { signal, horizon_h, min_gain, guard, mode, prefix }
     }
 
     /// Σ signal over hours [a, b).
@@ -179,7 +193,13 @@ mod tests {
     #[test]
     fn defers_to_the_cleanest_window_within_the_slack_and_guard() {
         // intensity by hour: 400 400 100 400 50 400 (repeats)
-        let m = EnergyAware::new(Hourly { values: vec![400.0, 400.0, 100.0, 400.0, 50.0, 400.0] }, 48, 0.05, Secs(0));
+        let m = EnergyAware::new(
+            Hourly { values: vec![400.0, 400.0, 100.0, 400.0, 50.0, 400.0] },
+            48,
+            0.05,
+            Secs(0),
+            DeferMode::Claim,
+        );
         // a 1-hour job at t=0 with deadline 6 h: hours 1..=5 possible; hour 4 (50) is best
         assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)), Some((SimTime(4 * 3600), 400.0, 50.0)));
         // deadline 4 h: latest start 3 h → hour 2 (100)
@@ -190,13 +210,13 @@ mod tests {
         assert_eq!(d.0, SimTime(3 * 3600));
         assert_eq!(d.2, 225.0);
         // a guard of 3 h: latest start 6 − 1 − 3 = 2 h → hour 2
-        let g = EnergyAware::new(m.signal.clone(), 48, 0.05, Secs(3 * 3600));
+        let g = EnergyAware::new(m.signal.clone(), 48, 0.05, Secs(3 * 3600), DeferMode::Claim);
         assert_eq!(g.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)).unwrap().0, SimTime(2 * 3600));
         // no slack, or already in the cleanest hour: start now
         assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(3600)), None);
         assert_eq!(m.defer(SimTime(4 * 3600), Secs(3600), SimTime(9 * 3600)), None);
         // horizon 1 h: only hour 1 (400, no gain)
-        let h = EnergyAware::new(m.signal.clone(), 1, 0.05, Secs(0));
+        let h = EnergyAware::new(m.signal.clone(), 1, 0.05, Secs(0), DeferMode::Claim);
         assert_eq!(h.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)), None);
         // the series repeats: hour 6 is hour 0 again; window over hours 5..8 = 400+400+400
         assert_eq!(m.window_mean(5, 3), 400.0);

@@ -95,6 +95,8 @@ pub struct JobEntry {
     pub deferred_until: Option<SimTime>,
     /// How often the modifier held it back.
     pub deferrals: u32,
+    /// Released from a queue-mode deferral: top tier.
+    pub urgent: bool,
     why: Reason,
     why_pass: u64,
 }
@@ -118,6 +120,7 @@ impl JobEntry {
             power_fraction: 1.0,
             deferred_until: None,
             deferrals: 0,
+            urgent: false,
             why: Reason::NotYetConsidered,
             why_pass: pass,
         }
@@ -199,6 +202,8 @@ pub struct Scheduler {
     /// Claims by start time with the IT watts their hidden GPUs add at or after it (suffix sums):
     /// a job that ends before a claim starts does not share its power.
     claim_w: Vec<(SimTime, f64)>,
+    /// Queue-mode deferrals: planned start and job.
+    deferred: Vec<(SimTime, JobId)>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
 }
@@ -282,6 +287,7 @@ impl Scheduler {
             claims: Vec::new(),
             claims_applied: false,
             claim_w: Vec::new(),
+            deferred: Vec::new(),
             requeue: Vec::new(),
             advance: Vec::new(),
         }
@@ -338,7 +344,7 @@ impl Scheduler {
     }
 
     fn tier_of(&self, j: &JobEntry, now: SimTime) -> u8 {
-        if now - j.spec.submit >= self.cfg.starvation_after {
+        if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
             2
         } else if self.within_guarantee(j.spec.account, j.spec.gpus).is_some() {
             1
@@ -1013,6 +1019,7 @@ impl Scheduler {
         self.power.blocked_gpus = 0;
         self.apply_claims();
         self.start_due_claims(now, started);
+        self.release_due_deferrals(now);
         // reservation boundaries are wake-ups: windows open and close without other events
         self.wakeup = self
             .advance
@@ -1310,6 +1317,49 @@ impl Scheduler {
         self.power.claimed_idle_gpus
     }
 
+    /// Releases queue-mode deferrals whose hour has come (or whose power the green headroom
+    /// covers now) as urgent work: the top tier, so the first of them holds the EASY reservation.
+    fn release_due_deferrals(&mut self, now: SimTime) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut released = Vec::new();
+        let mut k = 0;
+        while k < self.deferred.len() {
+            let (at, id) = self.deferred[k];
+            let j = &self.jobs[id.idx()];
+            let need = self.power.delta_w(j.spec.gpus, j.spec.gpu_type);
+            let gone = j.state != JobState::Pending || j.deferred_until.is_none();
+            if gone || at <= now || need <= self.power.green_headroom_w {
+                if !gone && at > now {
+                    self.power.green_headroom_w -= need;
+                }
+                self.deferred.swap_remove(k);
+                if !gone {
+                    released.push(id);
+                }
+            } else {
+                k += 1;
+            }
+        }
+        if released.is_empty() {
+            return;
+        }
+        for &id in &released {
+            let j = &mut self.jobs[id.idx()];
+            j.deferred_until = None;
+            j.urgent = true;
+            j.tier = 2;
+        }
+        let jobs = &self.jobs;
+        self.pending.retain(|id| !(jobs[id.idx()].urgent && released.contains(id)));
+        for id in released {
+            let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+            self.pending.insert(pos, id);
+        }
+        self.reservation = None;
+    }
+
     /// Starts deferred jobs whose hour has come, or whose power the green headroom covers now,
     /// on their claimed GPUs: they were admitted when they deferred (the head's budgets and the
     /// cap's later window were checked then), so neither the queue order nor a reservation can
@@ -1379,6 +1429,7 @@ impl Scheduler {
             return None;
         }
         let (until, here, then) = m.defer(now, walltime, deadline)?;
+        let mode = m.mode;
         if need <= self.power.green_headroom_w {
             self.power.green_headroom_w -= need;
             return None;
@@ -1396,6 +1447,16 @@ impl Scheduler {
                 return None;
             }
         }
+        let j = &mut self.jobs[id.idx()];
+        j.deferrals += 1;
+        j.deferred_until = Some(until);
+        j.why = Reason::Deferred { until, signal_now: here, signal_then: then };
+        j.why_pass = self.pass;
+        if mode == crate::power::DeferMode::Queue {
+            self.unapply_holds();
+            self.deferred.push((until, id));
+            return Some(until);
+        }
         if self.reservation.is_some_and(|r| until + walltime > r.start_at) {
             self.charge_budgets();
         }
@@ -1408,11 +1469,6 @@ impl Scheduler {
         let pos = self.claims.partition_point(|c| c.at <= until);
         self.claims.insert(pos, Claim { job: id, at: until, parts, hidden, applied: true });
         self.rebuild_claim_w();
-        let j = &mut self.jobs[id.idx()];
-        j.deferrals += 1;
-        j.deferred_until = Some(until);
-        j.why = Reason::Deferred { until, signal_now: here, signal_then: then };
-        j.why_pass = self.pass;
         Some(until)
     }
 

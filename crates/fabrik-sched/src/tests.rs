@@ -790,7 +790,7 @@ fn the_energy_aware_modifier_defers_only_flexible_jobs_and_green_power_brings_th
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
     let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
-    s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0))));
+    s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0), crate::DeferMode::Claim)));
     let mut flexible = job(P, 1, 0, 3600);
     flexible.deadline = Some(SimTime(4 * 3600));
     s.submit(flexible.clone(), SimTime(0)).unwrap();
@@ -809,4 +809,34 @@ fn the_energy_aware_modifier_defers_only_flexible_jobs_and_green_power_brings_th
     s.schedule(SimTime(3600), &mut started);
     assert_eq!(started, vec![JobId(2)]);
     assert_eq!(s.job(JobId(2)).deferrals, 1);
+}
+
+#[test]
+fn queue_mode_deferral_releases_the_job_as_urgent_work() {
+    // tiny (16 GPUs). A flexible 8-GPU job is deferred to hour 1 without claiming GPUs; a
+    // 16-GPU job submitted later takes the whole facility at once (nothing is held idle). At
+    // hour 1 the flexible job is released into the top tier: it holds the EASY reservation
+    // ahead of an older normal job, and starts first when the big job ends.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
+    s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0), crate::DeferMode::Queue)));
+    let mut flexible = job(P, 8, 0, 3600);
+    flexible.deadline = Some(SimTime(6 * 3600));
+    s.submit(flexible, SimTime(0)).unwrap();
+    let mut started = vec![];
+    s.schedule(SimTime(0), &mut started);
+    assert!(started.is_empty());
+    s.submit(job(Q, 16, 10, 4000), SimTime(10)).unwrap();
+    s.schedule(SimTime(10), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    s.submit(job(Q, 8, 20, 3600), SimTime(20)).unwrap();
+    s.schedule(SimTime(3600), &mut started);
+    assert!(started.is_empty());
+    assert!(s.job(JobId(0)).urgent);
+    assert_eq!(s.pending()[0], JobId(0));
+    assert!(matches!(s.explain(JobId(0)).unwrap().reasons[0], Reason::HoldsReservation { .. }));
+    s.finish(JobId(1), SimTime(4010)).unwrap();
+    s.schedule(SimTime(4010), &mut started);
+    assert_eq!(started, vec![JobId(0), JobId(2)]);
 }

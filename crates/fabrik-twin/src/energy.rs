@@ -26,6 +26,7 @@ pub enum Objective {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AwareConfig {
     pub objective: Objective,
+    pub mode: fabrik_sched::DeferMode,
     pub horizon_h: u64,
     pub min_gain: f64,
     pub guard_s: u64,
@@ -33,8 +34,14 @@ pub struct AwareConfig {
 
 impl Default for AwareConfig {
     fn default() -> Self {
-        // Look two days ahead, defer only for a 5% better window, keep an hour of slack.
-        AwareConfig { objective: Objective::Carbon, horizon_h: 48, min_gain: 0.05, guard_s: 3600 }
+        // Look a day ahead, defer only for a 5% better window, keep an hour of slack.
+        AwareConfig {
+            objective: Objective::Carbon,
+            mode: fabrik_sched::DeferMode::Queue,
+            horizon_h: 24,
+            min_gain: 0.05,
+            guard_s: 3600,
+        }
     }
 }
 

@@ -388,6 +388,7 @@ impl<'a> Twin<'a> {
                 a.horizon_h,
                 a.min_gain,
                 Secs(a.guard_s),
+                a.mode,
             )));
         }
         let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc));

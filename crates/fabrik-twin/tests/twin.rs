@@ -420,7 +420,7 @@ big,0,eval,32,1h,1h
             jobs in prop::collection::vec((0u64..8000, prop_oneof![Just(1u32), Just(4), Just(8), Just(16), Just(32)], 60u64..5000, 0usize..3, prop::option::of(0u64..30_000)), 1..40),
             caps_kw in prop::collection::vec(95.0f64..190.0, 1..4),
             hot in any::<bool>(),
-            aware in any::<bool>(),
+            aware in 0usize..3,
         ) {
             // small = 128 H100: idle draw 128 × 407.5 W = 52.2 kW IT, × PUE ≤ 1.35 = 70.4 kW;
             // the largest job (32 GPUs) adds ≤ 32 × 611.5 W × 1.35 = 26.4 kW, so every cap here
@@ -441,11 +441,14 @@ big,0,eval,32,1h,1h
                 c.energy.pue = fabrik_model::energy::PueModel::temperature_dependent();
                 c.energy.temperature = Some(fabrik_model::grid::Hourly { values: vec![18.0, 38.0, 28.0] });
             }
-            if aware {
-                // flexible jobs deferred to cheaper hours (a price with a daily shape)
+            if aware > 0 {
+                // flexible jobs deferred to cheaper hours (a price with a daily shape), claiming
+                // their GPUs or queued
+                let mode = if aware == 1 { fabrik_sched::DeferMode::Claim } else { fabrik_sched::DeferMode::Queue };
                 c.energy.price = Some(fabrik_model::energy::synthetic_price(fabrik_model::grid::find("DE").unwrap(), 48));
                 c.energy.aware = Some(fabrik_twin::engine::AwareConfig {
                     objective: fabrik_twin::engine::Objective::Price,
+                    mode,
                     ..Default::default()
                 });
             }
@@ -504,18 +507,21 @@ mod flexible {
     use fabrik_twin::engine::AwareConfig;
     use proptest::prelude::*;
 
+    const CLAIM: fabrik_sched::DeferMode = fabrik_sched::DeferMode::Claim;
+    const QUEUE: fabrik_sched::DeferMode = fabrik_sched::DeferMode::Queue;
+
     /// A day of a German-shaped signal: dirty nights, a clean midday.
     fn signal() -> fabrik_model::grid::Hourly {
         fabrik_model::grid::synthetic_intensity(fabrik_model::grid::find("DE").unwrap(), 24 * 30)
     }
 
-    fn run(text: &str, aware: bool, renewables_mw: f64) -> fabrik_twin::report::Report {
+    fn run(text: &str, aware: Option<fabrik_sched::DeferMode>, renewables_mw: f64) -> fabrik_twin::report::Report {
         let f = Facility::preset("small").unwrap();
         let w = fabrik_csv::read(text.as_bytes(), "flex.csv", &f).unwrap();
         let mut c = cfg("fifo-backfill");
         c.energy.intensity = Some(signal());
-        if aware {
-            c.energy.aware = Some(AwareConfig::default());
+        if let Some(mode) = aware {
+            c.energy.aware = Some(AwareConfig { mode, ..AwareConfig::default() });
         }
         if renewables_mw > 0.0 {
             c.energy.renewables_mw = Some(fabrik_model::grid::Hourly::constant(renewables_mw));
@@ -530,8 +536,8 @@ mod flexible {
         // flexible one forward again.
         let text =
             "name,submit,account,gpus,walltime,runtime,deadline\nflex,0,eval,8,2h,2h,1d\nfixed,0,eval,8,2h,2h,\n";
-        let base = run(text, false, 0.0);
-        let aware = run(text, true, 0.0);
+        let base = run(text, None, 0.0);
+        let aware = run(text, Some(CLAIM), 0.0);
         assert_eq!(base.jobs[0].start_s, 0);
         let start = aware.jobs[0].start_s;
         assert!((9 * 3600..=13 * 3600).contains(&start), "deferred to {start}");
@@ -539,7 +545,8 @@ mod flexible {
         assert_eq!((aware.jobs[1].start_s, aware.jobs[1].deferrals), (0, 0));
         assert!(aware.jobs[0].emissions_kg < 0.8 * base.jobs[0].emissions_kg);
         assert_eq!(aware.energy.flexible.deadlines_met, 1);
-        let green = run(text, true, 1.0);
+        assert_eq!(run(text, Some(QUEUE), 0.0).jobs[0].start_s, start);
+        let green = run(text, Some(QUEUE), 1.0);
         assert_eq!((green.jobs[0].start_s, green.jobs[0].deferrals), (0, 0));
         assert_eq!(green.energy.emissions_t, 0.0);
     }
@@ -565,7 +572,7 @@ mod flexible {
                 1..30,
             ),
         ) {
-            let aware = run(&workload(&jobs), true, 0.0);
+            let aware = run(&workload(&jobs), Some(CLAIM), 0.0);
             for j in &aware.jobs {
                 if j.deferrals > 0 {
                     prop_assert_eq!(j.deadline_met, Some(true), "{} was deferred and missed", &j.name);
@@ -591,14 +598,16 @@ mod flexible {
             ),
         ) {
             let text = workload(&jobs);
-            let base = run(&text, false, 0.0);
-            let aware = run(&text, true, 0.0);
-            for (a, b) in base.jobs.iter().zip(&aware.jobs) {
-                if a.deadline_met == Some(true) {
-                    prop_assert_eq!(b.deadline_met, Some(true), "{} met its deadline without the modifier only", &a.name);
-                }
-                if a.deadline_s.is_none() {
-                    prop_assert_eq!((b.deferrals, b.start_s), (0, a.start_s));
+            let base = run(&text, None, 0.0);
+            for mode in [CLAIM, QUEUE] {
+                let aware = run(&text, Some(mode), 0.0);
+                for (a, b) in base.jobs.iter().zip(&aware.jobs) {
+                    if a.deadline_met == Some(true) {
+                        prop_assert_eq!(b.deadline_met, Some(true), "{} met its deadline without the modifier only ({:?})", &a.name, mode);
+                    }
+                    if a.deadline_s.is_none() {
+                        prop_assert_eq!((b.deferrals, b.start_s), (0, a.start_s));
+                    }
                 }
             }
         }
