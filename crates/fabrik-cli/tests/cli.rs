@@ -134,3 +134,115 @@ fn compare_runs_every_policy_on_every_facility() {
     assert!(std::fs::read_to_string(&html).unwrap().contains("<table>"));
     fails_with(&["compare", "--policies", "fifo,chaos"], "unknown policy 'chaos'");
 }
+
+#[test]
+fn energy_flags_run_the_ledger_and_the_modifier() {
+    // a one-job workload on tiny: 8 GPUs for 2 h from 00:00, flexible with a day of slack
+    let wl = tmp("flex.csv", "name,submit,account,gpus,walltime,runtime,deadline\nf,0,eval,8,2h,2h,1d\n");
+    let wl = format!("csv:{}", wl.display());
+    let ledger = tmp("ledger.csv", "");
+    let jobs = tmp("flexjobs.csv", "");
+    let run = |aware: &str| {
+        fabrik(&[
+            "simulate",
+            "--facility",
+            "tiny",
+            "--workload",
+            &wl,
+            "--carbon",
+            "synthetic",
+            "--price",
+            "synthetic",
+            "--pue",
+            "temperature",
+            "--power-cap-mw",
+            "0.02,17-21=0.015",
+            "--renewables",
+            "solar=0.005",
+            "--battery",
+            "0.01,0.005",
+            "--energy-aware",
+            aware,
+            "--energy-csv",
+            ledger.to_str().unwrap(),
+            "--jobs-csv",
+            jobs.to_str().unwrap(),
+        ])
+    };
+    let o = run("off");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("power cap 0.015–0.020 MW (0.02,17-21=0.015 MW)"), "{out}");
+    assert!(out.contains("flexible jobs: 1 (0 deferred"), "{out}");
+    let o = run("carbon");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("flexible jobs: 1 (1 deferred"), "{out}");
+    assert!(out.contains("deadlines met 1 / missed 0"), "{out}");
+    let csv = std::fs::read_to_string(&ledger).unwrap();
+    assert!(csv.starts_with("hour,it_mwh,facility_mwh,renewable_mwh,battery_in_mwh"), "{csv}");
+    let start: u64 =
+        std::fs::read_to_string(&jobs).unwrap().lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    assert!(start > 0 && start % 3600 == 0, "deferred to an hour: {start}");
+}
+
+#[test]
+fn bad_energy_flags_name_the_flag() {
+    fails_with(&["simulate", "--facility", "tiny", "--zone", "XX"], "unknown grid zone 'XX'");
+    fails_with(&["simulate", "--facility", "tiny", "--pue", "0.9"], "--pue: PUE must be at least 1, got 0.9");
+    fails_with(&["simulate", "--facility", "tiny", "--pue", "cool"], "--pue takes a number or 'temperature'");
+    fails_with(&["simulate", "--facility", "tiny", "--power-cap-mw", "10,25-3=4"], "needs hours 0–24");
+    fails_with(&["simulate", "--facility", "tiny", "--power-cap-mw", "abc"], "--power-cap-mw: 'abc' is not a number");
+    fails_with(
+        &["simulate", "--facility", "tiny", "--carbon", "hourly"],
+        "--carbon takes annual-mean, synthetic or csv:PATH",
+    );
+    fails_with(
+        &["simulate", "--facility", "tiny", "--price", "csv:/nonexistent/p.csv"],
+        "reading --price file /nonexistent/p.csv",
+    );
+    fails_with(&["simulate", "--facility", "tiny", "--battery", "10"], "--battery takes MWH,MW[,ROUND_TRIP]");
+    fails_with(&["simulate", "--facility", "tiny", "--battery", "10,5,1.5"], "round-trip efficiency must be in (0, 1]");
+    fails_with(&["simulate", "--facility", "tiny", "--renewables", "hydro=5"], "--renewables takes solar=MW,wind=MW");
+    fails_with(
+        &["simulate", "--facility", "tiny", "--energy-aware", "carbon"],
+        "--energy-aware carbon needs an hourly signal",
+    );
+    fails_with(
+        &["simulate", "--facility", "tiny", "--energy-aware", "green"],
+        "--energy-aware takes off, carbon, price or both",
+    );
+    fails_with(
+        &[
+            "simulate",
+            "--facility",
+            "tiny",
+            "--carbon",
+            "synthetic",
+            "--energy-aware",
+            "carbon",
+            "--aware-mode",
+            "hold",
+        ],
+        "--aware-mode takes claim or queue",
+    );
+    fails_with(
+        &["simulate", "--facility", "tiny", "--power-limits", "low=2"],
+        "power limit for QoS low must be between 0.3 and 1",
+    );
+    let bad = tmp("cap.csv", "time,mw\n0,100\n3600,-5\n");
+    let spec = format!("csv:{}", bad.display());
+    fails_with(
+        &["simulate", "--facility", "tiny", "--power-cap-mw", &spec],
+        "cap.csv: line 3: '-5' must not be negative",
+    );
+    fails_with(
+        &["simulate", "--facility", "tiny", "--flexible-share", "0.5", "--workload", "itp:x.csv"],
+        "--flexible-share applies to the synthetic workload",
+    );
+    // a cap below the facility's idle draw refuses every job, naming the job
+    fails_with(
+        &["simulate", "--facility", "tiny", "--days", "1", "--power-cap-mw", "0.001"],
+        "can never start under the power cap",
+    );
+}

@@ -13,7 +13,19 @@ const PAD: f64 = 44.0;
 
 /// A line chart of `ys` sampled every `dx_days` days, y from 0 to `ymax`.
 fn line_chart(title: &str, ys: &[f64], dx_days: f64, ymax: f64, ylabel: &dyn Fn(f64) -> String, color: &str) -> String {
+    lines_chart(title, &[(ys, color, "")], dx_days, ymax, ylabel)
+}
+
+/// Several series (values, colour, legend label) on one time axis.
+fn lines_chart(
+    title: &str,
+    series: &[(&[f64], &str, &str)],
+    dx_days: f64,
+    ymax: f64,
+    ylabel: &dyn Fn(f64) -> String,
+) -> String {
     let mut o = String::new();
+    let n = series.iter().map(|s| s.0.len()).max().unwrap_or(0);
     let _ = write!(
         o,
         r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
@@ -21,7 +33,7 @@ fn line_chart(title: &str, ys: &[f64], dx_days: f64, ymax: f64, ylabel: &dyn Fn(
         esc(title)
     );
     let (x0, x1, y0, y1) = (PAD, W - 10.0, H - 24.0, 10.0);
-    let days = (ys.len() as f64 * dx_days).max(dx_days);
+    let days = (n as f64 * dx_days).max(dx_days);
     let ymax = if ymax > 0.0 { ymax } else { 1.0 };
     for k in 0..=4 {
         let v = ymax * f64::from(k) / 4.0;
@@ -41,20 +53,35 @@ fn line_chart(title: &str, ys: &[f64], dx_days: f64, ymax: f64, ylabel: &dyn Fn(
         let _ = write!(o, r#"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">day {d}</text>"#, H - 8.0);
         d += step;
     }
-    let pts: Vec<String> = ys
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let x = x0 + (x1 - x0) * (i as f64 + 0.5) * dx_days / days;
-            let y = y0 + (y1 - y0) * (v / ymax).clamp(0.0, 1.0);
-            format!("{x:.1},{y:.1}")
-        })
-        .collect();
-    let _ = write!(
-        o,
-        r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/></svg></figure>"#,
-        pts.join(" ")
-    );
+    for (k, &(ys, color, label)) in series.iter().enumerate() {
+        let pts: Vec<String> = ys
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let x = x0 + (x1 - x0) * (i as f64 + 0.5) * dx_days / days;
+                let y = y0 + (y1 - y0) * (v / ymax).clamp(0.0, 1.0);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = write!(
+            o,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"><title>{}</title></polyline>"#,
+            pts.join(" "),
+            esc(label)
+        );
+        if !label.is_empty() {
+            let lx = x0 + 10.0 + 150.0 * k as f64;
+            let _ = write!(
+                o,
+                r#"<rect x="{lx:.1}" y="{}" width="12" height="3" fill="{color}"/><text x="{:.1}" y="{}" font-size="10">{}</text>"#,
+                y1 + 2.0,
+                lx + 16.0,
+                y1 + 6.0,
+                esc(label)
+            );
+        }
+    }
+    o.push_str("</svg></figure>");
     o
 }
 
@@ -159,18 +186,54 @@ pub fn render(r: &Report) -> String {
         &|v| format!("{v:.0}"),
         "#d9822b",
     ));
-    let pmax = r.timeseries.facility_mw.iter().copied().fold(0.0, f64::max);
-    o.push_str(&line_chart(
+    let t = &r.timeseries;
+    let pmax = t.facility_mw.iter().chain(&t.cap_mw).copied().fold(0.0, f64::max) * 1.05;
+    let mut power: Vec<(&[f64], &str, &str)> =
+        vec![(&t.facility_mw, "#3a9d5d", "facility"), (&t.grid_mw, "#2a6fdb", "grid draw")];
+    if !t.cap_mw.is_empty() {
+        power.push((&t.cap_mw, "#c0392b", "cap"));
+    }
+    let e = &r.energy;
+    o.push_str(&lines_chart(
         &format!(
-            "Facility power (MW): {:.1} MWh, {:.1} tCO2e at {:.0} gCO2/kWh ({}), EUR {:.0}",
-            r.energy.facility_mwh, r.energy.emissions_t, r.energy.gco2_per_kwh, r.energy.zone, r.energy.cost_eur
+            "Facility power vs cap (MW): {:.1} MWh facility, effective PUE {:.3}, {:.1} MWh from the grid, {:.1} tCO2e, EUR {:.0}",
+            e.facility_mwh, e.effective_pue, e.grid_mwh, e.emissions_t, e.cost_eur
         ),
-        &r.timeseries.facility_mw,
+        &power,
         dx,
         pmax,
         &|v| format!("{v:.1}"),
-        "#3a9d5d",
     ));
+    let cmax = t.gco2_per_kwh.iter().copied().fold(0.0, f64::max) * 1.05;
+    o.push_str(&line_chart(
+        &format!("Grid carbon intensity (gCO2/kWh, {}, {})", e.zone, e.intensity_source),
+        &t.gco2_per_kwh,
+        dx,
+        cmax,
+        &|v| format!("{v:.0}"),
+        "#7f5539",
+    ));
+    let fl = &e.flexible;
+    if fl.jobs > 0 || e.cap_max_mw.is_some() {
+        let _ = write!(
+            o,
+            "<h2>Energy</h2><table><tr><th>item</th><th>value</th></tr>             <tr><td>renewables used on site / curtailed</td><td>{:.1} / {:.1} MWh</td></tr>             <tr><td>battery in / out</td><td>{:.1} / {:.1} MWh</td></tr>             <tr><td>GPU capacity idle while the cap held work back</td><td>{:.0} GPU-hours ({:.1}%)</td></tr>             <tr><td>jobs run power-limited</td><td>{}</td></tr>             <tr><td>flexible jobs (deferred)</td><td>{} ({})</td></tr>             <tr><td>flexible deadlines met / missed</td><td>{} / {}</td></tr>             <tr><td>flexible jobs: IT energy, emissions, cost</td><td>{:.1} MWh, {:.1} tCO2e, EUR {:.0}</td></tr></table>",
+            e.renewable_mwh,
+            e.curtailed_mwh,
+            e.battery_in_mwh,
+            e.battery_out_mwh,
+            e.cap_lost_gpu_hours,
+            e.cap_lost_share * 100.0,
+            e.power_limited_jobs,
+            fl.jobs,
+            fl.deferred_jobs,
+            fl.deadlines_met,
+            fl.deadlines_missed,
+            fl.it_mwh,
+            fl.emissions_t,
+            fl.cost_eur
+        );
+    }
     if r.summary.failures > 0 {
         let dmax = r.timeseries.down_gpus.iter().copied().fold(0.0, f64::max);
         o.push_str(&line_chart(

@@ -795,7 +795,7 @@ impl Report {
         if let (Some(lo), Some(hi)) = (e.cap_min_mw, e.cap_max_mw) {
             let _ = writeln!(
                 o,
-                "power cap {lo:.1}–{hi:.1} MW ({}): {:.0} GPU-hours idle while the cap held work back ({:.1}% of capacity); {} jobs ran power-limited",
+                "power cap {lo:.3}–{hi:.3} MW ({}): {:.0} GPU-hours idle while the cap held work back ({:.1}% of capacity); {} jobs ran power-limited",
                 e.cap_source,
                 e.cap_lost_gpu_hours,
                 e.cap_lost_share * 100.0,
