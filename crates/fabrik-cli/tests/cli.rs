@@ -183,7 +183,7 @@ fn energy_flags_run_the_ledger_and_the_modifier() {
     assert!(csv.starts_with("hour,it_mwh,facility_mwh,renewable_mwh,battery_in_mwh"), "{csv}");
     let start: u64 =
         std::fs::read_to_string(&jobs).unwrap().lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
-    assert!(start > 0 && start % 3600 == 0, "deferred to an hour: {start}");
+    assert!(start > 0 && start.is_multiple_of(3600), "deferred to an hour: {start}");
 }
 
 #[test]
