@@ -67,7 +67,7 @@ pub enum ClientCmd {
         conn: Conn,
         job: i64,
     },
-    /// Accounts: entitled share, recent usage, GPU-hours.
+    /// Accounts: entitled share, recent usage, GPU-hours, IT energy and emissions.
     Usage {
         #[command(flatten)]
         conn: Conn,
@@ -275,18 +275,20 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<36} {:>9} {:>9} {:>11} {:>8} {:>8}",
-                "ACCOUNT", "ENTITLED", "USAGE", "GPU-HOURS", "RUNNING", "PENDING"
+                "{:<36} {:>9} {:>9} {:>11} {:>8} {:>8} {:>10} {:>9}",
+                "ACCOUNT", "ENTITLED", "USAGE", "GPU-HOURS", "RUNNING", "PENDING", "IT KWH", "KG CO2E"
             );
             for a in v["accounts"].as_array().into_iter().flatten() {
                 println!(
-                    "{:<36} {:>8.1}% {:>8.1}% {:>11.2} {:>8} {:>8}",
+                    "{:<36} {:>8.1}% {:>8.1}% {:>11.2} {:>8} {:>8} {:>10.2} {:>9.2}",
                     s(&a["account"]),
                     a["entitled_share"].as_f64().unwrap_or(0.0) * 100.0,
                     a["usage_share"].as_f64().unwrap_or(0.0) * 100.0,
                     a["gpu_hours"].as_f64().unwrap_or(0.0),
                     s(&a["running_gpus"]),
-                    s(&a["pending_jobs"])
+                    s(&a["pending_jobs"]),
+                    a["it_kwh"].as_f64().unwrap_or(0.0),
+                    a["emissions_kg"].as_f64().unwrap_or(0.0)
                 );
             }
         }

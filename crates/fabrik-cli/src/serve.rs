@@ -44,6 +44,16 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Facility power cap in MW (the grid connection): jobs start only while facility power
+    /// stays under it, power-limited where their QoS allows.
+    #[arg(long)]
+    power_cap_mw: Option<f64>,
+    /// PUE for facility power and energy accounting.
+    #[arg(long, default_value_t = 1.25)]
+    pue: f64,
+    /// Grid zone for live emissions and cost accounting (annual means): EU, DE, FR, SE, PL, US.
+    #[arg(long, default_value = "DE")]
+    zone: String,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +150,9 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
             time_scale: a.time_scale,
             tick: Duration::from_millis(a.tick_ms.max(1)),
             kill_grace_s: a.kill_grace_s,
+            power_cap_mw: a.power_cap_mw,
+            pue: a.pue,
+            zone: a.zone.clone(),
             ..EngineConfig::default()
         },
     };

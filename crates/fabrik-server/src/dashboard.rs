@@ -49,7 +49,7 @@ async function refresh() {
     document.getElementById('err').textContent = '';
     const f = d.facility;
     document.getElementById('summary').textContent = f.name + ' (' + f.executor + ' executor): ' + f.busy_gpus + ' of ' + f.gpus +
-      ' GPUs busy, ' + f.running_jobs + ' running, ' + f.pending_jobs + ' pending, IT power ' + (f.it_power_w / 1e3).toFixed(1) + ' kW';
+      ' GPUs busy, ' + f.running_jobs + ' running, ' + f.pending_jobs + ' pending, IT power ' + (f.it_power_w / 1e3).toFixed(1) + ' kW, facility ' + (f.facility_power_w / 1e3).toFixed(1) + ' kW' + (f.power_cap_w ? ' of a ' + (f.power_cap_w / 1e3).toFixed(1) + ' kW cap' : '');
     document.getElementById('groups').innerHTML = f.groups.slice(0, 2000).map(g => {
       const u = g.busy / g.gpus;
       return '<div class="cell" title="group ' + g.group + ' ' + esc(g.hall) + ' ' + esc(g.gpu_type) + ': ' + g.busy + '/' + g.gpus +

@@ -92,6 +92,11 @@ pub struct AccountView {
     pub gpu_hours: f64,
     pub running_gpus: u64,
     pub pending_jobs: u64,
+    /// IT energy of its jobs so far (GPUs with their host share at training draw, the shared
+    /// power model), and the emissions and cost at the zone's annual means and the PUE.
+    pub it_kwh: f64,
+    pub emissions_kg: f64,
+    pub cost_eur: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +117,9 @@ pub struct FacilityView {
     pub pending_jobs: u64,
     pub running_jobs: u64,
     pub it_power_w: f64,
+    /// IT power × PUE, and the cap on it (the grid connection), W.
+    pub facility_power_w: f64,
+    pub power_cap_w: Option<f64>,
     pub groups: Vec<GroupView>,
     pub now: u64,
 }
@@ -157,6 +165,10 @@ pub struct EngineConfig {
     pub tick: Duration,
     /// Seconds between SIGTERM and SIGKILL at walltime or cancel.
     pub kill_grace_s: u64,
+    /// Facility power cap (MW), PUE and grid zone for live energy accounting.
+    pub power_cap_mw: Option<f64>,
+    pub pue: f64,
+    pub zone: String,
 }
 
 impl Default for EngineConfig {
@@ -167,6 +179,9 @@ impl Default for EngineConfig {
             time_scale: 1.0,
             tick: Duration::from_millis(200),
             kill_grace_s: 10,
+            power_cap_mw: None,
+            pue: 1.25,
+            zone: "DE".into(),
         }
     }
 }
@@ -234,7 +249,14 @@ impl Engine {
             }
         }
         facility.tenants = tree_from(&store.accounts()?).map_err(anyhow::Error::msg)?;
-        let sched = Scheduler::with_policy(&facility, &cfg.policy, cfg.sched.clone())?;
+        let mut sched = Scheduler::with_policy(&facility, &cfg.policy, cfg.sched.clone())?;
+        if fabrik_model::grid::find(&cfg.zone).is_none() {
+            anyhow::bail!("unknown grid zone '{}'", cfg.zone);
+        }
+        if !(cfg.pue.is_finite() && cfg.pue >= 1.0) {
+            anyhow::bail!("PUE must be at least 1, got {}", cfg.pue);
+        }
+        sched.set_power_cap(cfg.power_cap_mw.map(|c| c * 1e6), cfg.pue);
         let devices = (0..facility.domains.len())
             .map(|d| vec![true; facility.domain_gpus(DomainId(d as u32)) as usize])
             .collect();
@@ -270,7 +292,7 @@ impl Engine {
                 JobStatus::Starting | JobStatus::Running => {
                     let start = SimTime(rec.start_time.unwrap_or(now.0));
                     let found = {
-                        let l = launch(&rec, &[], now);
+                        let l = launch(&rec, &[], now, 1.0);
                         self.exec.find(rec.id, rec.pid, start, &l)
                     };
                     match found {
@@ -706,6 +728,18 @@ impl Engine {
             let j = &self.jobs[id];
             *running.entry(j.account.as_str()).or_default() += u64::from(j.gpus);
         }
+        // IT kWh per leaf account, from the jobs' runs so far
+        let mut kwh: HashMap<&str, f64> = HashMap::new();
+        for j in self.jobs.values() {
+            let (Some(start), Some(alloc)) = (j.start_time, j.allocation.as_ref()) else { continue };
+            let Some(&(d, _)) = alloc.parts.first() else { continue };
+            let end = j.end_time.unwrap_or(now.0).max(start);
+            let f = &self.facility;
+            let w = f.gpu(f.pools[f.domains[d as usize].pool.idx()].gpu_type).average_it_power_w(1.0);
+            *kwh.entry(j.account.as_str()).or_default() += f64::from(j.gpus) * w * (end - start) as f64 / 3.6e6;
+        }
+        let zone = fabrik_model::grid::find(&self.cfg.zone).expect("checked at start");
+        let (pue, g, price) = (self.cfg.pue, zone.gco2_per_kwh, zone.price_eur_per_mwh);
         let t = &self.facility.tenants;
         let usage = self.sched.usage();
         t.iter()
@@ -715,12 +749,9 @@ impl Engine {
                     || who.account.as_ref().is_some_and(|mine| mine.starts_with(&format!("{}/", a.path)))
             })
             .map(|(_, a)| {
-                let sub = |m: &HashMap<&str, u64>| -> u64 {
-                    m.iter()
-                        .filter(|(k, _)| **k == a.path || k.starts_with(&format!("{}/", a.path)))
-                        .map(|(_, v)| v)
-                        .sum()
-                };
+                let within = |k: &str| k == a.path || k.starts_with(&format!("{}/", a.path));
+                let sub = |m: &HashMap<&str, u64>| -> u64 { m.iter().filter(|(k, _)| within(k)).map(|(_, v)| v).sum() };
+                let it_kwh: f64 = kwh.iter().filter(|(k, _)| within(k)).map(|(_, v)| v).sum();
                 let leaves: Vec<_> = t
                     .leaves()
                     .filter(|(_, l)| l.path == a.path || l.path.starts_with(&format!("{}/", a.path)))
@@ -734,6 +765,9 @@ impl Engine {
                     gpu_hours: leaves.iter().map(|(l, _)| usage.gpu_seconds(*l, now)).sum::<f64>() / 3600.0,
                     running_gpus: sub(&running),
                     pending_jobs: sub(&pending),
+                    it_kwh,
+                    emissions_kg: it_kwh * pue * g / 1000.0,
+                    cost_eur: it_kwh * pue * price / 1000.0,
                 }
             })
             .collect()
@@ -824,6 +858,8 @@ impl Engine {
             pending_jobs: self.sched.pending().len() as u64,
             running_jobs: self.running.len() as u64,
             it_power_w,
+            facility_power_w: self.sched.facility_power_w(self.clock.now()),
+            power_cap_w: self.cfg.power_cap_mw.map(|c| c * 1e6),
             groups,
             now: self.clock.now().0,
         }
@@ -947,7 +983,8 @@ impl Engine {
         for (&jid, &id) in started.iter().zip(&ids) {
             let rec = &self.jobs[&id];
             let devices = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
-            let res = self.exec.start(&launch(rec, &devices, now));
+            let fraction = self.sched.job(self.to_sched[&id]).power_fraction;
+            let res = self.exec.start(&launch(rec, &devices, now, fraction));
             let rec = self.jobs.get_mut(&id).expect("known");
             match res {
                 Ok(pid) => {
@@ -1036,7 +1073,7 @@ impl Engine {
     }
 }
 
-fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime) -> Launch<'a> {
+fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime, power_fraction: f64) -> Launch<'a> {
     Launch {
         id: rec.id,
         command: &rec.command,
@@ -1044,6 +1081,7 @@ fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime) -> Launch<'a
         simulated_runtime_s: rec.simulated_runtime_s,
         walltime_s: rec.walltime_s,
         now,
+        power_fraction,
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Launch<'a> {
     pub simulated_runtime_s: Option<u64>,
     pub walltime_s: u64,
     pub now: SimTime,
+    /// The power limit the scheduler chose under the facility cap, as a fraction of the GPUs'
+    /// training draw above idle (1: none). Handed to the job as FABRIK_POWER_FRACTION; applying
+    /// it to the boards (nvidia-smi -pl) needs root and is left to the site's prologue.
+    pub power_fraction: f64,
 }
 
 pub trait Executor: Send {
@@ -121,6 +125,7 @@ impl Executor for LocalExecutor {
             .args(l.command)
             .env("CUDA_VISIBLE_DEVICES", devices.join(","))
             .env("FABRIK_JOB_ID", l.id.to_string())
+            .env("FABRIK_POWER_FRACTION", format!("{:.3}", l.power_fraction))
             .env("FABRIK_JOB_DIR", &dir)
             .stdin(Stdio::null())
             .stdout(out)
@@ -251,7 +256,15 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn launch<'a>(id: i64, cmd: &'a [String], devices: &'a [u32]) -> Launch<'a> {
-        Launch { id, command: cmd, devices, simulated_runtime_s: None, walltime_s: 60, now: SimTime(0) }
+        Launch {
+            id,
+            command: cmd,
+            devices,
+            simulated_runtime_s: None,
+            walltime_s: 60,
+            now: SimTime(0),
+            power_fraction: 1.0,
+        }
     }
 
     fn wait_exit(e: &mut LocalExecutor) -> Vec<(i64, Exit)> {

@@ -98,7 +98,7 @@ impl Srv {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_commands_run_with_exit_codes_logs_cancel_and_walltime() {
     let s = start("run", 4).await;
-    let ok = s.submit(&s.alice, json!({"command": ["sh", "-c", "echo out $CUDA_VISIBLE_DEVICES; echo err >&2"], "gpus": 2, "walltime": "1m"})).await;
+    let ok = s.submit(&s.alice, json!({"command": ["sh", "-c", "echo out $CUDA_VISIBLE_DEVICES $FABRIK_POWER_FRACTION; echo err >&2"], "gpus": 2, "walltime": "1m"})).await;
     let bad = s.submit(&s.alice, json!({"command": ["sh", "-c", "exit 7"], "gpus": 1, "walltime": 60})).await;
     let v = s.wait_state(ok, &s.alice, "completed").await;
     assert_eq!(v["exit_code"], 0);
@@ -107,7 +107,7 @@ async fn real_commands_run_with_exit_codes_logs_cancel_and_walltime() {
     assert_eq!(v["reason"], "exit code 7");
     let (st, out) = s.req("GET", &format!("/v1/jobs/{ok}/logs"), &s.alice, None).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(out, Value::String("out 0,1\n".into()));
+    assert_eq!(out, Value::String("out 0,1 1.000\n".into()));
     let (_, err) = s.req("GET", &format!("/v1/jobs/{ok}/logs?stream=stderr"), &s.alice, None).await;
     assert_eq!(err, Value::String("err\n".into()));
     // cancel a running job: SIGTERM to its process group
@@ -144,6 +144,25 @@ async fn real_commands_run_with_exit_codes_logs_cancel_and_walltime() {
     ] {
         assert!(m.contains(family), "metrics lack {family}");
     }
+    // live energy accounting with the shared power model: every run of alice's account at
+    // 969 W per GPU (H100 at 76% of 1,275 W with its host share), PUE 1.25, 384 gCO2/kWh (DE)
+    s.wait_state(big, &s.alice, "completed").await;
+    let (_, jobs) = s.req("GET", "/v1/jobs?account=research/open-llm/eval", &s.alice, None).await;
+    let expect: f64 = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["start_time"].is_u64())
+        .map(|j| {
+            let secs = j["end_time"].as_u64().unwrap() - j["start_time"].as_u64().unwrap();
+            j["gpus"].as_f64().unwrap() * 969.0 * secs as f64 / 3.6e6
+        })
+        .sum();
+    assert!(expect > 0.0, "{jobs}");
+    let (_, acc) = s.req("GET", "/v1/accounts", &s.alice, None).await;
+    let eval = acc["accounts"].as_array().unwrap().iter().find(|a| a["account"] == "research/open-llm/eval").unwrap();
+    assert!((eval["it_kwh"].as_f64().unwrap() - expect).abs() < 1e-9, "{eval} vs {expect}");
+    assert!((eval["emissions_kg"].as_f64().unwrap() - expect * 1.25 * 0.384).abs() < 1e-9);
     s.stop().await;
 }
 
