@@ -139,36 +139,45 @@ pub struct EnergyAware {
     /// Released at least this long before the latest start that meets the deadline.
     pub guard: Secs,
     pub mode: DeferMode,
-    prefix: Vec<f64>,
+    /// Prefix sums of the signal and of hour × signal over one cycle extended by a day (so a
+    /// window of up to 24 hours starting in the cycle never wraps).
+    p0: Vec<f64>,
+    p1: Vec<f64>,
 }
+
+/// The longest run window the modifier weighs, hours.
+const MAX_WINDOW_H: u64 = 24;
 
 impl EnergyAware {
     pub fn new(signal: Hourly, horizon_h: u64, min_gain: f64, guard: Secs, mode: DeferMode) -> EnergyAware {
-        let mut prefix = Vec::with_capacity(signal.values.len() + 1);
-        prefix.push(0.0);
-        for v in &signal.values {
-            prefix.push(prefix.last().expect("non-empty") + v);
+        let n = signal.values.len().max(1);
+        let m = n + MAX_WINDOW_H as usize;
+        let (mut p0, mut p1) = (vec![0.0; m + 1], vec![0.0; m + 1]);
+        for k in 0..m {
+            let v = signal.values[k % n];
+            p0[k + 1] = p0[k] + v;
+            p1[k + 1] = p1[k] + k as f64 * v;
         }
-        EnergyAware { signal, horizon_h, min_gain, guard, mode, prefix }
+        EnergyAware { signal, horizon_h, min_gain, guard, mode, p0, p1 }
     }
 
-    /// Σ signal over hours [a, b).
-    fn sum(&self, a: u64, b: u64) -> f64 {
-        let n = self.signal.values.len() as u64;
-        let total = self.prefix[n as usize];
-        let upto = |h: u64| (h / n) as f64 * total + self.prefix[(h % n) as usize];
-        upto(b) - upto(a)
-    }
-
-    /// Mean signal over a run of `len` hours starting at hour `h`.
+    /// The expected signal over a run of up to `len` hours starting at hour `h`: hour k of the
+    /// window weighs 1 − k/len, because walltimes over-estimate runtimes and a job is more likely
+    /// to be running in its first hours than in its last.
     pub fn window_mean(&self, h: u64, len: u64) -> f64 {
-        self.sum(h, h + len) / len as f64
+        let len = len.clamp(1, MAX_WINDOW_H);
+        let a = (h % self.signal.values.len().max(1) as u64) as usize;
+        let b = a + len as usize;
+        let s0 = self.p0[b] - self.p0[a];
+        let s1 = self.p1[b] - self.p1[a] - a as f64 * s0;
+        let l = len as f64;
+        (s0 - s1 / l) / ((l + 1.0) / 2.0)
     }
 
-    /// Whether to hold a flexible job back at `now`: the start hour with the lowest mean signal
-    /// over its run (its walltime, at most a day) among the next `horizon_h` hours that still
-    /// leave `guard` before its latest start; `None` to start now. Returns the hour's start and
-    /// the mean signal now and then.
+    /// Whether to hold a flexible job back at `now`: the start hour with the lowest expected
+    /// signal over its run (`window_mean` over its walltime, at most a day) among the next
+    /// `horizon_h` hours that still leave `guard` before its latest start; `None` to start now.
+    /// Returns the hour's start and the expected signal now and then.
     pub fn defer(&self, now: SimTime, walltime: Secs, deadline: SimTime) -> Option<(SimTime, f64, f64)> {
         let latest = deadline.0.checked_sub(walltime.0 + self.guard.0)?;
         let h0 = now.0 / 3600;
@@ -176,7 +185,7 @@ impl EnergyAware {
         if last <= h0 {
             return None;
         }
-        let len = walltime.0.div_ceil(3600).clamp(1, 24);
+        let len = walltime.0.div_ceil(3600).clamp(1, MAX_WINDOW_H);
         let here = self.window_mean(h0, len);
         let (best, cost) =
             (h0 + 1..=last)
@@ -204,11 +213,13 @@ mod tests {
         assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)), Some((SimTime(4 * 3600), 400.0, 50.0)));
         // deadline 4 h: latest start 3 h → hour 2 (100)
         assert_eq!(m.defer(SimTime(0), Secs(3600), SimTime(4 * 3600)), Some((SimTime(2 * 3600), 400.0, 100.0)));
-        // a 2-hour job: windows (h, h+1): 0:400, 1:250, 2:250, 3:225, 4:225 → hour 3, the first
-        // of the two best
+        // a 2-hour job weighs its hours 1 and ½: (I(h) + ½ I(h+1)) / 1.5 = 0:400, 1:300, 2:200,
+        // 3:283.3, 4:166.7, 5:400 → hour 4 (latest start 5 h)
         let d = m.defer(SimTime(0), Secs(7200), SimTime(7 * 3600)).unwrap();
-        assert_eq!(d.0, SimTime(3 * 3600));
-        assert_eq!(d.2, 225.0);
+        assert_eq!(d.0, SimTime(4 * 3600));
+        assert!((d.2 - 250.0 / 1.5).abs() < 1e-9);
+        // with the deadline at 5 h (latest start 3 h): hour 2
+        assert_eq!(m.defer(SimTime(0), Secs(7200), SimTime(5 * 3600)).unwrap().0, SimTime(2 * 3600));
         // a guard of 3 h: latest start 6 − 1 − 3 = 2 h → hour 2
         let g = EnergyAware::new(m.signal.clone(), 48, 0.05, Secs(3 * 3600), DeferMode::Claim);
         assert_eq!(g.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)).unwrap().0, SimTime(2 * 3600));
@@ -218,9 +229,11 @@ mod tests {
         // horizon 1 h: only hour 1 (400, no gain)
         let h = EnergyAware::new(m.signal.clone(), 1, 0.05, Secs(0), DeferMode::Claim);
         assert_eq!(h.defer(SimTime(0), Secs(3600), SimTime(6 * 3600)), None);
-        // the series repeats: hour 6 is hour 0 again; window over hours 5..8 = 400+400+400
-        assert_eq!(m.window_mean(5, 3), 400.0);
+        // the series repeats: hour 6 is hour 0 again; window over hours 5..8 = 400, 400, 400
+        assert!((m.window_mean(5, 3) - 400.0).abs() < 1e-9);
         assert_eq!(m.window_mean(10, 1), 50.0);
+        // weights 1, ⅔, ⅓ over hours 2, 3, 4: (100 + 266.7 + 16.7) / 2 = 191.7
+        assert!((m.window_mean(8, 3) - (100.0 + 400.0 * 2.0 / 3.0 + 50.0 / 3.0) / 2.0).abs() < 1e-9);
     }
 
     #[test]
