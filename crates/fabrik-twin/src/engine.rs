@@ -785,7 +785,10 @@ impl<'a> Twin<'a> {
         let total = self.workload.jobs.len() as u64;
         while let Some(Reverse(ev)) = self.events.pop() {
             let now = ev.time;
-            self.ledger.advance(&self.cfg.energy, now);
+            if self.done < total {
+                // hour ticks may outlive the last job by an hour: the run's energy ends with it
+                self.ledger.advance(&self.cfg.energy, now);
+            }
             self.handle(ev)?;
             while self.events.peek().is_some_and(|Reverse(e)| e.time == now) {
                 let Reverse(ev) = self.events.pop().expect("peeked");

@@ -613,3 +613,47 @@ mod flexible {
         }
     }
 }
+
+#[test]
+fn one_node_with_hourly_pue_renewables_price_and_intensity_by_hand() {
+    // One node of 8 H100 (busy 969 W, idle 357.5 W per GPU with host; 8 × 50 W network and
+    // storage). fifo: a 4-GPU job runs in hour 0, an 8-GPU job waits for it and runs in hour 1.
+    // IT: hour 0 = 4 × 969 + 4 × 357.5 + 400 = 5,706 W; hour 1 = 8 × 969 + 400 = 8,152 W.
+    // Outside 10 °C then 28 °C: PUE 1.15 then 1.25 → facility 6,561.9 W and 10,190 W.
+    // 2 kW of on-site renewables → grid 4,561.9 W and 8,190 W.
+    // 100 / 300 gCO2/kWh → 0.45619 + 2.457 kg; EUR 50 / 200 per MWh → 0.228095 + 1.638.
+    let f = Facility::from_shorthand("1x8:1").unwrap();
+    let w = fabrik_csv::read(
+        "name,submit,account,gpus,walltime,runtime\na,0,eval,4,2h,1h\nb,0,eval,8,2h,1h\n".as_bytes(),
+        "j.csv",
+        &f,
+    )
+    .unwrap();
+    let h = |v: Vec<f64>| fabrik_model::grid::Hourly { values: v };
+    let mut c = cfg("fifo");
+    c.energy.pue = fabrik_model::energy::PueModel::temperature_dependent();
+    c.energy.temperature = Some(h(vec![10.0, 28.0]));
+    c.energy.renewables_mw = Some(h(vec![0.002]));
+    c.energy.intensity = Some(h(vec![100.0, 300.0]));
+    c.energy.price = Some(h(vec![50.0, 200.0]));
+    let r = simulate(&f, &w, c).unwrap();
+    assert_eq!((r.jobs[0].end_s, r.jobs[1].start_s, r.jobs[1].end_s), (3600, 3600, 7200));
+    let e = &r.energy;
+    assert!((e.it_mwh - 0.013_858).abs() < 1e-12, "{}", e.it_mwh);
+    assert!((e.facility_mwh - 0.016_751_9).abs() < 1e-12);
+    assert!((e.effective_pue - 16_751.9 / 13_858.0).abs() < 1e-12);
+    assert!((e.renewable_mwh - 0.004).abs() < 1e-12);
+    assert!((e.grid_mwh - 0.012_751_9).abs() < 1e-12);
+    assert!((e.emissions_t - 0.002_913_19).abs() < 1e-12, "{}", e.emissions_t);
+    assert!((e.cost_eur - 1.866_095).abs() < 1e-9, "{}", e.cost_eur);
+    assert!((e.peak_facility_mw - 0.010_19).abs() < 1e-12);
+    assert!((e.peak_grid_mw - 0.008_19).abs() < 1e-12);
+    // each job carries its hour's emissions per IT kWh: a = 3.876 kWh × 0.45619 / 5.706,
+    // b = 7.752 kWh × 2.457 / 8.152
+    assert!((r.jobs[0].emissions_kg - 3.876 * 0.456_19 / 5.706).abs() < 1e-9);
+    assert!((r.jobs[1].emissions_kg - 7.752 * 2.457 / 8.152).abs() < 1e-9);
+    assert!((r.jobs[1].cost_eur - 7.752 * 1.638 / 8.152).abs() < 1e-9);
+    assert!((e.jobs_emissions_t * 1000.0 - r.jobs[0].emissions_kg - r.jobs[1].emissions_kg).abs() < 1e-9);
+    let csv = r.energy_csv();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}
