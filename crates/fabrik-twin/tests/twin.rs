@@ -516,9 +516,18 @@ mod flexible {
     }
 
     fn run(text: &str, aware: Option<fabrik_sched::DeferMode>, renewables_mw: f64) -> fabrik_twin::report::Report {
+        run_with("fifo-backfill", text, aware, renewables_mw)
+    }
+
+    fn run_with(
+        policy: &str,
+        text: &str,
+        aware: Option<fabrik_sched::DeferMode>,
+        renewables_mw: f64,
+    ) -> fabrik_twin::report::Report {
         let f = Facility::preset("small").unwrap();
         let w = fabrik_csv::read(text.as_bytes(), "flex.csv", &f).unwrap();
-        let mut c = cfg("fifo-backfill");
+        let mut c = cfg(policy);
         c.energy.intensity = Some(signal());
         if let Some(mode) = aware {
             c.energy.aware = Some(AwareConfig { mode, ..AwareConfig::default() });
@@ -571,8 +580,9 @@ mod flexible {
                 (0u64..172_800, prop_oneof![Just(1u32), Just(8), Just(16), Just(32), Just(64)], 600u64..28_800, 0u64..86_400, any::<bool>()),
                 1..30,
             ),
+            policy in prop::sample::select(vec!["fifo", "fifo-backfill", "fair-share", "las"]),
         ) {
-            let aware = run(&workload(&jobs), Some(CLAIM), 0.0);
+            let aware = run_with(policy, &workload(&jobs), Some(CLAIM), 0.0);
             for j in &aware.jobs {
                 if j.deferrals > 0 {
                     prop_assert_eq!(j.deadline_met, Some(true), "{} was deferred and missed", &j.name);
@@ -596,11 +606,12 @@ mod flexible {
                 (0u64..172_800, prop_oneof![Just(1u32), Just(4), Just(8), Just(16)], 600u64..28_800, 0u64..86_400, any::<bool>()),
                 1..8,
             ),
+            policy in prop::sample::select(vec!["fifo", "fifo-backfill", "fair-share", "las"]),
         ) {
             let text = workload(&jobs);
-            let base = run(&text, None, 0.0);
+            let base = run_with(policy, &text, None, 0.0);
             for mode in [CLAIM, QUEUE] {
-                let aware = run(&text, Some(mode), 0.0);
+                let aware = run_with(policy, &text, Some(mode), 0.0);
                 for (a, b) in base.jobs.iter().zip(&aware.jobs) {
                     if a.deadline_met == Some(true) {
                         prop_assert_eq!(b.deadline_met, Some(true), "{} met its deadline without the modifier only ({:?})", &a.name, mode);
