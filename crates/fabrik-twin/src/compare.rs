@@ -60,9 +60,9 @@ impl Row {
             energy_aware: r.config.energy.aware.map_or("off".to_string(), |a| {
                 serde_json::to_value(a.objective).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
             }),
-            facility_mwh: r.energy.facility_mwh,
-            emissions_t: r.energy.emissions_t,
-            cost_eur: r.energy.cost_eur,
+            facility_mwh: r.energy.totals.facility_mwh,
+            emissions_t: r.energy.totals.emissions_t,
+            cost_eur: r.energy.totals.cost_eur,
             flexible_emissions_t: r.energy.flexible.emissions_t,
             flexible_deadlines_missed: r.energy.flexible.deadlines_missed,
             cap_lost_share: r.energy.cap_lost_share,

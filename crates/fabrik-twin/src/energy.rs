@@ -191,7 +191,6 @@ pub struct Ledger {
     it_w: f64,
     pub soc_mwh: f64,
     pub rows: Vec<HourRow>,
-    pub peak_facility_w: f64,
     pub peak_grid_w: f64,
     means: (Option<f64>, Option<f64>),
 }
@@ -203,7 +202,6 @@ impl Ledger {
             it_w: 0.0,
             soc_mwh: 0.0,
             rows: Vec::new(),
-            peak_facility_w: 0.0,
             peak_grid_w: 0.0,
             means: (cfg.intensity.as_ref().map(Hourly::mean), cfg.price.as_ref().map(Hourly::mean)),
         }
@@ -260,7 +258,6 @@ impl Ledger {
         row.emissions_t += mwh(grid_w) * cfg.intensity_at(t) / 1000.0;
         row.cost_eur += mwh(grid_w) * cfg.price_at(t);
         row.peak_facility_mw = row.peak_facility_mw.max(facility_w / 1e6);
-        self.peak_facility_w = self.peak_facility_w.max(facility_w);
         self.peak_grid_w = self.peak_grid_w.max(grid_w);
     }
 

@@ -197,7 +197,7 @@ pub fn render(r: &Report) -> String {
     o.push_str(&lines_chart(
         &format!(
             "Facility power vs cap (MW): {:.1} MWh facility, effective PUE {:.3}, {:.1} MWh from the grid, {:.1} tCO2e, EUR {:.0}",
-            e.facility_mwh, e.effective_pue, e.grid_mwh, e.emissions_t, e.cost_eur
+            e.totals.facility_mwh, e.effective_pue, e.totals.grid_mwh, e.totals.emissions_t, e.totals.cost_eur
         ),
         &power,
         dx,
@@ -218,10 +218,10 @@ pub fn render(r: &Report) -> String {
         let _ = write!(
             o,
             "<h2>Energy</h2><table><tr><th>item</th><th>value</th></tr>             <tr><td>renewables used on site / curtailed</td><td>{:.1} / {:.1} MWh</td></tr>             <tr><td>battery in / out</td><td>{:.1} / {:.1} MWh</td></tr>             <tr><td>GPU capacity idle while the cap held work back</td><td>{:.0} GPU-hours ({:.1}%)</td></tr>             <tr><td>jobs run power-limited</td><td>{}</td></tr>             <tr><td>flexible jobs (deferred)</td><td>{} ({})</td></tr>             <tr><td>flexible deadlines met / missed</td><td>{} / {}</td></tr>             <tr><td>flexible jobs: IT energy, emissions, cost</td><td>{:.1} MWh, {:.1} tCO2e, EUR {:.0}</td></tr></table>",
-            e.renewable_mwh,
-            e.curtailed_mwh,
-            e.battery_in_mwh,
-            e.battery_out_mwh,
+            e.totals.renewable_mwh,
+            e.totals.curtailed_mwh,
+            e.totals.battery_in_mwh,
+            e.totals.battery_out_mwh,
             e.cap_lost_gpu_hours,
             e.cap_lost_share * 100.0,
             e.power_limited_jobs,

@@ -127,21 +127,13 @@ pub struct EnergySummary {
     pub price_eur_per_mwh: f64,
     pub price_source: String,
     pub renewables_source: String,
-    /// IT energy: GPUs with their hosts, network and storage.
-    pub it_mwh: f64,
-    pub facility_mwh: f64,
-    /// Renewable energy used on site, battery flows, renewable surplus not used, grid draw.
-    pub renewable_mwh: f64,
-    pub battery_in_mwh: f64,
-    pub battery_out_mwh: f64,
-    pub curtailed_mwh: f64,
-    pub grid_mwh: f64,
-    /// Location-based: grid energy × the grid's intensity, hour by hour.
-    pub emissions_t: f64,
-    /// Grid energy × the price, hour by hour.
-    pub cost_eur: f64,
+    /// The ledger's sums over the run: IT energy (GPUs with their hosts, network and storage),
+    /// facility energy, renewables used on site, battery flows, renewable surplus not used, grid
+    /// draw, location-based emissions (grid energy × the hour's intensity), cost (× the hour's
+    /// price), and the highest facility power.
+    #[serde(flatten)]
+    pub totals: crate::energy::HourRow,
     pub mean_facility_mw: f64,
-    pub peak_facility_mw: f64,
     pub peak_grid_mw: f64,
     /// Jobs' own IT energy (their GPUs while held) and the emissions and cost it carries; the
     /// rest is idle draw and network/storage.
@@ -634,17 +626,8 @@ fn energy_summary(
         price_eur_per_mwh: e.price.as_ref().map_or(e.price_eur_per_mwh, |h| h.mean()),
         price_source: e.price_source.clone(),
         renewables_source: e.renewables_source.clone(),
-        it_mwh: t.it_mwh,
-        facility_mwh: t.facility_mwh,
-        renewable_mwh: t.renewable_mwh,
-        battery_in_mwh: t.battery_in_mwh,
-        battery_out_mwh: t.battery_out_mwh,
-        curtailed_mwh: t.curtailed_mwh,
-        grid_mwh: t.grid_mwh,
-        emissions_t: t.emissions_t,
-        cost_eur: t.cost_eur,
+        totals: t,
         mean_facility_mw: t.facility_mwh / hours,
-        peak_facility_mw: i.ledger.peak_facility_w / 1e6,
         peak_grid_mw: i.ledger.peak_grid_w / 1e6,
         jobs_it_mwh: by_account.values().map(|a| a.0).sum(),
         jobs_emissions_t: by_account.values().map(|a| a.1).sum(),
@@ -783,13 +766,13 @@ impl Report {
         let _ = writeln!(
             o,
             "energy: {:.1} MWh IT, {:.1} MWh facility (effective PUE {:.3}), {:.1} MWh from the grid; {:.1} tCO2e (mean {:.0} gCO2/kWh, {}, {}), EUR {:.0}; facility power mean {:.2} MW, peak {:.2} MW",
-            e.it_mwh, e.facility_mwh, e.effective_pue, e.grid_mwh, e.emissions_t, e.gco2_per_kwh, e.zone, e.intensity_source, e.cost_eur, e.mean_facility_mw, e.peak_facility_mw
+            e.totals.it_mwh, e.totals.facility_mwh, e.effective_pue, e.totals.grid_mwh, e.totals.emissions_t, e.gco2_per_kwh, e.zone, e.intensity_source, e.totals.cost_eur, e.mean_facility_mw, e.totals.peak_facility_mw
         );
-        if e.renewable_mwh > 0.0 || e.battery_out_mwh > 0.0 {
+        if e.totals.renewable_mwh > 0.0 || e.totals.battery_out_mwh > 0.0 {
             let _ = writeln!(
                 o,
                 "on site: {:.1} MWh renewables used, {:.1} MWh curtailed; battery {:.1} MWh in, {:.1} MWh out; peak grid draw {:.2} MW",
-                e.renewable_mwh, e.curtailed_mwh, e.battery_in_mwh, e.battery_out_mwh, e.peak_grid_mw
+                e.totals.renewable_mwh, e.totals.curtailed_mwh, e.totals.battery_in_mwh, e.totals.battery_out_mwh, e.peak_grid_mw
             );
         }
         if let (Some(lo), Some(hi)) = (e.cap_min_mw, e.cap_max_mw) {

@@ -359,13 +359,13 @@ fn energy_emissions_and_cost_of_one_job_by_hand() {
         .unwrap();
     let r = simulate(&f, &w, cfg("fifo")).unwrap();
     let e = &r.energy;
-    assert!((e.it_mwh - 0.011_412).abs() < 1e-12);
-    assert!((e.facility_mwh - 0.014_265).abs() < 1e-12);
+    assert!((e.totals.it_mwh - 0.011_412).abs() < 1e-12);
+    assert!((e.totals.facility_mwh - 0.014_265).abs() < 1e-12);
     assert!((e.effective_pue - 1.25).abs() < 1e-12);
-    assert!((e.grid_mwh - 0.014_265).abs() < 1e-12);
-    assert!((e.emissions_t - 0.014_265 * 0.384).abs() < 1e-12);
-    assert!((e.cost_eur - 0.014_265 * 166.5).abs() < 1e-9);
-    assert!((e.peak_facility_mw - 0.014_265).abs() < 1e-12);
+    assert!((e.totals.grid_mwh - 0.014_265).abs() < 1e-12);
+    assert!((e.totals.emissions_t - 0.014_265 * 0.384).abs() < 1e-12);
+    assert!((e.totals.cost_eur - 0.014_265 * 166.5).abs() < 1e-9);
+    assert!((e.totals.peak_facility_mw - 0.014_265).abs() < 1e-12);
     assert!((e.mean_facility_mw - 0.014_265).abs() < 1e-12);
     // the job's own IT energy: 8 × 969 W × 1 h = 7.752 kWh, carrying 7.752 × 1.25 × 384 g
     // = 3.721 kg and EUR 7.752 × 1.25 × 0.1665 = 1.613
@@ -474,7 +474,7 @@ fn hourly_carbon_intensity_weights_each_hour() {
     let mut c = cfg("fifo");
     c.energy.intensity = Some(fabrik_model::grid::Hourly { values: vec![100.0, 300.0] });
     let r = simulate(&f, &w, c).unwrap();
-    assert!((r.energy.emissions_t - 0.005_706).abs() < 1e-12, "{}", r.energy.emissions_t);
+    assert!((r.energy.totals.emissions_t - 0.005_706).abs() < 1e-12, "{}", r.energy.totals.emissions_t);
     assert!((r.energy.accounts[0].emissions_t - 0.003_876).abs() < 1e-12);
 }
 
@@ -499,7 +499,7 @@ fn a_power_limited_job_runs_slower_and_draws_less() {
     assert!((r.jobs[1].power_fraction - 0.8).abs() < 1e-9);
     assert!((r.jobs[1].it_kwh - 6_773.6 * 1000.0 / 3.6e6).abs() < 1e-9);
     assert_eq!(r.energy.power_limited_jobs, 1);
-    assert!(r.energy.peak_facility_mw <= 0.015_325_6 + 1e-12);
+    assert!(r.energy.totals.peak_facility_mw <= 0.015_325_6 + 1e-12);
 }
 
 mod flexible {
@@ -557,7 +557,7 @@ mod flexible {
         assert_eq!(run(text, Some(QUEUE), 0.0).jobs[0].start_s, start);
         let green = run(text, Some(QUEUE), 1.0);
         assert_eq!((green.jobs[0].start_s, green.jobs[0].deferrals), (0, 0));
-        assert_eq!(green.energy.emissions_t, 0.0);
+        assert_eq!(green.energy.totals.emissions_t, 0.0);
     }
 
     fn workload(jobs: &[(u64, u32, u64, u64, bool)]) -> String {
@@ -650,14 +650,14 @@ fn one_node_with_hourly_pue_renewables_price_and_intensity_by_hand() {
     let r = simulate(&f, &w, c).unwrap();
     assert_eq!((r.jobs[0].end_s, r.jobs[1].start_s, r.jobs[1].end_s), (3600, 3600, 7200));
     let e = &r.energy;
-    assert!((e.it_mwh - 0.013_858).abs() < 1e-12, "{}", e.it_mwh);
-    assert!((e.facility_mwh - 0.016_751_9).abs() < 1e-12);
+    assert!((e.totals.it_mwh - 0.013_858).abs() < 1e-12, "{}", e.totals.it_mwh);
+    assert!((e.totals.facility_mwh - 0.016_751_9).abs() < 1e-12);
     assert!((e.effective_pue - 16_751.9 / 13_858.0).abs() < 1e-12);
-    assert!((e.renewable_mwh - 0.004).abs() < 1e-12);
-    assert!((e.grid_mwh - 0.012_751_9).abs() < 1e-12);
-    assert!((e.emissions_t - 0.002_913_19).abs() < 1e-12, "{}", e.emissions_t);
-    assert!((e.cost_eur - 1.866_095).abs() < 1e-9, "{}", e.cost_eur);
-    assert!((e.peak_facility_mw - 0.010_19).abs() < 1e-12);
+    assert!((e.totals.renewable_mwh - 0.004).abs() < 1e-12);
+    assert!((e.totals.grid_mwh - 0.012_751_9).abs() < 1e-12);
+    assert!((e.totals.emissions_t - 0.002_913_19).abs() < 1e-12, "{}", e.totals.emissions_t);
+    assert!((e.totals.cost_eur - 1.866_095).abs() < 1e-9, "{}", e.totals.cost_eur);
+    assert!((e.totals.peak_facility_mw - 0.010_19).abs() < 1e-12);
     assert!((e.peak_grid_mw - 0.008_19).abs() < 1e-12);
     // each job carries its hour's emissions per IT kWh: a = 3.876 kWh × 0.45619 / 5.706,
     // b = 7.752 kWh × 2.457 / 8.152
