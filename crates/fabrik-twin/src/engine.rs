@@ -269,9 +269,11 @@ pub(crate) struct JobLog {
     pub held_gpu_s: f64,
     pub lost_gpu_s: f64,
     pub overhead_gpu_s: f64,
-    /// Relative speed of the current run (below 1 when power-limited) and its IT draw, W.
+    /// Relative speed of the current run (below 1 when power-limited) and its mean IT draw over
+    /// the run, W; `saving_w` is how far that mean is below the scheduler's full-run estimate.
     pub speed: f64,
     pub watts: f64,
+    pub saving_w: f64,
     /// Lowest power fraction over its runs.
     pub min_power_fraction: f64,
     /// Runs: start, end, IT watts.
@@ -301,6 +303,8 @@ pub struct Twin<'a> {
     fail_by_cause: Vec<u64>,
     down: TimeSeries,
     ledger: crate::energy::Ledger,
+    /// Watts running jobs draw below the scheduler's estimate while restarting or checkpointing.
+    phase_saving_w: f64,
     /// Idle GPUs while the power cap held work back.
     cap_lost: TimeSeries,
     /// GPUs claimed by deferred jobs and left idle.
@@ -415,6 +419,7 @@ impl<'a> Twin<'a> {
             fail_by_cause: vec![0; ROOT_CAUSES.len() + 1],
             down: TimeSeries::new(bucket),
             ledger,
+            phase_saving_w: 0.0,
             cap_lost: TimeSeries::new(bucket),
             claim_idle: TimeSeries::new(bucket),
             hourly,
@@ -455,6 +460,7 @@ impl<'a> Twin<'a> {
                 l.held_gpu_s += gpus * ran as f64;
                 l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
                 l.runs.push((l.run_start, ev.time, l.watts));
+                self.phase_saving_w -= std::mem::take(&mut l.saving_w);
                 self.sched.finish(id, ev.time)?;
                 self.done += 1;
             }
@@ -707,6 +713,7 @@ impl<'a> Twin<'a> {
         l.epoch += 1;
         let ran = (now - l.run_start).0;
         l.runs.push((l.run_start, now, l.watts));
+        self.phase_saving_w -= std::mem::take(&mut l.saving_w);
         // work done at the run's speed (power-limited runs compute slower)
         let useful = (ran.saturating_sub(l.run_overhead) as f64 * l.speed) as u64;
         // completed (work + write) cycles are saved; the partial cycle is lost
@@ -819,13 +826,23 @@ impl<'a> Twin<'a> {
                 let fraction = entry.power_fraction;
                 l.speed = fabrik_model::energy::speed_at_power(fraction).max(1e-3);
                 l.min_power_fraction = l.min_power_fraction.min(fraction);
-                l.watts = entry.parts.first().map_or(0.0, |&(d, _)| {
+                let (busy, idle) = entry.parts.first().map_or((0.0, 0.0), |&(d, _)| {
                     let g = self.facility.gpu(self.facility.pools[self.facility.domains[d.idx()].pool.idx()].gpu_type);
-                    let (busy, idle) = (g.average_it_power_w(1.0), g.average_it_power_w(0.0));
-                    f64::from(tj.spec.gpus) * (idle + fraction * (busy - idle))
+                    (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
                 });
+                let gpus = f64::from(tj.spec.gpus);
+                let full = gpus * (idle + fraction * (busy - idle));
                 let work = wall_for(l.remaining, l.ckpt_interval, l.ckpt_cost);
                 let need = (work as f64 / l.speed).ceil() as u64 + l.run_overhead;
+                // Its power profile: computing at `full`; restarting and writing blocking
+                // checkpoints near idle (H100 ~100 W while checkpointing, Morrison et al. 2025:
+                // we take the idle draw). The scheduler admits at `full`; the ledger books the
+                // run's mean.
+                let low_s = l.run_overhead + (work - l.remaining.min(work));
+                let low_frac = if need > 0 { (low_s as f64 / need as f64).min(1.0) } else { 0.0 };
+                l.watts = full - (full - gpus * idle) * low_frac;
+                l.saving_w = full - l.watts;
+                self.phase_saving_w += l.saving_w;
                 l.killed = need > tj.spec.walltime.0;
                 let (end, epoch) = (now + Secs(need.min(tj.spec.walltime.0)), l.epoch);
                 self.push(end, Kind::End(id, epoch));
@@ -837,7 +854,7 @@ impl<'a> Twin<'a> {
                 }
             }
             self.busy.set(now, self.sched.busy_gpus() as f64);
-            self.ledger.set_it_w(self.sched.it_power_w());
+            self.ledger.set_it_w(self.sched.it_power_w() - self.phase_saving_w);
             let claimed = self.sched.claimed_idle_gpus();
             let free = self.sched.cluster().free_gpus().saturating_sub(claimed);
             self.cap_lost.set(now, self.sched.power_blocked_gpus().min(free) as f64);

@@ -668,3 +668,23 @@ fn one_node_with_hourly_pue_renewables_price_and_intensity_by_hand() {
     let csv = r.energy_csv();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
+
+#[test]
+fn blocking_checkpoint_writes_draw_idle_power() {
+    // tiny (16 H100). One 8-GPU job of 1 h work checkpointing every 20 min with 60-s blocking
+    // writes: 2 writes, ends at 3,720 s. Its GPUs compute 3,600 s at 969 W and write 120 s at
+    // the idle 357.5 W: 8 × (969 × 3,600 + 357.5 × 120) J = 7.8473 kWh. The facility adds 8 idle
+    // GPUs and 800 W of network/storage for 3,720 s: 8 × 357.5 × 3,720 + 800 × 3,720 J.
+    let f = Facility::preset("tiny").unwrap();
+    let w = fabrik_csv::read("name,submit,account,gpus,walltime,runtime\nj,0,eval,8,2h,1h\n".as_bytes(), "j.csv", &f)
+        .unwrap();
+    let mut c = cfg("fifo");
+    c.checkpoint = fabrik_twin::engine::CheckpointPolicy::Every(1200);
+    c.checkpoint_write_s = 60;
+    let r = simulate(&f, &w, c).unwrap();
+    assert_eq!(r.jobs[0].end_s, 3720);
+    let job_j = 8.0 * (969.0 * 3600.0 + 357.5 * 120.0);
+    assert!((r.jobs[0].it_kwh - job_j / 3.6e6).abs() < 1e-9, "{}", r.jobs[0].it_kwh);
+    let total_j = job_j + 8.0 * 357.5 * 3720.0 + 800.0 * 3720.0;
+    assert!((r.energy.totals.it_mwh - total_j / 3.6e9).abs() < 1e-12, "{}", r.energy.totals.it_mwh);
+}
