@@ -63,7 +63,7 @@ impl Row {
             facility_mwh: r.energy.totals.facility_mwh,
             emissions_t: r.energy.totals.emissions_t,
             cost_eur: r.energy.totals.cost_eur,
-            flexible_emissions_t: r.energy.flexible.emissions_t,
+            flexible_emissions_t: r.energy.flexible.share.emissions_t,
             flexible_deadlines_missed: r.energy.flexible.deadlines_missed,
             cap_lost_share: r.energy.cap_lost_share,
         }

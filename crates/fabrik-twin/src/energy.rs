@@ -184,6 +184,25 @@ pub struct HourRow {
     pub peak_facility_mw: f64,
 }
 
+/// What a job, an account or a group of jobs used and caused: IT energy, the facility energy,
+/// grid emissions and cost that it carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Share {
+    pub it_mwh: f64,
+    pub facility_mwh: f64,
+    pub emissions_t: f64,
+    pub cost_eur: f64,
+}
+
+impl std::ops::AddAssign for Share {
+    fn add_assign(&mut self, o: Share) {
+        self.it_mwh += o.it_mwh;
+        self.facility_mwh += o.facility_mwh;
+        self.emissions_t += o.emissions_t;
+        self.cost_eur += o.cost_eur;
+    }
+}
+
 /// Integrates piecewise-constant IT power into hourly energy flows.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -282,24 +301,25 @@ impl Ledger {
         (surplus + battery) / pue
     }
 
-    /// The IT energy, grid emissions and cost of a draw of `watts` over [from, to): each hour's
-    /// emissions and cost per IT MWh (which carry its PUE, on-site supply and grid intensity or
-    /// price) times the draw's IT energy in that hour.
-    pub fn attribute(&self, from: SimTime, to: SimTime, watts: f64) -> (f64, f64, f64) {
-        let (mut it, mut t, mut eur) = (0.0, 0.0, 0.0);
+    /// The share of a draw of `watts` over [from, to): its IT energy, and each hour's facility
+    /// energy, emissions and cost per IT MWh (which carry its PUE, on-site supply and grid
+    /// intensity or price) times the draw's IT energy in that hour.
+    pub fn attribute(&self, from: SimTime, to: SimTime, watts: f64) -> Share {
+        let mut s = Share::default();
         let mut a = from.0;
         while a < to.0 {
             let h = a / 3600;
             let b = ((h + 1) * 3600).min(to.0);
             let mwh = watts * (b - a) as f64 / 3.6e9;
-            it += mwh;
+            s.it_mwh += mwh;
             if let Some(r) = self.rows.get(h as usize).filter(|r| r.it_mwh > 0.0) {
-                t += mwh * r.emissions_t / r.it_mwh;
-                eur += mwh * r.cost_eur / r.it_mwh;
+                s.facility_mwh += mwh * r.facility_mwh / r.it_mwh;
+                s.emissions_t += mwh * r.emissions_t / r.it_mwh;
+                s.cost_eur += mwh * r.cost_eur / r.it_mwh;
             }
             a = b;
         }
-        (it, t, eur)
+        s
     }
 
     /// Sums of all rows.
@@ -358,10 +378,11 @@ mod tests {
         assert!((s.cost_eur - 100.0).abs() < 1e-9);
         // a job of 0.5 MW over hours 1–2 carries half of hour 2's emissions (0.25 t), none of
         // hour 1's
-        let (it, t, eur) = l.attribute(SimTime(3600), SimTime(3 * 3600), 0.5e6);
-        assert!((it - 1.0).abs() < 1e-9);
-        assert!((t - 0.25).abs() < 1e-9);
-        assert!((eur - 50.0).abs() < 1e-9);
+        let s = l.attribute(SimTime(3600), SimTime(3 * 3600), 0.5e6);
+        assert!((s.it_mwh - 1.0).abs() < 1e-9);
+        assert!((s.facility_mwh - 1.0).abs() < 1e-9);
+        assert!((s.emissions_t - 0.25).abs() < 1e-9);
+        assert!((s.cost_eur - 50.0).abs() < 1e-9);
     }
 
     #[test]

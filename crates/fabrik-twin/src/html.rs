@@ -229,9 +229,9 @@ pub fn render(r: &Report) -> String {
             fl.deferred_jobs,
             fl.deadlines_met,
             fl.deadlines_missed,
-            fl.it_mwh,
-            fl.emissions_t,
-            fl.cost_eur
+            fl.share.it_mwh,
+            fl.share.emissions_t,
+            fl.share.cost_eur
         );
     }
     if r.summary.failures > 0 {

@@ -137,9 +137,7 @@ pub struct EnergySummary {
     pub peak_grid_mw: f64,
     /// Jobs' own IT energy (their GPUs while held) and the emissions and cost it carries; the
     /// rest is idle draw and network/storage.
-    pub jobs_it_mwh: f64,
-    pub jobs_emissions_t: f64,
-    pub jobs_cost_eur: f64,
+    pub jobs: crate::energy::Share,
     /// GPU-hours idle while the power cap held work back, and their share of all GPU-hours.
     pub cap_lost_gpu_hours: f64,
     pub cap_lost_share: f64,
@@ -163,17 +161,15 @@ pub struct FlexibleSummary {
     pub mean_wait_s: f64,
     pub deadlines_met: u64,
     pub deadlines_missed: u64,
-    pub it_mwh: f64,
-    pub emissions_t: f64,
-    pub cost_eur: f64,
+    #[serde(flatten)]
+    pub share: crate::energy::Share,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountEnergy {
     pub account: String,
-    pub it_mwh: f64,
-    pub emissions_t: f64,
-    pub cost_eur: f64,
+    #[serde(flatten)]
+    pub share: crate::energy::Share,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -247,8 +243,10 @@ pub struct JobRow {
     pub bounded_slowdown: f64,
     pub killed_at_walltime: bool,
     pub preemptions: u32,
-    /// Its IT energy, the grid emissions and cost that carries, its lowest power limit.
+    /// Its IT energy, the facility energy, grid emissions and cost that carries, its lowest
+    /// power limit.
     pub it_kwh: f64,
+    pub facility_kwh: f64,
     pub emissions_kg: f64,
     pub cost_eur: f64,
     pub power_fraction: f64,
@@ -315,7 +313,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
     let (mut interruptions, mut fail_lost) = (0u64, 0.0);
-    let mut energy_by_account: BTreeMap<usize, (f64, f64, f64)> = BTreeMap::new();
+    let mut energy_by_account: BTreeMap<usize, crate::energy::Share> = BTreeMap::new();
     let mut flex = FlexibleSummary::default();
     let mut flex_waits = 0.0;
     let mut power_limited_jobs = 0;
@@ -347,17 +345,11 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         sld.push(jct as f64 / (run.max(1)) as f64);
         bsld.push(b);
         let gh = log.held_gpu_s / 3600.0;
-        let (mut it_mwh, mut em_t, mut eur) = (0.0, 0.0, 0.0);
+        let mut share = crate::energy::Share::default();
         for &(from, to, w) in &log.runs {
-            let (a, b, c) = i.ledger.attribute(from, to, w);
-            it_mwh += a;
-            em_t += b;
-            eur += c;
+            share += i.ledger.attribute(from, to, w);
         }
-        let a = energy_by_account.entry(s.account.idx()).or_default();
-        a.0 += it_mwh;
-        a.1 += em_t;
-        a.2 += eur;
+        *energy_by_account.entry(s.account.idx()).or_default() += share;
         if log.min_power_fraction < 1.0 {
             power_limited_jobs += 1;
         }
@@ -371,9 +363,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             } else {
                 flex.deadlines_missed += 1;
             }
-            flex.it_mwh += it_mwh;
-            flex.emissions_t += em_t;
-            flex.cost_eur += eur;
+            flex.share += share;
         }
         interruptions += u64::from(log.interruptions);
         fail_lost += log.fail_lost_gpu_s / 3600.0;
@@ -414,9 +404,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             bounded_slowdown: b,
             killed_at_walltime: log.killed,
             preemptions: e.preemptions,
-            it_kwh: it_mwh * 1000.0,
-            emissions_kg: em_t * 1000.0,
-            cost_eur: eur,
+            it_kwh: share.it_mwh * 1000.0,
+            facility_kwh: share.facility_mwh * 1000.0,
+            emissions_kg: share.emissions_t * 1000.0,
+            cost_eur: share.cost_eur,
             power_fraction: log.min_power_fraction,
             deadline_s: s.deadline.map(|d| d.0),
             deadline_met,
@@ -604,7 +595,7 @@ fn per_bucket(l: &crate::energy::Ledger, bucket_s: u64, f: impl Fn(&crate::energ
 fn energy_summary(
     i: &Inputs<'_>,
     makespan: u64,
-    by_account: BTreeMap<usize, (f64, f64, f64)>,
+    by_account: BTreeMap<usize, crate::energy::Share>,
     flexible: FlexibleSummary,
     power_limited_jobs: u64,
 ) -> EnergySummary {
@@ -629,20 +620,19 @@ fn energy_summary(
         totals: t,
         mean_facility_mw: t.facility_mwh / hours,
         peak_grid_mw: i.ledger.peak_grid_w / 1e6,
-        jobs_it_mwh: by_account.values().map(|a| a.0).sum(),
-        jobs_emissions_t: by_account.values().map(|a| a.1).sum(),
-        jobs_cost_eur: by_account.values().map(|a| a.2).sum(),
+        jobs: by_account.values().fold(crate::energy::Share::default(), |mut s, a| {
+            s += *a;
+            s
+        }),
         cap_lost_gpu_hours,
         cap_lost_share: cap_lost_gpu_hours / (i.facility.total_gpus() as f64 * hours),
         power_limited_jobs,
         flexible,
         accounts: by_account
             .iter()
-            .map(|(&a, &(mwh, t, eur))| AccountEnergy {
+            .map(|(&a, &share)| AccountEnergy {
                 account: i.facility.tenants.get(fabrik_model::AccountId(a as u32)).path.clone(),
-                it_mwh: mwh,
-                emissions_t: t,
-                cost_eur: eur,
+                share,
             })
             .collect(),
         hours: i.ledger.rows.clone(),
@@ -796,9 +786,9 @@ impl Report {
                 dur(fl.mean_wait_s),
                 fl.deadlines_met,
                 fl.deadlines_missed,
-                fl.it_mwh,
-                fl.emissions_t,
-                fl.cost_eur
+                fl.share.it_mwh,
+                fl.share.emissions_t,
+                fl.share.cost_eur
             );
         }
         if let Some(m) = &self.maintenance {

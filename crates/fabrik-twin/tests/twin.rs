@@ -369,8 +369,8 @@ fn energy_emissions_and_cost_of_one_job_by_hand() {
     assert!((e.mean_facility_mw - 0.014_265).abs() < 1e-12);
     // the job's own IT energy: 8 × 969 W × 1 h = 7.752 kWh, carrying 7.752 × 1.25 × 384 g
     // = 3.721 kg and EUR 7.752 × 1.25 × 0.1665 = 1.613
-    assert!((e.jobs_it_mwh - 0.007_752).abs() < 1e-12);
-    assert!((e.jobs_emissions_t - 0.003_720_96).abs() < 1e-12);
+    assert!((e.jobs.it_mwh - 0.007_752).abs() < 1e-12);
+    assert!((e.jobs.emissions_t - 0.003_720_96).abs() < 1e-12);
     assert_eq!(e.accounts[0].account, "research/open-llm/eval");
     assert!((r.jobs[0].it_kwh - 7.752).abs() < 1e-9);
     assert!((r.jobs[0].emissions_kg - 3.720_96).abs() < 1e-9);
@@ -380,7 +380,7 @@ fn energy_emissions_and_cost_of_one_job_by_hand() {
         .lines()
         .next()
         .unwrap()
-        .ends_with("it_kwh,emissions_kg,cost_eur,power_fraction,deadline_s,deadline_met,deferrals"));
+        .ends_with("it_kwh,facility_kwh,emissions_kg,cost_eur,power_fraction,deadline_s,deadline_met,deferrals"));
 }
 
 mod power_cap {
@@ -475,7 +475,7 @@ fn hourly_carbon_intensity_weights_each_hour() {
     c.energy.intensity = Some(fabrik_model::grid::Hourly { values: vec![100.0, 300.0] });
     let r = simulate(&f, &w, c).unwrap();
     assert!((r.energy.totals.emissions_t - 0.005_706).abs() < 1e-12, "{}", r.energy.totals.emissions_t);
-    assert!((r.energy.accounts[0].emissions_t - 0.003_876).abs() < 1e-12);
+    assert!((r.energy.accounts[0].share.emissions_t - 0.003_876).abs() < 1e-12);
 }
 
 #[test]
@@ -664,7 +664,11 @@ fn one_node_with_hourly_pue_renewables_price_and_intensity_by_hand() {
     assert!((r.jobs[0].emissions_kg - 3.876 * 0.456_19 / 5.706).abs() < 1e-9);
     assert!((r.jobs[1].emissions_kg - 7.752 * 2.457 / 8.152).abs() < 1e-9);
     assert!((r.jobs[1].cost_eur - 7.752 * 1.638 / 8.152).abs() < 1e-9);
-    assert!((e.jobs_emissions_t * 1000.0 - r.jobs[0].emissions_kg - r.jobs[1].emissions_kg).abs() < 1e-9);
+    // facility energy per job: its IT energy × that hour's PUE (1.15, 1.25)
+    assert!((r.jobs[0].facility_kwh - 3.876 * 1.15).abs() < 1e-9);
+    assert!((r.jobs[1].facility_kwh - 7.752 * 1.25).abs() < 1e-9);
+    assert!((e.accounts[0].share.facility_mwh * 1000.0 - 3.876 * 1.15 - 7.752 * 1.25).abs() < 1e-9);
+    assert!((e.jobs.emissions_t * 1000.0 - r.jobs[0].emissions_kg - r.jobs[1].emissions_kg).abs() < 1e-9);
     let csv = r.energy_csv();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
