@@ -407,4 +407,25 @@ mod tests {
         assert!((l.totals().facility_mwh - 2.4).abs() < 1e-9);
         assert!((l.totals().emissions_t - 0.49).abs() < 1e-9);
     }
+
+    #[test]
+    fn green_headroom_counts_surplus_and_in_dirty_hours_the_battery() {
+        // IT 0.5 MW at PUE 1; 3 MW of renewables in hour 0, none after; intensity 100 then 500
+        // (hour 1 dirty). Hour 0: headroom = surplus 2.5 MW; the battery stores 1 MWh (charging
+        // at 1.25 MW, round trip 0.8). Hour 1: no surplus; the battery could give min(2 MW,
+        // 1 MWh over an hour) = 1 MW, of which 0.5 MW already covers the load: headroom 0.5 MW.
+        let cfg = EnergyConfig {
+            pue: PueModel::constant(1.0),
+            intensity: Some(Hourly { values: vec![100.0, 500.0] }),
+            renewables_mw: Some(Hourly { values: vec![3.0, 0.0] }),
+            battery: Some(Battery { capacity_mwh: 1.0, power_mw: 2.0, round_trip: 0.8 }),
+            ..EnergyConfig::default()
+        };
+        let mut l = Ledger::new(&cfg);
+        l.set_it_w(0.5e6);
+        assert!((l.green_headroom_it_w(&cfg, SimTime(0)) - 2.5e6).abs() < 1e-6);
+        l.advance(&cfg, SimTime(3600));
+        assert!((l.soc_mwh - 1.0).abs() < 1e-12);
+        assert!((l.green_headroom_it_w(&cfg, SimTime(3600)) - 0.5e6).abs() < 1e-6);
+    }
 }
