@@ -90,6 +90,15 @@ impl Reason {
     }
 }
 
+/// Power in MW, or in kW below 1 MW (small test facilities).
+fn power(mw: f64) -> String {
+    if mw.abs() < 1.0 {
+        format!("{:.1} kW", mw * 1000.0)
+    } else {
+        format!("{mw:.2} MW")
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write(f, &|t: SimTime| t.to_string())
@@ -127,9 +136,13 @@ impl Reason {
             }
             Reason::AccountAtLimit { account, limit } => write!(f, "account {account} is at its limit of {limit} GPUs"),
             Reason::Preempted { at } => write!(f, "preempted at {} and requeued", t(*at)),
-            Reason::PowerCap { cap_mw, now_mw, need_mw } => {
-                write!(f, "facility power cap {cap_mw:.2} MW: {now_mw:.2} MW drawn, the job adds {need_mw:.2} MW")
-            }
+            Reason::PowerCap { cap_mw, now_mw, need_mw } => write!(
+                f,
+                "facility power cap {}: {} drawn, the job adds {}",
+                power(*cap_mw),
+                power(*now_mw),
+                power(*need_mw)
+            ),
             Reason::Deferred { until, signal_now, signal_then } => write!(
                 f,
                 "flexible: deferred to {} when the energy signal averages {signal_then:.0} over its run (now {signal_now:.0})",

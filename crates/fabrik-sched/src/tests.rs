@@ -706,7 +706,7 @@ fn the_power_cap_holds_back_jobs_that_would_exceed_it() {
     assert!((s.facility_power_w(SimTime(0)) - 11_412.0).abs() < 1e-9);
     assert_eq!(s.power_blocked_gpus(), 9);
     let why = s.explain(JobId(2)).unwrap().reasons[0].to_string();
-    assert_eq!(why, "facility power cap 0.01 MW: 0.01 MW drawn, the job adds 0.00 MW");
+    assert_eq!(why, "facility power cap 11.4 kW: 11.4 kW drawn, the job adds 0.6 kW");
     assert!(matches!(s.explain(JobId(1)).unwrap().reasons[0], Reason::PowerCap { .. }));
     s.finish(JobId(0), SimTime(100)).unwrap();
     s.schedule(SimTime(100), &mut started);

@@ -20,6 +20,11 @@ struct Srv {
 }
 
 async fn start(name: &str, gpus: u32) -> Srv {
+    start_with(name, gpus, EngineConfig { tick: Duration::from_millis(50), kill_grace_s: 1, ..EngineConfig::default() })
+        .await
+}
+
+async fn start_with(name: &str, gpus: u32, engine: EngineConfig) -> Srv {
     let dir = std::env::temp_dir().join(format!("fabrik-api-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = fabrik_server::open_store(&dir).unwrap();
@@ -37,7 +42,7 @@ async fn start(name: &str, gpus: u32) -> Srv {
         executor: ExecutorKind::Local,
         facility: None,
         virtual_gpus: gpus,
-        engine: EngineConfig { tick: Duration::from_millis(50), kill_grace_s: 1, ..EngineConfig::default() },
+        engine,
     };
     let running = fabrik_server::start(cfg).await.unwrap();
     Srv {
@@ -298,5 +303,39 @@ async fn malformed_and_oversized_requests_get_4xx() {
     // the server still works after all that
     let id = s.submit(&s.alice, json!({"command": ["true"], "gpus": 1, "walltime": 5})).await;
     s.wait_state(id, &s.alice, "completed").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_power_cap_holds_back_what_would_exceed_it() {
+    // 4 virtual H100: idle IT 4 × (357.5 + 50) = 1,630 W; a 2-GPU job adds 2 × 611.5 = 1,223 W
+    // (978.4 W at the 80% limit normal QoS allows). A 4 kW cap at PUE 1.25 leaves 3,200 W of IT
+    // power: one 2-GPU job runs, a second waits although 2 GPUs are free.
+    let cfg = EngineConfig {
+        tick: Duration::from_millis(50),
+        kill_grace_s: 1,
+        power_cap_mw: Some(0.004),
+        ..EngineConfig::default()
+    };
+    let s = start_with("cap", 4, cfg).await;
+    let a = s.submit(&s.alice, json!({"command": ["sleep", "30"], "gpus": 2, "walltime": "1m"})).await;
+    s.wait_state(a, &s.alice, "running").await;
+    let b = s.submit(&s.alice, json!({"command": ["true"], "gpus": 2, "walltime": "1m"})).await;
+    let t = Instant::now();
+    let why = loop {
+        let (_, why) = s.req("GET", &format!("/v1/jobs/{b}/why"), &s.alice, None).await;
+        if why["reasons"][0].as_str().is_some_and(|r| r.starts_with("facility power cap")) {
+            break why;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(why["reasons"][0], "facility power cap 4.0 kW: 3.6 kW drawn, the job adds 1.2 kW", "{why}");
+    let (_, d) = s.req("GET", "/v1/dashboard", &s.admin, None).await;
+    assert_eq!(d["facility"]["power_cap_w"], 4000.0, "{d}");
+    // (1,630 + 1,223) W × 1.25
+    assert!((d["facility"]["facility_power_w"].as_f64().unwrap() - 3_566.25).abs() < 1e-6, "{d}");
+    s.req("POST", &format!("/v1/jobs/{a}/cancel"), &s.alice, None).await;
+    s.wait_state(b, &s.alice, "completed").await;
     s.stop().await;
 }
