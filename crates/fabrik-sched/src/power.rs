@@ -51,6 +51,57 @@ impl PowerLimits {
     }
 }
 
+/// The IT power budget per hour (repeating), with a sparse table for range minima: a job's
+/// admission asks for the lowest hour of its walltime window, up to two weeks of hours.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    pub series: Hourly,
+    pub max: f64,
+    /// table[k][i] = min of values[i .. i + 2^k]
+    table: Vec<Vec<f64>>,
+}
+
+impl Budget {
+    pub fn new(series: Hourly) -> Budget {
+        let v = &series.values;
+        let mut table = vec![v.clone()];
+        let mut k = 1;
+        while (1usize << k) <= v.len() {
+            let prev = &table[k - 1];
+            let half = 1 << (k - 1);
+            let row: Vec<f64> = (0..=v.len() - (1 << k)).map(|i| prev[i].min(prev[i + half])).collect();
+            table.push(row);
+            k += 1;
+        }
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Budget { series, max, table }
+    }
+
+    /// Minimum over hours [a, b) of one cycle (a < b ≤ len).
+    fn range_min(&self, a: usize, b: usize) -> f64 {
+        let k = (usize::BITS - 1 - (b - a).leading_zeros()) as usize;
+        self.table[k][a].min(self.table[k][b - (1 << k)])
+    }
+
+    /// Minimum over the hours of [from, to) (at least the hour of `from`), as
+    /// `Hourly::min_between`.
+    pub fn min_between(&self, from: SimTime, to: SimTime) -> f64 {
+        let n = self.series.values.len() as u64;
+        let a = from.0 / 3600;
+        let b = to.0.div_ceil(3600).max(a + 1);
+        if b - a >= n {
+            return self.table[self.table.len() - 1].iter().copied().fold(f64::INFINITY, f64::min);
+        }
+        let (a, len) = ((a % n) as usize, (b - a) as usize);
+        let n = n as usize;
+        if a + len <= n {
+            self.range_min(a, a + len)
+        } else {
+            self.range_min(a, n).min(self.range_min(0, a + len - n))
+        }
+    }
+}
+
 /// The scheduler's power bookkeeping.
 #[derive(Debug, Clone)]
 pub(crate) struct PowerState {
@@ -65,7 +116,7 @@ pub(crate) struct PowerState {
     pub cap_w: Option<Hourly>,
     pub pue: Hourly,
     /// IT power allowed per hour: cap ÷ PUE, W.
-    pub budget_w: Option<Hourly>,
+    pub budget_w: Option<Budget>,
     /// GPUs of jobs the cap held back in the last pass.
     pub blocked_gpus: u64,
     /// Watts on-site renewables and the battery can supply beyond the load (set by the caller).
@@ -86,11 +137,11 @@ impl PowerState {
                 x
             };
             let n = (a / gcd(a, b) * b).min(a.max(b).max(8784 * 2));
-            Hourly {
+            Budget::new(Hourly {
                 values: (0..n)
                     .map(|h| c.values[h % c.values.len()] / pue.values[h % pue.values.len()].max(1.0))
                     .collect(),
-            }
+            })
         });
         self.cap_w = cap_w;
         self.pue = pue;
@@ -242,5 +293,19 @@ mod tests {
         assert_eq!((l.min_fraction(Qos::High), l.min_fraction(Qos::Normal), l.min_fraction(Qos::Low)), (1.0, 0.8, 0.6));
         let bad = PowerLimits { low: 0.1, ..l };
         assert_eq!(bad.validate().unwrap_err(), "power limit for QoS low must be between 0.3 and 1, got 0.1");
+    }
+
+    #[test]
+    fn budget_range_minima_match_a_scan_across_the_wrap() {
+        let values: Vec<f64> = (0..37).map(|h| f64::from((h * 17 + 5) % 23)).collect();
+        let h = Hourly { values };
+        let b = Budget::new(h.clone());
+        for from in 0..80u64 {
+            for len in [0u64, 1, 2, 3, 7, 16, 36, 37, 50] {
+                let (f, t) = (SimTime(from * 1800), SimTime(from * 1800 + len * 3600));
+                assert_eq!(b.min_between(f, t), h.min_between(f, t), "from {from} len {len}");
+            }
+        }
+        assert_eq!(b.max, 22.0);
     }
 }

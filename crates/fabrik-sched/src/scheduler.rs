@@ -202,8 +202,9 @@ pub struct Scheduler {
     /// Claims by start time with the IT watts their hidden GPUs add at or after it (suffix sums):
     /// a job that ends before a claim starts does not share its power.
     claim_w: Vec<(SimTime, f64)>,
-    /// Queue-mode deferrals: planned start and job.
-    deferred: Vec<(SimTime, JobId)>,
+    /// Queue-mode deferrals by planned start. Deferred jobs (of either mode) leave `pending`, so
+    /// a pass does not walk over them; they return when released.
+    deferred: BTreeSet<(SimTime, JobId)>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
 }
@@ -287,7 +288,7 @@ impl Scheduler {
             claims: Vec::new(),
             claims_applied: false,
             claim_w: Vec::new(),
-            deferred: Vec::new(),
+            deferred: BTreeSet::new(),
             requeue: Vec::new(),
             advance: Vec::new(),
         }
@@ -600,9 +601,9 @@ impl Scheduler {
         let broken: Vec<JobId> =
             self.claims.iter().filter(|c| c.parts.iter().any(|p| p.0 == d)).map(|c| c.job).collect();
         for id in broken {
-            // its GPUs are gone: it is considered again like any job (and not deferred again)
+            // its GPUs are gone: back into the queue in the top tier (it is not deferred again)
             self.claims.retain(|c| c.job != id);
-            self.jobs[id.idx()].deferred_until = None;
+            self.requeue_urgent(id, now);
         }
         self.cluster.set_down(d, true);
         for r in self.advance.iter_mut() {
@@ -668,6 +669,10 @@ impl Scheduler {
     }
     pub fn pending(&self) -> &[JobId] {
         &self.pending
+    }
+    /// Flexible jobs held back by the energy-aware modifier (out of `pending` until released).
+    pub fn deferred_len(&self) -> usize {
+        self.deferred.len() + self.claims.len()
     }
     pub fn running_len(&self) -> usize {
         self.running.len()
@@ -741,7 +746,7 @@ impl Scheduler {
                 .sum::<f64>()
                 + p.overhead_w;
             let need = p.delta_w(spec.gpus, spec.gpu_type) * self.cfg.power_limits.min_fraction(spec.qos);
-            let best = budget.values.iter().copied().fold(0.0, f64::max);
+            let best = budget.max;
             if idle + need > best {
                 return Err(SchedError::Invalid(format!(
                     "job '{}' can never start under the power cap: {:.3} MW idle + {:.3} MW for its GPUs > {:.3} MW of IT power in the best hour",
@@ -958,6 +963,9 @@ impl Scheduler {
             Some(JobState::Pending) => {
                 self.pending.retain(|&p| p != id);
                 self.claims.retain(|c| c.job != id);
+                if let Some(t) = self.jobs[id.idx()].deferred_until {
+                    self.deferred.remove(&(t, id));
+                }
                 let job = &mut self.jobs[id.idx()];
                 job.state = JobState::Ended;
                 job.end = Some(now);
@@ -1028,6 +1036,9 @@ impl Scheduler {
             .map(|r| if r.start > now { r.start } else { r.end })
             .filter(|&t| t > now)
             .min();
+        if let Some(t) = self.next_deferral_end().filter(|&t| t > now) {
+            self.wakeup = Some(self.wakeup.map_or(t, |w| w.min(t)));
+        }
         let cached = self.reservation.take();
         let mut started_ahead = false;
         self.blocked_head = None;
@@ -1084,9 +1095,9 @@ impl Scheduler {
                 continue;
             }
             if let Some(until) = self.deferral(id, now) {
+                // held back: it leaves the queue until released (see `release_due_deferrals`,
+                // `start_due_claims`)
                 self.wakeup = Some(self.wakeup.map_or(until, |w| w.min(until)));
-                self.pending[kept] = id;
-                kept += 1;
                 i += 1;
                 continue;
             }
@@ -1095,7 +1106,7 @@ impl Scheduler {
                 Err(why) => {
                     self.set_why(id, why);
                     self.power.blocked_gpus += u64::from(gpus);
-                    if self.power.budget_w.as_ref().is_some_and(|b| b.values.len() > 1) {
+                    if self.power.budget_w.as_ref().is_some_and(|b| b.series.values.len() > 1) {
                         // an hourly cap may rise at the next hour
                         let next = SimTime((now.0 / 3600 + 1) * 3600);
                         self.wakeup = Some(self.wakeup.map_or(next, |w| w.min(next)));
@@ -1320,44 +1331,50 @@ impl Scheduler {
     /// Releases queue-mode deferrals whose hour has come (or whose power the green headroom
     /// covers now) as urgent work: the top tier, so the first of them holds the EASY reservation.
     fn release_due_deferrals(&mut self, now: SimTime) {
-        if self.deferred.is_empty() {
-            return;
+        let mut released: Vec<JobId> = Vec::new();
+        while let Some(&(at, id)) = self.deferred.first().filter(|d| d.0 <= now) {
+            self.deferred.remove(&(at, id));
+            released.push(id);
         }
-        let mut released = Vec::new();
-        let mut k = 0;
-        while k < self.deferred.len() {
-            let (at, id) = self.deferred[k];
-            let j = &self.jobs[id.idx()];
-            let need = self.power.delta_w(j.spec.gpus, j.spec.gpu_type);
-            let gone = j.state != JobState::Pending || j.deferred_until.is_none();
-            if gone || at <= now || need <= self.power.green_headroom_w {
-                if !gone && at > now {
+        if self.power.green_headroom_w > 0.0 {
+            let early: Vec<(SimTime, JobId)> = self.deferred.iter().copied().collect();
+            for (at, id) in early {
+                let spec = &self.jobs[id.idx()].spec;
+                let need = self.power.delta_w(spec.gpus, spec.gpu_type);
+                if need <= self.power.green_headroom_w {
                     self.power.green_headroom_w -= need;
-                }
-                self.deferred.swap_remove(k);
-                if !gone {
+                    self.deferred.remove(&(at, id));
                     released.push(id);
                 }
-            } else {
-                k += 1;
             }
         }
-        if released.is_empty() {
-            return;
-        }
-        for &id in &released {
-            let j = &mut self.jobs[id.idx()];
-            j.deferred_until = None;
-            j.urgent = true;
-            j.tier = 2;
-        }
-        let jobs = &self.jobs;
-        self.pending.retain(|id| !(jobs[id.idx()].urgent && released.contains(id)));
         for id in released {
-            let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
-            self.pending.insert(pos, id);
+            if self.jobs[id.idx()].state != JobState::Pending || self.jobs[id.idx()].deferred_until.is_none() {
+                continue; // cancelled while deferred
+            }
+            self.requeue_urgent(id, now);
         }
+    }
+
+    /// Puts a deferred job back into the queue in the top tier (it gave up its earlier start).
+    fn requeue_urgent(&mut self, id: JobId, now: SimTime) {
+        let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+        let j = &mut self.jobs[id.idx()];
+        j.deferred_until = None;
+        j.urgent = true;
+        j.tier = 2;
+        j.priority = p;
+        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+        self.pending.insert(pos, id);
         self.reservation = None;
+        self.dirty = true;
+    }
+
+    /// The earliest planned start of a deferred job, for wake-ups.
+    fn next_deferral_end(&self) -> Option<SimTime> {
+        let q = self.deferred.first().map(|d| d.0);
+        let c = self.claims.first().map(|c| c.at);
+        q.into_iter().chain(c).min()
     }
 
     /// Starts deferred jobs whose hour has come, or whose power the green headroom covers now,
@@ -1396,14 +1413,18 @@ impl Scheduler {
         self.rebuild_claim_w();
         due.sort_by_key(|c| c.job);
         for c in due {
+            if c.parts.iter().any(|&(d, n)| self.cluster.domain_free(d) < n) {
+                // a borrower overran its walltime (a live job still shutting down): the job
+                // goes back into the queue in the top tier instead
+                self.requeue_urgent(c.job, now);
+                continue;
+            }
             self.jobs[c.job.idx()].deferred_until = None;
             self.jobs[c.job.idx()].power_fraction = 1.0;
             self.scratch.clear();
             self.scratch.extend_from_slice(&c.parts);
             self.start(c.job, now, started);
         }
-        let jobs = &self.jobs;
-        self.pending.retain(|id| jobs[id.idx()].state == JobState::Pending);
         // capacity changed under a kept head reservation
         self.reservation = None;
     }
@@ -1420,11 +1441,6 @@ impl Scheduler {
         let deadline = j.spec.deadline?;
         let (gpus, gpu_type, walltime) = (j.spec.gpus, j.spec.gpu_type, j.spec.walltime);
         let need = self.power.delta_w(gpus, gpu_type);
-        if let Some(until) = j.deferred_until {
-            // still deferred (due claims started before the queue walk)
-            self.jobs[id.idx()].why_pass = self.pass;
-            return Some(until);
-        }
         if j.deferrals > 0 {
             return None;
         }
@@ -1454,7 +1470,7 @@ impl Scheduler {
         j.why_pass = self.pass;
         if mode == crate::power::DeferMode::Queue {
             self.unapply_holds();
-            self.deferred.push((until, id));
+            self.deferred.insert((until, id));
             return Some(until);
         }
         if self.reservation.is_some_and(|r| until + walltime > r.start_at) {
@@ -1596,15 +1612,19 @@ impl Scheduler {
                 "ended"
             }
             JobState::Pending => {
-                let pos = self.pending.iter().position(|&p| p == id).expect("pending job is queued");
-                position = Some(pos);
-                if job.why_pass == self.pass {
-                    // Considered in the last pass, or submitted since.
+                let pos = self.pending.iter().position(|&p| p == id);
+                position = pos;
+                if pos.is_none() || job.why_pass == self.pass {
+                    // Deferred (out of the queue until released), considered in the last pass,
+                    // or submitted since.
                     reasons.push(job.why.clone());
                 } else if let (Some(head), false) = (self.blocked_head, self.policy.backfill()) {
                     reasons.push(Reason::BehindQueueHead { head });
                 } else {
-                    reasons.push(Reason::BeyondBackfillDepth { position: pos, depth: self.cfg.backfill_depth });
+                    reasons.push(Reason::BeyondBackfillDepth {
+                        position: pos.unwrap_or(0),
+                        depth: self.cfg.backfill_depth,
+                    });
                 }
                 let a = job.spec.account;
                 let (u, s) = (self.usage.usage_share(a), self.tenants.get(a).norm_share);

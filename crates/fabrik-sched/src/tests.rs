@@ -649,17 +649,31 @@ proptest! {
     /// After any sequence of submissions, passes, ends, failures and repairs, no job runs on a
     /// failed node and no GPU is allocated twice.
     #[test]
-    fn failures_never_leave_jobs_on_dead_nodes(ops in prop::collection::vec((0u8..5, 0u32..16, 1u32..40), 1..120)) {
+    fn failures_never_leave_jobs_on_dead_nodes(
+        ops in prop::collection::vec((0u8..5, 0u32..16, 1u32..40), 1..120),
+        aware in 0usize..3,
+    ) {
         let f = fac("small");
         let mut s = Scheduler::with_policy(&f, "fair-share", SchedConfig::default()).unwrap();
+        // with the energy-aware modifier, every third job is flexible: claims and deferrals must
+        // survive failures (a claim on a failed node sends its job back to the queue)
+        let mode = [None, Some(crate::DeferMode::Claim), Some(crate::DeferMode::Queue)][aware];
+        if let Some(mode) = mode {
+            let sig = fabrik_model::grid::Hourly { values: vec![400.0, 300.0, 100.0] };
+            s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0), mode)));
+        }
         let mut started = vec![];
         let mut sink = vec![];
         for (t, (op, x, g)) in ops.into_iter().enumerate() {
-            let now = SimTime(t as u64 * 10);
+            let now = SimTime(t as u64 * 100);
             match op {
                 0 | 1 => {
                     let gpus = [1, 2, 4, 8, 16, 32][g as usize % 6];
-                    s.submit(job(if x % 2 == 0 { P } else { Q }, gpus, now.0, 500), now).unwrap();
+                    let mut j = job(if x % 2 == 0 { P } else { Q }, gpus, now.0, 500);
+                    if x % 3 == 0 {
+                        j.deadline = Some(SimTime(now.0 + 500 + 4 * 3600));
+                    }
+                    s.submit(j, now).unwrap();
                 }
                 2 => {
                     let running: Vec<JobId> = (0..s.jobs().len() as u32).map(JobId).filter(|&j| s.job(j).state == JobState::Running).collect();
@@ -678,6 +692,9 @@ proptest! {
                 prop_assert_eq!(j.parts.iter().map(|p| p.1).sum::<u32>(), j.spec.gpus);
             }
             prop_assert_eq!(c.free_gpus() + s.busy_gpus() + c.down_gpus(), c.total_gpus());
+            // every pending job is queued or deferred, never lost
+            let waiting = s.jobs().iter().filter(|j| j.state == JobState::Pending).count();
+            prop_assert_eq!(waiting, s.pending().len() + s.deferred_len());
         }
     }
 }

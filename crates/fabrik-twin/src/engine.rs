@@ -859,7 +859,7 @@ impl<'a> Twin<'a> {
             let free = self.sched.cluster().free_gpus().saturating_sub(claimed);
             self.cap_lost.set(now, self.sched.power_blocked_gpus().min(free) as f64);
             self.claim_idle.set(now, claimed as f64);
-            self.queue.set(now, self.sched.pending().len() as f64);
+            self.queue.set(now, (self.sched.pending().len() + self.sched.deferred_len()) as f64);
             if self.events_handled.is_multiple_of(8192) {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
             }
