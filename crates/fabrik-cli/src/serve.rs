@@ -54,6 +54,43 @@ pub struct ServeArgs {
     /// Grid zone for live emissions and cost accounting (annual means): EU, DE, FR, SE, PL, US.
     #[arg(long, default_value = "DE")]
     zone: String,
+    /// Carbon- or price-aware modifier for jobs with a deadline: off, carbon, price or both,
+    /// on the zone's synthetic hourly profiles aligned to this year's calendar.
+    #[arg(long, default_value = "off")]
+    energy_aware: String,
+    /// queue (released as urgent work at its hour) or claim (its GPUs are kept for it).
+    #[arg(long, default_value = "queue")]
+    aware_mode: String,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The modifier for the live clock: the zone's synthetic profiles, hour 0 at 1 January 00:00
+/// UTC of the current year.
+fn live_modifier(a: &ServeArgs, now_unix: u64) -> Result<Option<fabrik_sched::EnergyAware>> {
+    let zone = fabrik_model::grid::find(&a.zone).with_context(|| format!("unknown grid zone '{}'", a.zone))?;
+    let mode = match a.aware_mode.as_str() {
+        "queue" => fabrik_sched::DeferMode::Queue,
+        "claim" => fabrik_sched::DeferMode::Claim,
+        other => bail!("--aware-mode takes claim or queue, got '{other}'"),
+    };
+    let year = &fabrik_model::SimTime(now_unix).unix_utc()[..4];
+    let jan1 = fabrik_model::units::parse_datetime(&format!("{year}-01-01 00:00:00")).context("calendar")?;
+    let carbon = fabrik_model::grid::synthetic_intensity(zone, 8760);
+    let price = fabrik_model::energy::synthetic_price(zone, 8760);
+    let rel = |h: &fabrik_model::grid::Hourly| -> Vec<f64> { h.values.iter().map(|v| v / h.mean()).collect() };
+    let signal = match a.energy_aware.as_str() {
+        "off" => return Ok(None),
+        "carbon" => carbon,
+        "price" => price,
+        "both" => {
+            fabrik_model::grid::Hourly { values: rel(&carbon).iter().zip(rel(&price)).map(|(c, p)| c + p).collect() }
+        }
+        other => bail!("--energy-aware takes off, carbon, price or both, got '{other}'"),
+    };
+    Ok(Some(fabrik_sched::EnergyAware::new(signal.aligned_to_unix(jan1), 24, 0.05, fabrik_model::Secs(3600), mode)))
 }
 
 #[derive(Subcommand)]
@@ -153,6 +190,7 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
             power_cap_mw: a.power_cap_mw,
             pue: a.pue,
             zone: a.zone.clone(),
+            energy_aware: live_modifier(a, now_unix())?,
             ..EngineConfig::default()
         },
     };

@@ -240,6 +240,14 @@ fn bad_energy_flags_name_the_flag() {
         &["simulate", "--facility", "tiny", "--flexible-share", "0.5", "--workload", "itp:x.csv"],
         "--flexible-share applies to the synthetic workload",
     );
+    fails_with(
+        &["serve", "--data-dir", "/nonexistent/fabrik", "--energy-aware", "green"],
+        "--energy-aware takes off, carbon, price or both",
+    );
+    fails_with(
+        &["serve", "--data-dir", "/nonexistent/fabrik", "--aware-mode", "hold", "--energy-aware", "carbon"],
+        "--aware-mode takes claim or queue",
+    );
     // a cap below the facility's idle draw refuses every job, naming the job
     fails_with(
         &["simulate", "--facility", "tiny", "--days", "1", "--power-cap-mw", "0.001"],

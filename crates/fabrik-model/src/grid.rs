@@ -94,6 +94,14 @@ impl Hourly {
     pub fn mean(&self) -> f64 {
         self.values.iter().sum::<f64>() / self.values.len() as f64
     }
+    /// The same series re-indexed for absolute (Unix) time: `at(t)` with a Unix `t` reads the
+    /// value for `t − start_unix`, where `start_unix` is the series' first hour (e.g. 1 January
+    /// 00:00 UTC for the synthetic profiles). For the live control plane, whose clock is Unix time.
+    pub fn aligned_to_unix(&self, start_unix: u64) -> Hourly {
+        let n = self.values.len();
+        let shift = (start_unix / 3600) as usize % n;
+        Hourly { values: (0..n).map(|k| self.values[(k + n - shift) % n]).collect() }
+    }
     /// Minimum over [from, to) in whole hours (at least the hour of `from`); at most one full
     /// cycle of the series is scanned.
     pub fn min_between(&self, from: crate::SimTime, to: crate::SimTime) -> f64 {
@@ -227,6 +235,13 @@ mod tests {
         assert_eq!(h.min_between(crate::SimTime(3600), crate::SimTime(3600)), 410.0);
         // repeats: hour 3 is hour 0 again
         assert_eq!(h.min_between(crate::SimTime(3 * 3600), crate::SimTime(5 * 3600)), 410.0);
+        // aligned to a Unix start: 2024-01-01 00:00 UTC reads hour 0, five hours later hour 2
+        // (the series repeats every 3 hours)
+        let start = crate::units::parse_datetime("2024-01-01 00:00:00").unwrap();
+        let a = h.aligned_to_unix(start);
+        assert_eq!(a.at(crate::SimTime(start)), 410.0);
+        assert_eq!(a.at(crate::SimTime(start + 2 * 3600)), 300.0);
+        assert_eq!(a.at(crate::SimTime(start + 5 * 3600)), 300.0);
         let e = read_hourly_csv("time,v\n0,abc\n", "x.csv", None).unwrap_err();
         assert_eq!(e, "x.csv: line 2: no numeric column");
         let e = read_hourly_csv("time,v\nnow,5\n", "x.csv", Some("v")).unwrap_err();

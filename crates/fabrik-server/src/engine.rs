@@ -169,6 +169,8 @@ pub struct EngineConfig {
     pub power_cap_mw: Option<f64>,
     pub pue: f64,
     pub zone: String,
+    /// The energy-aware modifier for flexible jobs, its signal indexed by Unix hour.
+    pub energy_aware: Option<fabrik_sched::EnergyAware>,
 }
 
 impl Default for EngineConfig {
@@ -182,6 +184,7 @@ impl Default for EngineConfig {
             power_cap_mw: None,
             pue: 1.25,
             zone: "DE".into(),
+            energy_aware: None,
         }
     }
 }
@@ -257,6 +260,7 @@ impl Engine {
             anyhow::bail!("PUE must be at least 1, got {}", cfg.pue);
         }
         sched.set_power_cap(cfg.power_cap_mw.map(|c| c * 1e6), cfg.pue);
+        sched.set_energy_aware(cfg.energy_aware.clone());
         let devices = (0..facility.domains.len())
             .map(|d| vec![true; facility.domain_gpus(DomainId(d as u32)) as usize])
             .collect();

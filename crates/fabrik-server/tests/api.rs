@@ -339,3 +339,43 @@ async fn the_live_power_cap_holds_back_what_would_exceed_it() {
     s.wait_state(b, &s.alice, "completed").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_modifier_defers_flexible_jobs_only() {
+    // A signal, indexed by Unix hour, that is dirty now and in the next hour and clean
+    // otherwise: a job with a deadline a day away is held back; one without starts at once.
+    let now_h = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600;
+    let values = (0..24u64).map(|k| if k == now_h % 24 || k == (now_h + 1) % 24 { 1000.0 } else { 1.0 }).collect();
+    let m = fabrik_sched::EnergyAware::new(
+        fabrik_model::grid::Hourly { values },
+        24,
+        0.05,
+        fabrik_model::Secs(3600),
+        fabrik_sched::DeferMode::Queue,
+    );
+    let cfg = EngineConfig {
+        tick: Duration::from_millis(50),
+        kill_grace_s: 1,
+        energy_aware: Some(m),
+        ..EngineConfig::default()
+    };
+    let s = start_with("aware", 4, cfg).await;
+    let deadline = now_h * 3600 + 86_400;
+    let flex =
+        s.submit(&s.alice, json!({"command": ["true"], "gpus": 1, "walltime": "1h", "deadline": deadline})).await;
+    let fixed = s.submit(&s.alice, json!({"command": ["true"], "gpus": 1, "walltime": "1h"})).await;
+    s.wait_state(fixed, &s.alice, "completed").await;
+    let t = Instant::now();
+    loop {
+        let (_, why) = s.req("GET", &format!("/v1/jobs/{flex}/why"), &s.alice, None).await;
+        if why["reasons"][0].as_str().is_some_and(|r| r.starts_with("flexible: deferred to")) {
+            assert_eq!(why["state"], "pending", "{why}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (st, v) = s.req("POST", &format!("/v1/jobs/{flex}/cancel"), &s.alice, None).await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("cancelled")), "{v}");
+    s.stop().await;
+}
