@@ -113,6 +113,26 @@ fn daily_cap(spec: &str) -> Result<Hourly> {
     Ok(if windows { Hourly { values } } else { Hourly::constant(base) })
 }
 
+/// `--energy-aware`: off (None), carbon, price or both.
+pub fn objective(s: &str) -> Result<Option<Objective>> {
+    Ok(match s {
+        "off" => None,
+        "carbon" => Some(Objective::Carbon),
+        "price" => Some(Objective::Price),
+        "both" => Some(Objective::Both),
+        other => bail!("--energy-aware takes off, carbon, price or both, got '{other}'"),
+    })
+}
+
+/// `--aware-mode`: queue or claim.
+pub fn defer_mode(s: &str) -> Result<fabrik_sched::DeferMode> {
+    Ok(match s {
+        "claim" => fabrik_sched::DeferMode::Claim,
+        "queue" => fabrik_sched::DeferMode::Queue,
+        other => bail!("--aware-mode takes claim or queue, got '{other}'"),
+    })
+}
+
 fn power_limits(spec: &str) -> Result<fabrik_sched::PowerLimits> {
     let mut l = fabrik_sched::PowerLimits::default();
     for part in spec.split(',') {
@@ -218,14 +238,7 @@ impl EnergyArgs {
             bat.validate().map_err(|err| anyhow::anyhow!("--battery: {err}"))?;
             e.battery = Some(bat);
         }
-        let objective = match self.energy_aware.as_str() {
-            "off" => None,
-            "carbon" => Some(Objective::Carbon),
-            "price" => Some(Objective::Price),
-            "both" => Some(Objective::Both),
-            other => bail!("--energy-aware takes off, carbon, price or both, got '{other}'"),
-        };
-        if let Some(objective) = objective {
+        if let Some(objective) = objective(&self.energy_aware)? {
             if self.aware_horizon_h == 0 {
                 bail!("--aware-horizon-h must be at least 1");
             }
@@ -239,11 +252,7 @@ impl EnergyArgs {
             if let Some(m) = missing {
                 bail!("--energy-aware {} needs an hourly signal: {m}", self.energy_aware);
             }
-            let mode = match self.aware_mode.as_str() {
-                "claim" => fabrik_sched::DeferMode::Claim,
-                "queue" => fabrik_sched::DeferMode::Queue,
-                other => bail!("--aware-mode takes claim or queue, got '{other}'"),
-            };
+            let mode = defer_mode(&self.aware_mode)?;
             e.aware = Some(AwareConfig { objective, mode, horizon_h: self.aware_horizon_h, ..AwareConfig::default() });
         }
         if let Some(l) = &self.power_limits {

@@ -71,26 +71,19 @@ fn now_unix() -> u64 {
 /// UTC of the current year.
 fn live_modifier(a: &ServeArgs, now_unix: u64) -> Result<Option<fabrik_sched::EnergyAware>> {
     let zone = fabrik_model::grid::find(&a.zone).with_context(|| format!("unknown grid zone '{}'", a.zone))?;
-    let mode = match a.aware_mode.as_str() {
-        "queue" => fabrik_sched::DeferMode::Queue,
-        "claim" => fabrik_sched::DeferMode::Claim,
-        other => bail!("--aware-mode takes claim or queue, got '{other}'"),
-    };
+    let Some(objective) = crate::energy::objective(&a.energy_aware)? else { return Ok(None) };
+    let mode = crate::energy::defer_mode(&a.aware_mode)?;
     let year = &fabrik_model::SimTime(now_unix).unix_utc()[..4];
     let jan1 = fabrik_model::units::parse_datetime(&format!("{year}-01-01 00:00:00")).context("calendar")?;
-    let carbon = fabrik_model::grid::synthetic_intensity(zone, 8760);
-    let price = fabrik_model::energy::synthetic_price(zone, 8760);
-    let rel = |h: &fabrik_model::grid::Hourly| -> Vec<f64> { h.values.iter().map(|v| v / h.mean()).collect() };
-    let signal = match a.energy_aware.as_str() {
-        "off" => return Ok(None),
-        "carbon" => carbon,
-        "price" => price,
-        "both" => {
-            fabrik_model::grid::Hourly { values: rel(&carbon).iter().zip(rel(&price)).map(|(c, p)| c + p).collect() }
-        }
-        other => bail!("--energy-aware takes off, carbon, price or both, got '{other}'"),
+    // the twin's signal for a year of the zone's synthetic profiles
+    let e = fabrik_twin::engine::EnergyConfig {
+        intensity: Some(fabrik_model::grid::synthetic_intensity(zone, 8760)),
+        price: Some(fabrik_model::energy::synthetic_price(zone, 8760)),
+        aware: Some(fabrik_twin::engine::AwareConfig { objective, mode, ..Default::default() }),
+        ..Default::default()
     };
-    Ok(Some(fabrik_sched::EnergyAware::new(signal.aligned_to_unix(jan1), 24, 0.05, fabrik_model::Secs(3600), mode)))
+    let (signal, aw) = (e.aware_signal().expect("modifier on"), e.aware.expect("modifier on"));
+    Ok(Some(aw.modifier(signal.aligned_to_unix(jan1))))
 }
 
 #[derive(Subcommand)]

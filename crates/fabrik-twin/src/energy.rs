@@ -45,6 +45,19 @@ impl Default for AwareConfig {
     }
 }
 
+impl AwareConfig {
+    /// The scheduler's modifier for these settings on `signal`.
+    pub fn modifier(&self, signal: Hourly) -> fabrik_sched::EnergyAware {
+        fabrik_sched::EnergyAware::new(
+            signal,
+            self.horizon_h,
+            self.min_gain,
+            fabrik_model::Secs(self.guard_s),
+            self.mode,
+        )
+    }
+}
+
 /// How IT power becomes facility power, grid draw, emissions and cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnergyConfig {

@@ -387,13 +387,7 @@ impl<'a> Twin<'a> {
             .map(|c| fabrik_model::grid::Hourly { values: c.values.iter().map(|mw| mw * 1e6).collect() });
         sched.set_power_cap_hourly(cap_w, cfg.energy.pue_hourly(span_h + 24 * 400));
         if let (Some(signal), Some(a)) = (cfg.energy.aware_signal(), cfg.energy.aware) {
-            sched.set_energy_aware(Some(fabrik_sched::EnergyAware::new(
-                signal,
-                a.horizon_h,
-                a.min_gain,
-                Secs(a.guard_s),
-                a.mode,
-            )));
+            sched.set_energy_aware(Some(a.modifier(signal)));
         }
         let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc));
         let ledger = crate::energy::Ledger::new(&cfg.energy);
