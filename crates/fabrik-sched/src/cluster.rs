@@ -51,6 +51,9 @@ struct PoolState {
     free: u64,
     total: u64,
     max_group_gpus: u32,
+    /// The largest group's GPUs in service (out-of-service domains excluded): a gang larger
+    /// than this spans groups, since no single group could ever hold it now.
+    max_group_in_service: u32,
     /// Domains with every GPU free.
     full_free: u32,
     /// GPUs in domains out of service.
@@ -63,6 +66,8 @@ struct GroupState {
     domains: u32,
     full_free: u32,
     free: u32,
+    /// Domains out of service.
+    down: u32,
 }
 
 /// Which GPUs are free. All mutation goes through [`Cluster::allocate`] and [`Cluster::release`],
@@ -108,16 +113,26 @@ impl Cluster {
                         .map(|g| f.group_gpus(GroupId(g)))
                         .max()
                         .unwrap_or(0),
+                    max_group_in_service: 0,
                 })
                 .collect(),
             groups: f
                 .groups
                 .iter()
-                .map(|g| GroupState { first_domain: g.first_domain, domains: g.domains, full_free: 0, free: 0 })
+                .map(|g| GroupState {
+                    first_domain: g.first_domain,
+                    domains: g.domains,
+                    full_free: 0,
+                    free: 0,
+                    down: 0,
+                })
                 .collect(),
             scratch: Vec::new(),
             down: vec![false; n],
         };
+        for pool in &mut c.pools {
+            pool.max_group_in_service = pool.max_group_gpus;
+        }
         // Link in reverse so that the lowest domain id heads each list at the start.
         for d in (0..n as u32).rev() {
             let cap = c.pools[c.dom_pool[d as usize] as usize].domain_gpus;
@@ -162,6 +177,15 @@ impl Cluster {
     /// The largest gang a pool of this type (any type when `None`) can hold when empty.
     pub fn max_gang(&self, gpu_type: Option<GpuTypeId>) -> u64 {
         self.pools.iter().filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type)).map(|p| p.total).max().unwrap_or(0)
+    }
+    /// The largest gang a pool of this type can hold with its out-of-service domains excluded.
+    pub fn max_gang_in_service(&self, gpu_type: Option<GpuTypeId>) -> u64 {
+        self.pools
+            .iter()
+            .filter(|p| gpu_type.is_none_or(|t| t == p.gpu_type))
+            .map(|p| p.total - p.down)
+            .max()
+            .unwrap_or(0)
     }
     /// Free GPUs in the pools a job of this type may use.
     pub fn free_for(&self, gpu_type: Option<GpuTypeId>) -> u64 {
@@ -257,8 +281,26 @@ impl Cluster {
         } else {
             pool.down -= capacity;
         }
+        self.count_group_down(d, down);
         let cap = if down { 0 } else { self.domain_capacity(d) };
         self.set_free(d.0, cap);
+    }
+
+    /// Keeps the group's count of domains out of service and its pool's largest in-service
+    /// group up to date (failures and repairs are rare: a scan of the pool's groups is fine).
+    fn count_group_down(&mut self, d: DomainId, down: bool) {
+        let g = &mut self.groups[self.dom_group[d.idx()] as usize];
+        if down {
+            g.down += 1;
+        } else {
+            g.down -= 1;
+        }
+        let p = self.dom_pool[d.idx()] as usize;
+        let (first, n, dg) = (self.pools[p].first_group, self.pools[p].groups, self.pools[p].domain_gpus);
+        self.pools[p].max_group_in_service = (first..first + n)
+            .map(|g| (self.groups[g as usize].domains - self.groups[g as usize].down) * dg)
+            .max()
+            .unwrap_or(0);
     }
 
     /// Back in service but wholly allocated (to the advance reservation that held it).
@@ -266,6 +308,7 @@ impl Cluster {
         if self.down[d.idx()] {
             let capacity = u64::from(self.domain_capacity(d));
             self.pools[self.dom_pool[d.idx()] as usize].down -= capacity;
+            self.count_group_down(d, false);
         }
         self.down[d.idx()] = false;
     }
@@ -321,7 +364,7 @@ impl Cluster {
                 Err(NoFit::NotEnoughFree { free, need: gpus })
             } else if gpus <= pool.domain_gpus {
                 self.find_in_domain(p, gpus, out)
-            } else if gpus <= pool.max_group_gpus {
+            } else if gpus <= pool.max_group_in_service {
                 self.find_in_group(p, gpus, out)
             } else {
                 self.find_spanning(p, gpus, out)

@@ -6,7 +6,7 @@ use crate::*;
 use fabrik_model::tenants::AccountSpec;
 use fabrik_model::{AccountId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 struct Run {
     /// (start, end) per job, by input index.
@@ -856,4 +856,34 @@ fn queue_mode_deferral_releases_the_job_as_urgent_work() {
     s.finish(JobId(1), SimTime(4010)).unwrap();
     s.schedule(SimTime(4010), &mut started);
     assert_eq!(started, vec![JobId(0), JobId(2)]);
+}
+
+#[test]
+fn a_group_sized_gang_spans_groups_when_every_group_has_a_node_out() {
+    // small: 4 leaf groups of 4 domains × 8 GPUs. A 32-GPU gang fills one group. With one
+    // domain of every group out of service (spares held back, failures), no group can ever hold
+    // it again until a repair: it spans two groups instead of waiting forever.
+    let f = fac("small");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    s.submit(job(P, 32, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    let groups = |s: &Scheduler, j: JobId| -> BTreeSet<u32> {
+        s.job(j).parts.iter().map(|p| f.domains[p.0.idx()].group.0).collect()
+    };
+    assert_eq!(groups(&s, JobId(0)).len(), 1);
+    s.finish(JobId(0), SimTime(10)).unwrap();
+    for g in 0..4 {
+        s.fail_domain(fabrik_model::DomainId(g * 4 + 3), SimTime(10)).unwrap();
+    }
+    s.submit(job(P, 32, 10, 100), SimTime(10)).unwrap();
+    s.schedule(SimTime(10), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    assert_eq!(groups(&s, JobId(1)).len(), 2);
+    // a repair brings a whole group back: group-sized gangs keep to one group again
+    s.finish(JobId(1), SimTime(20)).unwrap();
+    s.repair_domain(fabrik_model::DomainId(3)).unwrap();
+    s.submit(job(P, 32, 20, 100), SimTime(20)).unwrap();
+    s.schedule(SimTime(20), &mut started);
+    assert_eq!(groups(&s, JobId(2)), BTreeSet::from([0]));
 }

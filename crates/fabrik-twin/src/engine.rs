@@ -22,6 +22,16 @@ pub enum TwinError {
     Sched(#[from] fabrik_sched::SchedError),
     #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; facility '{facility}' holds at most {max} in one pool of its type")]
     TooLarge { workload: String, job: String, index: usize, gpus: u32, facility: String, max: u64 },
+    #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; with {spares} spare node(s) held per leaf group, facility '{facility}' keeps at most {max} in service in one pool of its type")]
+    TooLargeWithSpares {
+        workload: String,
+        job: String,
+        index: usize,
+        gpus: u32,
+        spares: u32,
+        facility: String,
+        max: u64,
+    },
     #[error("workload {0} has no jobs")]
     Empty(String),
     #[error("{0} jobs can never start; the first: {1}")]
@@ -766,6 +776,21 @@ impl<'a> Twin<'a> {
                 }
             }
             self.down.set(SimTime::ZERO, self.sched.cluster().down_gpus() as f64);
+            // a gang larger than what stays in service would wait forever
+            for (index, j) in self.workload.jobs.iter().enumerate() {
+                let max = self.sched.cluster().max_gang_in_service(j.spec.gpu_type);
+                if u64::from(j.spec.gpus) > max {
+                    return Err(TwinError::TooLargeWithSpares {
+                        workload: self.workload.source.clone(),
+                        job: j.spec.name.clone(),
+                        index,
+                        gpus: j.spec.gpus,
+                        spares,
+                        facility: self.facility.name.clone(),
+                        max,
+                    });
+                }
+            }
         }
         if self.hourly {
             self.push(SimTime::ZERO, Kind::Hour);

@@ -692,3 +692,21 @@ fn blocking_checkpoint_writes_draw_idle_power() {
     let total_j = job_j + 8.0 * 357.5 * 3720.0 + 800.0 * 3720.0;
     assert!((r.energy.totals.it_mwh - total_j / 3.6e9).abs() < 1e-12, "{}", r.energy.totals.it_mwh);
 }
+
+#[test]
+fn a_gang_larger_than_what_spares_leave_in_service_is_an_error() {
+    // tiny: one leaf group of two 8-GPU nodes; one spare per group leaves 8 GPUs in service,
+    // so a 16-GPU job could never start.
+    let f = Facility::preset("tiny").unwrap();
+    let w =
+        fabrik_csv::read("name,submit,account,gpus,walltime,runtime\nbig,0,eval,16,1h,1h\n".as_bytes(), "j.csv", &f)
+            .unwrap();
+    let mut c = cfg("fifo");
+    c.failures =
+        Some(fabrik_twin::engine::FailureConfig { per_1000_node_days: 0.0, spares_per_group: 1, ..Default::default() });
+    let e = simulate(&f, &w, c).err().unwrap().to_string();
+    assert_eq!(
+        e,
+        "workload csv:j.csv: job 'big' (#0) asks for 16 GPUs; with 1 spare node(s) held per leaf group, facility 'tiny' keeps at most 8 in service in one pool of its type"
+    );
+}
