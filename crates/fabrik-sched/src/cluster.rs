@@ -8,8 +8,8 @@
 //!   is not a multiple of the domain size) inside one leaf group: the group with the fewest free
 //!   GPUs that can hold it (best fit), lowest group id among equals. Inside the group it takes the
 //!   lowest-numbered whole domains and the best-fitting remainder domain.
-//! - A job larger than any leaf group spans the fewest groups: groups ordered by whole free
-//!   domains (most first, lowest id among equals).
+//! - A job larger than any leaf group — counting only GPUs in service — spans the fewest groups:
+//!   groups ordered by whole free domains (most first, lowest id among equals).
 //! - A job asks for one GPU type or any; a gang never mixes pools (GPU type and domain size).
 //!   Pools are tried in facility order.
 //!
