@@ -133,7 +133,8 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
     let groups = (gpus / group_gpus).ceil();
     let it_mw = gpus * rating_w / 1e6;
     let idle_w = g.average_it_power_w(0.0);
-    let avg_it_w = gpus * g.average_it_power_w(i.utilisation);
+    // the twin's power model: GPUs with their hosts, plus network and storage, always on
+    let avg_it_w = gpus * (g.average_it_power_w(i.utilisation) + fabrik_model::energy::NETWORK_STORAGE_W_PER_GPU);
     let avg_fac_mw = avg_it_w * i.pue / 1e6;
     let annual_mwh = avg_fac_mw * 8760.0;
     let acc = gpus * g.price_usd * inputs::USD_TO_EUR;
@@ -205,6 +206,11 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
             assumption(
                 "idle power",
                 format!("{idle_w:.0} W per idle GPU (idle GPU + half the host overhead)"),
+                "assumption",
+            ),
+            assumption(
+                "network and storage",
+                format!("{:.0} W per GPU, always on", fabrik_model::energy::NETWORK_STORAGE_W_PER_GPU),
                 "assumption",
             ),
             assumption("PUE", format!("{}", i.pue), inputs::PUE_SRC),
@@ -318,8 +324,9 @@ mod tests {
         // rating 1,275 W → 1.3056 MW IT, 1.632 MW facility
         assert!((p.nameplate_it_mw - 1.3056).abs() < 1e-12);
         assert!((p.nameplate_facility_mw - 1.632).abs() < 1e-12);
-        // average IT W per GPU: 0.5 · 0.76 · 1,275 + 0.5 · (70 + 287.5) = 663.25
-        let avg_mw = 1_024.0 * 663.25 * 1.25 / 1e6;
+        // average IT W per GPU: 0.5 · 0.76 · 1,275 + 0.5 · (70 + 287.5) = 663.25, plus 50 W of
+        // network and storage
+        let avg_mw = 1_024.0 * 713.25 * 1.25 / 1e6;
         assert!((p.average_facility_mw - avg_mw).abs() < 1e-12);
         assert!((p.annual_energy_gwh - avg_mw * 8.76).abs() < 1e-9);
         assert!((p.annual_emissions_t - avg_mw * 8760.0 * 0.384).abs() < 1e-6);
