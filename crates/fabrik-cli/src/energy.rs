@@ -53,24 +53,30 @@ pub struct EnergyArgs {
     power_limits: Option<String>,
 }
 
-/// An hourly series flag: `annual-mean` (none), `synthetic`, or `csv:PATH[#COLUMN]`.
-fn series(spec: &str, flag: &str, synthetic: impl FnOnce() -> Hourly) -> Result<Option<(Hourly, String)>> {
+/// An hourly series flag: `annual-mean` (none), `synthetic` (the zone's profile), or
+/// `csv:PATH[#COLUMN]`; with where it came from, for the report.
+fn series(spec: &str, flag: &str, zone: &Zone, synthetic: impl FnOnce() -> Hourly) -> Result<Option<(Hourly, String)>> {
     match spec {
         "annual-mean" | "none" => Ok(None),
-        "synthetic" => Ok(Some((synthetic(), "synthetic".to_string()))),
+        "synthetic" => Ok(Some((synthetic(), format!("synthetic hourly profile for {}", zone.code)))),
         other => {
             let spec = other.strip_prefix("csv:").with_context(|| {
                 format!("--{flag} takes annual-mean, synthetic or csv:PATH[#COLUMN], got '{other}'")
             })?;
-            let (path, column) = match spec.split_once('#') {
-                Some((p, c)) => (p, Some(c)),
-                None => (spec, None),
-            };
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading --{flag} file {path}"))?;
-            let h = grid::read_hourly_csv(&text, path, column).map_err(anyhow::Error::msg)?;
-            Ok(Some((h, path.to_string())))
+            csv_series(spec, flag).map(Some)
         }
     }
+}
+
+/// `PATH[#COLUMN]` of an hourly CSV series (the part after `csv:`).
+fn csv_series(spec: &str, flag: &str) -> Result<(Hourly, String)> {
+    let (path, column) = match spec.split_once('#') {
+        Some((p, c)) => (p, Some(c)),
+        None => (spec, None),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --{flag} file {path}"))?;
+    let h = grid::read_hourly_csv(&text, path, column).map_err(anyhow::Error::msg)?;
+    Ok((h, path.to_string()))
 }
 
 fn num(s: &str, what: &str) -> Result<f64> {
@@ -170,11 +176,11 @@ impl EnergyArgs {
         };
         e.pue = match self.pue.as_str() {
             "temperature" => {
-                let (t, src) = series(&self.temperature, "temperature", || energy::synthetic_temperature(zone, hours))?
-                    .context("--pue temperature needs --temperature synthetic or csv:PATH")?;
+                let (t, src) =
+                    series(&self.temperature, "temperature", zone, || energy::synthetic_temperature(zone, hours))?
+                        .context("--pue temperature needs --temperature synthetic or csv:PATH")?;
                 e.temperature = Some(t);
-                e.temperature_source =
-                    if src == "synthetic" { format!("synthetic hourly profile for {}", zone.code) } else { src };
+                e.temperature_source = src;
                 PueModel::temperature_dependent()
             }
             p => {
@@ -185,8 +191,8 @@ impl EnergyArgs {
             }
         };
         if let Some(c) = &self.power_cap_mw {
-            if c.starts_with("csv:") {
-                let (h, src) = series(c, "power-cap-mw", || Hourly::constant(0.0))?.expect("csv series");
+            if let Some(spec) = c.strip_prefix("csv:") {
+                let (h, src) = csv_series(spec, "power-cap-mw")?;
                 if h.values.iter().any(|&v| v <= 0.0) {
                     bail!("--power-cap-mw {src}: every hour's cap must be positive");
                 }
@@ -197,19 +203,17 @@ impl EnergyArgs {
                 e.cap_source = format!("{c} MW");
             }
         }
-        if let Some((h, src)) = series(&self.carbon, "carbon", || grid::synthetic_intensity(zone, hours))? {
+        if let Some((h, src)) = series(&self.carbon, "carbon", zone, || grid::synthetic_intensity(zone, hours))? {
             e.intensity = Some(h);
-            e.intensity_source =
-                if src == "synthetic" { format!("synthetic hourly profile for {}", zone.code) } else { src };
+            e.intensity_source = src;
         }
-        if let Some((h, src)) = series(&self.price, "price", || energy::synthetic_price(zone, hours))? {
+        if let Some((h, src)) = series(&self.price, "price", zone, || energy::synthetic_price(zone, hours))? {
             e.price = Some(h);
-            e.price_source =
-                if src == "synthetic" { format!("synthetic hourly profile for {}", zone.code) } else { src };
+            e.price_source = src;
         }
         if let Some(r) = &self.renewables {
-            if r.starts_with("csv:") {
-                let (h, src) = series(r, "renewables", || Hourly::constant(0.0))?.expect("csv series");
+            if let Some(spec) = r.strip_prefix("csv:") {
+                let (h, src) = csv_series(spec, "renewables")?;
                 e.renewables_mw = Some(h);
                 e.renewables_source = src;
             } else {
