@@ -457,6 +457,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let last_end = i.sched.jobs().iter().skip(i.offset).filter_map(|j| j.end).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.log.iter().filter(|l| l.killed).count() as u64;
+    // the time buckets of the charts
+    let b = i.busy.bucket_s();
+    let chart_buckets: Vec<(SimTime, SimTime)> =
+        (0..i.busy.means().len() as u64).map(|k| (SimTime(k * b), SimTime((k + 1) * b))).collect();
     Report {
         facility: i.facility.summary(),
         workload: WorkloadInfo {
@@ -564,21 +568,17 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             down_gpus: i.down.means(),
             facility_mw: per_bucket(i.ledger, i.busy.bucket_s(), |r| r.facility_mwh),
             grid_mw: per_bucket(i.ledger, i.busy.bucket_s(), |r| r.grid_mwh),
-            cap_mw: i.cfg.energy.cap_mw.as_ref().map_or(Vec::new(), |c| {
-                let n = i.busy.means().len() as u64;
-                let b = i.busy.bucket_s();
-                (0..n).map(|k| c.min_between(SimTime(k * b), SimTime((k + 1) * b))).collect()
-            }),
+            cap_mw: i
+                .cfg
+                .energy
+                .cap_mw
+                .as_ref()
+                .map_or(Vec::new(), |c| chart_buckets.iter().map(|&(from, to)| c.min_between(from, to)).collect()),
             gco2_per_kwh: {
-                let n = i.busy.means().len() as u64;
-                let b = i.busy.bucket_s();
                 let e = &i.cfg.energy;
-                (0..n)
-                    .map(|k| {
-                        e.intensity
-                            .as_ref()
-                            .map_or(e.gco2_per_kwh, |h| h.mean_between(SimTime(k * b), SimTime((k + 1) * b)))
-                    })
+                chart_buckets
+                    .iter()
+                    .map(|&(from, to)| e.intensity.as_ref().map_or(e.gco2_per_kwh, |h| h.mean_between(from, to)))
                     .collect()
             },
         },
