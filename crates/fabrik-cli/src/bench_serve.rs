@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use fabrik_model::{Facility, JobSpec, Secs, SimTime};
 use fabrik_sched::{SchedConfig, Scheduler};
-use fabrik_server::engine::EngineConfig;
 use fabrik_server::store::Role;
 use fabrik_server::{ExecutorKind, ServeConfig};
 use rand::{Rng, SeedableRng};
@@ -28,15 +27,8 @@ pub fn serve(n: usize, conc: usize) -> Result<()> {
     drop(store);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let running = fabrik_server::start(ServeConfig {
-            data_dir: dir.clone(),
-            bind: "127.0.0.1:0".parse()?,
-            executor: ExecutorKind::Simulated,
-            facility: Some(facility),
-            virtual_gpus: 0,
-            engine: EngineConfig::default(),
-        })
-        .await?;
+        let running =
+            fabrik_server::start(ServeConfig::new(dir.clone(), ExecutorKind::Simulated, Some(facility))).await?;
         let url = format!("http://{}/v1/jobs", running.addr);
         let client = reqwest::Client::new();
         let t0 = Instant::now();

@@ -23,10 +23,28 @@ pub struct ServeArgs {
     /// local (processes on this host) or simulated (timed waits on a virtual facility).
     #[arg(long, default_value = "local")]
     executor: String,
-    /// For the simulated executor: the facility (preset, file or shorthand). For local: only its
-    /// tenant tree is used; the facility is this host.
+    /// For the simulated executor: the facility (preset, file or shorthand). For local: the
+    /// facility is this host, and the file gives the tenant tree, the account → Unix user map
+    /// ([[run_as]]) and advance reservations.
     #[arg(long)]
     facility: Option<String>,
+    /// Local executor, server not root: run every job as this server's own Unix user. Such jobs
+    /// can reach the server's data; announced in the log and on the dashboard.
+    #[arg(long)]
+    single_user: bool,
+    /// Local executor: where job directories live (default: DATA_DIR-jobs).
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+    /// Local executor: a variable of the server's environment handed on to jobs (repeatable;
+    /// FABRIK_* are refused). Jobs otherwise see only the documented set.
+    #[arg(long = "job-env", value_name = "NAME")]
+    job_env: Vec<String>,
+    /// Require a token (any role) for /metrics.
+    #[arg(long)]
+    metrics_token: bool,
+    /// Most open HTTP connections; one more is closed at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Virtual GPUs of this host when NVML finds none (local executor).
     #[arg(long, default_value_t = 8)]
     gpus: u32,
@@ -110,7 +128,23 @@ pub enum AdminCmd {
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
+    /// Tokens (never their secrets): id, name, role, account, created, expiry, revoked.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id; a running server refuses it from the next request on.
+    Revoke {
+        id: i64,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     Create {
+        /// Refuse the token after this long (e.g. 90d, 12h).
+        #[arg(long)]
+        expires_in: Option<String>,
         #[arg(long)]
         name: String,
         /// admin, manager or user.
@@ -169,12 +203,23 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     };
     crate::check_policy(&a.policy)?;
     let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    if a.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    if a.single_user && executor != ExecutorKind::Local {
+        bail!("--single-user applies to the local executor only");
+    }
     let cfg = ServeConfig {
         data_dir: data_dir.clone(),
         bind: a.bind,
         executor,
         facility,
         virtual_gpus: a.gpus,
+        spool_dir: a.spool_dir.clone(),
+        single_user: a.single_user,
+        job_env: a.job_env.clone(),
+        metrics_token: a.metrics_token,
+        limits: fabrik_server::api::Limits { max_connections: a.max_connections, ..Default::default() },
         engine: EngineConfig {
             policy: a.policy.clone(),
             time_scale: a.time_scale,
@@ -197,6 +242,9 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
             "fabrik serve listening on http://{} (dashboard: http://{}/?token=TOKEN)",
             running.addr, running.addr
         );
+        if let Some(a) = running.announcement() {
+            eprintln!("WARNING: {a}");
+        }
         running.wait().await;
         Ok(())
     })
@@ -221,7 +269,44 @@ pub fn admin(cmd: &AdminCmd) -> Result<()> {
             eprintln!("initialised {}; the admin token (shown once):", dir.display());
             println!("{token}");
         }
-        AdminCmd::Token { cmd: TokenCmd::Create { name, role, account, data_dir } } => {
+        AdminCmd::Token { cmd: TokenCmd::List { data_dir, json } } => {
+            let store = fabrik_server::open_store(&data_dir.clone().unwrap_or_else(default_data_dir))?;
+            let tokens = store.tokens()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else {
+                println!(
+                    "{:>4}  {:<20} {:<8} {:<32} {:<20} {:<20} state",
+                    "id", "name", "role", "account", "created", "expires"
+                );
+                for t in tokens {
+                    let state = if t.revoked {
+                        "revoked"
+                    } else if t.expires.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:>4}  {:<20} {:<8} {:<32} {:<20} {:<20} {state}",
+                        t.id,
+                        t.name,
+                        t.role.as_str(),
+                        t.account.as_deref().unwrap_or("(all)"),
+                        fabrik_model::SimTime(t.created).unix_utc(),
+                        t.expires.map_or("never".into(), |e| fabrik_model::SimTime(e).unix_utc()),
+                    );
+                }
+            }
+        }
+        AdminCmd::Token { cmd: TokenCmd::Revoke { id, data_dir } } => {
+            let store = fabrik_server::open_store(&data_dir.clone().unwrap_or_else(default_data_dir))?;
+            if !store.revoke_token(*id)? {
+                bail!("no token with id {id} (see `fabrik admin token list`)");
+            }
+            eprintln!("token {id} revoked");
+        }
+        AdminCmd::Token { cmd: TokenCmd::Create { name, role, account, data_dir, expires_in } } => {
             let dir = data_dir.clone().unwrap_or_else(default_data_dir);
             let store = fabrik_server::open_store(&dir)?;
             let role = Role::parse(role).with_context(|| format!("unknown role '{role}' (admin, manager, user)"))?;
@@ -234,7 +319,18 @@ pub fn admin(cmd: &AdminCmd) -> Result<()> {
                     }
                 }
             }
-            println!("{}", store.create_token(name, account.as_deref(), role, now)?);
+            let expires = match expires_in {
+                Some(e) => {
+                    let secs =
+                        fabrik_model::units::parse_duration(e).map_err(|m| anyhow::anyhow!("--expires-in: {m}"))?;
+                    if secs == 0 || secs > fabrik_server::engine::MAX_AHEAD_S {
+                        bail!("--expires-in: must be between 1 s and 10 years");
+                    }
+                    Some(now + secs)
+                }
+                None => None,
+            };
+            println!("{}", store.create_token_expiring(name, account.as_deref(), role, now, expires)?);
         }
         AdminCmd::Account { cmd: AccountCmd::Add { path, shares, data_dir } } => {
             if !(shares.is_finite() && *shares > 0.0) {

@@ -19,17 +19,45 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// `dir` holds the test's files; the server's (private) data directory is `dir/data`.
+fn data(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
 fn admin_init(dir: &Path) -> String {
-    let o = Command::new(BIN).args(["admin", "init", "--data-dir"]).arg(dir).output().unwrap();
+    let o = Command::new(BIN).args(["admin", "init", "--data-dir"]).arg(data(dir)).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
+/// How the local executor runs jobs here: as root, the built-in tree's four classes map to the
+/// two test users (a facility file with [[run_as]]); as an ordinary user, `--single-user`.
+fn isolation(dir: &Path) -> Vec<String> {
+    match fabrik_server::test_support::run_as_toml(&["research", "sme", "industry", "public"]) {
+        Some(run_as) => {
+            let f = dir.join("facility.toml");
+            let pool = "[[pool]]\ngpu = \"H100\"\ndomain_gpus = 8\ndomains_per_group = 2\ngroups = 1\n";
+            std::fs::write(&f, format!("name = \"test\"\n{pool}{run_as}")).unwrap();
+            vec!["--facility".into(), f.display().to_string()]
+        }
+        None => vec!["--single-user".into()],
+    }
+}
+
+/// A file every job user may append to (a job's own directory is wiped when it starts again).
+fn shared_file(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+}
+
 fn serve(dir: &Path, port: u16, extra: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).unwrap();
+    let local = !extra.contains(&"simulated");
     let child = Command::new(BIN)
         .args(["serve", "--data-dir"])
-        .arg(dir)
+        .arg(data(dir))
+        .args(if local { isolation(dir) } else { vec![] })
         .args(["--bind", &format!("127.0.0.1:{port}"), "--tick-ms", "50", "--kill-grace-s", "1"])
         .args(extra)
         .stdout(Stdio::null())
@@ -58,6 +86,7 @@ fn sigkill_mid_run_then_restart_ends_every_job_exactly_once() {
     let port = free_port();
     let mut server = serve(&dir, port, &["--gpus", "4"]);
     let markers = dir.join("markers");
+    shared_file(&markers);
     let script = format!("echo $FABRIK_JOB_ID >> {}; sleep 1.5", markers.display());
     let mut ids = Vec::new();
     for _ in 0..10 {

@@ -52,6 +52,9 @@ pub struct Facility {
     pub domains: Vec<Domain>,
     pub tenants: TenantTree,
     pub reservations: Vec<AdvanceReservation>,
+    /// Which Unix user each subtree's jobs run as (`[[run_as]]`), for executors that run real
+    /// processes.
+    pub run_as: crate::users::UserMap,
 }
 
 /// A window of GPUs held for one account (its subtree's jobs run inside), e.g. a 4,096-GPU
@@ -111,6 +114,8 @@ pub struct FacilityFile {
     pub account: Vec<AccountSpec>,
     #[serde(default)]
     pub reservation: Vec<ReservationSpec>,
+    #[serde(default)]
+    pub run_as: Vec<crate::users::RunAsSpec>,
 }
 
 /// Names of the built-in presets, for help texts and errors.
@@ -175,6 +180,8 @@ impl Facility {
             b.pool(p, origin, &format!("pool[{i}]"))?;
         }
         let mut f = b.finish();
+        f.run_as =
+            crate::users::UserMap::from_specs(&file.run_as, origin, |p| f.tenants.iter().any(|(_, a)| a.path == p))?;
         for (i, r) in file.reservation.iter().enumerate() {
             let field = |n: &str| format!("reservation[{i}].{n}");
             let bad = |n: &str, m: String| ModelError::invalid(origin, field(n), m);
@@ -250,8 +257,14 @@ impl Facility {
             }
             _ => return None,
         };
-        let file =
-            FacilityFile { name: name.to_string(), gpu: vec![], pool: pools, account: vec![], reservation: vec![] };
+        let file = FacilityFile {
+            name: name.to_string(),
+            gpu: vec![],
+            pool: pools,
+            account: vec![],
+            reservation: vec![],
+            run_as: vec![],
+        };
         Some(Facility::from_file(&file, name).expect("presets are valid"))
     }
 
@@ -402,6 +415,7 @@ impl Builder {
                 domains: vec![],
                 tenants,
                 reservations: vec![],
+                run_as: Default::default(),
             },
         }
     }

@@ -13,6 +13,7 @@ pub mod job;
 pub mod reliability;
 pub mod tenants;
 pub mod units;
+pub mod users;
 
 pub use error::ModelError;
 pub use facility::{Facility, FacilitySummary, PRESETS};

@@ -56,6 +56,11 @@ pub enum Reason {
     Interrupted {
         at: SimTime,
     },
+    /// It was chosen to start but the body could not carry that out (the store refused the
+    /// record, the executor could not launch it); it went back to the queue.
+    StartUndone {
+        at: SimTime,
+    },
     /// Starting it would take facility power over the cap.
     PowerCap {
         cap_mw: f64,
@@ -149,6 +154,7 @@ impl Reason {
                 t(*until)
             ),
             Reason::Interrupted { at } => write!(f, "a node it ran on failed at {}; requeued", t(*at)),
+            Reason::StartUndone { at } => write!(f, "its start at {} could not be carried out; requeued", t(*at)),
             Reason::BehindQueueHead { head } => {
                 write!(f, "behind the blocked queue head, job {}", head.0)
             }

@@ -652,6 +652,52 @@ impl Scheduler {
         out.append(&mut self.preempted);
     }
 
+    /// The one way both bodies build the brain for a facility: the policy by name, then the
+    /// facility's advance reservations (their windows are offsets from `origin`, the run's
+    /// start in the twin, the store's epoch live), so a setting honoured in the twin is
+    /// honoured live.
+    pub fn for_facility(
+        facility: &Facility,
+        policy: &str,
+        cfg: SchedConfig,
+        origin: SimTime,
+    ) -> Result<Scheduler, SchedError> {
+        let mut s = Scheduler::with_policy(facility, policy, cfg)?;
+        // Advance reservations first: their pseudo-jobs take the first ids.
+        for r in &facility.reservations {
+            let shifted = fabrik_model::facility::AdvanceReservation {
+                start: SimTime(origin.0.saturating_add(r.start.0)),
+                end: SimTime(origin.0.saturating_add(r.end.0)),
+                ..r.clone()
+            };
+            s.add_reservation(&shifted, origin)?;
+        }
+        Ok(s)
+    }
+
+    /// A start the pass decided could not be carried out by the body (its record was refused
+    /// by the store, or the executor could not launch it): the job goes back to the queue as if
+    /// it had not started — no usage charged, no preemption counted.
+    pub fn unstart(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
+        let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
+        if job.state != JobState::Running || job.start != Some(now) {
+            return Err(SchedError::NotRunning(id));
+        }
+        self.stop_running(id, now);
+        let j = &mut self.jobs[id.idx()];
+        j.state = JobState::Pending;
+        j.start = None;
+        j.inside = None;
+        j.parts.clear();
+        j.why = Reason::StartUndone { at: now };
+        j.why_pass = self.pass;
+        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
+        self.pending.insert(pos, id);
+        self.reservation = None;
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Builds a scheduler with a policy chosen by name.
     pub fn with_policy(facility: &Facility, name: &str, cfg: SchedConfig) -> Result<Scheduler, SchedError> {
         let p = policy::by_name(name, &cfg)?;

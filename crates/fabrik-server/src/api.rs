@@ -1,7 +1,11 @@
 //! The REST API (axum). Handlers authenticate, parse, and forward to the engine; they hold no
 //! policy. Errors are JSON `{"error": "..."}` with a 4xx/5xx status.
+//!
+//! Every resource a client can hold is bounded ([`Limits`]): connections (over the limit a new
+//! one is closed at once), the time to send a request's headers and its body, the body's size,
+//! and log reads (streamed in chunks, capped, a few at a time).
 
-use crate::engine::{ApiErr, Cmd, ListFilter, SubmitRequest};
+use crate::engine::{ApiErr, Cmd, ListFilter, NewToken, SubmitRequest};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::store::{hash_token, Identity, Role, Store};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -13,20 +17,50 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::Instant;
-use tokio::sync::oneshot;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Semaphore};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Bounds on what clients can hold of the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections; one more is closed at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers (also the most a kept-alive connection may idle).
+    pub header_timeout: Duration,
+    /// Time to send a request's body.
+    pub body_timeout: Duration,
+    /// The most `GET /v1/jobs/{id}/logs` returns, whatever `tail` asks.
+    pub max_log_bytes: u64,
+    /// Log reads in progress at once; more get 503.
+    pub concurrent_log_reads: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_log_bytes: 16 << 20,
+            concurrent_log_reads: 8,
+        }
+    }
+}
+
 pub struct AppState {
     pub engine: Mutex<mpsc::Sender<Cmd>>,
     pub metrics: Arc<Metrics>,
-    /// Token lookups: a read connection to the store and a cache of known hashes.
+    /// Token lookups: a read connection to the store, asked on every request so that a
+    /// revocation (through the API or `fabrik admin token revoke`) takes effect at once.
     pub tokens: Mutex<Store>,
-    pub cache: RwLock<HashMap<String, Identity>>,
+    pub metrics_token: bool,
+    pub announcement: Option<String>,
+    pub log_reads: Arc<Semaphore>,
+    pub limits: Limits,
 }
 
 pub struct ApiError(StatusCode, String);
@@ -73,22 +107,14 @@ impl AppState {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("authorization must be 'Bearer TOKEN'"))?;
         let hash = hash_token(token.trim());
-        if let Some(id) = self.cache.read().expect("cache lock").get(&hash) {
-            return Ok(id.clone());
-        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let found = self
             .tokens
             .lock()
             .expect("store lock")
-            .identity(&hash)
+            .identity(&hash, now)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        match found {
-            Some(id) => {
-                self.cache.write().expect("cache lock").insert(hash, id.clone());
-                Ok(id)
-            }
-            None => Err(unauthorized("unknown token")),
-        }
+        found.ok_or_else(|| unauthorized("unknown, revoked or expired token"))
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, ApiErr>>) -> Cmd) -> Result<T, ApiError> {
@@ -160,25 +186,44 @@ async fn logs(
     let who = s.identity(&h)?;
     let Query(q) = q?;
     let stream = q.stream.unwrap_or_else(|| "stdout".into());
-    let path = s.call(|r| Cmd::LogPath(who, id, stream, r)).await?;
-    let tail = q.tail.unwrap_or(1 << 20);
-    let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    let file = s.call(|r| Cmd::OpenLog(who, id, stream, r)).await?;
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    let Some(file) = file else { return Ok((text, Vec::<u8>::new()).into_response()) };
+    let permit = s.log_reads.clone().try_acquire_owned().map_err(|_| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "too many log reads in progress; try again shortly".into())
+    })?;
+    let tail = q.tail.unwrap_or(1 << 20).min(s.limits.max_log_bytes);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    // Streams what the log held when asked, from `tail` bytes before its end, in 64 KiB chunks:
+    // memory per read is a few chunks, whatever the log's size.
+    tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek, SeekFrom};
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let _permit = permit;
+        let mut f = file;
+        let mut run = || -> std::io::Result<()> {
+            let len = f.metadata()?.len();
+            let from = len.saturating_sub(tail);
+            f.seek(SeekFrom::Start(from))?;
+            let mut left = len - from;
+            let mut buf = vec![0u8; 64 << 10];
+            while left > 0 {
+                let n = f.read(&mut buf[..(left.min(64 << 10)) as usize])?;
+                if n == 0 {
+                    break;
+                }
+                left -= n as u64;
+                if tx.blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                    break; // the client went away
+                }
+            }
+            Ok(())
         };
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(tail)))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
-        Ok(buf)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("reading log: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
+        if let Err(e) = run() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    Ok((text, axum::body::Body::from_stream(body)).into_response())
 }
 
 async fn accounts(State(s): St, h: HeaderMap) -> ApiResult<serde_json::Value> {
@@ -205,14 +250,6 @@ async fn add_account(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    account: Option<String>,
-    role: Role,
-}
-
 async fn create_token(
     State(s): St,
     h: HeaderMap,
@@ -220,10 +257,21 @@ async fn create_token(
 ) -> Result<Response, ApiError> {
     let who = s.identity(&h)?;
     let Json(t) = body?;
-    let (name, account, role) = (t.name.clone(), t.account.clone(), t.role);
-    let token = s.call(|r| Cmd::CreateToken(who, t.name, t.account, t.role, r)).await?;
+    let (name, account, role): (String, Option<String>, Role) = (t.name.clone(), t.account.clone(), t.role);
+    let token: String = s.call(|r| Cmd::CreateToken(who, t, r)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "token": token, "name": name, "account": account, "role": role })))
         .into_response())
+}
+
+async fn list_tokens(State(s): St, h: HeaderMap) -> ApiResult<serde_json::Value> {
+    let who = s.identity(&h)?;
+    let t = s.call(|r| Cmd::Tokens(who, r)).await?;
+    Ok(Json(json!({ "tokens": t })))
+}
+
+async fn revoke_token(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::store::TokenInfo> {
+    let who = s.identity(&h)?;
+    Ok(Json(s.call(|r| Cmd::RevokeToken(who, id, r)).await?))
 }
 
 async fn whoami(State(s): St, h: HeaderMap) -> ApiResult<Identity> {
@@ -240,8 +288,23 @@ async fn dashboard_data(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::
     Ok(Json(s.call(|r| Cmd::Dashboard(who, r)).await?))
 }
 
-async fn metrics(State(s): St) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+async fn metrics(State(s): St, h: HeaderMap) -> Result<Response, ApiError> {
+    if s.metrics_token {
+        s.identity(&h)?;
+    }
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+        .into_response())
+}
+
+/// 200 "ok" while the store takes writes; 503 with the last error while it refuses them (the
+/// engine then starts nothing new).
+async fn healthz(State(s): St) -> Response {
+    match s.metrics.store_error.lock().expect("health lock").clone() {
+        None => "ok".into_response(),
+        Some(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": format!("store failing: {e}") }))).into_response()
+        }
+    }
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -270,7 +333,7 @@ async fn track(State(s): St, req: Request, next: Next) -> Response {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/whoami", get(whoami))
@@ -280,11 +343,79 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/why", get(why))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/accounts", get(accounts).post(add_account))
-        .route("/v1/tokens", post(create_token))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/facility", get(facility))
         .route("/v1/dashboard", get(dashboard_data))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Reads the whole (size-limited) body within `body_timeout`: a client that trickles its body
+/// gets 408 instead of holding a connection and a handler.
+async fn body_deadline(State(s): St, req: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(s.limits.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await;
+    let bytes = match read {
+        Err(_) => return Err(ApiError(StatusCode::REQUEST_TIMEOUT, "request body not received in time".into())),
+        Ok(Err(e)) => return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}"))),
+        Ok(Ok(b)) => b,
+    };
+    Ok(next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await)
+}
+
+/// Serves `app` on `listener` until `shutdown`, within `limits`: HTTP/1.1, a header-read
+/// timeout on every request (which also ends idle kept-alive connections), and at most
+/// `max_connections` at once — one more is closed as soon as it is accepted.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let conns = Arc::new(Semaphore::new(limits.max_connections));
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // out of file descriptors and the like: back off instead of spinning
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut close = close_rx.clone();
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = close.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+                }
+            }
+        });
+    }
+    // Graceful: requests in flight finish (for at most 10 s), then every connection is gone.
+    let _ = close_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(11), conns.acquire_many(limits.max_connections as u32)).await;
 }

@@ -1,6 +1,8 @@
 //! The dashboard: one page served by `fabrik serve` itself, plain HTML and JavaScript with no
 //! build step and nothing fetched from the network. It reads `/v1/dashboard` with the token given
-//! once as `?token=` (kept in the browser's local storage) and refreshes every few seconds.
+//! once as `?token=`: the page keeps it in the tab's session storage and removes it from the
+//! address (so it stays out of history, bookmarks and Referer headers), then refreshes every
+//! few seconds. A warning the executor announces (single-user mode) is shown on top.
 
 pub const PAGE: &str = r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fabrik dashboard</title>
@@ -10,7 +12,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd
 .bar{display:inline-block;height:10px;background:#2a6fdb}.free{background:#cfdcf3}.muted{color:#777}#err{color:#b00}
 .grid{display:flex;flex-wrap:wrap;gap:4px}.cell{width:14px;height:14px;border-radius:2px}
 </style></head><body>
-<h1>fabrik</h1><div id="summary" class="muted">loading…</div><div id="err"></div>
+<h1>fabrik</h1><div id="warn" style="background:#fff3cd;padding:4px 8px;display:none"></div><div id="summary" class="muted">loading…</div><div id="err"></div>
 <h2>Facility</h2><div id="groups" class="grid"></div>
 <h2>Queue</h2><table id="queue"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>why pending</th></tr></thead><tbody></tbody></table>
 <h2>Running</h2><table id="running"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>started</th></tr></thead><tbody></tbody></table>
@@ -18,8 +20,11 @@ table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd
 <h2>Busy GPUs by tenant class over time</h2><svg id="history" width="720" height="180"></svg>
 <script>
 const params = new URLSearchParams(location.search);
-if (params.get('token')) { localStorage.setItem('fabrik-token', params.get('token')); }
-const token = localStorage.getItem('fabrik-token');
+if (params.get('token')) {
+  sessionStorage.setItem('fabrik-token', params.get('token'));
+  history.replaceState(null, '', location.pathname);
+}
+const token = sessionStorage.getItem('fabrik-token');
 const esc = s => String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
 const pct = x => (100 * x).toFixed(1) + '%';
 function rows(id, items, f) {
@@ -48,6 +53,8 @@ async function refresh() {
     if (!r.ok) { document.getElementById('err').textContent = d.error; return; }
     document.getElementById('err').textContent = '';
     const f = d.facility;
+    const w = document.getElementById('warn');
+    w.textContent = f.announcement || ''; w.style.display = f.announcement ? 'block' : 'none';
     document.getElementById('summary').textContent = f.name + ' (' + f.executor + ' executor): ' + f.busy_gpus + ' of ' + f.gpus +
       ' GPUs busy, ' + f.running_jobs + ' running, ' + f.pending_jobs + ' pending, IT power ' + (f.it_power_w / 1e3).toFixed(1) + ' kW, facility ' + (f.facility_power_w / 1e3).toFixed(1) + ' kW' + (f.power_cap_w ? ' of a ' + (f.power_cap_w / 1e3).toFixed(1) + ' kW cap' : '');
     document.getElementById('groups').innerHTML = f.groups.slice(0, 2000).map(g => {

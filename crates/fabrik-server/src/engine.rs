@@ -5,7 +5,7 @@
 
 use crate::executor::{Executor, Exit, Found, Launch};
 use crate::metrics::Metrics;
-use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store};
+use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store, TokenInfo};
 use fabrik_model::tenants::AccountSpec;
 use fabrik_model::units::parse_duration;
 use fabrik_model::{DomainId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
@@ -122,6 +122,8 @@ pub struct FacilityView {
     pub power_cap_w: Option<f64>,
     pub groups: Vec<GroupView>,
     pub now: u64,
+    /// What operators and tenants must know about this server (e.g. single-user mode).
+    pub announcement: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,13 +149,51 @@ pub enum Cmd {
     Show(Identity, i64, Reply<JobRecord>),
     Cancel(Identity, i64, Reply<JobRecord>),
     Why(Identity, i64, Reply<WhyView>),
-    LogPath(Identity, i64, String, Reply<std::path::PathBuf>),
+    OpenLog(Identity, i64, String, Reply<Option<std::fs::File>>),
     Accounts(Identity, Reply<Vec<AccountView>>),
     AddAccount(Identity, String, f64, Reply<AccountView>),
-    CreateToken(Identity, String, Option<String>, Role, Reply<String>),
+    CreateToken(Identity, NewToken, Reply<String>),
+    Tokens(Identity, Reply<Vec<TokenInfo>>),
+    RevokeToken(Identity, i64, Reply<TokenInfo>),
     Facility(Identity, Reply<FacilityView>),
     Dashboard(Identity, Reply<DashboardView>),
     Shutdown,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    pub account: Option<String>,
+    pub role: Role,
+    /// Seconds from now after which the token is refused (none: it lasts until revoked).
+    pub expires_in: Option<u64>,
+}
+
+/// Bounds on what a submission may ask for. A year is longer than any allocation a facility
+/// grants (Slurm sites cap walltimes at days); the point is that no value can overflow the
+/// arithmetic or the store.
+pub const MAX_WALLTIME_S: u64 = 366 * 86_400;
+/// Earliest starts and deadlines lie at most this far ahead.
+pub const MAX_AHEAD_S: u64 = 10 * 366 * 86_400;
+
+/// Where a test makes the engine die as a SIGKILL would (no further write, no clean-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Starts are committed as `starting`; nothing is spawned yet.
+    AfterStartingCommit,
+    /// Processes are spawned; their pids are not recorded.
+    AfterSpawn,
+    /// An exit was observed; its end is not recorded.
+    BeforeEndCommit,
+}
+
+/// Test hooks for crash-safety tests; inert by default.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// While above zero, each store write fails (and takes one off).
+    pub store_write_failures: Arc<std::sync::atomic::AtomicU32>,
+    pub crash_at: Option<CrashPoint>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +211,7 @@ pub struct EngineConfig {
     pub zone: String,
     /// The energy-aware modifier for flexible jobs, its signal indexed by Unix hour.
     pub energy_aware: Option<fabrik_sched::EnergyAware>,
+    pub faults: Faults,
 }
 
 impl Default for EngineConfig {
@@ -185,6 +226,7 @@ impl Default for EngineConfig {
             pue: 1.25,
             zone: "DE".into(),
             energy_aware: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -226,6 +268,11 @@ pub struct Engine {
     running: BTreeSet<i64>,
     terminating: HashMap<i64, Term>,
     devices: Vec<Vec<bool>>,
+    /// First device number of each domain: numbers are unique across domains of any size.
+    device_base: Vec<u32>,
+    /// Jobs whose new state the store has not taken yet: written again every tick, and until
+    /// then the engine starts nothing new.
+    unsaved: BTreeSet<i64>,
     history: VecDeque<Sample>,
     last_sample: u64,
     started: Vec<JobId>,
@@ -240,7 +287,7 @@ impl Engine {
     /// Opens the store, seeds accounts from the facility's tenant tree on first start, rebuilds
     /// the scheduler from the stored jobs and reconciles jobs that were starting or running.
     pub fn open(
-        store: Store,
+        mut store: Store,
         mut facility: Facility,
         exec: Box<dyn Executor>,
         cfg: EngineConfig,
@@ -251,8 +298,11 @@ impl Engine {
                 store.add_account(&a.path, a.shares)?;
             }
         }
+        store.use_fault_counter(cfg.faults.store_write_failures.clone());
         facility.tenants = tree_from(&store.accounts()?).map_err(anyhow::Error::msg)?;
-        let mut sched = Scheduler::with_policy(&facility, &cfg.policy, cfg.sched.clone())?;
+        let clock = Clock::new(cfg.time_scale);
+        let epoch = store.epoch(clock.now().0)?;
+        let mut sched = Scheduler::for_facility(&facility, &cfg.policy, cfg.sched.clone(), SimTime(epoch))?;
         if fabrik_model::grid::find(&cfg.zone).is_none() {
             anyhow::bail!("unknown grid zone '{}'", cfg.zone);
         }
@@ -261,10 +311,17 @@ impl Engine {
         }
         sched.set_power_cap(cfg.power_cap_mw.map(|c| c * 1e6), cfg.pue);
         sched.set_energy_aware(cfg.energy_aware.clone());
-        let devices = (0..facility.domains.len())
+        let devices: Vec<Vec<bool>> = (0..facility.domains.len())
             .map(|d| vec![true; facility.domain_gpus(DomainId(d as u32)) as usize])
             .collect();
-        let clock = Clock::new(cfg.time_scale);
+        let device_base = devices
+            .iter()
+            .scan(0u32, |next, d| {
+                let base = *next;
+                *next += d.len() as u32;
+                Some(base)
+            })
+            .collect();
         let mut e = Engine {
             store,
             facility,
@@ -279,6 +336,8 @@ impl Engine {
             running: BTreeSet::new(),
             terminating: HashMap::new(),
             devices,
+            device_base,
+            unsaved: BTreeSet::new(),
             history: VecDeque::new(),
             last_sample: 0,
             started: Vec::new(),
@@ -409,16 +468,17 @@ impl Engine {
     }
 
     fn device_slot(&self, global: u32) -> (usize, usize) {
-        let per = self.devices.first().map_or(1, |v| v.len().max(1)) as u32;
-        ((global / per) as usize, (global % per) as usize)
+        let dom = self.device_base.partition_point(|&b| b <= global).saturating_sub(1);
+        (dom, (global - self.device_base.get(dom).copied().unwrap_or(0)) as usize)
     }
 
-    /// Device numbers for a placement: the lowest free GPUs of each domain. Numbers are
-    /// domain × GPUs-per-domain + index, so on a one-node host they are the local GPU indices.
+    /// Device numbers for a placement: the lowest free GPUs of each domain. Numbers are the
+    /// domain's first device number + index, so on a one-node host they are the local GPU
+    /// indices, and domains of different sizes never share a number.
     fn assign_devices(&mut self, parts: &[(DomainId, u32)]) -> Vec<u32> {
-        let per = self.devices.first().map_or(1, |v| v.len()) as u32;
         let mut out = Vec::new();
         for &(d, n) in parts {
+            let base = self.device_base[d.idx()];
             let slots = &mut self.devices[d.idx()];
             let mut left = n;
             for (i, free) in slots.iter_mut().enumerate() {
@@ -427,7 +487,7 @@ impl Engine {
                 }
                 if *free {
                     *free = false;
-                    out.push(d.0 * per + i as u32);
+                    out.push(base + i as u32);
                     left -= 1;
                 }
             }
@@ -506,14 +566,15 @@ impl Engine {
             Cmd::Why(who, id, reply) => {
                 let _ = reply.send(self.why(&who, id));
             }
-            Cmd::LogPath(who, id, stream, reply) => {
-                let r = self.visible(&who, id).and_then(|_| {
+            Cmd::OpenLog(who, id, stream, reply) => {
+                let r = self.visible(&who, id).and_then(|j| {
                     if stream != "stdout" && stream != "stderr" {
                         return Err(ApiErr::BadRequest(format!("stream: '{stream}' is not stdout or stderr")));
                     }
                     self.exec
-                        .log_path(id, &stream)
-                        .ok_or_else(|| ApiErr::NotFound(format!("the {} executor keeps no logs", self.exec.name())))
+                        .open_log(id, &j.account, &stream)
+                        .ok_or_else(|| ApiErr::NotFound(format!("the {} executor keeps no logs", self.exec.name())))?
+                        .map_err(|e| ApiErr::Forbidden(format!("log of job {id}: {e}")))
                 });
                 let _ = reply.send(r);
             }
@@ -523,8 +584,14 @@ impl Engine {
             Cmd::AddAccount(who, path, shares, reply) => {
                 let _ = reply.send(self.add_account(&who, &path, shares));
             }
-            Cmd::CreateToken(who, name, account, role, reply) => {
-                let _ = reply.send(self.create_token(&who, &name, account, role));
+            Cmd::CreateToken(who, t, reply) => {
+                let _ = reply.send(self.create_token(&who, t));
+            }
+            Cmd::Tokens(who, reply) => {
+                let _ = reply.send(self.tokens(&who));
+            }
+            Cmd::RevokeToken(who, id, reply) => {
+                let _ = reply.send(self.revoke_token(&who, id));
             }
             Cmd::Facility(_, reply) => {
                 let _ = reply.send(Ok(self.facility_view()));
@@ -541,6 +608,16 @@ impl Engine {
         if req.command.is_empty() || req.command[0].is_empty() {
             return bad("command: must not be empty".into());
         }
+        if req.command.iter().any(|a| a.contains('\0')) {
+            return bad("command: arguments must not contain NUL bytes".into());
+        }
+        for (field, v) in
+            [("name", &req.name), ("account", &req.account), ("gpu_type", &req.gpu_type), ("qos", &req.qos)]
+        {
+            if v.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return bad(format!("{field}: must not be empty (leave it out for the default)"));
+            }
+        }
         let account_name = match (&req.account, &who.account) {
             (Some(a), _) => a.clone(),
             (None, Some(a)) => a.clone(),
@@ -552,6 +629,7 @@ impl Engine {
         if !who.covers(&path) {
             return Err(ApiErr::Forbidden(format!("token '{}' may not submit to account '{path}'", who.name)));
         }
+        self.exec.admits(&path).map_err(|e| ApiErr::BadRequest(format!("account: {e}")))?;
         if req.gpus == 0 {
             return bad("gpus: must be at least 1".into());
         }
@@ -568,8 +646,23 @@ impl Engine {
             return bad(format!("gpus: {} is more than the facility holds in one pool ({max})", req.gpus));
         }
         let walltime = req.walltime.secs("walltime")?;
-        if walltime == 0 {
-            return bad("walltime: must be positive".into());
+        if walltime == 0 || walltime > MAX_WALLTIME_S {
+            return bad(format!("walltime: {walltime} s is not between 1 s and {MAX_WALLTIME_S} s (366 days)"));
+        }
+        let bounded = |d: &Option<Dur>, field: &str| -> Result<Option<u64>, ApiErr> {
+            match d.as_ref().map(|d| d.secs(field)).transpose()? {
+                Some(v) if v == 0 || v > MAX_WALLTIME_S => Err(ApiErr::BadRequest(format!(
+                    "{field}: {v} s is not between 1 s and {MAX_WALLTIME_S} s (366 days)"
+                ))),
+                v => Ok(v),
+            }
+        };
+        let checkpoint_interval_s = bounded(&req.checkpoint_interval, "checkpoint_interval")?;
+        let simulated_runtime_s = bounded(&req.simulated_runtime, "simulated_runtime")?;
+        for (field, t) in [("earliest_start", req.earliest_start), ("deadline", req.deadline)] {
+            if t.is_some_and(|t| t > now.0.saturating_add(MAX_AHEAD_S)) {
+                return bad(format!("{field}: {} is more than 10 years ahead (Unix seconds expected)", t.unwrap_or(0)));
+            }
         }
         let qos = req.qos.clone().unwrap_or_else(|| "normal".into());
         qos.parse::<Qos>().map_err(|e| ApiErr::BadRequest(format!("qos: {e}")))?;
@@ -586,15 +679,11 @@ impl Engine {
             walltime_s: walltime,
             qos,
             preemptible: req.preemptible.unwrap_or(false),
-            checkpoint_interval_s: req
-                .checkpoint_interval
-                .as_ref()
-                .map(|d| d.secs("checkpoint_interval"))
-                .transpose()?,
+            checkpoint_interval_s,
             earliest_start: req.earliest_start,
             deadline: req.deadline,
             command: req.command.clone(),
-            simulated_runtime_s: req.simulated_runtime.as_ref().map(|d| d.secs("simulated_runtime")).transpose()?,
+            simulated_runtime_s,
             submitter: who.name.clone(),
             state: JobStatus::Pending,
             submit_time: now.0,
@@ -799,13 +888,14 @@ impl Engine {
             .ok_or_else(|| ApiErr::Internal("account vanished".into()))
     }
 
-    fn create_token(
-        &mut self,
-        who: &Identity,
-        name: &str,
-        account: Option<String>,
-        role: Role,
-    ) -> Result<String, ApiErr> {
+    fn create_token(&mut self, who: &Identity, t: NewToken) -> Result<String, ApiErr> {
+        let NewToken { name, account, role, expires_in } = t;
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(ApiErr::BadRequest("name: must be 1 to 200 characters".into()));
+        }
+        if expires_in.is_some_and(|e| e == 0 || e > MAX_AHEAD_S) {
+            return Err(ApiErr::BadRequest(format!("expires_in: must be between 1 s and {MAX_AHEAD_S} s")));
+        }
         let allowed = match who.role {
             Role::Admin => true,
             Role::Manager => role != Role::Admin && account.as_ref().is_some_and(|a| who.covers(a)),
@@ -830,9 +920,39 @@ impl Engine {
                 }
             }
         }
+        let now = self.clock.now().0;
         self.store
-            .create_token(name, account.as_deref(), role, self.clock.now().0)
+            .create_token_expiring(&name, account.as_deref(), role, now, expires_in.map(|e| now.saturating_add(e)))
             .map_err(|e| ApiErr::Internal(e.to_string()))
+    }
+
+    /// Tokens an identity may manage: admins all, managers those bound inside their subtree.
+    fn manages(who: &Identity, t: &TokenInfo) -> bool {
+        match who.role {
+            Role::Admin => true,
+            Role::Manager => t.account.as_ref().is_some_and(|a| who.covers(a)),
+            Role::User => false,
+        }
+    }
+
+    fn tokens(&self, who: &Identity) -> Result<Vec<TokenInfo>, ApiErr> {
+        if who.role == Role::User {
+            return Err(ApiErr::Forbidden("user tokens cannot list tokens".into()));
+        }
+        let all = self.store.tokens().map_err(|e| ApiErr::Internal(e.to_string()))?;
+        Ok(all.into_iter().filter(|t| Self::manages(who, t)).collect())
+    }
+
+    fn revoke_token(&mut self, who: &Identity, id: i64) -> Result<TokenInfo, ApiErr> {
+        let all = self.store.tokens().map_err(|e| ApiErr::Internal(e.to_string()))?;
+        let mut t = all
+            .into_iter()
+            .find(|t| t.id == id && Self::manages(who, t))
+            .ok_or_else(|| ApiErr::NotFound(format!("token {id} not found")))?;
+        self.store.revoke_token(id).map_err(|e| ApiErr::Internal(format!("store: {e}")))?;
+        t.revoked = true;
+        tracing::info!(token = id, by = %who.name, "token revoked");
+        Ok(t)
     }
 
     fn facility_view(&self) -> FacilityView {
@@ -866,6 +986,7 @@ impl Engine {
             power_cap_w: self.cfg.power_cap_mw.map(|c| c * 1e6),
             groups,
             now: self.clock.now().0,
+            announcement: self.exec.announcement(),
         }
     }
 
@@ -905,18 +1026,21 @@ impl Engine {
     /// One turn of the control loop.
     fn tick(&mut self) {
         let now = self.clock.now();
-        let mut changed: Vec<i64> = Vec::new();
+        let mut changed: Vec<i64> = std::mem::take(&mut self.unsaved).into_iter().collect();
         for (id, exit) in self.exec.poll(now) {
             if self.ended(id, exit, now) {
                 changed.push(id);
             }
+        }
+        if !changed.is_empty() {
+            self.crash_point(CrashPoint::BeforeEndCommit);
         }
         // Walltime: SIGTERM at the limit, SIGKILL after the grace period.
         let over: Vec<i64> = self
             .running
             .iter()
             .filter(|id| !self.terminating.contains_key(id))
-            .filter(|id| self.jobs[id].start_time.is_some_and(|s| s + self.jobs[id].walltime_s <= now.0))
+            .filter(|id| self.jobs[id].start_time.is_some_and(|s| s.saturating_add(self.jobs[id].walltime_s) <= now.0))
             .copied()
             .collect();
         for id in over {
@@ -931,6 +1055,14 @@ impl Engine {
                 self.exec.signal(id, true);
                 t.killed = true;
             }
+        }
+        // Record what happened before deciding anything new: a job whose end (or requeue) the
+        // store has not taken must not have its GPUs handed to another job's process.
+        self.save(&mut changed);
+        if !self.unsaved.is_empty() {
+            self.sample(now);
+            self.update_metrics();
+            return;
         }
         let t0 = Instant::now();
         let mut started = std::mem::take(&mut self.started);
@@ -954,22 +1086,51 @@ impl Engine {
             changed.push(id);
             tracing::info!(job = id, "preempted and requeued");
         }
+        // Preempted jobs are requeued in the store before anything takes their GPUs.
+        self.save(&mut changed);
         if !started.is_empty() {
-            self.start_jobs(&started, now);
-        }
-        self.started = started;
-        if !changed.is_empty() {
-            let recs: Vec<&JobRecord> = changed.iter().filter_map(|id| self.jobs.get(id)).collect();
-            if let Err(e) = self.store.update_jobs(recs) {
-                tracing::error!(error = %e, "recording job ends");
+            if self.unsaved.is_empty() {
+                self.start_jobs(&started, now);
+            } else {
+                for &jid in &started {
+                    let _ = self.sched.unstart(jid, now);
+                }
             }
         }
+        self.started = started;
         self.sample(now);
         self.update_metrics();
     }
 
-    /// Starting is committed before any process is spawned; a crash in between leaves jobs
-    /// "starting", which recovery resolves from the executor's traces.
+    /// Writes the records of `changed` jobs; those the store refuses stay unsaved (written
+    /// again next tick, and nothing new starts meanwhile).
+    fn save(&mut self, changed: &mut Vec<i64>) {
+        if changed.is_empty() {
+            return;
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        let recs: Vec<&JobRecord> = changed.iter().filter_map(|id| self.jobs.get(id)).collect();
+        let r = self.store.update_jobs(recs);
+        self.metrics.store_result("recording job states", &r);
+        if r.is_err() {
+            self.unsaved.extend(changed.iter().copied());
+        }
+        changed.clear();
+    }
+
+    fn crash_point(&self, p: CrashPoint) {
+        if self.cfg.faults.crash_at == Some(p) {
+            // Dies like a SIGKILL would: no write, no clean-up after this point. (A panic in
+            // this thread drops the store connection, which rolls back nothing committed.)
+            panic!("injected crash at {p:?}");
+        }
+    }
+
+    /// Commit first, act second: starts are committed as `starting` before any process is
+    /// spawned; if the store refuses, nothing is spawned and the jobs go back to the queue. A
+    /// crash in between leaves jobs "starting", which recovery resolves from the executor's
+    /// traces (a process found by its name in /proc is re-adopted, never started twice).
     fn start_jobs(&mut self, started: &[JobId], now: SimTime) {
         let ids: Vec<i64> = started.iter().map(|j| self.from_sched[j.idx()]).collect();
         for (&jid, &id) in started.iter().zip(&ids) {
@@ -981,9 +1142,20 @@ impl Engine {
             rec.allocation = Some(Allocation { parts: parts.iter().map(|&(d, n)| (d.0, n)).collect(), devices });
         }
         let recs: Vec<&JobRecord> = ids.iter().map(|id| &self.jobs[id]).collect();
-        if let Err(e) = self.store.update_jobs(recs) {
-            tracing::error!(error = %e, "recording job starts");
+        let r = self.store.update_jobs(recs);
+        self.metrics.store_result("recording job starts", &r);
+        if r.is_err() {
+            for (&jid, &id) in started.iter().zip(&ids) {
+                let _ = self.sched.unstart(jid, now);
+                let rec = self.jobs.get_mut(&id).expect("known");
+                let devs = rec.allocation.take().map(|a| a.devices).unwrap_or_default();
+                rec.state = JobStatus::Pending;
+                rec.start_time = None;
+                self.release_devices(&devs);
+            }
+            return;
         }
+        self.crash_point(CrashPoint::AfterStartingCommit);
         for (&jid, &id) in started.iter().zip(&ids) {
             let rec = &self.jobs[&id];
             let devices = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
@@ -1006,10 +1178,11 @@ impl Engine {
                 }
             }
         }
-        let recs: Vec<&JobRecord> = ids.iter().map(|id| &self.jobs[id]).collect();
-        if let Err(e) = self.store.update_jobs(recs) {
-            tracing::error!(error = %e, "recording started jobs");
-        }
+        self.crash_point(CrashPoint::AfterSpawn);
+        // A refused write here loses only the pids: the jobs stay "starting" in the store, and
+        // recovery finds their processes by name.
+        let mut changed = ids;
+        self.save(&mut changed);
     }
 
     /// A job's process ended: every job ends exactly once, here.
@@ -1080,6 +1253,7 @@ impl Engine {
 fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime, power_fraction: f64) -> Launch<'a> {
     Launch {
         id: rec.id,
+        account: &rec.account,
         command: &rec.command,
         devices,
         simulated_runtime_s: rec.simulated_runtime_s,

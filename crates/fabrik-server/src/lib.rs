@@ -12,14 +12,16 @@ pub mod executor;
 pub mod metrics;
 pub mod openapi;
 pub mod store;
+#[doc(hidden)]
+pub mod test_support;
 
 use anyhow::Context;
 use engine::{Cmd, Engine, EngineConfig};
-use executor::{Executor, LocalExecutor, SimulatedExecutor};
+use executor::{Executor, Isolation, LocalConfig, LocalExecutor, SimulatedExecutor};
 use fabrik_model::Facility;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorKind {
@@ -36,22 +38,73 @@ pub struct ServeConfig {
     /// of the GPUs NVML finds, or `virtual_gpus`).
     pub facility: Option<Facility>,
     pub virtual_gpus: u32,
+    /// For `local`: where job directories live (default: the data directory's path with
+    /// `-jobs` appended), whether every job runs as the server's own user (`--single-user`),
+    /// and which of the server's environment variables jobs get.
+    pub spool_dir: Option<PathBuf>,
+    pub single_user: bool,
+    pub job_env: Vec<String>,
+    /// Whether `/metrics` needs a token (any role).
+    pub metrics_token: bool,
+    pub limits: api::Limits,
     pub engine: EngineConfig,
+}
+
+impl ServeConfig {
+    /// A configuration with defaults around the given parts (tests and embedding).
+    pub fn new(data_dir: PathBuf, executor: ExecutorKind, facility: Option<Facility>) -> ServeConfig {
+        ServeConfig {
+            data_dir,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            executor,
+            facility,
+            virtual_gpus: 8,
+            spool_dir: None,
+            single_user: false,
+            job_env: Vec::new(),
+            metrics_token: false,
+            limits: api::Limits::default(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// The spool default: `DATA_DIR-jobs` beside the data directory, which stays private.
+pub fn default_spool(data_dir: &Path) -> PathBuf {
+    let mut s = data_dir.as_os_str().to_owned();
+    if s.to_string_lossy().ends_with('/') && s.len() > 1 {
+        s = std::ffi::OsString::from(s.to_string_lossy().trim_end_matches('/'));
+    }
+    s.push("-jobs");
+    PathBuf::from(s)
 }
 
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("fabrik.db")
 }
 
-/// Opens the store in `data_dir`, creating it if needed.
+/// Opens the store in `data_dir`, creating it if needed. The directory is private to the
+/// server (0700) and the database file 0600, whatever they were before.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<store::Store> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    store::Store::open(&db_path(data_dir)).with_context(|| format!("opening {}", db_path(data_dir).display()))
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private (0700)", data_dir.display()))?;
+    let db = db_path(data_dir);
+    let s = store::Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    for f in [db.clone(), data_dir.join("fabrik.db-wal"), data_dir.join("fabrik.db-shm")] {
+        if f.exists() {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private (0600)", f.display()))?;
+        }
+    }
+    Ok(s)
 }
 
 /// A started control plane: its address, and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    announcement: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     engine: Option<std::thread::JoinHandle<()>>,
@@ -59,6 +112,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// What operators must know about this server (e.g. single-user mode).
+    pub fn announcement(&self) -> Option<&str> {
+        self.announcement.as_deref()
+    }
+
     /// Graceful shutdown: stop accepting requests, finish those in flight, stop the engine.
     /// Running jobs keep running; the next start re-adopts them.
     pub async fn stop(mut self) {
@@ -88,9 +146,38 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
             let mut f = Facility::from_shorthand(&format!("1x{n}:1")).context("host facility")?;
             f.name = "local host".into();
             if let Some(given) = &cfg.facility {
+                // The host is the topology; every other setting of the file holds live as in
+                // the twin: tenants, the user map, advance reservations (checked against the host).
                 f.tenants = given.tenants.clone();
+                f.run_as = given.run_as.clone();
+                for r in &given.reservations {
+                    let fits = u64::from(r.gpus) <= f.total_gpus()
+                        && r.group.is_none_or(|g| g.idx() < f.groups.len())
+                        && r.gpu_type.is_none_or(|t| given.gpu(t).name == f.gpu(f.pools[0].gpu_type).name);
+                    if !fits {
+                        anyhow::bail!(
+                            "reservation {}: {} GPUs{} do not fit this host ({} {} GPUs)",
+                            r.name,
+                            r.gpus,
+                            r.group.map_or(String::new(), |g| format!(" in leaf group {}", g.0)),
+                            f.total_gpus(),
+                            f.gpu(f.pools[0].gpu_type).name
+                        );
+                    }
+                    f.reservations.push(fabrik_model::facility::AdvanceReservation {
+                        gpu_type: r.gpu_type.map(|_| f.pools[0].gpu_type),
+                        ..r.clone()
+                    });
+                }
             }
-            (f, Box::new(LocalExecutor::new(&cfg.data_dir).context("job directory")?))
+            let isolation = if cfg.single_user { Isolation::SingleUser } else { Isolation::Mapped(f.run_as.clone()) };
+            let local = LocalConfig {
+                data_dir: cfg.data_dir.clone(),
+                spool_dir: cfg.spool_dir.clone().unwrap_or_else(|| default_spool(&cfg.data_dir)),
+                isolation,
+                env_allow: cfg.job_env.clone(),
+            };
+            (f, Box::new(LocalExecutor::new(local).map_err(anyhow::Error::msg)?))
         }
         ExecutorKind::Simulated => {
             let f = cfg.facility.clone().context("the simulated executor needs a facility")?;
@@ -98,6 +185,10 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
         }
     };
     let metrics = Arc::new(metrics::Metrics::new());
+    let announcement = exec.announcement();
+    if let Some(a) = &announcement {
+        tracing::warn!("{a}");
+    }
     let engine = Engine::open(store, facility, exec, cfg.engine.clone(), metrics.clone())?;
     let (tx, rx) = mpsc::channel();
     let engine = std::thread::Builder::new().name("fabrik-engine".into()).spawn(move || engine.run(rx))?;
@@ -105,11 +196,16 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
         engine: Mutex::new(tx.clone()),
         metrics,
         tokens: Mutex::new(open_store(&cfg.data_dir)?),
-        cache: RwLock::new(Default::default()),
+        metrics_token: cfg.metrics_token,
+        announcement,
+        log_reads: Arc::new(tokio::sync::Semaphore::new(cfg.limits.concurrent_log_reads)),
+        limits: cfg.limits.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = cfg.limits.clone();
+    let state_announcement = state.announcement.clone();
     let app = api::router(state);
     let server = tokio::spawn(async move {
         let shutdown = async move {
@@ -119,12 +215,10 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
                 _ = terminate() => {}
             }
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "server error");
-        }
+        api::serve(listener, app, limits, shutdown).await;
     });
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "fabrik serve listening");
-    Ok(Running { addr, shutdown: Some(stop_tx), server, engine: Some(engine), tx })
+    Ok(Running { addr, announcement: state_announcement, shutdown: Some(stop_tx), server, engine: Some(engine), tx })
 }
 
 async fn terminate() {

@@ -34,6 +34,11 @@ pub struct Metrics {
     pub api_seconds: Family<RouteLabel, Histogram>,
     pub submissions: Counter,
     pub it_power_w: Gauge<f64, AtomicU64>,
+    /// Store writes that failed; while the last one failed the engine starts nothing new and
+    /// `/healthz` answers 503 with the error.
+    pub store_errors: Counter,
+    pub store_healthy: Gauge,
+    pub store_error: std::sync::Mutex<Option<String>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -58,7 +63,43 @@ impl Metrics {
         registry.register("api_request_seconds", "API request latency", api_seconds.clone());
         registry.register("submissions", "Accepted job submissions", submissions.clone());
         registry.register("it_power_watts", "Estimated IT power of the facility (GPU power model)", it_power_w.clone());
-        Metrics { registry, jobs, gpus, queue, pass_seconds, api_seconds, submissions, it_power_w }
+        let store_errors = Counter::default();
+        let store_healthy = Gauge::default();
+        store_healthy.set(1);
+        registry.register("store_write_errors", "Store writes that failed", store_errors.clone());
+        registry.register("store_healthy", "1 while the last store write succeeded", store_healthy.clone());
+        Metrics {
+            registry,
+            jobs,
+            gpus,
+            queue,
+            pass_seconds,
+            api_seconds,
+            submissions,
+            it_power_w,
+            store_errors,
+            store_healthy,
+            store_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Records the outcome of a store write.
+    pub fn store_result<T, E: std::fmt::Display>(&self, what: &str, r: &Result<T, E>) {
+        let mut last = self.store_error.lock().expect("health lock");
+        match r {
+            Ok(_) => {
+                if last.take().is_some() {
+                    tracing::info!("store writes succeed again");
+                }
+                self.store_healthy.set(1);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed: {what}");
+                self.store_errors.inc();
+                self.store_healthy.set(0);
+                *last = Some(format!("{what}: {e}"));
+            }
+        }
     }
 
     pub fn render(&self) -> String {

@@ -141,6 +141,21 @@ pub fn hash_token(token: &str) -> String {
 
 pub struct Store {
     conn: Connection,
+    /// Test hook: this many coming writes fail as an I/O error would (see `use_fault_counter`).
+    fail_writes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// A token as listed to admins and managers: never its secret, which is stored only hashed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub account: Option<String>,
+    pub created: u64,
+    /// Unix seconds after which the token is refused.
+    pub expires: Option<u64>,
+    pub revoked: bool,
 }
 
 const SCHEMA: &str = "
@@ -148,7 +163,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (seq INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, shares REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, hash TEXT UNIQUE NOT NULL,
-    account TEXT, role TEXT NOT NULL, created INTEGER NOT NULL);
+    account TEXT, role TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER, revoked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, account TEXT NOT NULL, gpus INTEGER NOT NULL,
     gpu_type TEXT, walltime INTEGER NOT NULL, qos TEXT NOT NULL, preemptible INTEGER NOT NULL,
@@ -166,7 +181,44 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        // Stores from before token expiry and revocation gain the columns.
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('tokens')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_>>()?;
+        if !cols.iter().any(|c| c == "expires") {
+            conn.execute_batch("ALTER TABLE tokens ADD COLUMN expires INTEGER")?;
+        }
+        if !cols.iter().any(|c| c == "revoked") {
+            conn.execute_batch("ALTER TABLE tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0")?;
+        }
+        Ok(Store { conn, fail_writes: Default::default() })
+    }
+
+    /// Test hook for crash-safety tests: while the counter is above zero, each job or token
+    /// write takes one off it and fails as a full disk or an I/O error would.
+    #[doc(hidden)]
+    pub fn use_fault_counter(&mut self, c: std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        self.fail_writes = c;
+    }
+
+    fn injected(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        match self.fail_writes.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)) {
+            Err(_) => Ok(()),
+            Ok(_) => Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("injected write failure".into()),
+            )),
+        }
+    }
+
+    /// The store's epoch: Unix seconds of its first use, set once. Live, advance reservations'
+    /// windows are offsets from it.
+    pub fn epoch(&self, now: u64) -> Result<u64> {
+        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', ?1)", params![now.to_string()])?;
+        let v: String = self.conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
+        Ok(v.parse().unwrap_or(now))
     }
 
     pub fn accounts(&self) -> Result<Vec<(String, f64)>> {
@@ -184,33 +236,75 @@ impl Store {
     }
 
     pub fn create_token(&self, name: &str, account: Option<&str>, role: Role, now: u64) -> Result<String> {
+        self.create_token_expiring(name, account, role, now, None)
+    }
+
+    pub fn create_token_expiring(
+        &self,
+        name: &str,
+        account: Option<&str>,
+        role: Role,
+        now: u64,
+        expires: Option<u64>,
+    ) -> Result<String> {
         let mut bytes = [0u8; 24];
         rand::Rng::fill(&mut rand::rngs::OsRng, &mut bytes[..]);
         let token = format!("fbk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
         self.conn.execute(
-            "INSERT INTO tokens(name, hash, account, role, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, hash_token(&token), account, role.as_str(), now as i64],
+            "INSERT INTO tokens(name, hash, account, role, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, hash_token(&token), account, role.as_str(), sql_u64(now), expires.map(sql_u64)],
         )?;
         Ok(token)
     }
 
-    pub fn identity(&self, token_hash: &str) -> Result<Option<Identity>> {
+    /// The identity of a token that is neither revoked nor expired at `now`. Read on every
+    /// request (an indexed lookup), so a revocation takes effect at once, whoever made it.
+    pub fn identity(&self, token_hash: &str, now: u64) -> Result<Option<Identity>> {
         self.conn
-            .query_row("SELECT name, role, account FROM tokens WHERE hash = ?1", params![token_hash], |r| {
+            .prepare_cached(
+                "SELECT name, role, account FROM tokens WHERE hash = ?1 AND revoked = 0
+                 AND (expires IS NULL OR expires > ?2)",
+            )?
+            .query_row(params![token_hash, sql_u64(now)], |r| {
                 let role: String = r.get(1)?;
                 Ok(Identity { name: r.get(0)?, role: Role::parse(&role).unwrap_or(Role::User), account: r.get(2)? })
             })
             .optional()
     }
 
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let mut st =
+            self.conn.prepare("SELECT id, name, role, account, created, expires, revoked FROM tokens ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            let role: String = r.get(2)?;
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::parse(&role).unwrap_or(Role::User),
+                account: r.get(3)?,
+                created: r.get::<_, i64>(4)?.max(0) as u64,
+                expires: r.get::<_, Option<i64>>(5)?.map(|x| x.max(0) as u64),
+                revoked: r.get(6)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Revokes a token by id; false when there is no such token.
+    pub fn revoke_token(&self, id: i64) -> Result<bool> {
+        self.injected()?;
+        Ok(self.conn.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", params![id])? > 0)
+    }
+
     pub fn has_admin(&self) -> Result<bool> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM tokens WHERE role = 'admin'", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COUNT(*) FROM tokens WHERE role = 'admin' AND revoked = 0", [], |r| r.get::<_, i64>(0))
             .map(|n| n > 0)
     }
 
     /// Inserts jobs in one transaction; returns their ids.
     pub fn insert_jobs(&mut self, jobs: &[JobRecord]) -> Result<Vec<i64>> {
+        self.injected()?;
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(jobs.len());
         {
@@ -225,17 +319,17 @@ impl Store {
                     j.account,
                     j.gpus,
                     j.gpu_type,
-                    j.walltime_s as i64,
+                    sql_u64(j.walltime_s),
                     j.qos,
                     j.preemptible,
-                    j.checkpoint_interval_s.map(|x| x as i64),
-                    j.earliest_start.map(|x| x as i64),
-                    j.deadline.map(|x| x as i64),
+                    j.checkpoint_interval_s.map(sql_u64),
+                    j.earliest_start.map(sql_u64),
+                    j.deadline.map(sql_u64),
                     serde_json::to_string(&j.command).expect("strings serialise"),
-                    j.simulated_runtime_s.map(|x| x as i64),
+                    j.simulated_runtime_s.map(sql_u64),
                     j.submitter,
                     j.state.as_str(),
-                    j.submit_time as i64,
+                    sql_u64(j.submit_time),
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -246,6 +340,7 @@ impl Store {
 
     /// Writes the changing fields of these jobs in one transaction.
     pub fn update_jobs<'a>(&mut self, jobs: impl IntoIterator<Item = &'a JobRecord>) -> Result<()> {
+        self.injected()?;
         let tx = self.conn.transaction()?;
         update_in(&tx, jobs)?;
         tx.commit()
@@ -294,6 +389,12 @@ impl Store {
     }
 }
 
+/// SQLite integers are i64; values beyond are refused at the API, and saturate here rather
+/// than wrap negative.
+fn sql_u64(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
 fn update_in<'a>(tx: &Transaction<'_>, jobs: impl IntoIterator<Item = &'a JobRecord>) -> Result<()> {
     let mut st = tx.prepare_cached(
         "UPDATE jobs SET state = ?2, start_time = ?3, end_time = ?4, exit_code = ?5, signal = ?6, pid = ?7,
@@ -303,8 +404,8 @@ fn update_in<'a>(tx: &Transaction<'_>, jobs: impl IntoIterator<Item = &'a JobRec
         st.execute(params![
             j.id,
             j.state.as_str(),
-            j.start_time.map(|x| x as i64),
-            j.end_time.map(|x| x as i64),
+            j.start_time.map(sql_u64),
+            j.end_time.map(sql_u64),
             j.exit_code,
             j.signal,
             j.pid,
@@ -339,8 +440,19 @@ mod tests {
         let raw: String = s.conn.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
         assert_ne!(raw, t);
         assert_eq!(raw, hash_token(&t));
-        assert_eq!(s.identity(&hash_token(&t)).unwrap().unwrap().role, Role::Admin);
-        assert!(s.identity(&hash_token("fbk_wrong")).unwrap().is_none());
+        assert_eq!(s.identity(&hash_token(&t), 2).unwrap().unwrap().role, Role::Admin);
+        assert!(s.identity(&hash_token("fbk_wrong"), 2).unwrap().is_none());
+        // expiry and revocation
+        let short = s.create_token_expiring("short", Some("a/b/c"), Role::User, 1, Some(100)).unwrap();
+        assert!(s.identity(&hash_token(&short), 99).unwrap().is_some());
+        assert!(s.identity(&hash_token(&short), 100).unwrap().is_none());
+        let listed = s.tokens().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!((listed[1].name.as_str(), listed[1].expires, listed[1].revoked), ("short", Some(100), false));
+        assert!(s.revoke_token(listed[0].id).unwrap());
+        assert!(!s.revoke_token(999).unwrap());
+        assert!(s.identity(&hash_token(&t), 2).unwrap().is_none());
+        assert!(s.tokens().unwrap()[0].revoked);
         let mut j = JobRecord {
             id: 0,
             name: "j".into(),

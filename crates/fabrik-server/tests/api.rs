@@ -3,7 +3,7 @@
 
 use fabrik_server::engine::EngineConfig;
 use fabrik_server::store::Role;
-use fabrik_server::{ExecutorKind, ServeConfig};
+use fabrik_server::{test_support, ExecutorKind, ServeConfig};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -17,6 +17,20 @@ struct Srv {
     http: Client,
     running: Option<fabrik_server::Running>,
     dir: std::path::PathBuf,
+}
+
+/// The tiny preset's tenants; as root, research's jobs run as fabrik-ta, the SMEs' and the
+/// public sector's as fabrik-tb (industry maps to no user).
+fn tenant_facility() -> fabrik_model::Facility {
+    let mut f = fabrik_model::Facility::preset("tiny").unwrap();
+    if let Some([ta, tb]) = test_support::tenant_users() {
+        f.run_as = test_support::user_map(&[("research", ta), ("sme", tb), ("public", tb)]);
+    }
+    f
+}
+
+fn limits() -> fabrik_server::api::Limits {
+    fabrik_server::api::Limits::default()
 }
 
 async fn start(name: &str, gpus: u32) -> Srv {
@@ -36,14 +50,11 @@ async fn start_with(name: &str, gpus: u32, engine: EngineConfig) -> Srv {
     let alice = store.create_token("alice", Some("research/open-llm/eval"), Role::User, 0).unwrap();
     let bob = store.create_token("bob", Some("sme/startup-a/llm"), Role::User, 0).unwrap();
     let carol = store.create_token("carol", Some("research/open-llm"), Role::Manager, 0).unwrap();
-    let cfg = ServeConfig {
-        data_dir: dir.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        executor: ExecutorKind::Local,
-        facility: None,
-        virtual_gpus: gpus,
-        engine,
-    };
+    let mut cfg = ServeConfig::new(dir.clone(), ExecutorKind::Local, Some(tenant_facility()));
+    cfg.virtual_gpus = gpus;
+    cfg.single_user = test_support::tenant_users().is_none();
+    cfg.limits = limits();
+    cfg.engine = engine;
     let running = fabrik_server::start(cfg).await.unwrap();
     Srv {
         base: format!("http://{}", running.addr),
@@ -270,7 +281,48 @@ async fn malformed_and_oversized_requests_get_4xx() {
             json!({"command": ["x"], "gpus": 1, "walltime": "soon"}),
             "walltime: 'soon' is not a duration (e.g. 3600, 90m, 2h, 1.5d)",
         ),
-        (json!({"command": ["x"], "gpus": 1, "walltime": 0}), "walltime: must be positive"),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 0}),
+            "walltime: 0 s is not between 1 s and 31622400 s (366 days)",
+        ),
+        // 2^64 - 1 s once wrapped and killed the job at its start second
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": u64::MAX}),
+            "walltime: 18446744073709551615 s is not between 1 s and 31622400 s (366 days)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": "1e308d"}),
+            "walltime: 18446744073709551615 s is not between 1 s and 31622400 s (366 days)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "checkpoint_interval": "400d"}),
+            "checkpoint_interval: 34560000 s is not between 1 s and 31622400 s (366 days)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "deadline": 9_223_372_036_854_775_808u64}),
+            "deadline: 9223372036854775808 is more than 10 years ahead (Unix seconds expected)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "earliest_start": u64::MAX}),
+            "earliest_start: 18446744073709551615 is more than 10 years ahead (Unix seconds expected)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "qos": ""}),
+            "qos: must not be empty (leave it out for the default)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "name": " "}),
+            "name: must not be empty (leave it out for the default)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "account": ""}),
+            "account: must not be empty (leave it out for the default)",
+        ),
+        (
+            json!({"command": ["x"], "gpus": 1, "walltime": 60, "gpu_type": ""}),
+            "gpu_type: must not be empty (leave it out for the default)",
+        ),
+        (json!({"command": ["x\u{0}y"], "gpus": 1, "walltime": 60}), "command: arguments must not contain NUL bytes"),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": 1, "qos": "urgent"}),
             "qos: unknown QoS 'urgent' (expected high, normal or low)",
@@ -283,7 +335,7 @@ async fn malformed_and_oversized_requests_get_4xx() {
         assert_eq!((st, v["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, msg));
     }
     let (st, v) = s.req("GET", "/v1/jobs", "fbk_not_a_token", None).await;
-    assert_eq!((st, v["error"].as_str().unwrap()), (StatusCode::UNAUTHORIZED, "unknown token"));
+    assert_eq!((st, v["error"].as_str().unwrap()), (StatusCode::UNAUTHORIZED, "unknown, revoked or expired token"));
     let st = s.http.get(&url).send().await.unwrap().status();
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, _) = s.req("GET", "/v1/jobs/abc", &s.alice, None).await;

@@ -383,11 +383,7 @@ impl<'a> Twin<'a> {
                 });
             }
         }
-        let mut sched = Scheduler::with_policy(facility, &cfg.policy, cfg.sched.clone())?;
-        // Advance reservations first: their pseudo-jobs take the first ids.
-        for r in &facility.reservations {
-            sched.add_reservation(r, SimTime::ZERO)?;
-        }
+        let mut sched = Scheduler::for_facility(facility, &cfg.policy, cfg.sched.clone(), SimTime::ZERO)?;
         let offset = facility.reservations.len();
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
         let cap_w = cfg
