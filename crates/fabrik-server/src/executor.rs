@@ -317,22 +317,25 @@ impl LocalExecutor {
         std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
-    /// Whether `pid` is this job's wrapper: its `$0`, a process-group leader, running as `uid`.
-    fn is_ours(id: i64, pid: u32, uid: u32) -> bool {
+    /// Whether `pid` is this job's wrapper: its `$0`, a process-group leader, running as `uid`,
+    /// in this job's directory (job ids repeat across servers on one host; directories do not).
+    fn is_ours(&self, id: i64, pid: u32, uid: u32) -> bool {
         let marker = format!("fabrik-job-{id}");
         let named = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|c| c.split(|&b| b == 0).any(|a| a == marker.as_bytes()))
             .unwrap_or(false);
-        named && proc_info(pid).is_some_and(|(s, pg, u)| s != 'Z' && pg == pid as i32 && u == uid)
+        named
+            && proc_info(pid).is_some_and(|(s, pg, u)| s != 'Z' && pg == pid as i32 && u == uid)
+            && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == self.job_dir(id))
     }
 
     /// After a crash between spawning a job and recording its pid: the job's wrapper, found by
     /// its name in /proc.
-    fn scan_proc(id: i64, uid: u32) -> Option<u32> {
+    fn scan_proc(&self, id: i64, uid: u32) -> Option<u32> {
         std::fs::read_dir("/proc")
             .ok()?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .find(|&pid| Self::is_ours(id, pid, uid))
+            .find(|&pid| self.is_ours(id, pid, uid))
     }
 
     /// A fresh job directory: whatever a previous run left (a job may have planted symlinks)
@@ -460,7 +463,7 @@ impl Executor for LocalExecutor {
         let pid = match (self.children.get(&id), self.adopted.get(&id)) {
             (Some(c), _) => Some(c.id()),
             // not our child: make sure the pid was not reused by someone else's process
-            (None, Some(&(pid, uid))) => Self::is_ours(id, pid, uid).then_some(pid),
+            (None, Some(&(pid, uid))) => self.is_ours(id, pid, uid).then_some(pid),
             _ => None,
         };
         if let Some(pid) = pid {
@@ -477,7 +480,7 @@ impl Executor for LocalExecutor {
                 None => Found::NotStarted,
             };
         };
-        let live = pid.filter(|&p| Self::is_ours(id, p, uid)).or_else(|| Self::scan_proc(id, uid));
+        let live = pid.filter(|&p| self.is_ours(id, p, uid)).or_else(|| self.scan_proc(id, uid));
         if let Some(p) = live {
             self.adopted.insert(id, (p, uid));
             return Found::Alive(Some(p));

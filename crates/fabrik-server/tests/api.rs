@@ -1,115 +1,12 @@
 //! The control plane end to end on a loopback port with the local executor: real processes,
 //! exit codes, logs, cancel, walltime kill, tenants kept apart, and bad requests.
 
+mod common;
+use common::*;
 use fabrik_server::engine::EngineConfig;
-use fabrik_server::store::Role;
-use fabrik_server::{test_support, ExecutorKind, ServeConfig};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-struct Srv {
-    base: String,
-    admin: String,
-    alice: String, // user of research/open-llm/eval
-    bob: String,   // user of sme/startup-a/llm
-    carol: String, // manager of research/open-llm
-    http: Client,
-    running: Option<fabrik_server::Running>,
-    dir: std::path::PathBuf,
-}
-
-/// The tiny preset's tenants; as root, research's jobs run as fabrik-ta, the SMEs' and the
-/// public sector's as fabrik-tb (industry maps to no user).
-fn tenant_facility() -> fabrik_model::Facility {
-    let mut f = fabrik_model::Facility::preset("tiny").unwrap();
-    if let Some([ta, tb]) = test_support::tenant_users() {
-        f.run_as = test_support::user_map(&[("research", ta), ("sme", tb), ("public", tb)]);
-    }
-    f
-}
-
-fn limits() -> fabrik_server::api::Limits {
-    fabrik_server::api::Limits::default()
-}
-
-async fn start(name: &str, gpus: u32) -> Srv {
-    start_with(name, gpus, EngineConfig { tick: Duration::from_millis(50), kill_grace_s: 1, ..EngineConfig::default() })
-        .await
-}
-
-async fn start_with(name: &str, gpus: u32, engine: EngineConfig) -> Srv {
-    let dir = std::env::temp_dir().join(format!("fabrik-api-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = fabrik_server::open_store(&dir).unwrap();
-    let f = fabrik_model::Facility::preset("tiny").unwrap();
-    for (_, a) in f.tenants.iter().skip(1) {
-        store.add_account(&a.path, a.shares).unwrap();
-    }
-    let admin = store.create_token("root", None, Role::Admin, 0).unwrap();
-    let alice = store.create_token("alice", Some("research/open-llm/eval"), Role::User, 0).unwrap();
-    let bob = store.create_token("bob", Some("sme/startup-a/llm"), Role::User, 0).unwrap();
-    let carol = store.create_token("carol", Some("research/open-llm"), Role::Manager, 0).unwrap();
-    let mut cfg = ServeConfig::new(dir.clone(), ExecutorKind::Local, Some(tenant_facility()));
-    cfg.virtual_gpus = gpus;
-    cfg.single_user = test_support::tenant_users().is_none();
-    cfg.limits = limits();
-    cfg.engine = engine;
-    let running = fabrik_server::start(cfg).await.unwrap();
-    Srv {
-        base: format!("http://{}", running.addr),
-        admin,
-        alice,
-        bob,
-        carol,
-        http: Client::new(),
-        running: Some(running),
-        dir,
-    }
-}
-
-impl Srv {
-    async fn req(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut r = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        }
-        .bearer_auth(token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn submit(&self, token: &str, body: Value) -> i64 {
-        let (s, v) = self.req("POST", "/v1/jobs", token, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        v["id"].as_i64().unwrap()
-    }
-
-    async fn wait_state(&self, id: i64, token: &str, want: &str) -> Value {
-        let t = Instant::now();
-        loop {
-            let (_, v) = self.req("GET", &format!("/v1/jobs/{id}"), token, None).await;
-            if v["state"] == want {
-                return v;
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "job {id} stuck in {v}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.stop().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_commands_run_with_exit_codes_logs_cancel_and_walltime() {
