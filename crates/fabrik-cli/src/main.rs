@@ -332,8 +332,8 @@ fn load_workload_with(
     };
     if spec != "synthetic" {
         if let Some(d) = days {
-            if d.is_nan() || d <= 0.0 {
-                bail!("--days must be positive, got {d}");
+            if !(d > 0.0 && d <= 7320.0) {
+                bail!("--days must be in (0, 7320] (the twin replays at most 20 years), got {d:?}");
             }
             let limit = (d * 86_400.0) as u64;
             w.jobs.retain(|j| j.spec.submit.0 < limit);
@@ -369,8 +369,10 @@ fn simulate(a: &SimArgs) -> Result<()> {
     if a.failures || a.failure_rate.is_some() {
         let mut fc = fabrik_twin::engine::FailureConfig { seed: a.w.seed, ..Default::default() };
         if let Some(r) = a.failure_rate {
-            if !(r.is_finite() && r >= 0.0) {
-                bail!("--failure-rate must be zero or positive, got {r}");
+            // 1,000 per 1,000 node-days is a failure per node per day, 150 times the published
+            // rate; beyond, the run would be nothing but failures.
+            if !(0.0..=1000.0).contains(&r) {
+                bail!("--failure-rate must be in [0, 1000] failures per 1,000 node-days, got {r:?}");
             }
             fc.per_1000_node_days = r;
         }

@@ -99,7 +99,28 @@ fn bad_input_is_a_clear_error_and_a_nonzero_exit() {
     );
     fails_with(&["simulate", "--workload", "slurm:x"], "unknown workload 'slurm:x'");
     fails_with(&["simulate", "--workload", "pai:only-one.csv"], "pai: takes JOBS.csv,TASKS.csv");
-    fails_with(&["simulate", "--facility", "tiny", "--days=-3"], "days must be positive");
+    fails_with(&["simulate", "--facility", "tiny", "--days=-3"], "days must be in (0, 3660] (ten years), got -3.0");
+    // absurd values once ran away (memory linear in a duration, endless event streams)
+    fails_with(
+        &["simulate", "--facility", "tiny", "--days", "1e308"],
+        "days must be in (0, 3660] (ten years), got 1e308",
+    );
+    fails_with(
+        &["simulate", "--facility", "tiny", "--failures", "--failure-rate", "1e12"],
+        "--failure-rate must be in [0, 1000] failures per 1,000 node-days, got 1000000000000.0",
+    );
+    let long = tmp(
+        "long.csv",
+        "name,submit,account,gpus,walltime,runtime
+forever,0,eval,8,1000000000000d,1000000000000d
+",
+    );
+    let wl = format!("csv:{}", long.display());
+    fails_with(
+        &["simulate", "--facility", "tiny", "--workload", &wl],
+        "job 'forever' (#0) has a walltime of 86400000000000000 s; the twin accepts at most 158112000 s (5 years)",
+    );
+    fails_with(&["simulate", "--facility", "tiny", "--workload", &wl, "--days", "1e9"], "--days must be in (0, 7320]");
     let sc = tmp("sched.toml", "backfill_depth = 5\n[fair_share]\nhalf_lfe = 3\n");
     fails_with(&["simulate", "--facility", "tiny", "--sched-config", sc.to_str().unwrap()], "unknown field `half_lfe`");
 }

@@ -32,11 +32,18 @@ pub enum TwinError {
         facility: String,
         max: u64,
     },
+    #[error("workload {workload}: job '{job}' (#{index}) has a {what} of {secs} s; the twin accepts at most {max} s (5 years) per job and a workload spanning at most 20 years")]
+    TooLong { workload: String, job: String, index: usize, what: &'static str, secs: u64, max: u64 },
     #[error("workload {0} has no jobs")]
     Empty(String),
     #[error("{0} jobs can never start; the first: {1}")]
     Stuck(u64, String),
 }
+
+/// The longest walltime or runtime of one job the twin accepts: 5 years.
+pub const MAX_JOB_S: u64 = 5 * 366 * 86_400;
+/// The longest span of submissions: 20 years.
+pub const MAX_SPAN_S: u64 = 20 * 366 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -371,6 +378,27 @@ impl<'a> Twin<'a> {
             return Err(TwinError::Empty(workload.source.clone()));
         }
         for (index, j) in workload.jobs.iter().enumerate() {
+            // A run's horizon (events, the hourly ledger, the failure process) follows its
+            // jobs: absurd durations are input errors, not a reason to run for hours.
+            for (what, secs, max) in [
+                ("walltime", j.spec.walltime.0, MAX_JOB_S),
+                ("runtime", j.runtime.0, MAX_JOB_S),
+                ("submit time", j.spec.submit.0, MAX_SPAN_S),
+                ("earliest start", j.spec.earliest_start.map_or(0, |t| t.0), MAX_SPAN_S),
+                ("deadline", j.spec.deadline.map_or(0, |t| t.0), MAX_SPAN_S),
+                ("checkpoint interval", j.spec.checkpoint_interval.map_or(0, |t| t.0), MAX_JOB_S),
+            ] {
+                if secs > max {
+                    return Err(TwinError::TooLong {
+                        workload: workload.source.clone(),
+                        job: j.spec.name.clone(),
+                        index,
+                        what,
+                        secs,
+                        max,
+                    });
+                }
+            }
             let max = facility.max_gang(j.spec.gpu_type);
             if u64::from(j.spec.gpus) > max {
                 return Err(TwinError::TooLarge {

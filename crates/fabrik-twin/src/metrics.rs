@@ -4,7 +4,10 @@ use fabrik_model::SimTime;
 use serde::Serialize;
 
 /// A step function of time, integrated into fixed-width buckets: each bucket holds the
-/// time-weighted mean of the value over the bucket.
+/// time-weighted mean of the value over the bucket. At most `MAX_BUCKETS` are kept: a series
+/// that would need more doubles its bucket width (merging neighbours), so memory and the work
+/// of one `set` stay bounded however long the run (a trace row lasting 10^12 days once made
+/// this linear in its duration).
 #[derive(Debug, Clone)]
 pub struct TimeSeries {
     bucket: u64,
@@ -15,6 +18,8 @@ pub struct TimeSeries {
     max: f64,
 }
 
+pub const MAX_BUCKETS: u64 = 8192;
+
 impl TimeSeries {
     pub fn new(bucket_s: u64) -> TimeSeries {
         TimeSeries { bucket: bucket_s.max(1), last_t: 0, last_v: 0.0, integral: Vec::new(), total: 0.0, max: 0.0 }
@@ -23,6 +28,9 @@ impl TimeSeries {
     /// The value becomes `v` at time `t` (t never decreases).
     pub fn set(&mut self, t: SimTime, v: f64) {
         let t = t.0.max(self.last_t);
+        while t / self.bucket >= MAX_BUCKETS {
+            self.coarsen();
+        }
         let mut a = self.last_t;
         while a < t {
             let b = ((a / self.bucket + 1) * self.bucket).min(t);
@@ -39,8 +47,20 @@ impl TimeSeries {
         self.max = self.max.max(v);
     }
 
+    fn coarsen(&mut self) {
+        self.integral = self.integral.chunks(2).map(|c| c.iter().sum()).collect();
+        self.bucket *= 2;
+    }
+
     pub fn bucket_s(&self) -> u64 {
         self.bucket
+    }
+    /// Bucket means at a width that is a multiple of this series' own (to align series that
+    /// coarsened differently).
+    pub fn means_at(&self, bucket_s: u64) -> Vec<f64> {
+        let k = (bucket_s / self.bucket).max(1) as usize;
+        let w = (k as u64 * self.bucket) as f64;
+        self.integral.chunks(k).map(|c| c.iter().sum::<f64>() / w).collect()
     }
     /// Bucket means (the last bucket is averaged over its full width).
     pub fn means(&self) -> Vec<f64> {
@@ -108,10 +128,27 @@ mod tests {
         s.set(SimTime(15), 8.0);
         s.set(SimTime(30), 0.0);
         assert_eq!(s.means(), vec![4.0, 6.0, 8.0]);
+        // 20-s buckets: (40 + 60) / 20 = 5, then 80 over the last bucket's full width: 4
+        assert_eq!(s.means_at(20), vec![5.0, 4.0]);
         assert_eq!(s.integral(), 4.0 * 15.0 + 8.0 * 15.0);
         assert_eq!(s.mean_between(10, 30), (60.0 + 80.0) / 20.0);
         assert_eq!(s.mean_between(12, 12), 6.0);
         assert_eq!(s.max(), 8.0);
+    }
+
+    #[test]
+    fn a_very_long_series_coarsens_instead_of_growing() {
+        // 1 from 0 to 10^12 days in hourly buckets would be 2.4·10^13 buckets; it keeps at most
+        // MAX_BUCKETS, widened by doubling, and the integral is exact.
+        let mut s = TimeSeries::new(3600);
+        s.set(SimTime(0), 1.0);
+        let end = 86_400 * 1_000_000_000_000u64;
+        s.set(SimTime(end), 0.0);
+        assert!(s.means().len() as u64 <= MAX_BUCKETS);
+        assert_eq!(s.bucket_s() % 3600, 0);
+        assert!((s.bucket_s() / 3600).is_power_of_two());
+        assert_eq!(s.integral(), end as f64);
+        assert_eq!(s.means()[0], 1.0);
     }
 
     #[test]

@@ -458,9 +458,11 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.log.iter().filter(|l| l.killed).count() as u64;
     // the time buckets of the charts
-    let b = i.busy.bucket_s();
+    // series that coarsened further than others set the common width
+    let b = i.busy.bucket_s().max(i.queue.bucket_s()).max(i.down.bucket_s());
+    let busy_means = i.busy.means_at(b);
     let chart_buckets: Vec<(SimTime, SimTime)> =
-        (0..i.busy.means().len() as u64).map(|k| (SimTime(k * b), SimTime((k + 1) * b))).collect();
+        (0..busy_means.len() as u64).map(|k| (SimTime(k * b), SimTime((k + 1) * b))).collect();
     Report {
         facility: i.facility.summary(),
         workload: WorkloadInfo {
@@ -562,12 +564,12 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         },
         wait_histogram: WAIT_BINS.iter().zip(hist).map(|(&(_, l), n)| Bin { wait: l.to_string(), jobs: n }).collect(),
         timeseries: Series {
-            bucket_s: i.busy.bucket_s(),
-            utilisation: i.busy.means().iter().map(|b| b / total_gpus).collect(),
-            queue_length: i.queue.means(),
-            down_gpus: i.down.means(),
-            facility_mw: per_bucket(i.ledger, i.busy.bucket_s(), |r| r.facility_mwh),
-            grid_mw: per_bucket(i.ledger, i.busy.bucket_s(), |r| r.grid_mwh),
+            bucket_s: b,
+            utilisation: busy_means.iter().map(|x| x / total_gpus).collect(),
+            queue_length: i.queue.means_at(b),
+            down_gpus: i.down.means_at(b),
+            facility_mw: per_bucket(i.ledger, b, |r| r.facility_mwh),
+            grid_mw: per_bucket(i.ledger, b, |r| r.grid_mwh),
             cap_mw: i
                 .cfg
                 .energy

@@ -89,8 +89,8 @@ impl Default for SyntheticConfig {
 
 impl SyntheticConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.days > 0.0 && self.days.is_finite()) {
-            return Err(format!("days must be positive, got {}", self.days));
+        if !(self.days > 0.0 && self.days <= 3660.0) {
+            return Err(format!("days must be in (0, 3660] (ten years), got {:?}", self.days));
         }
         if !(self.offered_load > 0.0 && self.offered_load <= 10.0) {
             return Err(format!("offered load must be in (0, 10], got {}", self.offered_load));
