@@ -144,6 +144,9 @@ pub fn synthetic_intensity(zone: &Zone, hours: usize) -> Hourly {
     Hourly { values: (0..hours.max(1)).map(|h| raw(h) * k).collect() }
 }
 
+/// The longest hourly series a CSV may describe: 20 years.
+pub const MAX_SERIES_HOURS: usize = 20 * 366 * 24;
+
 /// Reads an hourly series from CSV as exported by ENTSO-E or Electricity Maps: a time column
 /// (Unix seconds or a date-time; the first column unless one is named `datetime`, `timestamp` or
 /// `time`) and a value column (`column`, or the first other column that parses as a number).
@@ -190,6 +193,12 @@ pub fn read_hourly_csv(text: &str, origin: &str, column: Option<&str>) -> Result
     }
     let t0 = points.iter().map(|p| p.0).min().ok_or(format!("{origin}: no rows"))?;
     let hours = points.iter().map(|p| ((p.0 - t0) / 3600) as usize).max().unwrap_or(0) + 1;
+    // One value per hour of the span: a stray far-off time must not make that unbounded.
+    if hours > MAX_SERIES_HOURS {
+        return Err(format!(
+            "{origin}: the times span {hours} hours; an hourly series may span at most {MAX_SERIES_HOURS} (20 years)"
+        ));
+    }
     let mut sum = vec![0.0; hours];
     let mut n = vec![0u32; hours];
     for (t, x) in points {

@@ -127,7 +127,10 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
     let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.trim_end_matches('Z').split(':').map(|x| x.split('.').next().unwrap_or("").parse::<i64>().ok());
     let (h, mi, se) = (t.next()??, t.next()??, t.next().flatten().unwrap_or(0));
-    if !(1..=12).contains(&m) || !(1..=31).contains(&dd) || h > 23 || mi > 59 || se > 60 {
+    if h < 0 || mi < 0 || se < 0 {
+        return None;
+    }
+    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&dd) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
     // Howard Hinnant's days-from-civil.

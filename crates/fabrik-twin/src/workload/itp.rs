@@ -46,7 +46,7 @@ pub fn read(input: impl Read, origin: &str, tenants: &TenantTree) -> Result<Work
             return Err(bad(format!("num_gpu: {gpus} is not a GPU count")));
         }
         let name = rec.get(c_id).unwrap_or("").to_string();
-        let walltime = (2 * duration.max(1) as u64).div_ceil(3600) * 3600;
+        let walltime = (duration.max(1) as u64).saturating_mul(2).div_ceil(3600).saturating_mul(3600);
         let mut spec = JobSpec::new(
             name.clone(),
             account_by_hash(tenants, &name),

@@ -51,7 +51,7 @@ impl Builder {
     }
 
     fn push(&mut self, tenants: &TenantTree, name: String, owner: &str, gpus: u64, submit: u64, run: u64) {
-        let walltime = (2 * run.max(1)).div_ceil(3600) * 3600;
+        let walltime = run.max(1).saturating_mul(2).div_ceil(3600).saturating_mul(3600);
         let spec = JobSpec::new(
             name,
             account_by_hash(tenants, owner),
