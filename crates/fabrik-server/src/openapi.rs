@@ -25,7 +25,8 @@ fn id_param() -> Value {
 }
 
 pub fn document() -> Value {
-    let duration = json!({ "oneOf": [{ "type": "integer", "minimum": 0 }, { "type": "string", "examples": ["90s", "45m", "2h", "1.5d"] }] });
+    // 1 s to 366 days (MAX_WALLTIME_S), as seconds or with a unit
+    let bounded = json!({ "oneOf": [{ "type": "integer", "minimum": 1, "maximum": crate::engine::MAX_WALLTIME_S }, { "type": "string", "examples": ["90s", "45m", "2h", "1.5d"] }] });
     let with_id = |mut v: Value| {
         v["parameters"] = id_param();
         v
@@ -56,11 +57,16 @@ pub fn document() -> Value {
                 "get": op("Accounts visible to the token: entitled share, usage share, GPU-hours", None, "200"),
                 "post": op("Create an account or change its shares (admin)", Some("NewAccount"), "201")
             },
-            "/v1/tokens": { "post": op("Create a token (admin; managers for their subtree)", Some("NewToken"), "201") },
+            "/v1/tokens": {
+                "post": op("Create a token (admin; managers for their subtree); optional expires_in seconds", Some("NewToken"), "201"),
+                "get": op("Tokens this token manages (never their secrets): id, name, role, account, created, expires, revoked", None, "200")
+            },
+            "/v1/tokens/{id}/revoke": { "post": with_id(op("Revoke a token; refused from the next request on", None, "200")) },
+            "/healthz": { "get": { "summary": "200 ok while the store takes writes; 503 with the error while it refuses them", "responses": { "200": { "description": "ok" }, "503": { "$ref": "#/components/responses/Error" } } } },
             "/v1/facility": { "get": op("Facility state: GPUs busy and free by group, power", None, "200") },
             "/v1/dashboard": { "get": op("Everything the dashboard shows", None, "200") },
             "/v1/whoami": { "get": op("The token's identity", None, "200") },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "OpenMetrics text" } } } }
+            "/metrics": { "get": { "summary": "Prometheus metrics (needs a token when the server runs with --metrics-token)", "responses": { "200": { "description": "OpenMetrics text" } } } }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -72,22 +78,23 @@ pub fn document() -> Value {
                         "name": { "type": "string" },
                         "command": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
                         "gpus": { "type": "integer", "minimum": 1 },
-                        "walltime": duration,
+                        "walltime": bounded.clone(),
                         "account": { "type": "string" },
                         "gpu_type": { "type": "string" },
                         "qos": { "type": "string", "enum": ["high", "normal", "low"] },
                         "preemptible": { "type": "boolean" },
-                        "checkpoint_interval": duration,
-                        "earliest_start": { "type": "integer", "description": "Unix seconds" },
-                        "deadline": { "type": "integer", "description": "Unix seconds" },
-                        "simulated_runtime": duration
+                        "checkpoint_interval": bounded.clone(),
+                        "earliest_start": { "type": "integer", "minimum": 0, "description": "Unix seconds, at most 10 years ahead" },
+                        "deadline": { "type": "integer", "minimum": 0, "description": "Unix seconds, at most 10 years ahead" },
+                        "simulated_runtime": bounded
                     }
                 },
                 "NewAccount": { "type": "object", "additionalProperties": false, "required": ["path", "shares"],
                                 "properties": { "path": { "type": "string" }, "shares": { "type": "number", "exclusiveMinimum": 0 } } },
                 "NewToken": { "type": "object", "additionalProperties": false, "required": ["name", "role"],
                               "properties": { "name": { "type": "string" }, "account": { "type": "string" },
-                                              "role": { "type": "string", "enum": ["admin", "manager", "user"] } } }
+                                              "role": { "type": "string", "enum": ["admin", "manager", "user"] },
+                                              "expires_in": { "type": "integer", "minimum": 1, "description": "seconds from now" } } }
             }
         }
     })
