@@ -265,3 +265,119 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     assert!(dom.contains("research/open-llm/eval"), "accounts missing");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `fabrik serve` (as `user` when given) until it exits or prints `until` on stderr.
+fn serve_output(user: Option<&str>, args: &[&str], until: &str) -> String {
+    let mut cmd = match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--", BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd.arg("serve").args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = String::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) && !out.contains(until) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(s) => out.push_str(&s),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().unwrap().is_some() {
+                    while let Ok(s) = rx.try_recv() {
+                        out.push_str(&s);
+                    }
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+#[test]
+fn the_local_executor_never_runs_jobs_as_the_server_unless_told() {
+    let Some(users) = fabrik_server::test_support::tenant_users() else {
+        fabrik_server::test_support::skip("needs root to run `fabrik serve` as root and as another user");
+        return;
+    };
+    let dir = temp_dir("who");
+    let d = data(&dir).display().to_string();
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let base = ["--data-dir", d.as_str(), "--bind", bind.as_str()];
+    // root without a map, and root with --single-user: refused, with the reason
+    let out = serve_output(None, &base, "listening");
+    assert!(out.contains("the facility file (--facility) has no [[run_as]] entries"), "{out}");
+    let out = serve_output(None, &[&base[..], &["--single-user"]].concat(), "listening");
+    assert!(out.contains("--single-user as root would run every tenant's job as root"), "{out}");
+    // an ordinary user: refused without --single-user; with it, announced
+    let own = dir.join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    let u = nix::unistd::User::from_name(users[0]).unwrap().unwrap();
+    nix::unistd::chown(&own, Some(u.uid), Some(u.gid)).unwrap();
+    let od = own.join("data").display().to_string();
+    let base = ["--data-dir", od.as_str(), "--bind", bind.as_str()];
+    let out = serve_output(Some(users[0]), &base, "listening");
+    assert!(out.contains("which needs root") && out.contains("pass --single-user"), "{out}");
+    let out = serve_output(Some(users[0]), &[&base[..], &["--single-user"]].concat(), "WARNING");
+    assert!(out.contains("WARNING: single-user mode: every job runs as Unix user 'fabrik-ta'"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn admin_tokens_are_listed_expire_and_are_revoked() {
+    let dir = temp_dir("tok");
+    admin_init(&dir);
+    let d = data(&dir).display().to_string();
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).args(["admin", "token"]).args(args).args(["--data-dir", &d]).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (ok, tok, err) = run(&[
+        "create",
+        "--name",
+        "ci",
+        "--role",
+        "user",
+        "--account",
+        "research/open-llm/eval",
+        "--expires-in",
+        "30d",
+    ]);
+    assert!(ok && tok.starts_with("fbk_"), "{err}");
+    let (_, out, _) = run(&["list", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let ci = v.as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap().clone();
+    let created = ci["created"].as_u64().unwrap();
+    assert_eq!(ci["expires"].as_u64().unwrap() - created, 30 * 86_400);
+    assert!(!out.contains(tok.trim()), "the secret is never listed");
+    let id = ci["id"].as_i64().unwrap().to_string();
+    let (ok, _, _) = run(&["revoke", &id]);
+    assert!(ok);
+    let (_, out, _) = run(&["list"]);
+    assert!(out.lines().any(|l| l.contains(" ci ") && l.ends_with("revoked")), "{out}");
+    let (ok, _, err) = run(&["revoke", "999"]);
+    assert!(!ok && err.contains("no token with id 999"), "{err}");
+    let (ok, _, err) = run(&["create", "--name", "x", "--role", "admin", "--expires-in", "0"]);
+    assert!(!ok && err.contains("--expires-in: must be between 1 s and 10 years"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
