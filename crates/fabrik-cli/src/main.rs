@@ -70,6 +70,27 @@ enum FacilityCmd {
     },
     /// List the built-in presets.
     List,
+    /// A Slurm cluster's own configuration as a facility file: nodes → NVLink domains, leaf
+    /// switches → leaf groups, GPU types from Gres; partitions noted.
+    Import {
+        /// The cluster's slurm.conf.
+        slurm_conf: PathBuf,
+        /// topology.conf (SwitchName=… Nodes=…): leaf switches become leaf groups.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// gres.conf: GPU types for nodes whose Gres in slurm.conf has none.
+        #[arg(long)]
+        gres: Option<PathBuf>,
+        /// The catalog GPU of nodes whose Gres names no type (default H100, said in the file).
+        #[arg(long)]
+        gpu_type: Option<String>,
+        /// The facility's name (default: ClusterName).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the facility file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -247,6 +268,9 @@ fn main() -> ExitCode {
         Cmd::Simulate(a) => simulate(&a),
         Cmd::Compare(a) => compare(&a),
         Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
+        Cmd::Facility { cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, name, output } } => {
+            facility_import(&slurm_conf, topology.as_deref(), gres.as_deref(), gpu_type.as_deref(), name, output)
+        }
         Cmd::Facility { cmd: FacilityCmd::List } => {
             for (name, desc) in PRESETS {
                 println!("{name:<16} {desc}");
@@ -275,6 +299,52 @@ fn main() -> ExitCode {
 }
 
 /// A preset name, a file, or a shorthand.
+fn facility_import(
+    conf: &Path,
+    topology: Option<&Path>,
+    gres: Option<&Path>,
+    gpu_type: Option<&str>,
+    name: Option<String>,
+    output: Option<PathBuf>,
+) -> Result<()> {
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    if let Some(t) = gpu_type {
+        if fabrik_model::gpu::builtin_catalog().iter().all(|g| !g.name.eq_ignore_ascii_case(t)) {
+            bail!("--gpu-type: '{t}' is not a catalog GPU");
+        }
+    }
+    let (text, origin) = (read(conf)?, conf.display().to_string());
+    let gres_text = gres.map(read).transpose()?;
+    let gres_origin = gres.map(|p| p.display().to_string()).unwrap_or_default();
+    let c = fabrik_model::slurm::SlurmConf::parse(&text, &origin, gres_text.as_deref().map(|g| (g, gres_origin.as_str())))?;
+    let topo_text = topology.map(read).transpose()?;
+    let topo_origin = topology.map(|p| p.display().to_string()).unwrap_or_default();
+    let name = name.or(c.cluster.clone()).unwrap_or_else(|| "slurm".into());
+    let (file, notes) = c.to_facility(&name, topo_text.as_deref().map(|t| (t, topo_origin.as_str())), gpu_type)?;
+    // the written file must be one fabrik reads back
+    let body = toml::to_string(&file).context("writing the facility file")?;
+    let f = Facility::from_toml(&body, "the imported facility")?;
+    let mut out = format!("# Imported by `fabrik facility import` from {origin}\n");
+    for n in &notes {
+        out.push_str(&format!("# {n}\n"));
+    }
+    out.push_str(&body);
+    match output {
+        Some(p) => {
+            std::fs::write(&p, out).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!(
+                "wrote {}: {} GPUs in {} nodes, {} leaf groups",
+                p.display(),
+                f.total_gpus(),
+                f.domains.len(),
+                f.groups.len()
+            );
+        }
+        None => print!("{out}"),
+    }
+    Ok(())
+}
+
 pub fn load_facility(spec: &str) -> Result<Facility> {
     let path = Path::new(spec);
     if path.is_file() {

@@ -55,6 +55,9 @@ pub struct Facility {
     /// Which Unix user each subtree's jobs run as (`[[run_as]]`), for executors that run real
     /// processes.
     pub run_as: crate::users::UserMap,
+    /// The host (Slurm node) name of each domain, in domain order, where the file names them
+    /// (`nodes = […]`, written by `fabrik facility import`); empty otherwise.
+    pub node_names: Vec<String>,
 }
 
 /// A window of GPUs held for one account (its subtree's jobs run inside), e.g. a 4,096-GPU
@@ -106,16 +109,19 @@ pub struct PoolSpec {
 pub struct FacilityFile {
     pub name: String,
     /// Extra or overriding GPU catalog entries.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu: Vec<GpuType>,
     pub pool: Vec<PoolSpec>,
     /// The tenant share tree; the built-in tree when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub account: Vec<AccountSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservation: Vec<ReservationSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_as: Vec<crate::users::RunAsSpec>,
+    /// Host names of the domains, in order (one per domain, unique).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// Names of the built-in presets, for help texts and errors.
@@ -180,6 +186,20 @@ impl Facility {
             b.pool(p, origin, &format!("pool[{i}]"))?;
         }
         let mut f = b.finish();
+        if !file.nodes.is_empty() {
+            if file.nodes.len() != f.domains.len() {
+                return Err(ModelError::invalid(
+                    origin,
+                    "nodes",
+                    format!("names {} nodes; the pools have {} domains", file.nodes.len(), f.domains.len()),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = file.nodes.iter().find(|n| !seen.insert(n.as_str())) {
+                return Err(ModelError::invalid(origin, "nodes", format!("'{dup}' is named twice")));
+            }
+            f.node_names = file.nodes.clone();
+        }
         f.run_as =
             crate::users::UserMap::from_specs(&file.run_as, origin, |p| f.tenants.iter().any(|(_, a)| a.path == p))?;
         for (i, r) in file.reservation.iter().enumerate() {
@@ -264,6 +284,7 @@ impl Facility {
             account: vec![],
             reservation: vec![],
             run_as: vec![],
+            nodes: vec![],
         };
         Some(Facility::from_file(&file, name).expect("presets are valid"))
     }
@@ -416,6 +437,7 @@ impl Builder {
                 tenants,
                 reservations: vec![],
                 run_as: Default::default(),
+                node_names: vec![],
             },
         }
     }

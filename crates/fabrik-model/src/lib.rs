@@ -11,6 +11,7 @@ pub mod health;
 pub mod ids;
 pub mod job;
 pub mod reliability;
+pub mod slurm;
 pub mod tenants;
 pub mod units;
 pub mod users;

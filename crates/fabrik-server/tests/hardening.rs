@@ -391,6 +391,7 @@ async fn the_live_server_honours_advance_reservations() {
             end: "1h".into(),
         }],
         run_as: vec![],
+        nodes: vec![],
     };
     f.reservations = fabrik_model::Facility::from_file(&spec, "t.toml").unwrap().reservations;
     let s = start_cfg("resv", |c| c.facility = Some(f)).await;

@@ -1,0 +1,464 @@
+//! A Slurm cluster's own configuration as a facility: `slurm.conf` (nodes with their GPUs as
+//! Gres, features, partitions), optionally `topology.conf` (leaf switches: `SwitchName=… Nodes=…`)
+//! and `gres.conf` (GPU types, where `slurm.conf` gives none). Each node is an NVLink domain;
+//! each leaf switch a leaf group; nodes under no leaf switch form one group per GPU type and
+//! size. GPU types map to the catalog by name (`nvidia_h100_80gb_hbm3`, `h100` → H100). Nodes
+//! without GPUs are skipped and counted. Partitions are noted in the written file.
+//!
+//! The result is a facility file (`FacilityFile`) with the node names in domain order
+//! (`nodes = […]`), so `simulate`, `compare` and `serve` read it like any other, and an
+//! executor can tell which Slurm node a domain is.
+
+use crate::error::ModelError;
+use crate::facility::{FacilityFile, PoolSpec};
+use crate::gpu::builtin_catalog;
+use std::collections::BTreeMap;
+
+/// Hostlists longer than this are refused (a typo like `n[1-999999999]` is not a cluster).
+pub const MAX_HOSTS: usize = 1_000_000;
+
+/// Expands a Slurm hostlist: `node[01-04,07],gpu-[1-2]-[a,b]` → node01 … node04, node07,
+/// gpu-1-a, gpu-1-b, gpu-2-a, gpu-2-b (zero padding kept, several bracket groups multiply).
+pub fn expand_hostlist(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    // split on commas outside brackets
+    let (mut depth, mut start) = (0i32, 0usize);
+    let mut parts = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return Err(format!("'{s}': unbalanced or nested brackets"));
+        }
+    }
+    if depth != 0 {
+        return Err(format!("'{s}': unbalanced brackets"));
+    }
+    parts.push(&s[start..]);
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let mut names = vec![String::new()];
+        let mut rest = p;
+        while !rest.is_empty() {
+            let (lit, after) = match rest.find('[') {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            for n in names.iter_mut() {
+                n.push_str(lit);
+            }
+            let Some(after) = after else { break };
+            let close = after.find(']').ok_or_else(|| format!("'{s}': unbalanced brackets"))?;
+            let mut alts: Vec<String> = Vec::new();
+            for range in after[..close].split(',') {
+                let range = range.trim();
+                match range.split_once('-') {
+                    Some((a, b)) => {
+                        let bad = || format!("'{s}': '{range}' is not a range of whole numbers");
+                        let (x, y): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                        if y < x {
+                            return Err(format!("'{s}': range '{range}' runs backwards"));
+                        }
+                        if (y - x) as usize >= MAX_HOSTS {
+                            return Err(format!("'{s}': more than {MAX_HOSTS} hosts"));
+                        }
+                        let width = if a.starts_with('0') { a.len() } else { 0 };
+                        alts.extend((x..=y).map(|v| format!("{v:0width$}")));
+                    }
+                    None if !range.is_empty() => alts.push(range.to_string()),
+                    None => return Err(format!("'{s}': empty item in brackets")),
+                }
+            }
+            if names.len().saturating_mul(alts.len()) > MAX_HOSTS {
+                return Err(format!("'{s}': more than {MAX_HOSTS} hosts"));
+            }
+            names = names.iter().flat_map(|n| alts.iter().map(move |a| format!("{n}{a}"))).collect();
+            rest = &after[close + 1..];
+        }
+        out.extend(names);
+        if out.len() > MAX_HOSTS {
+            return Err(format!("'{s}': more than {MAX_HOSTS} hosts"));
+        }
+    }
+    Ok(out)
+}
+
+/// One line of a Slurm config file as `key → value` (keys lower-cased), with its line number.
+fn records(text: &str) -> Vec<(usize, Vec<(String, String)>)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    let mut first_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim_end();
+        if pending.is_empty() {
+            first_line = i + 1;
+        }
+        if let Some(cont) = line.strip_suffix('\\') {
+            pending.push_str(cont);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        let full = std::mem::take(&mut pending);
+        let mut kv = Vec::new();
+        for tok in split_words(&full) {
+            if let Some((k, v)) = tok.split_once('=') {
+                kv.push((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()));
+            }
+        }
+        if !kv.is_empty() {
+            out.push((first_line, kv));
+        }
+    }
+    out
+}
+
+/// Whitespace-separated words; a double-quoted value may hold spaces.
+fn split_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn get<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// A node as slurm.conf describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmNode {
+    pub name: String,
+    pub gpus: u32,
+    /// The Gres type (`h100`), if slurm.conf or gres.conf names one.
+    pub gpu_type: Option<String>,
+    pub features: Vec<String>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmPartition {
+    pub name: String,
+    pub nodes: String,
+    pub default: bool,
+    pub max_time: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlurmConf {
+    pub cluster: Option<String>,
+    pub nodes: Vec<SlurmNode>,
+    pub partitions: Vec<SlurmPartition>,
+    /// Nodes without GPUs, skipped.
+    pub cpu_only: usize,
+}
+
+/// `gpu:8`, `gpu:h100:8`, `gpu:h100:8(S:0-1)`, several comma-separated: the GPU count and type.
+fn parse_gres(gres: &str) -> Result<(u32, Option<String>), String> {
+    let mut total = 0u32;
+    let mut ty = None;
+    for item in gres.split(',') {
+        let item = item.split('(').next().unwrap_or("").trim();
+        let mut f = item.split(':');
+        if f.next() != Some("gpu") {
+            continue;
+        }
+        let rest: Vec<&str> = f.collect();
+        let (t, n) = match rest.as_slice() {
+            [n] => (None, *n),
+            [t, n] => (Some(t.to_string()), *n),
+            [] => (None, "1"),
+            _ => return Err(format!("'{item}' is not gpu[:TYPE]:COUNT")),
+        };
+        let n: u32 = n.parse().map_err(|_| format!("'{item}': '{n}' is not a GPU count"))?;
+        total = total.checked_add(n).ok_or_else(|| format!("'{gres}': too many GPUs"))?;
+        if t.is_some() {
+            ty = t;
+        }
+    }
+    Ok((total, ty))
+}
+
+impl SlurmConf {
+    /// Parses slurm.conf (and gres.conf, for GPU types slurm.conf does not give).
+    pub fn parse(text: &str, origin: &str, gres_conf: Option<(&str, &str)>) -> Result<SlurmConf, ModelError> {
+        let bad = |line: usize, field: &str, m: String| ModelError::invalid(origin, format!("line {line}: {field}"), m);
+        let mut conf = SlurmConf::default();
+        let mut defaults: Vec<(String, String)> = Vec::new();
+        for (line, kv) in records(text) {
+            let (k0, v0) = &kv[0];
+            match k0.as_str() {
+                "clustername" => conf.cluster = Some(v0.clone()),
+                "nodename" if v0.eq_ignore_ascii_case("default") => defaults = kv[1..].to_vec(),
+                "nodename" => {
+                    let names = expand_hostlist(v0).map_err(|m| bad(line, "NodeName", m))?;
+                    let lookup = |key: &str| get(&kv, key).or_else(|| get(&defaults, key));
+                    let (gpus, gpu_type) = match lookup("gres") {
+                        Some(g) => parse_gres(g).map_err(|m| bad(line, "Gres", m))?,
+                        None => (0, None),
+                    };
+                    let features: Vec<String> = lookup("features")
+                        .or_else(|| lookup("feature"))
+                        .map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                        .unwrap_or_default();
+                    for name in names {
+                        if conf.nodes.iter().any(|n| n.name == name) {
+                            return Err(bad(line, "NodeName", format!("node '{name}' is defined twice")));
+                        }
+                        if gpus == 0 {
+                            conf.cpu_only += 1;
+                            continue;
+                        }
+                        conf.nodes.push(SlurmNode {
+                            name,
+                            gpus,
+                            gpu_type: gpu_type.clone(),
+                            features: features.clone(),
+                            line,
+                        });
+                    }
+                    if conf.nodes.len() > MAX_HOSTS {
+                        return Err(bad(line, "NodeName", format!("more than {MAX_HOSTS} nodes")));
+                    }
+                }
+                "partitionname" if !v0.eq_ignore_ascii_case("default") => conf.partitions.push(SlurmPartition {
+                    name: v0.clone(),
+                    nodes: get(&kv, "nodes").unwrap_or("").to_string(),
+                    default: get(&kv, "default").is_some_and(|d| d.eq_ignore_ascii_case("yes")),
+                    max_time: get(&kv, "maxtime").map(str::to_string),
+                }),
+                _ => {}
+            }
+        }
+        if let Some((gtext, gorigin)) = gres_conf {
+            for (line, kv) in records(gtext) {
+                let (Some(nodes), Some(ty)) = (get(&kv, "nodename"), get(&kv, "type")) else { continue };
+                if get(&kv, "name").is_some_and(|n| n != "gpu") {
+                    continue;
+                }
+                let names = expand_hostlist(nodes)
+                    .map_err(|m| ModelError::invalid(gorigin, format!("line {line}: NodeName"), m))?;
+                for n in conf.nodes.iter_mut().filter(|n| n.gpu_type.is_none() && names.contains(&n.name)) {
+                    n.gpu_type = Some(ty.to_string());
+                }
+            }
+        }
+        if conf.nodes.is_empty() {
+            return Err(ModelError::invalid(origin, "NodeName", "no node with GPUs (Gres=gpu:…)".to_string()));
+        }
+        Ok(conf)
+    }
+
+    /// The facility file: one leaf group per leaf switch of `topology` (else one per GPU type
+    /// and size), nodes in order. `default_type` names the catalog GPU of nodes whose Gres has
+    /// no type (H100 when `None`, said in the returned notes).
+    pub fn to_facility(
+        &self,
+        name: &str,
+        topology: Option<(&str, &str)>,
+        default_type: Option<&str>,
+    ) -> Result<(FacilityFile, Vec<String>), ModelError> {
+        let mut notes = Vec::new();
+        let catalog = builtin_catalog();
+        // longest names first, so GB200 wins over B200 and MI325X over MI300X's prefix
+        let mut names: Vec<String> = catalog.iter().map(|g| g.name.clone()).collect();
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        let mut untyped = 0;
+        let mut typed: Vec<(usize, String)> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let t = match &n.gpu_type {
+                Some(t) => {
+                    let up = t.to_ascii_uppercase();
+                    names.iter().find(|c| up.contains(c.as_str())).cloned().ok_or_else(|| {
+                        ModelError::invalid(
+                            "slurm.conf",
+                            format!("line {}: Gres", n.line),
+                            format!("GPU type '{t}' of node {} matches no catalog GPU ({})", n.name, names.join(" ")),
+                        )
+                    })?
+                }
+                None => {
+                    untyped += 1;
+                    default_type.unwrap_or("H100").to_string()
+                }
+            };
+            typed.push((i, t));
+        }
+        if untyped > 0 {
+            notes.push(format!(
+                "{untyped} node(s) give no GPU type in Gres or gres.conf; taken as {}",
+                default_type.unwrap_or("H100 (use --gpu-type to say)")
+            ));
+        }
+        if self.cpu_only > 0 {
+            notes.push(format!("{} node(s) without GPUs skipped", self.cpu_only));
+        }
+        // leaf switches: the switches whose Nodes= lists nodes
+        let mut leaf_of: BTreeMap<String, usize> = BTreeMap::new();
+        let mut leaves: Vec<String> = Vec::new();
+        if let Some((text, origin)) = topology {
+            for (line, kv) in records(text) {
+                let (Some(sw), Some(nodes)) = (get(&kv, "switchname"), get(&kv, "nodes")) else { continue };
+                let hosts = expand_hostlist(nodes)
+                    .map_err(|m| ModelError::invalid(origin, format!("line {line}: Nodes"), m))?;
+                leaves.push(sw.to_string());
+                for h in hosts {
+                    if let Some(prev) = leaf_of.insert(h.clone(), leaves.len() - 1) {
+                        return Err(ModelError::invalid(
+                            origin,
+                            format!("line {line}: Nodes"),
+                            format!("node {h} is under two leaf switches ({} and {sw})", leaves[prev]),
+                        ));
+                    }
+                }
+            }
+        }
+        // groups in order of first appearance: (leaf switch or none, type, GPUs per node)
+        let mut groups: Vec<((Option<usize>, String, u32), Vec<usize>)> = Vec::new();
+        for (i, t) in &typed {
+            let n = &self.nodes[*i];
+            let key = (leaf_of.get(&n.name).copied(), t.clone(), n.gpus);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(*i),
+                None => groups.push((key, vec![*i])),
+            }
+        }
+        let unswitched = groups.iter().filter(|((l, _, _), _)| l.is_none()).map(|(_, v)| v.len()).sum::<usize>();
+        if topology.is_some() && unswitched > 0 {
+            notes.push(format!("{unswitched} node(s) under no leaf switch form groups of their own"));
+        }
+        let mut pool = Vec::new();
+        let mut order = Vec::new();
+        for ((_, t, gpus), members) in &groups {
+            pool.push(PoolSpec {
+                gpu: t.clone(),
+                domain_gpus: *gpus,
+                domains_per_group: members.len() as u32,
+                groups: 1,
+                hall: None,
+            });
+            order.extend(members.iter().map(|&i| self.nodes[i].name.clone()));
+        }
+        for p in &self.partitions {
+            notes.push(format!(
+                "partition {}{}: {}{}",
+                p.name,
+                if p.default { " (default)" } else { "" },
+                p.nodes,
+                p.max_time.as_ref().map_or(String::new(), |m| format!(", MaxTime={m}"))
+            ));
+        }
+        let file = FacilityFile {
+            name: name.to_string(),
+            gpu: vec![],
+            pool,
+            account: vec![],
+            reservation: vec![],
+            run_as: vec![],
+            nodes: order,
+        };
+        Ok((file, notes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostlists_expand_like_slurms() {
+        assert_eq!(expand_hostlist("node[01-03,07]").unwrap(), ["node01", "node02", "node03", "node07"]);
+        assert_eq!(expand_hostlist("a,b[1-2]").unwrap(), ["a", "b1", "b2"]);
+        assert_eq!(expand_hostlist("r[1-2]n[a,b]").unwrap(), ["r1na", "r1nb", "r2na", "r2nb"]);
+        assert_eq!(expand_hostlist("n[8-10]").unwrap(), ["n8", "n9", "n10"]);
+        assert!(expand_hostlist("n[3-1]").unwrap_err().contains("runs backwards"));
+        assert!(expand_hostlist("n[1-2").unwrap_err().contains("unbalanced"));
+        assert!(expand_hostlist("n[1-9999999999]").unwrap_err().contains("more than"));
+        assert!(expand_hostlist("n[1-x]").unwrap_err().contains("not a range"));
+    }
+
+    #[test]
+    fn a_cluster_with_leaf_switches_becomes_the_expected_facility() {
+        let conf = "ClusterName=lab\n\
+            # 4 H100 nodes, 2 B200 nodes, a login node without GPUs\n\
+            NodeName=DEFAULT CPUs=64 RealMemory=512000\n\
+            NodeName=gpu[01-04] Gres=gpu:h100:8 Features=hgx,ib State=UNKNOWN\n\
+            NodeName=b[1-2] Gres=gpu:8 \\\n   Features=blackwell\n\
+            NodeName=login CPUs=8\n\
+            PartitionName=gpu Nodes=gpu[01-04],b[1-2] Default=YES MaxTime=2-00:00:00\n\
+            PartitionName=debug Nodes=gpu01 MaxTime=30\n";
+        let gres = "AutoDetect=off\nNodeName=b[1-2] Name=gpu Type=nvidia_b200 File=/dev/nvidia[0-7]\n";
+        let topo = "SwitchName=leaf1 Nodes=gpu[01-02]\nSwitchName=leaf2 Nodes=gpu[03-04],b[1-2]\nSwitchName=spine Switches=leaf[1-2]\n";
+        let c = SlurmConf::parse(conf, "slurm.conf", Some((gres, "gres.conf"))).unwrap();
+        assert_eq!(c.cluster.as_deref(), Some("lab"));
+        assert_eq!(c.cpu_only, 1);
+        assert_eq!(c.nodes[4].features, ["blackwell"]);
+        assert_eq!(c.nodes[0].features, ["hgx", "ib"]);
+        let (file, notes) = c.to_facility("lab", Some((topo, "topology.conf")), None).unwrap();
+        // leaf1: 2 H100 nodes; leaf2: 2 H100 nodes and, apart (another type), 2 B200 nodes
+        let pools: Vec<(String, u32, u32)> =
+            file.pool.iter().map(|p| (p.gpu.clone(), p.domain_gpus, p.domains_per_group)).collect();
+        assert_eq!(pools, [("H100".into(), 8, 2), ("H100".into(), 8, 2), ("B200".into(), 8, 2)]);
+        assert_eq!(file.nodes, ["gpu01", "gpu02", "gpu03", "gpu04", "b1", "b2"]);
+        assert!(notes.contains(&"1 node(s) without GPUs skipped".to_string()), "{notes:?}");
+        assert!(notes.contains(&"partition gpu (default): gpu[01-04],b[1-2], MaxTime=2-00:00:00".to_string()));
+        let f = crate::Facility::from_file(&file, "lab.toml").unwrap();
+        assert_eq!((f.total_gpus(), f.groups.len(), f.domains.len()), (48, 3, 6));
+        assert_eq!(f.node_names[4], "b1");
+        // written as TOML and read back, the same facility
+        let text = toml::to_string(&file).unwrap();
+        assert_eq!(crate::Facility::from_toml(&text, "lab.toml").unwrap(), f);
+        // without topology: one group per type and size
+        let (file, _) = c.to_facility("lab", None, None).unwrap();
+        assert_eq!(file.pool.iter().map(|p| p.domains_per_group).collect::<Vec<_>>(), [4, 2]);
+    }
+
+    #[test]
+    fn bad_slurm_files_name_the_line() {
+        let e = SlurmConf::parse("NodeName=n[1-2] Gres=gpu:h100:x\n", "slurm.conf", None).unwrap_err().to_string();
+        assert!(e.contains("slurm.conf: line 1: Gres"), "{e}");
+        let e = SlurmConf::parse("NodeName=cpu1 CPUs=4\n", "slurm.conf", None).unwrap_err().to_string();
+        assert!(e.contains("no node with GPUs"), "{e}");
+        let c = SlurmConf::parse("NodeName=n1 Gres=gpu:tpu9:4\n", "slurm.conf", None).unwrap();
+        let e = c.to_facility("x", None, None).unwrap_err().to_string();
+        assert!(e.contains("GPU type 'tpu9' of node n1 matches no catalog GPU"), "{e}");
+        let c = SlurmConf::parse("NodeName=n[1-2] Gres=gpu:4\n", "slurm.conf", None).unwrap();
+        let e = c.to_facility("x", Some(("SwitchName=a Nodes=n1\nSwitchName=b Nodes=n[1-2]\n", "topo.conf")), None);
+        assert!(e.unwrap_err().to_string().contains("topo.conf: line 2: Nodes: node n1 is under two leaf switches"));
+    }
+
+    #[test]
+    fn gres_strings() {
+        assert_eq!(parse_gres("gpu:8").unwrap(), (8, None));
+        assert_eq!(parse_gres("gpu:h100:4(S:0-1),gpu:h100:4").unwrap(), (8, Some("h100".into())));
+        assert_eq!(parse_gres("mps:100,gpu:a100:2").unwrap(), (2, Some("a100".into())));
+        assert!(parse_gres("gpu:h100:x").is_err());
+    }
+}
