@@ -165,9 +165,15 @@ fn default_sigpipe() {
 #[derive(Args)]
 pub struct WorkloadArgs {
     /// synthetic, itp:PATH (Microsoft ITP CSV), csv:PATH (fabrik CSV job format), philly:PATH
-    /// (cluster_job_log JSON), helios:PATH / acme:PATH (CSV), pai:JOBS.csv,TASKS.csv (PAI 2020).
+    /// (cluster_job_log JSON), helios:PATH / acme:PATH (CSV), pai:JOBS.csv,TASKS.csv (PAI 2020),
+    /// sacct:PATH (`sacct -a -X -P` output, see README), swf:PATH[#K] (Standard Workload Format;
+    /// K processors per GPU, else the trace's machine scaled onto the facility).
     #[arg(long, default_value = "synthetic")]
     workload: String,
+    /// Time zone of sacct's local date-times: an IANA name (Europe/Berlin), UTC, or an offset
+    /// such as +01:00.
+    #[arg(long, default_value = "UTC")]
+    tz: String,
     /// Days of synthetic arrivals (default 30); for traces, only jobs submitted in the first N days.
     #[arg(long)]
     days: Option<f64>,
@@ -183,11 +189,14 @@ pub struct WorkloadArgs {
 }
 
 impl WorkloadArgs {
-    pub fn load(&self, facility: &Facility) -> Result<Workload> {
+    /// The workload, and the tenant tree it brings (sacct and SWF: their accounts and users),
+    /// which then replaces the facility's.
+    pub fn load(&self, facility: &Facility) -> Result<(Workload, Option<fabrik_model::TenantTree>)> {
         if self.flexible_share != 0.0 && self.workload != "synthetic" {
             bail!("--flexible-share applies to the synthetic workload (traces carry their own deadlines)");
         }
-        load_workload_with(&self.workload, facility, self.days, self.load, self.seed, self.flexible_share)
+        let tz = time_zone(&self.tz)?;
+        load_workload_with(&self.workload, facility, self.days, self.load, self.seed, self.flexible_share, &tz)
     }
 }
 
@@ -224,9 +233,13 @@ fn compare(a: &CompareArgs) -> Result<()> {
     for p in &a.policies {
         check_policy(p)?;
     }
-    let facilities = a.facilities.iter().map(|f| load_facility(f)).collect::<Result<Vec<_>>>()?;
+    let mut facilities = a.facilities.iter().map(|f| load_facility(f)).collect::<Result<Vec<_>>>()?;
     let Some(first) = facilities.first() else { bail!("--facilities is empty") };
-    let workload = a.w.load(first)?;
+    let (workload, tenants) = a.w.load(first)?;
+    if let Some(t) = tenants {
+        facilities[0].tenants = t;
+    }
+    let first = &facilities[0];
     let mut sched = sched_config(a.sched_config.as_deref(), None)?;
     let variants = a.energy.modifier().split(',').map(|v| a.energy.with_modifier(v)).collect::<Vec<_>>();
     let energies =
@@ -316,7 +329,8 @@ fn facility_import(
     let (text, origin) = (read(conf)?, conf.display().to_string());
     let gres_text = gres.map(read).transpose()?;
     let gres_origin = gres.map(|p| p.display().to_string()).unwrap_or_default();
-    let c = fabrik_model::slurm::SlurmConf::parse(&text, &origin, gres_text.as_deref().map(|g| (g, gres_origin.as_str())))?;
+    let c =
+        fabrik_model::slurm::SlurmConf::parse(&text, &origin, gres_text.as_deref().map(|g| (g, gres_origin.as_str())))?;
     let topo_text = topology.map(read).transpose()?;
     let topo_origin = topology.map(|p| p.display().to_string()).unwrap_or_default();
     let name = name.or(c.cluster.clone()).unwrap_or_else(|| "slurm".into());
@@ -366,7 +380,28 @@ fn open(path: &str) -> Result<std::fs::File> {
 }
 
 pub fn load_workload(spec: &str, facility: &Facility, days: Option<f64>, load: f64, seed: u64) -> Result<Workload> {
-    load_workload_with(spec, facility, days, load, seed, 0.0)
+    Ok(load_workload_with(spec, facility, days, load, seed, 0.0, &jiff::tz::TimeZone::UTC)?.0)
+}
+
+/// `--tz`: an IANA name from the system's time zone database, UTC, or a fixed offset (+01:00).
+fn time_zone(s: &str) -> Result<jiff::tz::TimeZone> {
+    if s.eq_ignore_ascii_case("utc") {
+        return Ok(jiff::tz::TimeZone::UTC);
+    }
+    if let Some(sign @ ('+' | '-')) = s.chars().next() {
+        let (h, m) = s[1..].split_once(':').unwrap_or((&s[1..], "0"));
+        let (h, m): (i32, i32) = (
+            h.parse().with_context(|| format!("--tz: '{s}' is not an offset like +01:00"))?,
+            m.parse().with_context(|| format!("--tz: '{s}' is not an offset like +01:00"))?,
+        );
+        if h > 25 || m > 59 {
+            bail!("--tz: '{s}' is out of range");
+        }
+        let secs = (h * 3600 + m * 60) * if sign == '-' { -1 } else { 1 };
+        let off = jiff::tz::Offset::from_seconds(secs).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+        return Ok(jiff::tz::TimeZone::fixed(off));
+    }
+    jiff::tz::TimeZone::get(s).map_err(|e| anyhow::anyhow!("--tz: unknown time zone '{s}' ({e})"))
 }
 
 fn load_workload_with(
@@ -376,7 +411,9 @@ fn load_workload_with(
     load: f64,
     seed: u64,
     flexible_share: f64,
-) -> Result<Workload> {
+    tz: &jiff::tz::TimeZone,
+) -> Result<(Workload, Option<fabrik_model::TenantTree>)> {
+    let mut tenants = None;
     let mut w = if spec == "synthetic" {
         let cfg = synthetic::SyntheticConfig {
             days: days.unwrap_or(30.0),
@@ -397,8 +434,27 @@ fn load_workload_with(
         let (jobs, tasks) =
             p.split_once(',').context("pai: takes JOBS.csv,TASKS.csv (pai_job_table and pai_task_table)")?;
         traces::read_pai(open(jobs)?, jobs, open(tasks)?, tasks, &facility.tenants)?
+    } else if let Some(p) = spec.strip_prefix("sacct:") {
+        let (w, t) = fabrik_twin::workload::sacct::read(open(p)?, p, tz)?;
+        tenants = Some(t);
+        w
+    } else if let Some(rest) = spec.strip_prefix("swf:") {
+        let (p, k) = match rest.rsplit_once('#') {
+            Some((p, k)) => {
+                let k: u64 = k
+                    .parse()
+                    .ok()
+                    .filter(|&k| k > 0)
+                    .with_context(|| format!("swf:{rest}: '#{k}' is not a number of processors per GPU"))?;
+                (p, Some(k))
+            }
+            None => (rest, None),
+        };
+        let (w, t) = fabrik_twin::workload::swf::read(open(p)?, p, facility.total_gpus(), k)?;
+        tenants = Some(t);
+        w
     } else {
-        bail!("unknown workload '{spec}' (expected synthetic, itp:PATH, csv:PATH, philly:PATH, helios:PATH, acme:PATH or pai:JOBS,TASKS)");
+        bail!("unknown workload '{spec}' (expected synthetic, itp:PATH, csv:PATH, philly:PATH, helios:PATH, acme:PATH, pai:JOBS,TASKS, sacct:PATH or swf:PATH[#K])");
     };
     if spec != "synthetic" {
         if let Some(d) = days {
@@ -410,7 +466,7 @@ fn load_workload_with(
             w.notes.push(format!("only jobs submitted in the first {d} days"));
         }
     }
-    Ok(w)
+    Ok((w, tenants))
 }
 
 pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedConfig> {
@@ -430,7 +486,11 @@ pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedCo
 fn simulate(a: &SimArgs) -> Result<()> {
     check_policy(&a.policy)?;
     let facility = load_facility(&a.facility)?;
-    let workload = a.w.load(&facility)?;
+    let (workload, tenants) = a.w.load(&facility)?;
+    let mut facility = facility;
+    if let Some(t) = tenants {
+        facility.tenants = t;
+    }
     let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
     if a.predictive && !(a.failures || a.failure_rate.is_some()) {

@@ -173,6 +173,8 @@ pub struct SlurmPartition {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SlurmConf {
+    /// The file it was read from, for errors.
+    pub origin: String,
     pub cluster: Option<String>,
     pub nodes: Vec<SlurmNode>,
     pub partitions: Vec<SlurmPartition>,
@@ -210,7 +212,7 @@ impl SlurmConf {
     /// Parses slurm.conf (and gres.conf, for GPU types slurm.conf does not give).
     pub fn parse(text: &str, origin: &str, gres_conf: Option<(&str, &str)>) -> Result<SlurmConf, ModelError> {
         let bad = |line: usize, field: &str, m: String| ModelError::invalid(origin, format!("line {line}: {field}"), m);
-        let mut conf = SlurmConf::default();
+        let mut conf = SlurmConf { origin: origin.to_string(), ..SlurmConf::default() };
         let mut defaults: Vec<(String, String)> = Vec::new();
         for (line, kv) in records(text) {
             let (k0, v0) = &kv[0];
@@ -298,7 +300,7 @@ impl SlurmConf {
                     let up = t.to_ascii_uppercase();
                     names.iter().find(|c| up.contains(c.as_str())).cloned().ok_or_else(|| {
                         ModelError::invalid(
-                            "slurm.conf",
+                            &self.origin,
                             format!("line {}: Gres", n.line),
                             format!("GPU type '{t}' of node {} matches no catalog GPU ({})", n.name, names.join(" ")),
                         )
@@ -341,7 +343,9 @@ impl SlurmConf {
             }
         }
         // groups in order of first appearance: (leaf switch or none, type, GPUs per node)
-        let mut groups: Vec<((Option<usize>, String, u32), Vec<usize>)> = Vec::new();
+        // (leaf switch, GPU type, GPUs per node) → the nodes of that group
+        type Key = (Option<usize>, String, u32);
+        let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
         for (i, t) in &typed {
             let n = &self.nodes[*i];
             let key = (leaf_of.get(&n.name).copied(), t.clone(), n.gpus);

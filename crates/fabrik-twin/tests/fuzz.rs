@@ -1,5 +1,5 @@
 //! Property-based fuzzing of every parser fabrik reads files with: the facility TOML, each
-//! workload format (fabrik CSV, Microsoft ITP, Philly, Helios/Acme, Alibaba PAI), failure
+//! workload format (fabrik CSV, Microsoft ITP, Philly, Helios/Acme, Alibaba PAI, sacct, SWF), failure
 //! traces, hourly energy CSVs, durations and date-times. Inputs are random bytes and valid
 //! samples with random mutations (cells replaced by hostile values, bytes cut or repeated). Every
 //! parser must return (no panic), name its origin in any error, and produce output bounded by
@@ -93,6 +93,12 @@ const PAI_JOBS: &str = "j1,i1,alice,Terminated,1000,2000\nj2,i2,bob,Failed,1100,
 const PAI_TASKS: &str =
     "j1,worker,2,Terminated,1010,1900,600,29.3,100,V100\nj2,worker,1,Failed,1150,1250,100,10,25,T4\n";
 
+const SACCT: &str = "JobIDRaw|JobID|Submit|Start|End|Timelimit|Elapsed|AllocTRES|ReqTRES|Account|User|QOS|Partition|State|ExitCode|NodeList\n\
+100|100|2026-01-01T00:00:00|2026-01-01T00:00:10|2026-01-01T01:00:10|02:00:00|01:00:00|billing=8,gres/gpu=8,node=1|gres/gpu=8|lab|alice|normal|gpu|COMPLETED|0:0|node1\n\
+101|101_3|2026-01-01T00:01:00|2026-01-01T00:01:00|2026-01-01T00:02:00|UNLIMITED|00:01:00|gres/gpu:h100=2||lab|bob|high|gpu|CANCELLED by 12|1:0|node2\n";
+
+const SWF: &str = "; MaxProcs: 128\n1 100 5 3600 64 -1 -1 64 7200 -1 1 3 1 -1 1 -1 -1 -1\n2 160 0 60 -1 -1 -1 16 -1 -1 0 4 1 -1 1 -1 -1 -1\n";
+
 const FAILURES: &str = "time,node,component,repair\n1h,0,gpu,2h\n3h,1,leaf switch,\n90m,2,nic,30m\n";
 
 const HOURLY: &str = "Datetime (UTC),Country,Carbon Intensity gCO2eq/kWh (direct)\n\
@@ -174,6 +180,43 @@ proptest! {
                 let e = e.to_string();
                 prop_assert!(e.contains("job.csv") || e.contains("task.csv"), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn slurm_conf_imports(muts in mutations(), muts2 in mutations()) {
+        let conf = mutate("ClusterName=lab\nNodeName=gpu[01-04] Gres=gpu:h100:8 Features=a,b\nNodeName=c1 CPUs=4\nPartitionName=p Nodes=gpu[01-04] Default=YES\n", &muts);
+        let topo = mutate("SwitchName=l1 Nodes=gpu[01-02]\nSwitchName=l2 Nodes=gpu[03-04]\n", &muts2);
+        match fabrik_model::slurm::SlurmConf::parse(&conf, "slurm.conf", None) {
+            Ok(c) => match c.to_facility("lab", Some((&topo, "topology.conf")), None) {
+                Ok((file, _)) => {
+                    prop_assert!(file.nodes.len() <= fabrik_model::slurm::MAX_HOSTS);
+                    if let Err(e) = Facility::from_file(&file, "lab.toml") {
+                        prop_assert!(e.to_string().contains("lab.toml"), "{e}");
+                    }
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    prop_assert!(e.contains("slurm.conf") || e.contains("topology.conf"), "{e}");
+                }
+            },
+            Err(e) => prop_assert!(e.to_string().contains("slurm.conf"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn sacct_workloads(muts in mutations(), junk in "\\PC{0,200}") {
+        for text in [mutate(SACCT, &muts), junk.clone()] {
+            let r = fabrik_twin::workload::sacct::read(text.as_bytes(), "sacct.txt", &jiff::tz::TimeZone::UTC);
+            jobs_ok(r.map(|(w, _)| w), "sacct.txt", &text);
+        }
+    }
+
+    #[test]
+    fn swf_workloads(muts in mutations(), junk in "\\PC{0,200}") {
+        for text in [mutate(SWF, &muts), junk.clone()] {
+            let r = fabrik_twin::workload::swf::read(text.as_bytes(), "log.swf", 128, None);
+            jobs_ok(r.map(|(w, _)| w), "log.swf", &text);
         }
     }
 

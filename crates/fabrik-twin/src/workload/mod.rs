@@ -3,6 +3,8 @@
 
 pub mod fabrik_csv;
 pub mod itp;
+pub mod sacct;
+pub mod swf;
 pub mod synthetic;
 pub mod traces;
 
