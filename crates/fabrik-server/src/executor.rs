@@ -161,11 +161,151 @@ pub const JOB_ENV: &[&str] = &[
 
 const JOB_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-pub struct LocalExecutor {
-    spool: PathBuf,
+/// Who jobs run as, resolved on this host: the server's own user in single-user mode, else the
+/// Unix user each account maps to. Shared by every executor that runs processes.
+pub struct Users {
     /// `None`: single-user mode (jobs run as the server's user).
-    users: Option<(UserMap, HashMap<String, JobUser>)>,
+    mapped: Option<(UserMap, HashMap<String, JobUser>)>,
     me: JobUser,
+}
+
+impl Users {
+    pub fn new(isolation: &Isolation) -> Result<Users, String> {
+        let euid = nix::unistd::geteuid();
+        let me_user = nix::unistd::User::from_uid(euid).ok().flatten();
+        let me = JobUser {
+            name: me_user.as_ref().map_or_else(|| euid.to_string(), |u| u.name.clone()),
+            uid: euid.as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            home: me_user.map_or_else(|| PathBuf::from("/"), |u| u.dir),
+        };
+        let mapped = match (isolation, euid.is_root()) {
+            (Isolation::SingleUser, true) => {
+                return Err("--single-user as root would run every tenant's job as root: map accounts to Unix users \
+                            with [[run_as]] in the facility file (--facility) instead"
+                    .into())
+            }
+            (Isolation::SingleUser, false) => None,
+            (Isolation::Mapped(m), true) if m.is_empty() => {
+                return Err("fabrik runs each job as its account's Unix user, and the facility file \
+                            (--facility) has no [[run_as]] entries: add them (jobs never run as root)"
+                    .into())
+            }
+            (Isolation::Mapped(_), false) => {
+                return Err(format!(
+                    "fabrik runs each job as its account's Unix user, which needs root; run fabrik serve \
+                     as root with [[run_as]] in the facility file, or pass --single-user to run every job as '{}' \
+                     (such jobs can reach the server's data)",
+                    me.name
+                ))
+            }
+            (Isolation::Mapped(m), true) => {
+                let mut resolved = HashMap::new();
+                for e in m.entries() {
+                    resolved.insert(e.account.clone(), lookup_user(e)?);
+                }
+                Some((m.clone(), resolved))
+            }
+        };
+        Ok(Users { mapped, me })
+    }
+
+    /// The Unix user jobs of `account` run as.
+    pub fn user_for(&self, account: &str) -> Result<&JobUser, String> {
+        match &self.mapped {
+            None => Ok(&self.me),
+            Some((map, resolved)) => map
+                .resolve(account)
+                .and_then(|e| resolved.get(&e.account))
+                .ok_or_else(|| format!("account '{account}' maps to no Unix user ([[run_as]] in the facility file)")),
+        }
+    }
+
+    /// The `[[run_as]]` entry of `account` (its Slurm account, if any).
+    pub fn entry(&self, account: &str) -> Option<&RunAs> {
+        self.mapped.as_ref().and_then(|(m, _)| m.resolve(account))
+    }
+
+    /// Whether a job as `u` needs a change of identity (the server is root and `u` is not it).
+    pub fn is_other(&self, u: &JobUser) -> bool {
+        u.uid != self.me.uid || u.gid != self.me.gid
+    }
+
+    pub fn announcement(&self) -> Option<String> {
+        self.mapped.is_none().then(|| {
+            format!(
+                "single-user mode: every job runs as Unix user '{}', the server's own, and can reach the server's \
+                 data and other tenants' jobs; for a shared facility run as root with [[run_as]]",
+                self.me.name
+            )
+        })
+    }
+}
+
+/// The spool: `SPOOL/ID` per job, 0700 and owned by the job's user, in a 0711 directory that
+/// must not lie inside the server's private data directory.
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    pub fn new(spool_dir: &Path, data_dir: &Path) -> Result<Spool, String> {
+        let data = std::fs::canonicalize(data_dir).unwrap_or(data_dir.to_path_buf());
+        mkdir_mode(spool_dir, 0o711)?;
+        let root = std::fs::canonicalize(spool_dir).map_err(|e| format!("{}: {e}", spool_dir.display()))?;
+        if root.starts_with(&data) {
+            return Err(format!(
+                "the spool directory {} must not lie inside the data directory {} (private to the server)",
+                root.display(),
+                data.display()
+            ));
+        }
+        Ok(Spool { root })
+    }
+
+    pub fn dir(&self, id: i64) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
+    /// A fresh job directory: whatever a previous run left (a job may have planted symlinks)
+    /// is removed; the log files are created before the directory is handed to the job's user.
+    pub fn prepare(&self, id: i64, u: &JobUser, users: &Users) -> Result<(std::fs::File, std::fs::File, PathBuf), String> {
+        let dir = self.dir(id);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dir),
+            Ok(_) => std::fs::remove_file(&dir),
+            Err(_) => Ok(()),
+        }
+        .map_err(|e| format!("clearing {}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let create = |name: &str| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join(name))
+                .map_err(|e| format!("creating {}/{name}: {e}", dir.display()))
+        };
+        let (out, err) = (create("stdout")?, create("stderr")?);
+        if users.is_other(u) {
+            for f in [&out, &err] {
+                std::os::unix::fs::fchown(f, Some(u.uid), Some(u.gid)).map_err(|e| format!("chown log: {e}"))?;
+            }
+            std::os::unix::fs::chown(&dir, Some(u.uid), Some(u.gid))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        }
+        Ok((out, err, dir))
+    }
+
+    /// Opens a job's log as an untrusted file of its user.
+    pub fn open_log(&self, id: i64, stream: &str, uid: u32) -> std::io::Result<Option<std::fs::File>> {
+        open_untrusted(&self.dir(id).join(stream), uid)
+    }
+}
+
+pub struct LocalExecutor {
+    spool: Spool,
+    users: Users,
     env: Vec<(String, OsString)>,
     children: HashMap<i64, Child>,
     /// Re-adopted jobs: not our children, watched by pid (and the uid they run as).
@@ -245,68 +385,17 @@ impl LocalExecutor {
                 env.push((name.clone(), v));
             }
         }
-        let euid = nix::unistd::geteuid();
-        let me_user = nix::unistd::User::from_uid(euid).ok().flatten();
-        let me = JobUser {
-            name: me_user.as_ref().map_or_else(|| euid.to_string(), |u| u.name.clone()),
-            uid: euid.as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-            home: me_user.map_or_else(|| PathBuf::from("/"), |u| u.dir),
-        };
-        let users = match (&cfg.isolation, euid.is_root()) {
-            (Isolation::SingleUser, true) => {
-                return Err("--single-user as root would run every tenant's job as root: map accounts to Unix users \
-                            with [[run_as]] in the facility file (--facility) instead"
-                    .into())
-            }
-            (Isolation::SingleUser, false) => None,
-            (Isolation::Mapped(m), true) if m.is_empty() => {
-                return Err("the local executor runs each job as its account's Unix user, and the facility file \
-                            (--facility) has no [[run_as]] entries: add them (jobs never run as root)"
-                    .into())
-            }
-            (Isolation::Mapped(_), false) => {
-                return Err(format!(
-                    "the local executor runs each job as its account's Unix user, which needs root; run fabrik serve \
-                     as root with [[run_as]] in the facility file, or pass --single-user to run every job as '{}' \
-                     (such jobs can reach the server's data)",
-                    me.name
-                ))
-            }
-            (Isolation::Mapped(m), true) => {
-                let mut resolved = HashMap::new();
-                for e in m.entries() {
-                    resolved.insert(e.account.clone(), lookup_user(e)?);
-                }
-                Some((m.clone(), resolved))
-            }
-        };
-        let data = std::fs::canonicalize(&cfg.data_dir).unwrap_or(cfg.data_dir.clone());
-        mkdir_mode(&cfg.spool_dir, 0o711)?;
-        let spool = std::fs::canonicalize(&cfg.spool_dir).map_err(|e| format!("{}: {e}", cfg.spool_dir.display()))?;
-        if spool.starts_with(&data) {
-            return Err(format!(
-                "the spool directory {} must not lie inside the data directory {} (private to the server)",
-                spool.display(),
-                data.display()
-            ));
-        }
-        Ok(LocalExecutor { spool, users, me, env, children: HashMap::new(), adopted: HashMap::new() })
+        let users = Users::new(&cfg.isolation)?;
+        let spool = Spool::new(&cfg.spool_dir, &cfg.data_dir)?;
+        Ok(LocalExecutor { spool, users, env, children: HashMap::new(), adopted: HashMap::new() })
     }
 
-    /// The Unix user jobs of `account` run as.
     fn user_for(&self, account: &str) -> Result<&JobUser, String> {
-        match &self.users {
-            None => Ok(&self.me),
-            Some((map, resolved)) => map
-                .resolve(account)
-                .and_then(|e| resolved.get(&e.account))
-                .ok_or_else(|| format!("account '{account}' maps to no Unix user ([[run_as]] in the facility file)")),
-        }
+        self.users.user_for(account)
     }
 
     fn job_dir(&self, id: i64) -> PathBuf {
-        self.spool.join(id.to_string())
+        self.spool.dir(id)
     }
 
     /// The exit code the wrapper wrote, read as an untrusted file of the job's user.
@@ -338,35 +427,6 @@ impl LocalExecutor {
             .find(|&pid| self.is_ours(id, pid, uid))
     }
 
-    /// A fresh job directory: whatever a previous run left (a job may have planted symlinks)
-    /// is removed; the log files are created before the directory is handed to the job's user.
-    fn prepare_dir(&self, id: i64, u: &JobUser) -> Result<(std::fs::File, std::fs::File, PathBuf), String> {
-        let dir = self.job_dir(id);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dir),
-            Ok(_) => std::fs::remove_file(&dir),
-            Err(_) => Ok(()),
-        }
-        .map_err(|e| format!("clearing {}: {e}", dir.display()))?;
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let create = |name: &str| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(dir.join(name))
-                .map_err(|e| format!("creating {}/{name}: {e}", dir.display()))
-        };
-        let (out, err) = (create("stdout")?, create("stderr")?);
-        if u.uid != self.me.uid || u.gid != self.me.gid {
-            for f in [&out, &err] {
-                std::os::unix::fs::fchown(f, Some(u.uid), Some(u.gid)).map_err(|e| format!("chown log: {e}"))?;
-            }
-            std::os::unix::fs::chown(&dir, Some(u.uid), Some(u.gid))
-                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
-        }
-        Ok((out, err, dir))
-    }
 }
 
 impl Executor for LocalExecutor {
@@ -379,13 +439,7 @@ impl Executor for LocalExecutor {
     }
 
     fn announcement(&self) -> Option<String> {
-        self.users.is_none().then(|| {
-            format!(
-                "single-user mode: every job runs as Unix user '{}', the server's own, and can reach the server's \
-                 data and other tenants' jobs; for a shared facility run as root with [[run_as]]",
-                self.me.name
-            )
-        })
+        self.users.announcement()
     }
 
     fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, String> {
@@ -398,7 +452,7 @@ impl Executor for LocalExecutor {
             let _ = old.wait();
         }
         let u = self.user_for(l.account)?.clone();
-        let (out, err, dir) = self.prepare_dir(l.id, &u)?;
+        let (out, err, dir) = self.spool.prepare(l.id, &u, &self.users)?;
         let devices: Vec<String> = l.devices.iter().map(|d| d.to_string()).collect();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
@@ -425,7 +479,7 @@ impl Executor for LocalExecutor {
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        if u.uid != self.me.uid || u.gid != self.me.gid {
+        if self.users.is_other(&u) {
             // std drops the supplementary groups (setgroups) before setuid when run as root
             cmd.uid(u.uid).gid(u.gid);
         }
@@ -497,7 +551,7 @@ impl Executor for LocalExecutor {
             Ok(u) => u.uid,
             Err(e) => return Some(Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))),
         };
-        Some(open_untrusted(&self.job_dir(id).join(stream), uid))
+        Some(self.spool.open_log(id, stream, uid))
     }
 }
 
@@ -700,7 +754,7 @@ mod tests {
             "{err}"
         );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&e.spool), 0o711);
+        assert_eq!(mode(&e.spool.root), 0o711);
         assert_eq!(mode(&e.dir_of(2)), 0o700);
         assert_eq!(std::fs::metadata(e.dir_of(2)).unwrap().uid(), e.user_for("a").unwrap().uid);
         // An unmapped account is refused, and said so.
