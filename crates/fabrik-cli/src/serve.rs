@@ -20,7 +20,8 @@ pub struct ServeArgs {
     data_dir: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: std::net::SocketAddr,
-    /// local (processes on this host) or simulated (timed waits on a virtual facility).
+    /// local (processes on this host), slurm (jobs on the Slurm cluster this host submits to;
+    /// the facility is what Slurm reports) or simulated (timed waits on a virtual facility).
     #[arg(long, default_value = "local")]
     executor: String,
     /// For the simulated executor: the facility (preset, file or shorthand). For local: the
@@ -42,6 +43,13 @@ pub struct ServeArgs {
     /// Require a token (any role) for /metrics.
     #[arg(long)]
     metrics_token: bool,
+    /// Slurm executor: seconds a dispatched job may stay pending in Slurm before it is taken
+    /// back and requeued in fabrik.
+    #[arg(long, default_value_t = 30)]
+    slurm_start_grace_s: u64,
+    /// Slurm executor: the partition jobs are submitted to (default: Slurm's default).
+    #[arg(long)]
+    slurm_partition: Option<String>,
     /// Most open HTTP connections; one more is closed at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -188,26 +196,27 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     let executor = match a.executor.as_str() {
         "local" => ExecutorKind::Local,
         "simulated" => ExecutorKind::Simulated,
-        other => bail!("unknown executor '{other}' (expected local or simulated)"),
+        "slurm" => ExecutorKind::Slurm,
+        other => bail!("unknown executor '{other}' (expected local, slurm or simulated)"),
     };
     if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
         bail!("--time-scale must be positive");
     }
-    if a.time_scale != 1.0 && executor == ExecutorKind::Local {
+    if a.time_scale != 1.0 && executor != ExecutorKind::Simulated {
         bail!("--time-scale applies to the simulated executor only");
     }
     let facility = match (&a.facility, executor) {
         (Some(f), _) => Some(load_facility(f)?),
         (None, ExecutorKind::Simulated) => Some(load_facility("eu-gigafactory")?),
-        (None, ExecutorKind::Local) => None,
+        (None, ExecutorKind::Local | ExecutorKind::Slurm) => None,
     };
     crate::check_policy(&a.policy)?;
     let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
     if a.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
-    if a.single_user && executor != ExecutorKind::Local {
-        bail!("--single-user applies to the local executor only");
+    if a.single_user && executor == ExecutorKind::Simulated {
+        bail!("--single-user applies to the local and slurm executors");
     }
     let cfg = ServeConfig {
         data_dir: data_dir.clone(),
@@ -220,6 +229,8 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
         job_env: a.job_env.clone(),
         metrics_token: a.metrics_token,
         limits: fabrik_server::api::Limits { max_connections: a.max_connections, ..Default::default() },
+        slurm_start_grace_s: a.slurm_start_grace_s,
+        slurm_partition: a.slurm_partition.clone(),
         engine: EngineConfig {
             policy: a.policy.clone(),
             time_scale: a.time_scale,

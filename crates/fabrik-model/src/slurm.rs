@@ -327,7 +327,12 @@ impl SlurmConf {
         let mut leaves: Vec<String> = Vec::new();
         if let Some((text, origin)) = topology {
             for (line, kv) in records(text) {
+                // a leaf has nodes and no child switches (`scontrol show topology` lists the
+                // nodes below upper switches too)
                 let (Some(sw), Some(nodes)) = (get(&kv, "switchname"), get(&kv, "nodes")) else { continue };
+                if get(&kv, "switches").is_some() {
+                    continue;
+                }
                 let hosts = expand_hostlist(nodes)
                     .map_err(|m| ModelError::invalid(origin, format!("line {line}: Nodes"), m))?;
                 leaves.push(sw.to_string());
@@ -419,7 +424,8 @@ mod tests {
             PartitionName=gpu Nodes=gpu[01-04],b[1-2] Default=YES MaxTime=2-00:00:00\n\
             PartitionName=debug Nodes=gpu01 MaxTime=30\n";
         let gres = "AutoDetect=off\nNodeName=b[1-2] Name=gpu Type=nvidia_b200 File=/dev/nvidia[0-7]\n";
-        let topo = "SwitchName=leaf1 Nodes=gpu[01-02]\nSwitchName=leaf2 Nodes=gpu[03-04],b[1-2]\nSwitchName=spine Switches=leaf[1-2]\n";
+        // as topology.conf has it, and the spine as `scontrol show topology` prints it
+        let topo = "SwitchName=leaf1 Nodes=gpu[01-02]\nSwitchName=leaf2 Nodes=gpu[03-04],b[1-2]\nSwitchName=spine Level=1 LinkSpeed=1 Nodes=gpu[01-04],b[1-2] Switches=leaf[1-2]\n";
         let c = SlurmConf::parse(conf, "slurm.conf", Some((gres, "gres.conf"))).unwrap();
         assert_eq!(c.cluster.as_deref(), Some("lab"));
         assert_eq!(c.cpu_only, 1);

@@ -676,11 +676,11 @@ impl Scheduler {
     }
 
     /// A start the pass decided could not be carried out by the body (its record was refused
-    /// by the store, or the executor could not launch it): the job goes back to the queue as if
-    /// it had not started — no usage charged, no preemption counted.
+    /// by the store, the executor could not launch it, or Slurm never started it): the job goes
+    /// back to the queue — no preemption counted, usage only for the time it held its GPUs.
     pub fn unstart(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
         let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
-        if job.state != JobState::Running || job.start != Some(now) {
+        if job.state != JobState::Running {
             return Err(SchedError::NotRunning(id));
         }
         self.stop_running(id, now);

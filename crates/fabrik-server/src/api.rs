@@ -274,6 +274,28 @@ async fn revoke_token(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiRes
     Ok(Json(s.call(|r| Cmd::RevokeToken(who, id, r)).await?))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    reason: String,
+}
+
+async fn drain_node(
+    State(s): St,
+    h: HeaderMap,
+    Path(node): Path<String>,
+    body: Result<Json<DrainBody>, JsonRejection>,
+) -> ApiResult<crate::engine::NodeView> {
+    let who = s.identity(&h)?;
+    let Json(b) = body?;
+    Ok(Json(s.call(|r| Cmd::Drain(who, node, Some(b.reason), r)).await?))
+}
+
+async fn resume_node(State(s): St, h: HeaderMap, Path(node): Path<String>) -> ApiResult<crate::engine::NodeView> {
+    let who = s.identity(&h)?;
+    Ok(Json(s.call(|r| Cmd::Drain(who, node, None, r)).await?))
+}
+
 async fn whoami(State(s): St, h: HeaderMap) -> ApiResult<Identity> {
     Ok(Json(s.identity(&h)?))
 }
@@ -346,6 +368,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/facility", get(facility))
+        .route("/v1/nodes/{node}/drain", post(drain_node))
+        .route("/v1/nodes/{node}/resume", post(resume_node))
         .route("/v1/dashboard", get(dashboard_data))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))

@@ -3,7 +3,7 @@
 //! enforce walltimes, run a scheduling pass, start what the pass decided. Policy lives in
 //! `fabrik-sched`; this file only delivers events and carries out decisions.
 
-use crate::executor::{Executor, Exit, Found, Launch};
+use crate::executor::{Executor, Exit, Found, Launch, StartError};
 use crate::metrics::Metrics;
 use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store, TokenInfo};
 use fabrik_model::tenants::AccountSpec;
@@ -127,6 +127,13 @@ pub struct FacilityView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub node: String,
+    pub domain: u32,
+    pub in_service: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     pub t: u64,
     /// Busy GPUs per tenant class, by class name.
@@ -156,6 +163,8 @@ pub enum Cmd {
     Tokens(Identity, Reply<Vec<TokenInfo>>),
     RevokeToken(Identity, i64, Reply<TokenInfo>),
     Facility(Identity, Reply<FacilityView>),
+    /// Drain (reason) or resume (`None`) a node, by name or domain index.
+    Drain(Identity, String, Option<String>, Reply<NodeView>),
     Dashboard(Identity, Reply<DashboardView>),
     Shutdown,
 }
@@ -596,6 +605,9 @@ impl Engine {
             Cmd::Facility(_, reply) => {
                 let _ = reply.send(Ok(self.facility_view()));
             }
+            Cmd::Drain(who, node, reason, reply) => {
+                let _ = reply.send(self.drain(&who, &node, reason));
+            }
             Cmd::Dashboard(who, reply) => {
                 let _ = reply.send(Ok(self.dashboard(&who)));
             }
@@ -1035,6 +1047,22 @@ impl Engine {
         if !changed.is_empty() {
             self.crash_point(CrashPoint::BeforeEndCommit);
         }
+        for (id, reason) in self.exec.taken_back() {
+            if let Some(&jid) = self.to_sched.get(&id) {
+                let _ = self.sched.unstart(jid, now);
+            }
+            self.requeue_record(id, format!("not started: {reason}; back in the queue"));
+            changed.push(id);
+        }
+        for (d, down) in self.exec.node_changes(now) {
+            match down {
+                Some(reason) => self.take_out(d, &reason, now, &mut changed),
+                None => {
+                    let _ = self.sched.repair_domain(d);
+                    tracing::info!(domain = d.0, "node back in service");
+                }
+            }
+        }
         // Walltime: SIGTERM at the limit, SIGKILL after the grace period.
         let over: Vec<i64> = self
             .running
@@ -1073,16 +1101,8 @@ impl Engine {
         for jid in preempted {
             // Jobs here checkpoint on their own, if at all: preemption kills and requeues.
             let id = self.from_sched[jid.idx()];
-            self.exec.signal(id, true);
-            self.running.remove(&id);
-            self.terminating.remove(&id);
-            let rec = self.jobs.get_mut(&id).expect("preempted job is known");
-            let devs = rec.allocation.take().map(|a| a.devices).unwrap_or_default();
-            rec.state = JobStatus::Pending;
-            rec.start_time = None;
-            rec.pid = None;
-            rec.reason = Some(format!("preempted at {} and requeued", now.unix_utc()));
-            self.release_devices(&devs);
+            self.exec.forget(id);
+            self.requeue_record(id, format!("preempted at {} and requeued", now.unix_utc()));
             changed.push(id);
             tracing::info!(job = id, "preempted and requeued");
         }
@@ -1100,6 +1120,67 @@ impl Engine {
         self.started = started;
         self.sample(now);
         self.update_metrics();
+    }
+
+    /// A started job is back in the queue (preempted, its node failed, never started): its
+    /// record says so and its devices are free.
+    fn requeue_record(&mut self, id: i64, reason: String) {
+        self.running.remove(&id);
+        self.terminating.remove(&id);
+        let Some(rec) = self.jobs.get_mut(&id) else { return };
+        let devs = rec.allocation.take().map(|a| a.devices).unwrap_or_default();
+        rec.state = JobStatus::Pending;
+        rec.start_time = None;
+        rec.pid = None;
+        rec.reason = Some(reason);
+        self.release_devices(&devs);
+    }
+
+    /// A domain leaves service: its jobs stop and go back to the queue.
+    fn take_out(&mut self, d: DomainId, reason: &str, now: SimTime, changed: &mut Vec<i64>) {
+        if self.sched.fail_domain(d, now).is_err() {
+            return;
+        }
+        let mut hit = Vec::new();
+        self.sched.drain_interrupted(&mut hit);
+        tracing::warn!(domain = d.0, jobs = hit.len(), "out of service: {reason}");
+        for jid in hit {
+            let id = self.from_sched[jid.idx()];
+            self.exec.forget(id);
+            self.requeue_record(id, format!("{reason} at {}; requeued", now.unix_utc()));
+            changed.push(id);
+        }
+    }
+
+    fn drain(&mut self, who: &Identity, node: &str, reason: Option<String>) -> Result<NodeView, ApiErr> {
+        if who.role != Role::Admin {
+            return Err(ApiErr::Forbidden("only admins drain and resume nodes".into()));
+        }
+        let names = &self.facility.node_names;
+        let d = names
+            .iter()
+            .position(|n| n == node)
+            .or_else(|| node.parse::<usize>().ok().filter(|&i| i < self.facility.domains.len()))
+            .ok_or_else(|| ApiErr::NotFound(format!("node '{node}' not found")))?;
+        let name = names.get(d).cloned().unwrap_or_else(|| d.to_string());
+        let dom = DomainId(d as u32);
+        let now = self.clock.now();
+        match &reason {
+            Some(r) => {
+                if r.trim().is_empty() || r.len() > 200 {
+                    return Err(ApiErr::BadRequest("reason: must be 1 to 200 characters".into()));
+                }
+                self.exec.drain(dom, r, false).map_err(|e| ApiErr::Internal(format!("draining {name}: {e}")))?;
+                let mut changed = Vec::new();
+                self.take_out(dom, &format!("drained by {}: {r}", who.name), now, &mut changed);
+                self.save(&mut changed);
+            }
+            None => {
+                self.exec.drain(dom, "", true).map_err(|e| ApiErr::Internal(format!("resuming {name}: {e}")))?;
+                let _ = self.sched.repair_domain(dom);
+            }
+        }
+        Ok(NodeView { node: name, domain: d as u32, in_service: reason.is_none() })
     }
 
     /// Writes the records of `changed` jobs; those the store refuses stay unsaved (written
@@ -1161,6 +1242,12 @@ impl Engine {
             let devices = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
             let fraction = self.sched.job(self.to_sched[&id]).power_fraction;
             let res = self.exec.start(&launch(rec, &devices, now, fraction));
+            if let Err(StartError::Unavailable(m)) = &res {
+                tracing::warn!(job = id, error = %m, "executor unavailable; the job stays queued");
+                let _ = self.sched.unstart(jid, now);
+                self.requeue_record(id, format!("not started: {m}"));
+                continue;
+            }
             let rec = self.jobs.get_mut(&id).expect("known");
             match res {
                 Ok(pid) => {
@@ -1253,6 +1340,7 @@ impl Engine {
 fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime, power_fraction: f64) -> Launch<'a> {
     Launch {
         id: rec.id,
+        parts: rec.allocation.as_ref().map_or(&[], |a| &a.parts),
         account: &rec.account,
         command: &rec.command,
         devices,

@@ -49,8 +49,33 @@ pub enum Found {
     NotStarted,
 }
 
+/// Why a start did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// This job cannot run as asked (an empty command, no Unix user): it fails.
+    Refused(String),
+    /// The executor cannot start anything now (Slurm unreachable): the job stays pending.
+    Unavailable(String),
+}
+
+impl From<String> for StartError {
+    fn from(m: String) -> StartError {
+        StartError::Refused(m)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Refused(m) | StartError::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
 pub struct Launch<'a> {
     pub id: i64,
+    /// The GPUs per domain the scheduler chose: (domain index, GPUs).
+    pub parts: &'a [(u32, u32)],
     /// The job's account (full path): decides the Unix user it runs as.
     pub account: &'a str,
     pub command: &'a [String],
@@ -75,10 +100,28 @@ pub trait Executor: Send {
     fn announcement(&self) -> Option<String> {
         None
     }
-    /// Starts a job; returns its process id where there is one.
-    fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, String>;
+    /// Starts a job; returns its process id (or Slurm job id) where there is one.
+    fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, StartError>;
     /// Jobs that ended since the last call.
     fn poll(&mut self, now: SimTime) -> Vec<(i64, Exit)>;
+    /// Jobs the executor could not start after all (Slurm kept them pending past the grace
+    /// period): they go back to the queue with the reason.
+    fn taken_back(&mut self) -> Vec<(i64, String)> {
+        Vec::new()
+    }
+    /// Domains that left service (with the reason) or came back (`None`) since the last call.
+    fn node_changes(&mut self, _now: SimTime) -> Vec<(fabrik_model::DomainId, Option<String>)> {
+        Vec::new()
+    }
+    /// Drains a domain (or resumes it) in the system that runs the jobs, for fabrik's own drains.
+    fn drain(&mut self, _d: fabrik_model::DomainId, _reason: &str, _resume: bool) -> Result<(), String> {
+        Ok(())
+    }
+    /// The job went back to fabrik's queue (preempted, its node failed): stop it and stop
+    /// watching this run.
+    fn forget(&mut self, id: i64) {
+        self.signal(id, true);
+    }
     /// SIGTERM (or SIGKILL with `force`) to the job's process group.
     fn signal(&mut self, id: i64, force: bool);
     /// After a restart: what became of a job that was starting or running.
@@ -269,7 +312,12 @@ impl Spool {
 
     /// A fresh job directory: whatever a previous run left (a job may have planted symlinks)
     /// is removed; the log files are created before the directory is handed to the job's user.
-    pub fn prepare(&self, id: i64, u: &JobUser, users: &Users) -> Result<(std::fs::File, std::fs::File, PathBuf), String> {
+    pub fn prepare(
+        &self,
+        id: i64,
+        u: &JobUser,
+        users: &Users,
+    ) -> Result<(std::fs::File, std::fs::File, PathBuf), String> {
         let dir = self.dir(id);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dir),
@@ -426,7 +474,6 @@ impl LocalExecutor {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .find(|&pid| self.is_ours(id, pid, uid))
     }
-
 }
 
 impl Executor for LocalExecutor {
@@ -442,9 +489,9 @@ impl Executor for LocalExecutor {
         self.users.announcement()
     }
 
-    fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, String> {
+    fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, StartError> {
         if l.command.is_empty() {
-            return Err("empty command".into());
+            return Err(StartError::Refused("empty command".into()));
         }
         if let Some(mut old) = self.children.remove(&l.id) {
             // an earlier run of a preempted job: make sure it is gone and reaped
@@ -578,7 +625,7 @@ impl Executor for SimulatedExecutor {
     fn name(&self) -> &'static str {
         "simulated"
     }
-    fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, String> {
+    fn start(&mut self, l: &Launch<'_>) -> Result<Option<u32>, StartError> {
         self.ends.insert(l.id, l.now + fabrik_model::Secs(sim_runtime(l)));
         Ok(None)
     }
@@ -622,6 +669,7 @@ mod tests {
     fn launch<'a>(id: i64, account: &'a str, cmd: &'a [String], devices: &'a [u32]) -> Launch<'a> {
         Launch {
             id,
+            parts: &[],
             account,
             command: cmd,
             devices,

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod executor;
 pub mod metrics;
 pub mod openapi;
+pub mod slurm;
 pub mod store;
 #[doc(hidden)]
 pub mod test_support;
@@ -27,6 +28,8 @@ use std::sync::{mpsc, Arc, Mutex};
 pub enum ExecutorKind {
     Local,
     Simulated,
+    /// Jobs run on a Slurm cluster; the facility is what Slurm reports.
+    Slurm,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,9 @@ pub struct ServeConfig {
     /// Whether `/metrics` needs a token (any role).
     pub metrics_token: bool,
     pub limits: api::Limits,
+    /// For `slurm`: seconds a dispatched job may stay pending in Slurm, and the partition.
+    pub slurm_start_grace_s: u64,
+    pub slurm_partition: Option<String>,
     pub engine: EngineConfig,
 }
 
@@ -64,6 +70,8 @@ impl ServeConfig {
             job_env: Vec::new(),
             metrics_token: false,
             limits: api::Limits::default(),
+            slurm_start_grace_s: 30,
+            slurm_partition: None,
             engine: EngineConfig::default(),
         }
     }
@@ -146,29 +154,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
             let mut f = Facility::from_shorthand(&format!("1x{n}:1")).context("host facility")?;
             f.name = "local host".into();
             if let Some(given) = &cfg.facility {
-                // The host is the topology; every other setting of the file holds live as in
-                // the twin: tenants, the user map, advance reservations (checked against the host).
-                f.tenants = given.tenants.clone();
-                f.run_as = given.run_as.clone();
-                for r in &given.reservations {
-                    let fits = u64::from(r.gpus) <= f.total_gpus()
-                        && r.group.is_none_or(|g| g.idx() < f.groups.len())
-                        && r.gpu_type.is_none_or(|t| given.gpu(t).name == f.gpu(f.pools[0].gpu_type).name);
-                    if !fits {
-                        anyhow::bail!(
-                            "reservation {}: {} GPUs{} do not fit this host ({} {} GPUs)",
-                            r.name,
-                            r.gpus,
-                            r.group.map_or(String::new(), |g| format!(" in leaf group {}", g.0)),
-                            f.total_gpus(),
-                            f.gpu(f.pools[0].gpu_type).name
-                        );
-                    }
-                    f.reservations.push(fabrik_model::facility::AdvanceReservation {
-                        gpu_type: r.gpu_type.map(|_| f.pools[0].gpu_type),
-                        ..r.clone()
-                    });
-                }
+                overlay(&mut f, given)?;
             }
             let isolation = if cfg.single_user { Isolation::SingleUser } else { Isolation::Mapped(f.run_as.clone()) };
             let local = LocalConfig {
@@ -182,6 +168,29 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
         ExecutorKind::Simulated => {
             let f = cfg.facility.clone().context("the simulated executor needs a facility")?;
             (f, Box::new(SimulatedExecutor::default()))
+        }
+        ExecutorKind::Slurm => {
+            let mut f = slurm::discover("slurm").map_err(|e| anyhow::anyhow!("reading the cluster from Slurm: {e}"))?;
+            tracing::info!(
+                "Slurm reports {} GPUs in {} nodes, {} leaf groups",
+                f.total_gpus(),
+                f.domains.len(),
+                f.groups.len()
+            );
+            if let Some(given) = &cfg.facility {
+                overlay(&mut f, given)?;
+            }
+            let isolation = if cfg.single_user { Isolation::SingleUser } else { Isolation::Mapped(f.run_as.clone()) };
+            let sc = slurm::SlurmConfig {
+                data_dir: cfg.data_dir.clone(),
+                spool_dir: cfg.spool_dir.clone().unwrap_or_else(|| default_spool(&cfg.data_dir)),
+                isolation,
+                start_grace_s: cfg.slurm_start_grace_s,
+                partition: cfg.slurm_partition.clone(),
+                node_poll_s: 2,
+            };
+            let exec = slurm::SlurmExecutor::new(sc, &f).map_err(anyhow::Error::msg)?;
+            (f, Box::new(exec))
         }
     };
     let metrics = Arc::new(metrics::Metrics::new());
@@ -219,6 +228,33 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
     });
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "fabrik serve listening");
     Ok(Running { addr, announcement: state_announcement, shutdown: Some(stop_tx), server, engine: Some(engine), tx })
+}
+
+/// The topology is the executor's (this host, the Slurm cluster); every other setting of the
+/// facility file holds live as in the twin: tenants, the user map, advance reservations (checked
+/// against that topology).
+fn overlay(f: &mut Facility, given: &Facility) -> anyhow::Result<()> {
+    f.tenants = given.tenants.clone();
+    f.run_as = given.run_as.clone();
+    for r in &given.reservations {
+        let ty = r.gpu_type.map(|t| given.gpu(t).name.clone());
+        let local_ty = match &ty {
+            Some(t) => Some(f.gpu_type_id(t).with_context(|| format!("reservation {}: no {t} GPUs here", r.name))?),
+            None => None,
+        };
+        let fits = u64::from(r.gpus) <= f.max_gang(local_ty) && r.group.is_none_or(|g| g.idx() < f.groups.len());
+        if !fits {
+            anyhow::bail!(
+                "reservation {}: {} GPUs{} do not fit here ({} GPUs)",
+                r.name,
+                r.gpus,
+                r.group.map_or(String::new(), |g| format!(" in leaf group {}", g.0)),
+                f.total_gpus()
+            );
+        }
+        f.reservations.push(fabrik_model::facility::AdvanceReservation { gpu_type: local_ty, ..r.clone() });
+    }
+    Ok(())
 }
 
 async fn terminate() {
