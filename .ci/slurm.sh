@@ -76,6 +76,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu
 SchedulerType=sched/backfill
+# backfill every 2 s (Slurm's default is 30 s), so that runs compare with the twin, which
+# backfills at every event; tools/twin-vs-slurm.py reports both
+SchedulerParameters=bf_interval=${FABRIK_SLURM_BF_INTERVAL:-2}
 TopologyPlugin=topology/tree
 ReturnToService=2
 SlurmctldPort=6817
