@@ -287,8 +287,19 @@ pub struct Engine {
     started: Vec<JobId>,
 }
 
-fn tree_from(accounts: &[(String, f64)]) -> Result<TenantTree, String> {
-    let specs: Vec<AccountSpec> = accounts.iter().map(|(p, s)| AccountSpec::new(p.clone(), *s)).collect();
+/// The share tree of the store's accounts (paths and shares), with the quotas (guarantees,
+/// limits, reclaim) the facility file gives those paths — so they hold live as in the twin.
+fn tree_from(accounts: &[(String, f64)], quotas: &TenantTree) -> Result<TenantTree, String> {
+    let specs: Vec<AccountSpec> = accounts
+        .iter()
+        .map(|(p, s)| {
+            let mut a = AccountSpec::new(p.clone(), *s);
+            if let Some((_, q)) = quotas.iter().find(|(_, q)| &q.path == p) {
+                a.quota = q.quota.clone();
+            }
+            a
+        })
+        .collect();
     TenantTree::from_specs(&specs, "accounts table").map_err(|e| e.to_string())
 }
 
@@ -308,7 +319,7 @@ impl Engine {
             }
         }
         store.use_fault_counter(cfg.faults.store_write_failures.clone());
-        facility.tenants = tree_from(&store.accounts()?).map_err(anyhow::Error::msg)?;
+        facility.tenants = tree_from(&store.accounts()?, &facility.tenants).map_err(anyhow::Error::msg)?;
         let clock = Clock::new(cfg.time_scale);
         let epoch = store.epoch(clock.now().0)?;
         let mut sched = Scheduler::for_facility(&facility, &cfg.policy, cfg.sched.clone(), SimTime(epoch))?;
@@ -890,7 +901,7 @@ impl Engine {
             Some(a) => a.1 = shares,
             None => accounts.push((path.trim_matches('/').to_string(), shares)),
         }
-        let tree = tree_from(&accounts).map_err(ApiErr::BadRequest)?;
+        let tree = tree_from(&accounts, &self.facility.tenants).map_err(ApiErr::BadRequest)?;
         self.sched.update_tenants(tree.clone()).map_err(|e| ApiErr::BadRequest(e.to_string()))?;
         self.store.add_account(path.trim_matches('/'), shares).map_err(|e| ApiErr::Internal(e.to_string()))?;
         self.facility.tenants = tree;

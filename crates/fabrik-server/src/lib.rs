@@ -188,6 +188,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
                 start_grace_s: cfg.slurm_start_grace_s,
                 partition: cfg.slurm_partition.clone(),
                 node_poll_s: 2,
+                kill_grace_s: cfg.engine.kill_grace_s,
             };
             let exec = slurm::SlurmExecutor::new(sc, &f).map_err(anyhow::Error::msg)?;
             (f, Box::new(exec))

@@ -35,6 +35,9 @@ pub struct SlurmConfig {
     pub partition: Option<String>,
     /// Seconds between node-state polls.
     pub node_poll_s: u64,
+    /// Seconds between SIGTERM and the kill when fabrik takes a job back (preemption, a node
+    /// leaving service).
+    pub kill_grace_s: u64,
 }
 
 /// Runs a Slurm command; its stdout, or an error naming the command and what it said.
@@ -135,6 +138,8 @@ pub struct SlurmExecutor {
     /// Per domain: the reason it is out of service, as last reported.
     down: Vec<Option<String>>,
     last_node_poll: Option<SimTime>,
+    /// Runs fabrik took back: SIGTERM sent, cancelled for good at the instant given.
+    dying: Vec<(u32, std::time::Instant)>,
 }
 
 /// Single quotes for sh.
@@ -163,6 +168,7 @@ impl SlurmExecutor {
             taken_back: Vec::new(),
             down: vec![None; n],
             last_node_poll: None,
+            dying: Vec::new(),
         })
     }
 
@@ -341,6 +347,14 @@ impl Executor for SlurmExecutor {
     }
 
     fn poll(&mut self, now: SimTime) -> Vec<(i64, Exit)> {
+        let t = std::time::Instant::now();
+        self.dying.retain(|&(sid, at)| {
+            if at > t {
+                return true;
+            }
+            let _ = run("scancel", &[sid.to_string()]);
+            false
+        });
         let mut done = Vec::new();
         if self.jobs.is_empty() {
             return done;
@@ -418,9 +432,13 @@ impl Executor for SlurmExecutor {
         }
     }
 
+    /// Preemption as fabrik decides: SIGTERM now (a job may checkpoint), the kill after the
+    /// grace period; the job is already back in fabrik's queue.
     fn forget(&mut self, id: i64) {
         if let Some(t) = self.jobs.remove(&id) {
-            let _ = run("scancel", &[t.slurm_id.to_string()]);
+            let _ = run("scancel", &[s("--signal=TERM"), s("--full"), t.slurm_id.to_string()]);
+            self.dying
+                .push((t.slurm_id, std::time::Instant::now() + std::time::Duration::from_secs(self.cfg.kill_grace_s)));
         }
     }
 

@@ -211,3 +211,52 @@ async fn with_slurmctld_down_jobs_wait_with_a_reason_and_run_when_it_is_back() {
     s.wait_state(id, &s.alice, "completed").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarantee_preempts_a_borrower_on_slurm_with_term_then_requeue() {
+    let Some(_c) = cluster().await else { return };
+    // research is guaranteed 8 GPUs and takes them back from borrowers (a facility setting
+    // that must hold live as in the twin)
+    let run_as = test_support::tenant_users().map_or(String::new(), |[a, b]| {
+        format!("[[run_as]]\naccount = \"research\"\nuser = \"{a}\"\n[[run_as]]\naccount = \"sme\"\nuser = \"{b}\"\n")
+    });
+    let text = format!(
+        "name = \"t\"\n[[pool]]\ngpu = \"H100\"\ndomain_gpus = 4\ndomains_per_group = 3\ngroups = 1\n\
+         [[account]]\npath = \"research\"\nshares = 50\nguarantee_gpus = 8\nreclaim_by_preemption = true\n\
+         [[account]]\npath = \"research/open-llm/eval\"\nshares = 1\n\
+         [[account]]\npath = \"sme\"\nshares = 50\n[[account]]\npath = \"sme/startup-a/llm\"\nshares = 1\n{run_as}"
+    );
+    let f = fabrik_model::Facility::from_toml(&text, "t.toml").unwrap();
+    let s = start_cfg("slurm-preempt", |c| {
+        c.executor = ExecutorKind::Slurm;
+        c.facility = Some(f);
+        c.engine.kill_grace_s = 2;
+    })
+    .await;
+    let b = s.submit(&s.bob, json!({"command": ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; sleep 300 & wait"], "gpus": 12, "walltime": 600, "preemptible": true})).await;
+    let v = s.wait_state(b, &s.bob, "running").await;
+    let first = v["pid"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a = s.submit(&s.alice, json!({"command": ["sh", "-c", "echo ran"], "gpus": 8, "walltime": 60})).await;
+    s.wait_state(a, &s.alice, "completed").await;
+    let (_, why) = s.req("GET", &format!("/v1/jobs/{b}"), &s.bob, None).await;
+    assert!(why["reason"].as_str().unwrap_or("").contains("preempted"), "{why}");
+    // the borrower's first run got SIGTERM (its trap exits 0: COMPLETED) or was cancelled after
+    // the grace period
+    let t = Instant::now();
+    loop {
+        let (_, st) = scontrol(first);
+        if st == "CANCELLED" || st == "COMPLETED" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "first run of {b} still {st}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // and it runs again once the GPUs are free: back in fabrik's queue, not Slurm's
+    let v = s.wait_state(b, &s.bob, "running").await;
+    assert_ne!(v["pid"].as_i64().unwrap(), first, "a new Slurm job for the new run");
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{b}/cancel"), &s.bob, None).await;
+    assert_eq!(st, StatusCode::OK);
+    s.wait_state(b, &s.bob, "cancelled").await;
+    s.stop().await;
+}
