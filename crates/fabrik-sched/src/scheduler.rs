@@ -583,15 +583,11 @@ impl Scheduler {
             })
             .collect();
         for id in hit {
-            self.stop_running(id, now);
-            let j = &mut self.jobs[id.idx()];
-            j.state = JobState::Pending;
-            j.start = None;
-            j.inside = None;
-            j.parts.clear();
+            let pass = self.pass;
+            let j = self.stop_to_pending(id, now);
             j.interruptions += 1;
             j.why = Reason::Interrupted { at: now };
-            j.why_pass = self.pass;
+            j.why_pass = pass;
             let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
             self.jobs[id.idx()].priority = p;
             let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
@@ -683,14 +679,10 @@ impl Scheduler {
         if job.state != JobState::Running {
             return Err(SchedError::NotRunning(id));
         }
-        self.stop_running(id, now);
-        let j = &mut self.jobs[id.idx()];
-        j.state = JobState::Pending;
-        j.start = None;
-        j.inside = None;
-        j.parts.clear();
+        let pass = self.pass;
+        let j = self.stop_to_pending(id, now);
         j.why = Reason::StartUndone { at: now };
-        j.why_pass = self.pass;
+        j.why_pass = pass;
         let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
         self.pending.insert(pos, id);
         self.reservation = None;
@@ -888,6 +880,18 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A running job stops and is pending again (preempted, interrupted, its start undone); the
+    /// caller counts why and puts it back in the queue.
+    fn stop_to_pending(&mut self, id: JobId, now: SimTime) -> &mut JobEntry {
+        self.stop_running(id, now);
+        let j = &mut self.jobs[id.idx()];
+        j.state = JobState::Pending;
+        j.start = None;
+        j.inside = None;
+        j.parts.clear();
+        j
+    }
+
     /// Releases a running job's GPUs and stops charging it; the caller sets its new state.
     fn stop_running(&mut self, id: JobId, now: SimTime) {
         let job = &self.jobs[id.idx()];
@@ -934,12 +938,7 @@ impl Scheduler {
 
     /// Preempts a running job: frees its GPUs and requeues it (after the pass).
     fn preempt(&mut self, id: JobId, now: SimTime) {
-        self.stop_running(id, now);
-        let job = &mut self.jobs[id.idx()];
-        job.state = JobState::Pending;
-        job.start = None;
-        job.inside = None;
-        job.parts.clear();
+        let job = self.stop_to_pending(id, now);
         job.preemptions += 1;
         self.preempted.push(id);
         self.requeue.push(id);

@@ -237,6 +237,32 @@ fn impossible_jobs_and_unknown_policies_are_refused() {
 }
 
 #[test]
+fn an_undone_start_frees_the_gpus_and_queues_the_job_first_again() {
+    // tiny: 2 nodes × 8 GPUs. Two 8-GPU jobs start; the body cannot carry out the first.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.submit(job(P, 8, 0, 100), SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, [JobId(0), JobId(1)]);
+    s.unstart(JobId(0), SimTime(0)).unwrap();
+    assert_eq!((s.cluster().free_gpus(), s.busy_gpus()), (8, 8));
+    assert_eq!(s.pending(), [JobId(0)]);
+    assert_eq!(s.job(JobId(0)).state, JobState::Pending);
+    assert!(s.explain(JobId(0)).unwrap().reasons[0]
+        .describe(&|t: SimTime| t.0.to_string())
+        .contains("could not be carried out"));
+    // it starts again at the next pass, on the GPUs it left
+    s.schedule(SimTime(1), &mut started);
+    assert_eq!(started, [JobId(0)]);
+    assert_eq!(s.cluster().free_gpus(), 0);
+    assert_eq!(s.unstart(JobId(5), SimTime(1)), Err(SchedError::UnknownJob(JobId(5))));
+    s.finish(JobId(1), SimTime(2)).unwrap();
+    assert_eq!(s.unstart(JobId(1), SimTime(2)), Err(SchedError::NotRunning(JobId(1))));
+}
+
+#[test]
 fn cancel_removes_pending_and_frees_running() {
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();

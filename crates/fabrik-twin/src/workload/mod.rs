@@ -60,6 +60,33 @@ pub enum WorkloadError {
     File { origin: String, msg: String },
 }
 
+/// A tenant tree of owners as trace readers find them: each `(parent, leaf)` pair becomes the
+/// node `parent` with the leaf `parent/leaf` below it, all with equal shares (Slurm's default
+/// `Fairshare=1`).
+pub fn owner_tree<'a>(
+    owners: impl Iterator<Item = (&'a str, &'a str)>,
+    origin: &str,
+) -> Result<TenantTree, WorkloadError> {
+    let mut paths: Vec<String> = Vec::new();
+    for (parent, leaf) in owners {
+        for p in [parent.to_string(), format!("{parent}/{leaf}")] {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+    }
+    paths.sort();
+    let specs: Vec<fabrik_model::tenants::AccountSpec> =
+        paths.into_iter().map(|p| fabrik_model::tenants::AccountSpec::new(p, 1.0)).collect();
+    TenantTree::from_specs(&specs, origin)
+        .map_err(|e| WorkloadError::File { origin: origin.into(), msg: e.to_string() })
+}
+
+/// The note for jobs whose walltime the trace does not give.
+pub fn walltime_note(n: u64, what: &str) -> String {
+    format!("{n} jobs without {what}: walltime taken as 2 × the run, rounded up to an hour")
+}
+
 /// Traces without tenants: a job is charged to a leaf chosen by a hash of its id, in proportion
 /// to the leaves' shares, so the replay is deterministic and every account sees demand.
 pub fn account_by_hash(tenants: &TenantTree, key: &str) -> AccountId {

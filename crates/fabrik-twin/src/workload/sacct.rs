@@ -25,7 +25,6 @@
 //! - Times are shifted so the first submission is at 0.
 
 use super::{TraceJob, Workload, WorkloadError};
-use fabrik_model::tenants::AccountSpec;
 use fabrik_model::{JobSpec, Qos, Secs, SimTime, TenantTree};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -243,17 +242,7 @@ pub fn read(input: impl Read, origin: &str, tz: &jiff::tz::TimeZone) -> Result<(
         return Err(file_err("no finished GPU jobs".into()));
     }
     // the tenant tree: accounts, each user a leaf under its account
-    let mut paths: Vec<String> = Vec::new();
-    for r in &rows {
-        for p in [r.account.clone(), format!("{}/{}", r.account, r.user)] {
-            if !paths.contains(&p) {
-                paths.push(p);
-            }
-        }
-    }
-    paths.sort();
-    let specs: Vec<AccountSpec> = paths.iter().map(|p| AccountSpec::new(p.clone(), 1.0)).collect();
-    let tenants = TenantTree::from_specs(&specs, origin).map_err(|e| file_err(e.to_string()))?;
+    let tenants = super::owner_tree(rows.iter().map(|r| (r.account.as_str(), r.user.as_str())), origin)?;
     let t0 = rows.iter().map(|r| r.submit).min().unwrap_or(0);
     let mut jobs = Vec::with_capacity(rows.len());
     for Row { id, account, user, qos, preemptible, gpus, submit, run, limit } in rows {
@@ -274,9 +263,7 @@ pub fn read(input: impl Read, origin: &str, tz: &jiff::tz::TimeZone) -> Result<(
         notes.push(format!("{n} jobs {why} skipped"));
     }
     if unlimited > 0 {
-        notes.push(format!(
-            "{unlimited} jobs without a time limit: walltime taken as 2 × the run, rounded up to an hour"
-        ));
+        notes.push(super::walltime_note(unlimited, "a time limit"));
     }
     notes.push("tenants: each Slurm account with its users as leaves, equal shares".into());
     let mut w = Workload { source: format!("sacct:{origin}"), notes, jobs };

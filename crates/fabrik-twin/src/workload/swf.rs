@@ -20,7 +20,6 @@
 //! in the report.
 
 use super::{TraceJob, Workload, WorkloadError};
-use fabrik_model::tenants::AccountSpec;
 use fabrik_model::{JobSpec, Secs, SimTime, TenantTree};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -152,17 +151,9 @@ pub fn read(
         }
         .max(1)
     };
-    let mut paths: Vec<String> = Vec::new();
-    for r in &rows {
-        for p in [format!("group-{}", r.group), format!("group-{}/user-{}", r.group, r.user)] {
-            if !paths.contains(&p) {
-                paths.push(p);
-            }
-        }
-    }
-    paths.sort();
-    let specs: Vec<AccountSpec> = paths.iter().map(|p| AccountSpec::new(p.clone(), 1.0)).collect();
-    let tenants = TenantTree::from_specs(&specs, origin).map_err(|e| file_err(e.to_string()))?;
+    let owners: Vec<(String, String)> =
+        rows.iter().map(|r| (format!("group-{}", r.group), format!("user-{}", r.user))).collect();
+    let tenants = super::owner_tree(owners.iter().map(|(g, u)| (g.as_str(), u.as_str())), origin)?;
     let t0 = rows.iter().map(|r| r.submit).min().unwrap_or(0);
     let mut unlimited = 0;
     let mut jobs = Vec::with_capacity(rows.len());
@@ -194,9 +185,7 @@ pub fn read(
         notes.push(format!("{n} jobs {why} skipped"));
     }
     if unlimited > 0 {
-        notes.push(format!(
-            "{unlimited} jobs without a requested time: walltime taken as 2 × the run, rounded up to an hour"
-        ));
+        notes.push(super::walltime_note(unlimited, "a requested time"));
     }
     notes.push("tenants: SWF groups with their users as leaves, equal shares".into());
     let mut w = Workload { source: format!("swf:{origin}"), notes, jobs };
