@@ -77,6 +77,8 @@ def main():
     ap.add_argument("--submitters", type=int, default=8, help="concurrent submitters (at most 64)")
     ap.add_argument("--interval", type=float, default=0.7, help="seconds between kills")
     ap.add_argument("--jobs", type=int, default=100, help="jobs per submitter (at most 10,000)")
+    ap.add_argument("--executor", default="local", choices=["local", "slurm"],
+                    help="slurm: jobs go to the cluster of .ci/slurm.sh (the facility is Slurm's)")
     args = ap.parse_args()
     rounds, submitters = min(args.rounds, 500), min(args.submitters, 64)
     binary = os.path.abspath(args.bin)
@@ -105,8 +107,9 @@ def main():
     log = open(os.path.join(root, "serve.log"), "a")
 
     def start():
+        where = ["--gpus", "8"] if args.executor == "local" else ["--executor", "slurm", "--slurm-start-grace-s", "60"]
         p = subprocess.Popen([binary, "serve", "--data-dir", data, "--bind", f"127.0.0.1:{port}",
-                              "--tick-ms", "20", "--gpus", "8", *isolation], stdout=subprocess.DEVNULL, stderr=log)
+                              "--tick-ms", "20", *where, *isolation], stdout=subprocess.DEVNULL, stderr=log)
         for _ in range(400):
             if request(port, token, "GET", "/healthz")[0] == 200:
                 return p
@@ -186,6 +189,7 @@ def main():
         "unended": sum(1 for j in jobs if j["state"] not in FINAL),
         "states": {s: sum(1 for j in jobs if j["state"] == s) for s in sorted({j["state"] for j in jobs})},
         "isolation": "run_as users" if users else "single-user",
+        "executor": args.executor,
     }
     print(json.dumps(report, indent=2))
     ok = report["lost"] == 0 and report["duplicated"] == 0 and report["run_twice"] == 0 and report["unended"] == 0
