@@ -260,3 +260,48 @@ async fn a_guarantee_preempts_a_borrower_on_slurm_with_term_then_requeue() {
     s.wait_state(b, &s.bob, "cancelled").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_slurm_does_not_start_is_taken_back_with_slurms_reason() {
+    let Some(_c) = cluster().await else { return };
+    // GPUs fabrik does not know about are busy: a job submitted to Slurm directly holds one
+    // GPU of every node, so a 4-GPU dispatch cannot start anywhere
+    let dir = std::env::temp_dir();
+    let foreign: Vec<String> = (1..=3)
+        .map(|n| {
+            sh(
+                "sbatch",
+                &[
+                    "--parsable",
+                    &format!("--nodelist=node{n}"),
+                    "--gres=gpu:1",
+                    "--time=5",
+                    "-o",
+                    "/dev/null",
+                    &format!("--chdir={}", dir.display()),
+                    "--wrap",
+                    "sleep 120",
+                ],
+            )
+            .trim()
+            .to_string()
+        })
+        .collect();
+    let s = slurm_srv("slurm-takeback", Faults::default()).await;
+    let j = s.submit(&s.alice, json!({"command": ["true"], "gpus": 4, "walltime": 60})).await;
+    let t = Instant::now();
+    let why = loop {
+        let (_, why) = s.req("GET", &format!("/v1/jobs/{j}/why"), &s.alice, None).await;
+        if why.to_string().contains("Slurm did not start it within 8 s") {
+            break why;
+        }
+        assert!(t.elapsed() < Duration::from_secs(40), "never taken back: {why}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(why.to_string().contains("Resources"), "Slurm's pending reason: {why}");
+    for f in &foreign {
+        sh("scancel", &[f]);
+    }
+    s.wait_state(j, &s.alice, "completed").await;
+    s.stop().await;
+}
