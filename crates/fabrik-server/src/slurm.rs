@@ -140,6 +140,9 @@ pub struct SlurmExecutor {
     last_node_poll: Option<SimTime>,
     /// Runs fabrik took back: SIGTERM sent, cancelled for good at the instant given.
     dying: Vec<(u32, std::time::Instant)>,
+    /// `squeue` at most once a second, however fast the engine ticks: a controller serving a
+    /// large site must not be polled in a tight loop.
+    last_squeue: Option<std::time::Instant>,
 }
 
 /// Single quotes for sh.
@@ -169,6 +172,7 @@ impl SlurmExecutor {
             down: vec![None; n],
             last_node_poll: None,
             dying: Vec::new(),
+            last_squeue: None,
         })
     }
 
@@ -356,9 +360,12 @@ impl Executor for SlurmExecutor {
             false
         });
         let mut done = Vec::new();
-        if self.jobs.is_empty() {
+        if self.jobs.is_empty()
+            || self.last_squeue.is_some_and(|l| t.duration_since(l) < std::time::Duration::from_secs(1))
+        {
             return done;
         }
+        self.last_squeue = Some(t);
         let Ok(listed) = self.squeue() else { return done };
         let by_id: HashMap<u32, &(u32, String, String)> = listed.values().map(|v| (v.0, v)).collect();
         let mut back = Vec::new();
