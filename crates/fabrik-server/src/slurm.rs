@@ -143,6 +143,9 @@ pub struct SlurmExecutor {
     /// `squeue` at most once a second, however fast the engine ticks: a controller serving a
     /// large site must not be polled in a tight loop.
     last_squeue: Option<std::time::Instant>,
+    /// Jobs recovered while Slurm did not answer: by name, resolved at the next poll that it does
+    /// (requeueing one Slurm already had would submit it twice).
+    unresolved: HashMap<i64, (String, SimTime)>,
 }
 
 /// Single quotes for sh.
@@ -173,6 +176,7 @@ impl SlurmExecutor {
             last_node_poll: None,
             dying: Vec::new(),
             last_squeue: None,
+            unresolved: HashMap::new(),
         })
     }
 
@@ -194,6 +198,30 @@ impl SlurmExecutor {
             }
         }
         Ok(out)
+    }
+
+    /// A job by name after a restart: (Slurm id, state) from the controller's list, else from
+    /// accounting; `None` when Slurm never had it.
+    fn by_name(listed: &HashMap<String, (u32, String, String)>, name: &str) -> Option<(u32, String)> {
+        if let Some((sid, st, _)) = listed.get(name) {
+            return Some((*sid, st.clone()));
+        }
+        let out = run(
+            "sacct",
+            &[
+                s("-X"),
+                s("-n"),
+                s("-P"),
+                s("-S"),
+                s("now-30days"),
+                format!("--name={name}"),
+                s("--format=JobIDRaw,State"),
+            ],
+        )
+        .ok()?;
+        let line = out.lines().next()?;
+        let (a, b) = line.split_once('|')?;
+        Some((a.parse().ok()?, b.split_whitespace().next()?.to_string()))
     }
 
     /// The exit of an ended Slurm job: `scontrol show job` while Slurm remembers it, else sacct.
@@ -360,13 +388,22 @@ impl Executor for SlurmExecutor {
             false
         });
         let mut done = Vec::new();
-        if self.jobs.is_empty()
+        if (self.jobs.is_empty() && self.unresolved.is_empty())
             || self.last_squeue.is_some_and(|l| t.duration_since(l) < std::time::Duration::from_secs(1))
         {
             return done;
         }
         self.last_squeue = Some(t);
         let Ok(listed) = self.squeue() else { return done };
+        for (id, (name, start)) in std::mem::take(&mut self.unresolved) {
+            match Self::by_name(&listed, &name) {
+                Some((sid, st)) if Self::final_state(&st) => done.push((id, Self::exit_of(sid, &st))),
+                Some((sid, st)) => {
+                    self.jobs.insert(id, Tracked { slurm_id: sid, dispatched: start, started: st != "PENDING" });
+                }
+                None => self.taken_back.push((id, "Slurm never received it (found after a restart)".into())),
+            }
+        }
         let by_id: HashMap<u32, &(u32, String, String)> = listed.values().map(|v| (v.0, v)).collect();
         let mut back = Vec::new();
         for (&id, t) in self.jobs.iter_mut() {
@@ -449,56 +486,21 @@ impl Executor for SlurmExecutor {
         }
     }
 
-    fn find(&mut self, id: i64, pid: Option<u32>, start: SimTime, l: &Launch<'_>) -> Found {
+    fn find(&mut self, id: i64, _pid: Option<u32>, start: SimTime, _l: &Launch<'_>) -> Found {
         let name = self.name_of(id, start);
-        let listed = match self.squeue() {
-            Ok(x) => x,
-            // Slurm unreachable: assume it runs; the next polls tell
-            Err(_) => {
-                if let Some(p) = pid {
-                    self.jobs.insert(id, Tracked { slurm_id: p, dispatched: start, started: true });
-                    return Found::Alive(Some(p));
-                }
-                return Found::NotStarted;
-            }
+        let Ok(listed) = self.squeue() else {
+            // Slurm unreachable: it may or may not have the job; the first poll that reaches it
+            // decides (adopted, ended, or handed back to be started once)
+            self.unresolved.insert(id, (name, start));
+            return Found::Alive(None);
         };
-        let _ = l;
-        match listed.get(&name) {
-            Some((sid, st, _)) if !Self::final_state(st) => {
-                self.jobs.insert(id, Tracked { slurm_id: *sid, dispatched: start, started: st != "PENDING" });
-                Found::Alive(Some(*sid))
+        match Self::by_name(&listed, &name) {
+            Some((sid, st)) if Self::final_state(&st) => Found::Exited(Self::exit_of(sid, &st)),
+            Some((sid, st)) => {
+                self.jobs.insert(id, Tracked { slurm_id: sid, dispatched: start, started: st != "PENDING" });
+                Found::Alive(Some(sid))
             }
-            Some((sid, st, _)) => Found::Exited(Self::exit_of(*sid, st)),
-            None => {
-                // forgotten by the controller: accounting knows it by name
-                let acct = run(
-                    "sacct",
-                    &[
-                        s("-X"),
-                        s("-n"),
-                        s("-P"),
-                        s("-S"),
-                        s("now-30days"),
-                        format!("--name={name}"),
-                        s("--format=JobIDRaw,State"),
-                    ],
-                )
-                .ok()
-                .and_then(|t| {
-                    t.lines().next().and_then(|l| {
-                        let (a, b) = l.split_once('|')?;
-                        Some((a.parse::<u32>().ok()?, b.split_whitespace().next()?.to_string()))
-                    })
-                });
-                match acct {
-                    Some((sid, st)) if Self::final_state(&st) => Found::Exited(Self::exit_of(sid, &st)),
-                    Some((sid, _)) => {
-                        self.jobs.insert(id, Tracked { slurm_id: sid, dispatched: start, started: true });
-                        Found::Alive(Some(sid))
-                    }
-                    None => Found::NotStarted,
-                }
-            }
+            None => Found::NotStarted,
         }
     }
 
