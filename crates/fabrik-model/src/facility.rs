@@ -58,6 +58,9 @@ pub struct Facility {
     /// The host (Slurm node) name of each domain, in domain order, where the file names them
     /// (`nodes = […]`, written by `fabrik facility import`); empty otherwise.
     pub node_names: Vec<String>,
+    /// Slurm's scheduling configuration, for the `slurm` policy (`[slurm]`; Slurm's defaults
+    /// when absent).
+    pub slurm: crate::slurm_sched::SlurmSched,
 }
 
 /// A window of GPUs held for one account (its subtree's jobs run inside), e.g. a 4,096-GPU
@@ -122,6 +125,10 @@ pub struct FacilityFile {
     /// Host names of the domains, in order (one per domain, unique).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+    /// Slurm's scheduling configuration for the `slurm` policy (written by `fabrik facility
+    /// import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::slurm_sched::SlurmSched>,
 }
 
 /// Names of the built-in presets, for help texts and errors.
@@ -199,6 +206,10 @@ impl Facility {
                 return Err(ModelError::invalid(origin, "nodes", format!("'{dup}' is named twice")));
             }
             f.node_names = file.nodes.clone();
+        }
+        if let Some(sl) = &file.slurm {
+            sl.validate(origin)?;
+            f.slurm = sl.clone();
         }
         f.run_as =
             crate::users::UserMap::from_specs(&file.run_as, origin, |p| f.tenants.iter().any(|(_, a)| a.path == p))?;
@@ -285,6 +296,7 @@ impl Facility {
             reservation: vec![],
             run_as: vec![],
             nodes: vec![],
+            slurm: None,
         };
         Some(Facility::from_file(&file, name).expect("presets are valid"))
     }
@@ -438,6 +450,7 @@ impl Builder {
                 reservations: vec![],
                 run_as: Default::default(),
                 node_names: vec![],
+                slurm: Default::default(),
             },
         }
     }

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod job;
 pub mod reliability;
 pub mod slurm;
+pub mod slurm_sched;
 pub mod tenants;
 pub mod units;
 pub mod users;

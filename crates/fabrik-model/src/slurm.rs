@@ -93,6 +93,51 @@ pub fn expand_hostlist(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A Slurm duration (`[D-]HH:MM:SS`, `MM:SS`, `D-HH`, `D-HH:MM`, `MM`, with optional fractional
+/// seconds) in seconds; `None` for `UNLIMITED`, `Partition_Limit`, `INVALID` or empty.
+pub fn parse_slurm_duration(s: &str) -> Result<Option<u64>, String> {
+    let s = s.trim();
+    if s.is_empty()
+        || ["unlimited", "partition_limit", "invalid", "none", "unknown"].contains(&s.to_ascii_lowercase().as_str())
+    {
+        return Ok(None);
+    }
+    let bad = || format!("'{s}' is not a Slurm duration ([D-]HH:MM:SS, MM:SS, D-HH, minutes)");
+    let num = |x: &str| -> Result<u64, String> {
+        let x = x.split('.').next().unwrap_or("");
+        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) || x.len() > 12 {
+            return Err(bad());
+        }
+        x.parse().map_err(|_| bad())
+    };
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (num(d)?, Some(r)),
+        None => (0, None),
+    };
+    let secs = match rest {
+        // D-HH, D-HH:MM, D-HH:MM:SS
+        Some(r) => {
+            let f: Vec<&str> = r.split(':').collect();
+            match f.as_slice() {
+                [h] => num(h)? * 3600,
+                [h, m] => num(h)? * 3600 + num(m)? * 60,
+                [h, m, sec] => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+                _ => return Err(bad()),
+            }
+        }
+        None => {
+            let f: Vec<&str> = s.split(':').collect();
+            match f.as_slice() {
+                [m] => num(m)? * 60,
+                [m, sec] => num(m)? * 60 + num(sec)?,
+                [h, m, sec] => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+                _ => return Err(bad()),
+            }
+        }
+    };
+    Ok(Some(days * 86_400 + secs))
+}
+
 /// One line of a Slurm config file as `key → value` (keys lower-cased), with its line number.
 fn records(text: &str) -> Vec<(usize, Vec<(String, String)>)> {
     let mut out = Vec::new();
@@ -169,6 +214,7 @@ pub struct SlurmPartition {
     pub nodes: String,
     pub default: bool,
     pub max_time: Option<String>,
+    pub priority_job_factor: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -180,6 +226,10 @@ pub struct SlurmConf {
     pub partitions: Vec<SlurmPartition>,
     /// Nodes without GPUs, skipped.
     pub cpu_only: usize,
+    /// The scheduling configuration (priority plugin, weights, SchedulerParameters, partitions).
+    pub sched: crate::slurm_sched::SlurmSched,
+    /// What the `slurm` policy does not model (ignored SchedulerParameters, other plugins).
+    pub sched_notes: Vec<String>,
 }
 
 /// `gpu:8`, `gpu:h100:8`, `gpu:h100:8(S:0-1)`, several comma-separated: the GPU count and type.
@@ -250,13 +300,20 @@ impl SlurmConf {
                         return Err(bad(line, "NodeName", format!("more than {MAX_HOSTS} nodes")));
                     }
                 }
-                "partitionname" if !v0.eq_ignore_ascii_case("default") => conf.partitions.push(SlurmPartition {
-                    name: v0.clone(),
-                    nodes: get(&kv, "nodes").unwrap_or("").to_string(),
-                    default: get(&kv, "default").is_some_and(|d| d.eq_ignore_ascii_case("yes")),
-                    max_time: get(&kv, "maxtime").map(str::to_string),
-                }),
-                _ => {}
+                "partitionname" if !v0.eq_ignore_ascii_case("default") => {
+                    let factor = match get(&kv, "priorityjobfactor") {
+                        Some(f) => f.parse().map_err(|_| bad(line, "PriorityJobFactor", format!("'{f}' is not a whole number")))?,
+                        None => 1,
+                    };
+                    conf.partitions.push(SlurmPartition {
+                        name: v0.clone(),
+                        nodes: get(&kv, "nodes").unwrap_or("").to_string(),
+                        default: get(&kv, "default").is_some_and(|d| d.eq_ignore_ascii_case("yes")),
+                        max_time: get(&kv, "maxtime").map(str::to_string),
+                        priority_job_factor: factor,
+                    })
+                }
+                key => conf.sched_key(key, v0, line).map_err(|(f, m)| bad(line, f, m))?,
             }
         }
         if let Some((gtext, gorigin)) = gres_conf {
@@ -275,7 +332,77 @@ impl SlurmConf {
         if conf.nodes.is_empty() {
             return Err(ModelError::invalid(origin, "NodeName", "no node with GPUs (Gres=gpu:…)".to_string()));
         }
+        for p in &conf.partitions {
+            let max_time_min = match p.max_time.as_deref().map(|m| {
+                if m.eq_ignore_ascii_case("infinite") {
+                    Ok(None)
+                } else {
+                    parse_slurm_duration(m)
+                }
+            }) {
+                Some(Ok(s)) => s.map(|s| s.div_ceil(60)),
+                Some(Err(m)) => return Err(ModelError::invalid(origin, format!("partition {}: MaxTime", p.name), m)),
+                None => None,
+            };
+            conf.sched.partitions.push(crate::slurm_sched::SlurmPartitionSpec {
+                name: p.name.clone(),
+                max_time_min,
+                priority_job_factor: p.priority_job_factor,
+                default: p.default,
+            });
+        }
+        conf.sched.validate(origin)?;
         Ok(conf)
+    }
+
+    /// Reads one global scheduling key of slurm.conf into `sched`; errors name the field.
+    fn sched_key(&mut self, key: &str, v: &str, line: usize) -> Result<(), (&'static str, String)> {
+        use crate::slurm_sched::{FairShareAlgo, PriorityType};
+        let s = &mut self.sched;
+        let int = |f: &'static str| -> Result<u32, (&'static str, String)> {
+            v.trim().parse().map_err(|_| (f, format!("'{v}' is not a whole number")))
+        };
+        let dur = |f: &'static str| -> Result<u64, (&'static str, String)> {
+            parse_slurm_duration(v).map_err(|m| (f, m))?.ok_or((f, format!("'{v}' is not a duration")))
+        };
+        match key {
+            "schedulertype" => match v {
+                "sched/backfill" => s.backfill = true,
+                "sched/builtin" => s.backfill = false,
+                other => self.sched_notes.push(format!("line {line}: SchedulerType={other} is not modelled; taken as sched/backfill")),
+            },
+            "schedulerparameters" => {
+                let ignored = s.apply_scheduler_parameters(v).map_err(|m| ("SchedulerParameters", m))?;
+                if !ignored.is_empty() {
+                    self.sched_notes.push(format!("line {line}: SchedulerParameters not modelled: {}", ignored.join(",")));
+                }
+            }
+            "prioritytype" => match v {
+                "priority/basic" => s.priority_type = PriorityType::Basic,
+                "priority/multifactor" => s.priority_type = PriorityType::Multifactor,
+                other => return Err(("PriorityType", format!("'{other}' is neither priority/basic nor priority/multifactor"))),
+            },
+            "priorityflags" => {
+                if v.split(',').any(|f| f.trim().eq_ignore_ascii_case("no_fair_tree")) {
+                    s.fair_share = FairShareAlgo::Classic;
+                }
+            }
+            "priorityweightage" => s.weight_age = int("PriorityWeightAge")?,
+            "priorityweightfairshare" => s.weight_fairshare = int("PriorityWeightFairshare")?,
+            "priorityweightjobsize" => s.weight_job_size = int("PriorityWeightJobSize")?,
+            "priorityweightpartition" => s.weight_partition = int("PriorityWeightPartition")?,
+            "priorityweightqos" => s.weight_qos = int("PriorityWeightQOS")?,
+            "priorityfavorsmall" => s.favor_small = v.eq_ignore_ascii_case("yes"),
+            "prioritydecayhalflife" => s.decay_half_life_s = dur("PriorityDecayHalfLife")?,
+            "prioritymaxage" => s.max_age_s = dur("PriorityMaxAge")?,
+            "prioritycalcperiod" => s.calc_period_s = dur("PriorityCalcPeriod")?,
+            "topologyplugin" => s.topology_tree = v == "topology/tree",
+            "selecttype" if v != "select/cons_tres" => {
+                self.sched_notes.push(format!("line {line}: SelectType={v}: nodes are chosen as select/cons_tres would"))
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The facility file: one leaf group per leaf switch of `topology` (else one per GPU type
@@ -375,6 +502,10 @@ impl SlurmConf {
             });
             order.extend(members.iter().map(|&i| self.nodes[i].name.clone()));
         }
+        notes.extend(self.sched_notes.iter().cloned());
+        if topology.is_some() && !self.sched.topology_tree {
+            notes.push("topology.conf given but TopologyPlugin is not topology/tree: the slurm policy ignores the switches".into());
+        }
         for p in &self.partitions {
             notes.push(format!(
                 "partition {}{}: {}{}",
@@ -392,6 +523,7 @@ impl SlurmConf {
             reservation: vec![],
             run_as: vec![],
             nodes: order,
+            slurm: Some(self.sched.clone()),
         };
         Ok((file, notes))
     }
@@ -448,6 +580,39 @@ mod tests {
         // without topology: one group per type and size
         let (file, _) = c.to_facility("lab", None, None).unwrap();
         assert_eq!(file.pool.iter().map(|p| p.domains_per_group).collect::<Vec<_>>(), [4, 2]);
+    }
+
+    #[test]
+    fn scheduling_settings_come_from_slurm_conf() {
+        let conf = "SchedulerType=sched/backfill\n\
+            SchedulerParameters=bf_interval=2,bf_resolution=30,bf_window=120,sched_min_interval=2\n\
+            PriorityType=priority/multifactor\nPriorityFlags=NO_FAIR_TREE\n\
+            PriorityWeightAge=1000\nPriorityWeightFairshare=10000\nPriorityWeightJobSize=500\n\
+            PriorityDecayHalfLife=1-12\nPriorityMaxAge=2-0\nPriorityCalcPeriod=1\nTopologyPlugin=topology/tree\n\
+            NodeName=n[1-2] Gres=gpu:h100:4\n\
+            PartitionName=gpu Nodes=ALL Default=YES MaxTime=2:00:00 PriorityJobFactor=3\n\
+            PartitionName=long Nodes=ALL MaxTime=INFINITE\n";
+        let c = SlurmConf::parse(conf, "slurm.conf", None).unwrap();
+        let s = &c.sched;
+        assert!(s.backfill);
+        assert_eq!((s.bf_interval_s, s.bf_resolution_s, s.bf_window_min), (2, 30, 120));
+        assert_eq!(s.priority_type, crate::slurm_sched::PriorityType::Multifactor);
+        assert_eq!(s.fair_share, crate::slurm_sched::FairShareAlgo::Classic);
+        assert_eq!((s.weight_age, s.weight_fairshare, s.weight_job_size, s.weight_qos), (1000, 10000, 500, 0));
+        // 1-12 is a day and a half; PriorityCalcPeriod is in minutes
+        assert_eq!((s.decay_half_life_s, s.max_age_s, s.calc_period_s), (129_600, 172_800, 60));
+        assert!(s.topology_tree);
+        assert_eq!(s.partitions.len(), 2);
+        assert_eq!((s.partitions[0].max_time_min, s.partitions[0].priority_job_factor), (Some(120), 3));
+        assert_eq!(s.partitions[1].max_time_min, None);
+        assert_eq!(s.partition_factor(), 1.0);
+        let (file, notes) = c.to_facility("x", None, None).unwrap();
+        assert_eq!(file.slurm.as_ref(), Some(s));
+        assert!(notes.iter().any(|n| n == "line 2: SchedulerParameters not modelled: sched_min_interval=2"), "{notes:?}");
+        let e = SlurmConf::parse("PriorityType=priority/magic\nNodeName=n1 Gres=gpu:1\n", "s.conf", None);
+        assert!(e.unwrap_err().to_string().contains("s.conf: line 1: PriorityType"));
+        let e = SlurmConf::parse("PriorityWeightAge=lots\nNodeName=n1 Gres=gpu:1\n", "s.conf", None);
+        assert!(e.unwrap_err().to_string().contains("line 1: PriorityWeightAge: 'lots' is not a whole number"));
     }
 
     #[test]

@@ -392,6 +392,7 @@ async fn the_live_server_honours_advance_reservations() {
         }],
         run_as: vec![],
         nodes: vec![],
+        slurm: None,
     };
     f.reservations = fabrik_model::Facility::from_file(&spec, "t.toml").unwrap().reservations;
     let s = start_cfg("resv", |c| c.facility = Some(f)).await;

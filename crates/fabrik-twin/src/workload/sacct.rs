@@ -29,50 +29,7 @@ use fabrik_model::{JobSpec, Qos, Secs, SimTime, TenantTree};
 use std::collections::BTreeMap;
 use std::io::Read;
 
-/// A Slurm duration (`[D-]HH:MM:SS`, `MM:SS`, `D-HH`, `D-HH:MM`, `MM`, with optional fractional
-/// seconds) in seconds; `None` for `UNLIMITED`, `Partition_Limit`, `INVALID` or empty.
-pub fn parse_slurm_duration(s: &str) -> Result<Option<u64>, String> {
-    let s = s.trim();
-    if s.is_empty()
-        || ["unlimited", "partition_limit", "invalid", "none", "unknown"].contains(&s.to_ascii_lowercase().as_str())
-    {
-        return Ok(None);
-    }
-    let bad = || format!("'{s}' is not a Slurm duration ([D-]HH:MM:SS, MM:SS, D-HH, minutes)");
-    let num = |x: &str| -> Result<u64, String> {
-        let x = x.split('.').next().unwrap_or("");
-        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) || x.len() > 12 {
-            return Err(bad());
-        }
-        x.parse().map_err(|_| bad())
-    };
-    let (days, rest) = match s.split_once('-') {
-        Some((d, r)) => (num(d)?, Some(r)),
-        None => (0, None),
-    };
-    let secs = match rest {
-        // D-HH, D-HH:MM, D-HH:MM:SS
-        Some(r) => {
-            let f: Vec<&str> = r.split(':').collect();
-            match f.as_slice() {
-                [h] => num(h)? * 3600,
-                [h, m] => num(h)? * 3600 + num(m)? * 60,
-                [h, m, sec] => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
-                _ => return Err(bad()),
-            }
-        }
-        None => {
-            let f: Vec<&str> = s.split(':').collect();
-            match f.as_slice() {
-                [m] => num(m)? * 60,
-                [m, sec] => num(m)? * 60 + num(sec)?,
-                [h, m, sec] => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
-                _ => return Err(bad()),
-            }
-        }
-    };
-    Ok(Some(days * 86_400 + secs))
-}
+pub use fabrik_model::slurm::parse_slurm_duration;
 
 /// A Slurm date-time in `tz`; `None` for `Unknown`, `None` or empty.
 pub fn parse_slurm_time(s: &str, tz: &jiff::tz::TimeZone) -> Result<Option<u64>, String> {

@@ -1,0 +1,272 @@
+//! Slurm's scheduling configuration as the `slurm` policy reads it: the priority plugin and its
+//! weights, the backfill scheduler's `SchedulerParameters`, partitions and QOS. `fabrik facility
+//! import slurm.conf` fills it from the operator's own files (the `[slurm]` table of a facility
+//! file); every field defaults to Slurm 22.05's default (slurm.conf(5)).
+
+use crate::error::ModelError;
+use serde::{Deserialize, Serialize};
+
+/// `PriorityType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityType {
+    /// `priority/basic`: submission order.
+    #[default]
+    Basic,
+    /// `priority/multifactor`: weighted age, fair-share, job size, partition and QOS factors.
+    Multifactor,
+}
+
+/// The fair-share algorithm of `priority/multifactor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FairShareAlgo {
+    /// Fair Tree (the default since Slurm 19.05).
+    #[default]
+    FairTree,
+    /// Classic fair-share, `PriorityFlags=NO_FAIR_TREE`: F = 2^(−U/S).
+    Classic,
+}
+
+/// A partition's scheduling-relevant settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmPartitionSpec {
+    pub name: String,
+    /// `MaxTime` in minutes (`None`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time_min: Option<u64>,
+    /// `PriorityJobFactor` (default 1).
+    #[serde(default = "one")]
+    pub priority_job_factor: u32,
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// A QOS (from the accounting database: `sacctmgr show qos`), matched to a job's QoS by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmQosSpec {
+    pub name: String,
+    #[serde(default)]
+    pub priority: u32,
+    /// `MaxWall` in minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wall_min: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSched {
+    /// `SchedulerType=sched/backfill` (Slurm's default); `false` for `sched/builtin`, the main
+    /// scheduler alone (strict priority order).
+    pub backfill: bool,
+    pub priority_type: PriorityType,
+    pub fair_share: FairShareAlgo,
+    pub weight_age: u32,
+    pub weight_fairshare: u32,
+    pub weight_job_size: u32,
+    pub weight_partition: u32,
+    pub weight_qos: u32,
+    /// `PriorityFavorSmall`.
+    pub favor_small: bool,
+    /// `PriorityDecayHalfLife` (default 7 days).
+    pub decay_half_life_s: u64,
+    /// `PriorityMaxAge` (default 7 days).
+    pub max_age_s: u64,
+    /// `PriorityCalcPeriod` (default 5 minutes).
+    pub calc_period_s: u64,
+    /// `bf_interval` (default 30 s).
+    pub bf_interval_s: u64,
+    /// `bf_window` in minutes (default 1440).
+    pub bf_window_min: u64,
+    /// `bf_resolution` (default 60 s).
+    pub bf_resolution_s: u64,
+    /// `bf_max_job_test` (default 500).
+    pub bf_max_job_test: u32,
+    /// `bf_max_job_user` (default 0: no limit); fabrik's user is the job's project account.
+    pub bf_max_job_user: u32,
+    /// `bf_continue`: accepted; a twin's backfill cycle never yields, so it has no effect.
+    pub bf_continue: bool,
+    /// `default_queue_depth`: jobs the main scheduler tests per run (default 100).
+    pub default_queue_depth: u32,
+    /// `TopologyPlugin=topology/tree`: nodes are chosen by leaf switch (best fit) as
+    /// `select/cons_tres` does with a tree; without it, the best-fitting single node.
+    pub topology_tree: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<SlurmPartitionSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub qos: Vec<SlurmQosSpec>,
+}
+
+impl Default for SlurmSched {
+    fn default() -> Self {
+        SlurmSched {
+            backfill: true,
+            priority_type: PriorityType::Basic,
+            fair_share: FairShareAlgo::FairTree,
+            weight_age: 0,
+            weight_fairshare: 0,
+            weight_job_size: 0,
+            weight_partition: 0,
+            weight_qos: 0,
+            favor_small: false,
+            decay_half_life_s: 7 * 86_400,
+            max_age_s: 7 * 86_400,
+            calc_period_s: 300,
+            bf_interval_s: 30,
+            bf_window_min: 1440,
+            bf_resolution_s: 60,
+            bf_max_job_test: 500,
+            bf_max_job_user: 0,
+            bf_continue: false,
+            default_queue_depth: 100,
+            topology_tree: false,
+            partitions: Vec::new(),
+            qos: Vec::new(),
+        }
+    }
+}
+
+/// Longest accepted interval or window: a year.
+const MAX_S: u64 = 366 * 86_400;
+
+impl SlurmSched {
+    /// Checks ranges; `origin` names the file in errors.
+    pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
+        let bad = |f: &str, m: String| Err(ModelError::invalid(origin, format!("slurm.{f}"), m));
+        for (f, v, min) in [
+            ("bf_interval_s", self.bf_interval_s, 1),
+            ("bf_resolution_s", self.bf_resolution_s, 1),
+            ("calc_period_s", self.calc_period_s, 1),
+            ("decay_half_life_s", self.decay_half_life_s, 0),
+            ("max_age_s", self.max_age_s, 1),
+            ("bf_window_min", self.bf_window_min.saturating_mul(60), 60),
+        ] {
+            if v < min || v > MAX_S {
+                return bad(f, format!("{v} is out of range ({min} s to a year)"));
+            }
+        }
+        if self.bf_resolution_s > 3600 {
+            return bad("bf_resolution_s", format!("{} exceeds Slurm's maximum of 3600", self.bf_resolution_s));
+        }
+        if self.bf_max_job_test == 0 || self.default_queue_depth == 0 {
+            return bad("bf_max_job_test", "bf_max_job_test and default_queue_depth must be at least 1".into());
+        }
+        if self.partitions.iter().filter(|p| p.default).count() > 1 {
+            return bad("partitions", "more than one default partition".into());
+        }
+        Ok(())
+    }
+
+    /// The partition jobs run in: the default one, else the first.
+    pub fn default_partition(&self) -> Option<&SlurmPartitionSpec> {
+        self.partitions.iter().find(|p| p.default).or(self.partitions.first())
+    }
+
+    /// The partition factor of the default partition: its `PriorityJobFactor` over the largest
+    /// (1 with no partitions, as with Slurm's default factor of 1 everywhere).
+    pub fn partition_factor(&self) -> f64 {
+        let max = self.partitions.iter().map(|p| p.priority_job_factor).max().unwrap_or(1);
+        match self.default_partition() {
+            Some(p) if max > 0 => f64::from(p.priority_job_factor) / f64::from(max),
+            Some(_) => 0.0,
+            None => 1.0,
+        }
+    }
+
+    /// The QOS factor of the QOS named `name`: its priority over the largest QOS priority.
+    pub fn qos_factor(&self, name: &str) -> f64 {
+        let max = self.qos.iter().map(|q| q.priority).max().unwrap_or(0);
+        match self.qos.iter().find(|q| q.name.eq_ignore_ascii_case(name)) {
+            Some(q) if max > 0 => f64::from(q.priority) / f64::from(max),
+            _ => 0.0,
+        }
+    }
+
+    /// The longest time limit a job of QOS `qos` may ask for, in seconds: the smaller of the
+    /// default partition's `MaxTime` and the QOS's `MaxWall`.
+    pub fn max_time_s(&self, qos: &str) -> Option<u64> {
+        let part = self.default_partition().and_then(|p| p.max_time_min);
+        let q = self.qos.iter().find(|q| q.name.eq_ignore_ascii_case(qos)).and_then(|q| q.max_wall_min);
+        match (part, q) {
+            (Some(a), Some(b)) => Some(a.min(b) * 60),
+            (a, b) => a.or(b).map(|m| m * 60),
+        }
+    }
+
+    /// Applies one `SchedulerParameters=` value (comma-separated `key[=value]`); unknown keys
+    /// are returned so the importer can say which ones the twin ignores.
+    pub fn apply_scheduler_parameters(&mut self, value: &str) -> Result<Vec<String>, String> {
+        let mut ignored = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = item.split_once('=').map_or((item, None), |(k, v)| (k, Some(v)));
+            let num = |what: &str| -> Result<u64, String> {
+                v.ok_or_else(|| format!("{what} needs a value"))?
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{what}: '{}' is not a whole number", v.unwrap_or("")))
+            };
+            match k.to_ascii_lowercase().as_str() {
+                "bf_interval" => self.bf_interval_s = num(k)?,
+                "bf_window" => self.bf_window_min = num(k)?,
+                "bf_resolution" => self.bf_resolution_s = num(k)?,
+                "bf_max_job_test" => self.bf_max_job_test = num(k)?.min(u64::from(u32::MAX)) as u32,
+                "bf_max_job_user" => self.bf_max_job_user = num(k)?.min(u64::from(u32::MAX)) as u32,
+                "default_queue_depth" => self.default_queue_depth = num(k)?.min(u64::from(u32::MAX)) as u32,
+                "bf_continue" => self.bf_continue = true,
+                _ => ignored.push(item.to_string()),
+            }
+        }
+        Ok(ignored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_parameters_set_the_backfill_knobs_and_report_the_rest() {
+        let mut s = SlurmSched::default();
+        let ignored = s
+            .apply_scheduler_parameters("bf_interval=2, bf_window=60,bf_resolution=30,bf_continue,bf_max_job_test=50,bf_max_job_user=4,default_queue_depth=20,sched_min_interval=2")
+            .unwrap();
+        assert_eq!(
+            (s.bf_interval_s, s.bf_window_min, s.bf_resolution_s, s.bf_max_job_test, s.bf_max_job_user),
+            (2, 60, 30, 50, 4)
+        );
+        assert!(s.bf_continue);
+        assert_eq!(s.default_queue_depth, 20);
+        assert_eq!(ignored, ["sched_min_interval=2"]);
+        assert!(s.apply_scheduler_parameters("bf_interval=x").unwrap_err().contains("'x' is not a whole number"));
+        assert!(s.apply_scheduler_parameters("bf_window").unwrap_err().contains("needs a value"));
+        s.bf_resolution_s = 4000;
+        assert!(s.validate("f.toml").unwrap_err().to_string().contains("slurm.bf_resolution_s"));
+    }
+
+    #[test]
+    fn partition_and_qos_factors_are_normalised_by_the_largest() {
+        let mut s = SlurmSched::default();
+        assert_eq!(s.partition_factor(), 1.0);
+        assert_eq!(s.qos_factor("normal"), 0.0);
+        s.partitions = vec![
+            SlurmPartitionSpec { name: "gpu".into(), max_time_min: Some(120), priority_job_factor: 2, default: true },
+            SlurmPartitionSpec { name: "prio".into(), max_time_min: None, priority_job_factor: 8, default: false },
+        ];
+        s.qos = vec![
+            SlurmQosSpec { name: "normal".into(), priority: 10, max_wall_min: Some(60) },
+            SlurmQosSpec { name: "high".into(), priority: 40, max_wall_min: None },
+        ];
+        assert_eq!(s.partition_factor(), 0.25);
+        assert_eq!(s.qos_factor("Normal"), 0.25);
+        assert_eq!(s.qos_factor("high"), 1.0);
+        assert_eq!(s.qos_factor("low"), 0.0);
+        assert_eq!(s.max_time_s("normal"), Some(3600));
+        assert_eq!(s.max_time_s("high"), Some(7200));
+    }
+}
