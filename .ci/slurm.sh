@@ -4,7 +4,9 @@
 # per virtual node, on its own port) with GPUS fake GPUs each (character devices, so jobs get
 # CUDA_VISIBLE_DEVICES), two leaf switches in topology.conf.
 #
-#   .ci/slurm.sh start|stop|status        env: FABRIK_SLURM_NODES (3), FABRIK_SLURM_GPUS (4)
+#   .ci/slurm.sh start|stop|status        env: FABRIK_SLURM_NODES (3), FABRIK_SLURM_GPUS (4),
+#     FABRIK_SLURM_BF_INTERVAL (2), FABRIK_SLURM_PRIORITY (basic | multifactor: age, Fair Tree
+#     fair-share and job size, with GPUs billed, for tools/twin-vs-slurm.py)
 #
 # Everything lives under /var/lib/fabrik-ci-slurm and /run/fabrik-ci-slurm; pids are kept there
 # and `stop` ends only what `start` began. The tests find the cluster through `scontrol ping`.
@@ -12,6 +14,8 @@ set -euo pipefail
 
 NODES=${FABRIK_SLURM_NODES:-3}
 GPUS=${FABRIK_SLURM_GPUS:-4}
+CPUS=$(( GPUS > 4 ? GPUS : 4 ))
+PRIORITY=${FABRIK_SLURM_PRIORITY:-basic}
 ROOT=/var/lib/fabrik-ci-slurm
 RUN=/run/fabrik-ci-slurm
 LOGS=$ROOT/log
@@ -99,13 +103,25 @@ MinJobAge=600
 InactiveLimit=0
 Waittime=0
 EOF
+  if [ "$PRIORITY" = multifactor ]; then
+    cat >> /etc/slurm/slurm.conf <<EOF
+PriorityType=priority/multifactor
+PriorityWeightAge=1000
+PriorityWeightFairshare=10000
+PriorityWeightJobSize=1000
+PriorityMaxAge=0-00:10:00
+PriorityDecayHalfLife=0-00:30:00
+PriorityCalcPeriod=1
+EOF
+  fi
   echo "AutoDetect=off" > /etc/slurm/gres.conf
   for n in $(seq 1 "$NODES"); do
-    echo "NodeName=node$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17100 + n)) CPUs=4 Boards=1 SocketsPerBoard=1 CoresPerSocket=4 ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$GPUS State=UNKNOWN" >> /etc/slurm/slurm.conf
+    echo "NodeName=node$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17100 + n)) CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=2000 Gres=gpu:h100:$GPUS State=UNKNOWN" >> /etc/slurm/slurm.conf
     echo "NodeName=node$n Name=gpu Type=h100 File=$ROOT/dev/gpu[0-$((GPUS - 1))]" >> /etc/slurm/gres.conf
     mkdir -p "$ROOT/spool/node$n"
   done
-  echo "PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >> /etc/slurm/slurm.conf
+  # usage (fair-share) billed in GPUs, as fabrik counts it
+  echo "PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP TRESBillingWeights=GRES/gpu=1.0" >> /etc/slurm/slurm.conf
   leaf1="node[1-$half]"; leaf2="node[$((half + 1))-$NODES]"
   { echo "SwitchName=leaf1 Nodes=$leaf1"
     [ "$NODES" -gt "$half" ] && echo "SwitchName=leaf2 Nodes=$leaf2"
@@ -155,6 +171,7 @@ start() {
   retry 60 slurmdbd sacctmgr -n list cluster
   sacctmgr -i -Q add cluster fabrikci >/dev/null 2>&1 || true
   for a in research sme industry public; do sacctmgr -i -Q add account "$a" Cluster=fabrikci >/dev/null 2>&1 || true; done
+  sacctmgr -i -Q add user root Account=research,sme,industry,public >/dev/null 2>&1 || true
   say "accounting up"
 
   slurmctld -c -i

@@ -100,7 +100,7 @@ pub struct SimArgs {
     facility: String,
     #[command(flatten)]
     w: WorkloadArgs,
-    /// fifo, fifo-backfill, fair-share or las (see `fabrik policies`).
+    /// fifo, fifo-backfill, fair-share, las or slurm (see `fabrik policies`).
     #[arg(long, default_value = "fair-share")]
     policy: String,
     /// How many queued jobs after the head a pass considers for backfilling.

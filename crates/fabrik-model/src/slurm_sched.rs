@@ -72,6 +72,9 @@ pub struct SlurmSched {
     pub weight_job_size: u32,
     pub weight_partition: u32,
     pub weight_qos: u32,
+    /// Fair Tree counts Slurm's `root` user association (user root in account root, which
+    /// `sacctmgr add cluster` creates) as a user without usage, ranked first.
+    pub root_user_association: bool,
     /// `PriorityFavorSmall`.
     pub favor_small: bool,
     /// `PriorityDecayHalfLife` (default 7 days).
@@ -114,6 +117,7 @@ impl Default for SlurmSched {
             weight_job_size: 0,
             weight_partition: 0,
             weight_qos: 0,
+            root_user_association: true,
             favor_small: false,
             decay_half_life_s: 7 * 86_400,
             max_age_s: 7 * 86_400,

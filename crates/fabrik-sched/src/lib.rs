@@ -12,6 +12,7 @@ pub mod fairshare;
 pub mod policy;
 pub mod power;
 pub mod scheduler;
+pub mod slurm_priority;
 
 pub use cluster::{Cluster, NoFit, Parts};
 pub use explain::{Explanation, Reason};

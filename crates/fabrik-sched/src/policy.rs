@@ -27,6 +27,9 @@ pub trait Policy: Send + Sync {
     fn dynamic(&self) -> bool {
         false
     }
+    /// Called at each priority recalculation, before the priorities: a policy may precompute
+    /// what all jobs share (the `slurm` policy's Fair Tree ranking).
+    fn refresh(&mut self, _ctx: &PriorityCtx<'_>) {}
     /// Whether a blocked job may preempt running preemptible jobs of lower priority.
     fn preempts_lower_priority(&self) -> bool {
         false
@@ -124,6 +127,7 @@ pub const POLICIES: &[(&str, &str)] = &[
     ("fifo-backfill", "FIFO with EASY backfilling: later jobs may start if they cannot delay the head's reservation"),
     ("fair-share", "multifactor priority (age, decayed usage vs share tree, job size, QoS) with EASY backfilling"),
     ("las", "least attained service (Tiresias): queues by GPU-time received; preempts jobs that received more"),
+    ("slurm", "Slurm 22.05's own scheduling: priority/basic or multifactor, main + backfill scheduler, cons_tres node choice (the facility's [slurm] settings)"),
 ];
 
 pub fn by_name(name: &str, cfg: &crate::SchedConfig) -> Result<Box<dyn Policy>, SchedError> {
@@ -138,6 +142,7 @@ pub fn by_name(name: &str, cfg: &crate::SchedConfig) -> Result<Box<dyn Policy>, 
             }
             Ok(Box::new(Las { thresholds_gpu_s: t.iter().map(|h| h * 3600.0).collect() }))
         }
+        "slurm" => Err(SchedError::Invalid("the slurm policy is built from a facility (Scheduler::with_policy)".into())),
         other => Err(SchedError::UnknownPolicy(
             other.to_string(),
             POLICIES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),

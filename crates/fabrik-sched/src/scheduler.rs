@@ -18,6 +18,8 @@
 //!
 //! The caller delivers events (`submit`, `finish`, `cancel`) and carries out the returned starts.
 
+mod slurm_pass;
+
 use crate::cluster::{Cluster, Parts};
 use crate::explain::{Explanation, Reason};
 use crate::fairshare::{FairShareConfig, Usage};
@@ -126,6 +128,11 @@ impl JobEntry {
         }
     }
 
+    /// Why it is where it is, as the last pass that looked at it decided.
+    pub fn why(&self) -> &Reason {
+        &self.why
+    }
+
     /// GPU-seconds received so far, including the current run.
     pub fn attained_at(&self, now: SimTime) -> f64 {
         let current = match (self.state, self.start) {
@@ -207,6 +214,8 @@ pub struct Scheduler {
     deferred: BTreeSet<(SimTime, JobId)>,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
+    /// The `slurm` policy's own pass state (main and backfill scheduler); `None` otherwise.
+    slurm: Option<Box<slurm_pass::SlurmState>>,
 }
 
 /// A deferred flexible job's GPUs, chosen when it could have started: no other job may take
@@ -291,6 +300,7 @@ impl Scheduler {
             deferred: BTreeSet::new(),
             requeue: Vec::new(),
             advance: Vec::new(),
+            slurm: None,
         }
         .with_quotas()
     }
@@ -345,7 +355,10 @@ impl Scheduler {
     }
 
     fn tier_of(&self, j: &JobEntry, now: SimTime) -> u8 {
-        if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
+        if self.slurm.is_some() {
+            // Slurm orders by priority alone: no starvation or guarantee tiers
+            0
+        } else if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
             2
         } else if self.within_guarantee(j.spec.account, j.spec.gpus).is_some() {
             1
@@ -659,6 +672,13 @@ impl Scheduler {
         origin: SimTime,
     ) -> Result<Scheduler, SchedError> {
         let mut s = Scheduler::with_policy(facility, policy, cfg)?;
+        if s.slurm.is_some() && !facility.reservations.is_empty() {
+            return Err(SchedError::Invalid(format!(
+                "facility {}: the slurm policy does not model fabrik's advance reservations ({} configured)",
+                facility.name,
+                facility.reservations.len()
+            )));
+        }
         // Advance reservations first: their pseudo-jobs take the first ids.
         for r in &facility.reservations {
             let shifted = fabrik_model::facility::AdvanceReservation {
@@ -691,7 +711,19 @@ impl Scheduler {
     }
 
     /// Builds a scheduler with a policy chosen by name.
-    pub fn with_policy(facility: &Facility, name: &str, cfg: SchedConfig) -> Result<Scheduler, SchedError> {
+    pub fn with_policy(facility: &Facility, name: &str, mut cfg: SchedConfig) -> Result<Scheduler, SchedError> {
+        if name == "slurm" {
+            // Slurm's own PriorityDecayHalfLife, PriorityCalcPeriod and PriorityMaxAge
+            let sl = &facility.slurm;
+            cfg.fair_share.half_life = Secs(sl.decay_half_life_s);
+            cfg.fair_share.recalc_interval = Secs(sl.calc_period_s.max(1));
+            cfg.fair_share.max_age = Secs(sl.max_age_s);
+            cfg.backfill_depth = sl.bf_max_job_test as usize;
+            let p = Box::new(crate::slurm_priority::SlurmPolicy::new(facility));
+            let mut s = Scheduler::new(facility, p, cfg);
+            s.slurm = Some(Box::new(slurm_pass::SlurmState::new(facility)));
+            return Ok(s);
+        }
         let p = policy::by_name(name, &cfg)?;
         Ok(Scheduler::new(facility, p, cfg))
     }
@@ -737,7 +769,10 @@ impl Scheduler {
     }
 
     /// Accepts a job into the queue. Rejects what could never run.
-    pub fn submit(&mut self, spec: JobSpec, now: SimTime) -> Result<JobId, SchedError> {
+    pub fn submit(&mut self, mut spec: JobSpec, now: SimTime) -> Result<JobId, SchedError> {
+        if let Some(sl) = &self.slurm {
+            sl.admit(&mut spec)?;
+        }
         self.validate(&spec)?;
         let id = JobId(self.jobs.len() as u32);
         let mut entry = JobEntry::new(spec, self.pass);
@@ -819,7 +854,10 @@ impl Scheduler {
 
     /// Restores a job that is already running on known GPUs — after a control-plane restart, or
     /// to mirror work started elsewhere. Refuses an allocation that is not free.
-    pub fn adopt(&mut self, spec: JobSpec, parts: &[(DomainId, u32)], start: SimTime) -> Result<JobId, SchedError> {
+    pub fn adopt(&mut self, mut spec: JobSpec, parts: &[(DomainId, u32)], start: SimTime) -> Result<JobId, SchedError> {
+        if self.slurm.is_some() {
+            spec.walltime = slurm_pass::whole_minutes(spec.walltime);
+        }
         self.validate(&spec)?;
         let total: u32 = parts.iter().map(|p| p.1).sum();
         if total != spec.gpus {
@@ -1026,6 +1064,7 @@ impl Scheduler {
         }
         self.last_recalc = Some(now);
         self.usage.decay_to(now);
+        self.policy.refresh(&PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang });
         let dynamic = self.policy.dynamic();
         for i in 0..self.pending.len() {
             let id = self.pending[i];
@@ -1060,6 +1099,10 @@ impl Scheduler {
     pub fn schedule(&mut self, now: SimTime, started: &mut Vec<JobId>) {
         started.clear();
         self.recalc_if_due(now);
+        if self.slurm.is_some() {
+            self.schedule_slurm(now, started);
+            return;
+        }
         self.end_reservations(now);
         if self.wakeup.is_some_and(|w| w <= now) {
             self.dirty = true;

@@ -411,6 +411,14 @@ impl<'a> Twin<'a> {
                 });
             }
         }
+        if cfg.policy == "slurm" && (cfg.energy.cap_mw.is_some() || cfg.energy.aware.is_some()) {
+            return Err(fabrik_sched::SchedError::Invalid(
+                "the slurm policy models Slurm, which has no power cap or energy-aware scheduling: \
+                 compare it with a fabrik policy under the cap instead"
+                    .into(),
+            )
+            .into());
+        }
         let mut sched = Scheduler::for_facility(facility, &cfg.policy, cfg.sched.clone(), SimTime::ZERO)?;
         let offset = facility.reservations.len();
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
@@ -886,8 +894,10 @@ impl<'a> Twin<'a> {
                 l.watts = full - (full - gpus * idle) * low_frac;
                 l.saving_w = full - l.watts;
                 self.phase_saving_w += l.saving_w;
-                l.killed = need > tj.spec.walltime.0;
-                let (end, epoch) = (now + Secs(need.min(tj.spec.walltime.0)), l.epoch);
+                // the brain's walltime: a policy may round it (slurm: whole minutes)
+                let walltime = self.sched.job(id).spec.walltime.0;
+                l.killed = need > walltime;
+                let (end, epoch) = (now + Secs(need.min(walltime)), l.epoch);
                 self.push(end, Kind::End(id, epoch));
             }
             if let Some(w) = self.sched.next_wakeup().filter(|&w| w > now) {

@@ -1,0 +1,490 @@
+//! The `slurm` policy's pass: Slurm 22.05's main scheduler and `sched/backfill` over
+//! `select/cons_tres` node selection, so that a twin of a Slurm cluster starts jobs when the
+//! cluster would. Each rule cites the Slurm documentation (and, where the documentation is
+//! silent, the 22.05 source it follows: `backfill.c`, `cons_common/job_test.c`,
+//! `cons_tres/job_test.c`).
+//!
+//! **Time limits** are whole minutes (sbatch(1) `--time`): a walltime is rounded up to the next
+//! minute at submission, and the job is killed then. A limit above the default partition's
+//! `MaxTime` (or the QOS's `MaxWall`) is refused.
+//!
+//! **Main scheduler** (slurm.conf(5) `SchedulerParameters`, "default_queue_depth"; the
+//! "Scheduling Configuration Guide"): on every event (submission, end, node change) it tests
+//! pending jobs in priority order, at most `default_queue_depth` of them, starting each that
+//! fits now; the first that does not fit blocks its partition, and every later job waits with
+//! reason Priority. Jobs over an account limit or not yet eligible are skipped, not blocking.
+//! The main scheduler ignores backfill reservations: it only ever starts jobs in strict order.
+//!
+//! **Backfill scheduler** (sched_config "bf_*", the "Backfill" section of the Scheduling
+//! Configuration Guide): every `bf_interval` seconds it walks the queue in priority order (at
+//! most `bf_max_job_test` jobs, at most `bf_max_job_user` per user) over a map of future node
+//! availability that starts empty:
+//! - a job's window is `[start, start + limit]`; nodes reserved in the map for a higher-priority
+//!   job whose reservation overlaps the window — `begin ≤ window end` inclusive, so a job whose
+//!   end falls exactly on a reservation's (rounded) start may not use those nodes — are off
+//!   limits;
+//! - on the remaining nodes the select plugin's will-run test finds the earliest start: now if
+//!   the job fits on free GPUs; else running jobs' GPUs are released in order of their end
+//!   (start + limit), in batches: the first batch takes every job ending within 30 s after the
+//!   first end rounded up to a 30 s boundary, later batches a window that doubles each time, and
+//!   the start is the end of the *last* job released in the batch that made the job fit
+//!   (22.05's estimate, coarser than the earliest possible start);
+//! - a job that can start now starts; a job that can only start later gets a reservation of the
+//!   nodes the test chose, from its start rounded down to `bf_resolution` to its end rounded up,
+//!   for **every** tested job whose start lies within `bf_window` — not only the queue head;
+//! - when the found start lies after the time some reserved nodes are released (`later_start`),
+//!   or the chosen nodes collide with a reservation later in the window, the job is tested again
+//!   from that time.
+//!
+//! Reservations hold whole nodes, as Slurm's backfill map does: a 1-GPU job reserved on a node
+//! keeps later backfill candidates off the node's other GPUs during its window.
+//!
+//! **Node selection** (`select/cons_tres`, topology.conf(5) with `topology/tree`): a job takes
+//! ⌈GPUs / GPUs per node⌉ nodes with its share free on each. With a tree, the leaf switch whose
+//! count of suitable nodes is the smallest that suffices (best fit), the lowest-numbered nodes
+//! within it; a job no single leaf holds spans leaves, largest count first. Without a tree, the
+//! single node with the fewest free GPUs that suffices, or the lowest-numbered nodes.
+//!
+//! Not modelled: preemption, advance reservations (refused), fabrik's power cap and energy-aware
+//! modifier (Slurm has neither), the time the controller itself needs.
+
+use super::{JobState, Scheduler};
+use crate::explain::Reason;
+use crate::NoFit;
+use crate::SchedError;
+use fabrik_model::slurm_sched::SlurmSched;
+use fabrik_model::{DomainId, Facility, GpuTypeId, JobId, JobSpec, Secs, SimTime};
+
+/// Bound on how often one job is retested from a later time in one backfill cycle.
+const MAX_TRIES: usize = 64;
+/// 22.05's will-run test: the first batch window, seconds.
+const TIME_WINDOW_S: u64 = 30;
+
+pub(in crate::scheduler) struct SlurmState {
+    pub(super) cfg: SlurmSched,
+    /// The next backfill cycle; `None` while the queue was empty at the last pass (the cycles
+    /// that passed meanwhile found nothing to do).
+    next_backfill: Option<SimTime>,
+    /// Nodes of each candidate switch (the facility's leaf groups) in Slurm's node order.
+    switches: Vec<Vec<DomainId>>,
+    /// Each node's class: its GPU type and GPUs per node (the facility's pools of one type and
+    /// size are one class: an imported cluster has a pool per leaf switch, and a Slurm job may
+    /// span switches).
+    node_class: Vec<usize>,
+    classes: Vec<(GpuTypeId, u32)>,
+    /// Backfill map: reservations of this cycle.
+    map: Vec<Resv>,
+}
+
+#[derive(Debug, Clone)]
+struct Resv {
+    begin: SimTime,
+    end: SimTime,
+    nodes: Vec<DomainId>,
+}
+
+impl SlurmState {
+    pub(super) fn new(f: &Facility) -> SlurmState {
+        let mut classes: Vec<(GpuTypeId, u32)> = Vec::new();
+        for p in &f.pools {
+            if !classes.contains(&(p.gpu_type, p.domain_gpus)) {
+                classes.push((p.gpu_type, p.domain_gpus));
+            }
+        }
+        SlurmState {
+            cfg: f.slurm.clone(),
+            next_backfill: None,
+            switches: f.groups.iter().map(|g| g.domain_ids().collect()).collect(),
+            node_class: f
+                .domains
+                .iter()
+                .map(|d| {
+                    let p = &f.pools[d.pool.idx()];
+                    classes.iter().position(|&c| c == (p.gpu_type, p.domain_gpus)).unwrap_or(0)
+                })
+                .collect(),
+            classes,
+            map: Vec::new(),
+        }
+    }
+
+    /// Rounds the time limit up to whole minutes and refuses one above the partition's
+    /// `MaxTime` (sbatch: "Requested time limit is invalid").
+    pub(super) fn admit(&self, spec: &mut JobSpec) -> Result<(), SchedError> {
+        spec.walltime = whole_minutes(spec.walltime);
+        if let Some(max) = self.cfg.max_time_s(&spec.qos.to_string()) {
+            if spec.walltime.0 > max {
+                return Err(SchedError::Invalid(format!(
+                    "job '{}': time limit {} min exceeds the partition/QOS limit of {} min",
+                    spec.name,
+                    spec.walltime.0 / 60,
+                    max / 60
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// cons_tres's choice of nodes for `gpus` GPUs of `gpu_type` among `usable` nodes with
+    /// `free` GPUs each, into `out`; false if they do not suffice.
+    fn select(
+        &self,
+        gpus: u32,
+        gpu_type: Option<GpuTypeId>,
+        free: &[u32],
+        usable: &[bool],
+        out: &mut Vec<(DomainId, u32)>,
+    ) -> bool {
+        for (p, &(ty, cap)) in self.classes.iter().enumerate() {
+            if gpu_type.is_some_and(|t| t != ty) || cap == 0 {
+                continue;
+            }
+            let nodes = gpus.div_ceil(cap);
+            let per = gpus.div_ceil(nodes);
+            let ok = |d: DomainId| {
+                self.node_class[d.idx()] == p && usable[d.idx()] && free[d.idx()] >= per
+            };
+            let chosen = if self.cfg.topology_tree {
+                self.by_switch(nodes as usize, &ok)
+            } else {
+                self.without_tree(nodes as usize, p, per, free, &ok)
+            };
+            if let Some(chosen) = chosen {
+                out.clear();
+                let mut left = gpus;
+                for d in chosen {
+                    let n = per.min(left);
+                    out.push((d, n));
+                    left -= n;
+                }
+                out.sort_by_key(|p| p.0);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// topology/tree: best-fitting leaf switch, else leaves by suitable-node count.
+    fn by_switch(&self, need: usize, ok: &dyn Fn(DomainId) -> bool) -> Option<Vec<DomainId>> {
+        let counts: Vec<usize> = self.switches.iter().map(|s| s.iter().filter(|&&d| ok(d)).count()).collect();
+        if counts.iter().sum::<usize>() < need {
+            return None;
+        }
+        let mut used = vec![false; self.switches.len()];
+        let mut chosen = Vec::with_capacity(need);
+        while chosen.len() < need {
+            let rem = need - chosen.len();
+            // _topo_choose_best_switch: a switch that fits beats one that does not; among
+            // fitting ones the fewest nodes, among the others the most; first on ties
+            let mut best: Option<usize> = None;
+            for (i, &c) in counts.iter().enumerate() {
+                if used[i] || c == 0 {
+                    continue;
+                }
+                best = match best {
+                    None => Some(i),
+                    Some(b) => {
+                        let (fi, fb) = (c >= rem, counts[b] >= rem);
+                        let better = match (fi, fb) {
+                            (true, true) => c < counts[b],
+                            (true, false) => true,
+                            (false, true) => false,
+                            (false, false) => c > counts[b],
+                        };
+                        Some(if better { i } else { b })
+                    }
+                };
+            }
+            let b = best?;
+            used[b] = true;
+            chosen.extend(self.switches[b].iter().copied().filter(|&d| ok(d)).take(rem));
+        }
+        Some(chosen)
+    }
+
+    /// No tree: the best-fitting single node, or the lowest-numbered suitable nodes.
+    fn without_tree(
+        &self,
+        need: usize,
+        pool: usize,
+        per: u32,
+        free: &[u32],
+        ok: &dyn Fn(DomainId) -> bool,
+    ) -> Option<Vec<DomainId>> {
+        let nodes = (0..self.node_class.len() as u32).map(DomainId).filter(|d| self.node_class[d.idx()] == pool);
+        if need == 1 {
+            return nodes.filter(|&d| ok(d)).min_by_key(|d| (free[d.idx()] - per, d.0)).map(|d| vec![d]);
+        }
+        let v: Vec<DomainId> = nodes.filter(|&d| ok(d)).take(need).collect();
+        (v.len() == need).then_some(v)
+    }
+}
+
+pub(super) fn whole_minutes(w: Secs) -> Secs {
+    Secs(w.0.div_ceil(60).max(1).saturating_mul(60))
+}
+
+impl Scheduler {
+    /// Free GPUs per node now (0 on nodes out of service) and whether each is in service.
+    fn slurm_free(&self) -> (Vec<u32>, Vec<bool>) {
+        let n = self.hold_slot.len();
+        let up: Vec<bool> = (0..n).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
+        let free = (0..n).map(|d| if up[d] { self.cluster.domain_free(DomainId(d as u32)) } else { 0 }).collect();
+        (free, up)
+    }
+
+    /// One pass of the `slurm` policy at `now` (see the module documentation).
+    pub(super) fn schedule_slurm(&mut self, now: SimTime, started: &mut Vec<JobId>) {
+        let Some(st) = self.slurm.as_mut() else { return };
+        let interval = st.cfg.bf_interval_s.max(1);
+        let backfill = self.policy.backfill();
+        let next = *st.next_backfill.get_or_insert(SimTime((now.0.div_ceil(interval)) * interval));
+        let bf_due = backfill && now >= next;
+        if self.wakeup.is_some_and(|w| w <= now) {
+            self.dirty = true;
+        }
+        if !self.dirty && !bf_due {
+            return;
+        }
+        self.pass += 1;
+        self.wakeup = None;
+        if self.dirty {
+            self.dirty = false;
+            self.slurm_main(now, started);
+        }
+        if bf_due {
+            self.slurm_backfill(now, started);
+        }
+        self.pending.retain(|&id| self.jobs[id.idx()].state == JobState::Pending);
+        let st = self.slurm.as_mut().expect("slurm state");
+        st.next_backfill = if self.pending.is_empty() {
+            None
+        } else if bf_due || now >= next {
+            Some(SimTime((now.0 / interval + 1) * interval))
+        } else {
+            Some(next)
+        };
+        // wake for the next cycle while anything waits, and when a job becomes eligible
+        let mut wake = if backfill { st.next_backfill } else { None };
+        for &id in &self.pending {
+            if let Some(at) = self.jobs[id.idx()].spec.earliest_start.filter(|&t| t > now) {
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        self.wakeup = wake;
+    }
+
+    /// The main scheduler: strict priority order until the first job that cannot start.
+    fn slurm_main(&mut self, now: SimTime, started: &mut Vec<JobId>) {
+        let depth = self.slurm.as_ref().map_or(100, |s| s.cfg.default_queue_depth as usize);
+        let (mut free, up) = self.slurm_free();
+        let mut tested = 0;
+        let mut head: Option<JobId> = None;
+        for i in 0..self.pending.len() {
+            let id = self.pending[i];
+            if let Some(h) = head {
+                self.set_why(id, Reason::BehindQueueHead { head: h });
+                continue;
+            }
+            let spec = &self.jobs[id.idx()].spec;
+            let (gpus, gpu_type, account) = (spec.gpus, spec.gpu_type, spec.account);
+            if let Some(at) = spec.earliest_start.filter(|&t| t > now) {
+                self.set_why(id, Reason::WaitingForEarliestStart { at });
+                continue;
+            }
+            if let Some((node, limit)) = self.over_limit(account, gpus) {
+                let account = self.tenants.get(node).path.clone();
+                self.set_why(id, Reason::AccountAtLimit { account, limit });
+                continue;
+            }
+            if tested >= depth {
+                break;
+            }
+            tested += 1;
+            let mut parts = std::mem::take(&mut self.scratch);
+            let fits = self.slurm.as_ref().expect("slurm").select(gpus, gpu_type, &free, &up, &mut parts);
+            self.scratch = parts;
+            if fits {
+                for &(d, n) in &self.scratch {
+                    free[d.idx()] -= n;
+                }
+                self.start(id, now, started);
+            } else {
+                let no_fit = self.slurm_no_fit(gpus, gpu_type, &free);
+                self.set_why(id, Reason::Resources { no_fit });
+                head = Some(id);
+            }
+        }
+    }
+
+    fn slurm_no_fit(&self, gpus: u32, gpu_type: Option<GpuTypeId>, free: &[u32]) -> NoFit {
+        let st = self.slurm.as_ref().expect("slurm");
+        let total: u64 = (0..free.len())
+            .filter(|&d| gpu_type.is_none_or(|t| st.classes[st.node_class[d]].0 == t))
+            .map(|d| u64::from(free[d]))
+            .sum();
+        if total < u64::from(gpus) {
+            NoFit::NotEnoughFree { free: total, need: gpus }
+        } else {
+            NoFit::NoDomain { need: gpus }
+        }
+    }
+
+    /// One backfill cycle (see the module documentation).
+    fn slurm_backfill(&mut self, now: SimTime, started: &mut Vec<JobId>) {
+        let st = self.slurm.as_mut().expect("slurm");
+        st.map.clear();
+        let (max_test, max_user) = (st.cfg.bf_max_job_test as usize, st.cfg.bf_max_job_user as usize);
+        let res = st.cfg.bf_resolution_s.max(1);
+        let window_end = SimTime(now.0 + st.cfg.bf_window_min * 60);
+        let order: Vec<JobId> = self.pending.clone();
+        let mut tested = 0;
+        let mut per_user: std::collections::BTreeMap<u32, usize> = Default::default();
+        for (pos, &id) in order.iter().enumerate() {
+            if self.jobs[id.idx()].state != JobState::Pending {
+                continue;
+            }
+            if tested >= max_test {
+                for &rest in &order[pos..] {
+                    if self.jobs[rest.idx()].state == JobState::Pending {
+                        self.set_why(rest, Reason::BeyondBackfillDepth { position: pos, depth: max_test });
+                    }
+                }
+                break;
+            }
+            let spec = &self.jobs[id.idx()].spec;
+            let (gpus, gpu_type, account, limit) = (spec.gpus, spec.gpu_type, spec.account, spec.walltime);
+            let eligible = spec.earliest_start.unwrap_or(now).max(now);
+            if self.over_limit(account, gpus).is_some() {
+                continue; // Slurm: an account limit gives no reservation
+            }
+            if max_user > 0 {
+                let n = per_user.entry(account.0).or_default();
+                if *n >= max_user {
+                    continue;
+                }
+                *n += 1;
+            }
+            tested += 1;
+            let mut start_res = eligible;
+            for _ in 0..MAX_TRIES {
+                if start_res > window_end {
+                    break;
+                }
+                let (usable, later_start) = self.slurm_usable(start_res, start_res + limit);
+                let Some((t, parts)) = self.will_run(gpus, gpu_type, &usable, now) else {
+                    match later_start {
+                        Some(l) => {
+                            start_res = l;
+                            continue;
+                        }
+                        None => break,
+                    }
+                };
+                let t = t.max(start_res);
+                if t <= now {
+                    self.scratch = parts;
+                    self.start(id, now, started);
+                    break;
+                }
+                let st = self.slurm.as_ref().expect("slurm");
+                let begin = SimTime(t.0 / res * res);
+                let end = SimTime((t.0 + limit.0 + res - 1) / res * res);
+                let collides = st
+                    .map
+                    .iter()
+                    .any(|r| r.end > begin && r.begin <= end && parts.iter().any(|p| r.nodes.contains(&p.0)));
+                if collides {
+                    start_res = if start_res == t { SimTime(t.0 + res) } else { t };
+                    continue;
+                }
+                if let Some(l) = later_start.filter(|&l| t > l) {
+                    start_res = l;
+                    continue;
+                }
+                self.set_why(id, Reason::HoldsReservation { start_at: t });
+                if t <= window_end {
+                    let nodes = parts.iter().map(|p| p.0).collect();
+                    self.slurm.as_mut().expect("slurm").map.push(Resv { begin, end, nodes });
+                }
+                break;
+            }
+        }
+    }
+
+    /// Nodes a job with window `[from, to]` may use (in service, not reserved for a job tested
+    /// earlier in this cycle), and the first time after `from` some reserved node is released.
+    fn slurm_usable(&self, from: SimTime, to: SimTime) -> (Vec<bool>, Option<SimTime>) {
+        let st = self.slurm.as_ref().expect("slurm");
+        let mut usable: Vec<bool> = (0..self.hold_slot.len()).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
+        let mut later: Option<SimTime> = None;
+        for r in &st.map {
+            if r.end > from && r.begin <= to {
+                for d in &r.nodes {
+                    usable[d.idx()] = false;
+                }
+            }
+            if r.end > from {
+                later = Some(later.map_or(r.end, |l| l.min(r.end)));
+            }
+        }
+        (usable, later)
+    }
+
+    /// The select plugin's will-run test: when and where the job could start on `usable`
+    /// nodes, releasing running jobs' GPUs at their ends in 22.05's batches.
+    fn will_run(
+        &self,
+        gpus: u32,
+        gpu_type: Option<GpuTypeId>,
+        usable: &[bool],
+        now: SimTime,
+    ) -> Option<(SimTime, Vec<(DomainId, u32)>)> {
+        let st = self.slurm.as_ref().expect("slurm");
+        let (mut free, _) = self.slurm_free();
+        let mut out = Vec::new();
+        if st.select(gpus, gpu_type, &free, usable, &mut out) {
+            return Some((now, out));
+        }
+        // running jobs holding GPUs on usable nodes, by end
+        let ends: Vec<(SimTime, JobId)> = self
+            .running
+            .iter()
+            .copied()
+            .filter(|&(_, r)| self.jobs[r.idx()].parts.iter().any(|p| usable[p.0.idx()]))
+            .collect();
+        let mut window = TIME_WINDOW_S;
+        let mut first_end: Option<u64> = None;
+        let mut k = 0;
+        while k < ends.len() {
+            let mut last = ends[k].0;
+            let mut removed = 0;
+            while k < ends.len() {
+                let (end, r) = ends[k];
+                let fe = *first_end.get_or_insert(end.0 + (TIME_WINDOW_S - end.0 % TIME_WINDOW_S));
+                for &(d, n) in &self.jobs[r.idx()].parts {
+                    if usable[d.idx()] {
+                        free[d.idx()] += n;
+                    }
+                }
+                last = end;
+                k += 1;
+                removed += 1;
+                match ends.get(k) {
+                    Some(&(next, _)) if next.0 > fe + window => break,
+                    None => break,
+                    _ if removed > 200 => break,
+                    _ => {}
+                }
+            }
+            let fe = first_end.unwrap_or(0);
+            while ends.get(k).is_some_and(|&(next, _)| next.0 > fe + window) && window < 366 * 86_400 {
+                window *= 2;
+            }
+            if st.select(gpus, gpu_type, &free, usable, &mut out) {
+                return Some((last.max(now), out));
+            }
+        }
+        None
+    }
+}
