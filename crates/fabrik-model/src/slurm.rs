@@ -382,10 +382,8 @@ impl SlurmConf {
                 "priority/multifactor" => s.priority_type = PriorityType::Multifactor,
                 other => return Err(("PriorityType", format!("'{other}' is neither priority/basic nor priority/multifactor"))),
             },
-            "priorityflags" => {
-                if v.split(',').any(|f| f.trim().eq_ignore_ascii_case("no_fair_tree")) {
-                    s.fair_share = FairShareAlgo::Classic;
-                }
+            "priorityflags" if v.split(',').any(|f| f.trim().eq_ignore_ascii_case("no_fair_tree")) => {
+                s.fair_share = FairShareAlgo::Classic
             }
             "priorityweightage" => s.weight_age = int("PriorityWeightAge")?,
             "priorityweightfairshare" => s.weight_fairshare = int("PriorityWeightFairshare")?,

@@ -128,6 +128,12 @@ impl JobEntry {
         }
     }
 
+    /// A pending entry for a spec, for tests of priority functions.
+    #[cfg(test)]
+    pub(crate) fn for_test(spec: JobSpec) -> JobEntry {
+        JobEntry::new(spec, 0)
+    }
+
     /// Why it is where it is, as the last pass that looked at it decided.
     pub fn why(&self) -> &Reason {
         &self.why

@@ -198,3 +198,90 @@ impl FairTree<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fabrik_model::tenants::AccountSpec;
+    use fabrik_model::{JobSpec, Secs, SimTime};
+
+    /// Accounts a (users x, y) and b (user z), equal shares; x used 300 GPU-s, y 100, z 200.
+    fn tree_and_usage() -> (TenantTree, Usage, [AccountId; 3]) {
+        let specs = [AccountSpec::new("a/x", 1.0), AccountSpec::new("a/y", 1.0), AccountSpec::new("b/z", 1.0)];
+        let t = TenantTree::from_specs(&specs, "t").unwrap();
+        let ids = ["a/x", "a/y", "b/z"].map(|p| t.iter().find(|(_, a)| a.path == p).unwrap().0);
+        let mut u = Usage::new(t.len(), Secs(1_000_000_000));
+        for (a, g) in ids.iter().zip([3, 1, 2]) {
+            u.change(*a, g, SimTime(0));
+            u.change(*a, -g, SimTime(100));
+        }
+        u.decay_to(SimTime(100));
+        (t, u, ids)
+    }
+
+    #[test]
+    fn fair_tree_ranks_users_depth_first_by_level_fairshare() {
+        // Fair Tree page: "LF = S / U" per level; users are ranked in the order of a depth-first
+        // traversal with siblings sorted by LF, and "FairShare factor = rank / user count".
+        // Level 0: a has S = 1/2, U = 400/600 → LF 0.75; b has U = 200/600 → LF 1.5: b first.
+        // Inside a: y (U = 100/400 → LF 2) before x (U = 300/400 → LF 0.667).
+        let (t, u, [x, y, z]) = tree_and_usage();
+        let fs = fair_tree(&t, &u, false);
+        assert_eq!((fs[z.idx()], fs[y.idx()], fs[x.idx()]), (1.0, 2.0 / 3.0, 1.0 / 3.0));
+        // Slurm's root user (no usage, LF ∞) comes first and counts: ranks 3, 2, 1 of 4
+        let fs = fair_tree(&t, &u, true);
+        assert_eq!((fs[z.idx()], fs[y.idx()], fs[x.idx()]), (0.75, 0.5, 0.25));
+        // Without any usage every LF is ∞: all tie and share the top rank
+        let idle = Usage::new(t.len(), Secs(1000));
+        let fs = fair_tree(&t, &idle, true);
+        assert_eq!((fs[x.idx()], fs[y.idx()], fs[z.idx()]), (1.0, 1.0, 1.0));
+    }
+
+    fn facility(slurm: &str) -> Facility {
+        let text = format!(
+            "name = \"f\"\n[[pool]]\ngpu = \"H100\"\ndomain_gpus = 8\ndomains_per_group = 4\ngroups = 1\n\
+             [[account]]\npath = \"a/x\"\nshares = 1\n[[account]]\npath = \"a/y\"\nshares = 1\n\
+             [[account]]\npath = \"b/z\"\nshares = 1\n[slurm]\n{slurm}\n"
+        );
+        Facility::from_toml(&text, "f.toml").unwrap()
+    }
+
+    #[test]
+    fn multifactor_priority_is_the_floor_of_the_weighted_factors() {
+        // Multifactor Priority Plugin: "Job_priority = site_factor + (PriorityWeightAge) *
+        // (age_factor) + ... + (PriorityWeightFairshare) * (fair-share_factor) +
+        // (PriorityWeightJobSize) * (job_size_factor) + ...", each factor in [0, 1].
+        let f = facility(
+            "priority_type = \"multifactor\"\nweight_age = 1000\nweight_fairshare = 10000\n\
+             weight_job_size = 1000\nweight_partition = 100\nmax_age_s = 1000",
+        );
+        let (_, u, [x, y, z]) = tree_and_usage();
+        let mut p = SlurmPolicy::new(&f);
+        let ctx = PriorityCtx { now: SimTime(350), usage: &u, tenants: &f.tenants, max_gang: 32 };
+        // the facility's tree has the same paths in the same order
+        p.refresh(&ctx);
+        let entry = |a: AccountId, gpus: u32| {
+            crate::scheduler::JobEntry::for_test(JobSpec::new("j", a, gpus, SimTime(100), Secs(600)))
+        };
+        // x: 16 GPUs (2 of 4 nodes, half the GPUs): size (0.5 + 0.5)/2 = 0.5 → 500; age 250/1000
+        // → 250; Fair Tree with the root user: x ranks 1 of 4 → 2500; partition 1 → 100.
+        assert_eq!(p.priority(&ctx, &entry(x, 16)), 3350.0);
+        // y: 8 GPUs: size (0.25 + 0.25)/2 → 250; fs 2/4 → 5000; age 250; partition 100
+        assert_eq!(p.priority(&ctx, &entry(y, 8)), 5600.0);
+        // z: 1 GPU: size (1/4 + 1/32)/2 = 0.140625 → 140.625; fs 3/4 → 7500: ⌊7990.625⌋
+        assert_eq!(p.priority(&ctx, &entry(z, 1)), 7990.0);
+        // PriorityFavorSmall: 1 − each share: 1 GPU → ((1 − 1/4) + (1 − 1/32))/2 = 0.859375
+        let f = facility("priority_type = \"multifactor\"\nweight_job_size = 1000\nfavor_small = true");
+        let p = SlurmPolicy::new(&f);
+        assert_eq!(p.priority(&ctx, &entry(z, 1)), 859.0);
+        // classic fair-share: 2^(−U/S); z used 1/3 of all with a norm share of 1/2 → 2^(−2/3)
+        let f = facility("priority_type = \"multifactor\"\nweight_fairshare = 10000\nfair_share = \"classic\"");
+        let mut p = SlurmPolicy::new(&f);
+        p.refresh(&ctx);
+        assert_eq!(p.priority(&ctx, &entry(z, 1)), (10000.0 * (-2.0f64 / 3.0).exp2()).floor());
+        // priority/basic: submission order alone
+        let p = SlurmPolicy::new(&facility(""));
+        assert_eq!(p.priority(&ctx, &entry(z, 1)), 0.0);
+        assert!(!p.dynamic());
+    }
+}

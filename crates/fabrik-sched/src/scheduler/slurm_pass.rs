@@ -389,7 +389,7 @@ impl Scheduler {
                 }
                 let st = self.slurm.as_ref().expect("slurm");
                 let begin = SimTime(t.0 / res * res);
-                let end = SimTime((t.0 + limit.0 + res - 1) / res * res);
+                let end = SimTime((t.0 + limit.0).div_ceil(res) * res);
                 let collides = st
                     .map
                     .iter()
