@@ -71,9 +71,13 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--policies", default="slurm,fifo-backfill")
     ap.add_argument("--out", default=None, help="also write the report here")
+    ap.add_argument("--replay", default=None, metavar="DIR",
+                    help="compare again from an earlier run's files (no Slurm needed)")
     args = ap.parse_args()
     n = max(2, min(args.jobs, 200))
     fabrik = os.path.abspath(args.bin)
+    if args.replay:
+        return compare(args, fabrik, args.replay)
     if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
         sys.exit("no Slurm cluster answers `scontrol ping`: start one with .ci/slurm.sh start")
     rng = random.Random(args.seed)
@@ -119,32 +123,44 @@ def main():
         time.sleep(1)
     with open(sacct_path, "w") as f:
         f.write(lines[0] + "\n" + "\n".join(mine) + "\n")
+    for name in ("slurm.conf", "topology.conf", "gres.conf"):
+        with open(f"/etc/slurm/{name}") as src, open(os.path.join(work, name), "w") as dst:
+            dst.write(src.read())
+    conf = sh("scontrol", "show", "config")
+    setting = lambda key: next((l.split("=", 1)[1].strip() for l in conf.splitlines() if l.startswith(key)), "")
+    meta = {"jobs": n, "cluster": f"{nodes_total} nodes x {per_node} GPUs", "seed": args.seed,
+            "slurm_config": f"{setting('SchedulerType')} ({setting('SchedulerParameters') or 'defaults'}), "
+                            f"{setting('PriorityType')}"}
+    with open(os.path.join(work, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    compare(args, fabrik, work)
+
+
+def compare(args, fabrik, work):
+    """The twin on the run's own files, per policy, against Slurm's record in sacct.txt."""
+    sacct_path = os.path.join(work, "sacct.txt")
+    with open(os.path.join(work, "meta.json")) as f:
+        meta = json.load(f)
     # Slurm's record: start offsets from the first submission
     real = {}
     with open(sacct_path) as f:
         for row in csv.DictReader(f, delimiter="|"):
             real[row["JobID"]] = row
     fac = os.path.join(work, "facility.toml")
-    sh(fabrik, "facility", "import", "/etc/slurm/slurm.conf", "--topology", "/etc/slurm/topology.conf",
-       "--gres", "/etc/slurm/gres.conf", "-o", fac)
+    sh(fabrik, "facility", "import", os.path.join(work, "slurm.conf"), "--topology",
+       os.path.join(work, "topology.conf"), "--gres", os.path.join(work, "gres.conf"), "-o", fac)
 
     def epoch(s):
         return time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%S"))
 
     first = min(epoch(r["Submit"]) for r in real.values())
-    conf = sh("scontrol", "show", "config")
-    setting = lambda key: next((l.split("=", 1)[1].strip() for l in conf.splitlines() if l.startswith(key)), "")
-    report = {
-        "jobs": n,
-        "cluster": f"{nodes_total} nodes x {per_node} GPUs",
-        "slurm_config": f"{setting('SchedulerType')} ({setting('SchedulerParameters') or 'defaults'}), "
-                        f"{setting('PriorityType')}",
-        "seed": args.seed,
+    report = dict(meta)
+    report.update({
         "multi_node_jobs": sum(1 for r in real.values() if "," in r["NodeList"] or "[" in r["NodeList"]),
         "slurm_makespan_s": round(max(epoch(r["End"]) for r in real.values()) - first, 1),
         "files": work,
         "policies": {},
-    }
+    })
     tz = open("/etc/timezone").read().strip() if os.path.exists("/etc/timezone") else "UTC"
     for policy in args.policies.split(","):
         jobs_csv = os.path.join(work, f"twin-{policy}.csv")

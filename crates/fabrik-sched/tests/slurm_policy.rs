@@ -154,6 +154,14 @@ fn the_main_scheduler_stops_at_the_first_job_that_cannot_start() {
     assert_eq!(s.next_wakeup(), Some(SimTime(30)));
     // the next backfill cycle, at 30, starts it (it ends at 150, before H's 600)
     assert_eq!(pass(&mut s, 30), [small]);
+    // that start is a change, so the cycle at 60 runs; it changes nothing, and later cycles
+    // are skipped until an event (Slurm's backfill agent: no work without state changes)
+    assert_eq!(s.next_wakeup(), Some(SimTime(60)));
+    assert_eq!(pass(&mut s, 60), Vec::<JobId>::new());
+    assert_eq!(s.next_wakeup(), None);
+    s.finish(small, SimTime(140)).unwrap();
+    assert_eq!(pass(&mut s, 140), Vec::<JobId>::new());
+    assert_eq!(s.next_wakeup(), Some(SimTime(150)));
 }
 
 #[test]

@@ -62,9 +62,10 @@ const TIME_WINDOW_S: u64 = 30;
 
 pub(in crate::scheduler) struct SlurmState {
     pub(super) cfg: SlurmSched,
-    /// The next backfill cycle; `None` while the queue was empty at the last pass (the cycles
-    /// that passed meanwhile found nothing to do).
-    next_backfill: Option<SimTime>,
+    /// The first change (job or node state) no backfill cycle has seen yet. Cycles run on the
+    /// grid of `bf_interval` seconds; a cycle without changes is skipped, as Slurm's backfill
+    /// agent skips one (`_more_work`).
+    changed_at: Option<SimTime>,
     /// Nodes of each candidate switch (the facility's leaf groups) in Slurm's node order.
     switches: Vec<Vec<DomainId>>,
     /// Each node's class: its GPU type and GPUs per node (the facility's pools of one type and
@@ -93,7 +94,7 @@ impl SlurmState {
         }
         SlurmState {
             cfg: f.slurm.clone(),
-            next_backfill: None,
+            changed_at: None,
             switches: f.groups.iter().map(|g| g.domain_ids().collect()).collect(),
             node_class: f
                 .domains
@@ -238,11 +239,15 @@ impl Scheduler {
         let Some(st) = self.slurm.as_mut() else { return };
         let interval = st.cfg.bf_interval_s.max(1);
         let backfill = self.policy.backfill();
-        let next = *st.next_backfill.get_or_insert(SimTime((now.0.div_ceil(interval)) * interval));
-        let bf_due = backfill && now >= next;
         if self.wakeup.is_some_and(|w| w <= now) {
             self.dirty = true;
         }
+        if self.dirty && st.changed_at.is_none() {
+            st.changed_at = Some(now);
+        }
+        // the first grid point at or after the change
+        let grid = |t: SimTime| SimTime(t.0.div_ceil(interval).saturating_mul(interval));
+        let bf_due = backfill && st.changed_at.is_some_and(|c| grid(c) <= now);
         if !self.dirty && !bf_due {
             return;
         }
@@ -253,19 +258,17 @@ impl Scheduler {
             self.slurm_main(now, started);
         }
         if bf_due {
+            let before = started.len();
             self.slurm_backfill(now, started);
+            // the cycle's own starts are a change the next cycle sees
+            let st = self.slurm.as_mut().expect("slurm");
+            st.changed_at = (started.len() > before).then_some(SimTime(now.0 + 1));
         }
         self.pending.retain(|&id| self.jobs[id.idx()].state == JobState::Pending);
-        let st = self.slurm.as_mut().expect("slurm state");
-        st.next_backfill = if self.pending.is_empty() {
-            None
-        } else if bf_due || now >= next {
-            Some(SimTime((now.0 / interval + 1) * interval))
-        } else {
-            Some(next)
-        };
-        // wake for the next cycle while anything waits, and when a job becomes eligible
-        let mut wake = if backfill { st.next_backfill } else { None };
+        let st = self.slurm.as_ref().expect("slurm state");
+        // wake for the next cycle while anything waits and changed, and when a job becomes
+        // eligible
+        let mut wake = if backfill && !self.pending.is_empty() { st.changed_at.map(grid) } else { None };
         for &id in &self.pending {
             if let Some(at) = self.jobs[id.idx()].spec.earliest_start.filter(|&t| t > now) {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
