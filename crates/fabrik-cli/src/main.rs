@@ -84,6 +84,9 @@ enum FacilityCmd {
         /// The catalog GPU of nodes whose Gres names no type (default H100, said in the file).
         #[arg(long)]
         gpu_type: Option<String>,
+        /// The QOS table for the slurm policy: `sacctmgr -P show qos format=Name,Priority,MaxWall`.
+        #[arg(long)]
+        qos: Option<PathBuf>,
         /// The facility's name (default: ClusterName).
         #[arg(long)]
         name: Option<String>,
@@ -281,8 +284,9 @@ fn main() -> ExitCode {
         Cmd::Simulate(a) => simulate(&a),
         Cmd::Compare(a) => compare(&a),
         Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
-        Cmd::Facility { cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, name, output } } => {
-            facility_import(&slurm_conf, topology.as_deref(), gres.as_deref(), gpu_type.as_deref(), name, output)
+        Cmd::Facility { cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, qos, name, output } } => {
+            let files = ImportFiles { topology: topology.as_deref(), gres: gres.as_deref(), qos: qos.as_deref() };
+            facility_import(&slurm_conf, files, gpu_type.as_deref(), name, output)
         }
         Cmd::Facility { cmd: FacilityCmd::List } => {
             for (name, desc) in PRESETS {
@@ -311,11 +315,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// A preset name, a file, or a shorthand.
+/// The files `facility import` reads besides slurm.conf.
+struct ImportFiles<'a> {
+    topology: Option<&'a Path>,
+    gres: Option<&'a Path>,
+    qos: Option<&'a Path>,
+}
+
 fn facility_import(
     conf: &Path,
-    topology: Option<&Path>,
-    gres: Option<&Path>,
+    ImportFiles { topology, gres, qos }: ImportFiles<'_>,
     gpu_type: Option<&str>,
     name: Option<String>,
     output: Option<PathBuf>,
@@ -329,8 +338,11 @@ fn facility_import(
     let (text, origin) = (read(conf)?, conf.display().to_string());
     let gres_text = gres.map(read).transpose()?;
     let gres_origin = gres.map(|p| p.display().to_string()).unwrap_or_default();
-    let c =
+    let mut c =
         fabrik_model::slurm::SlurmConf::parse(&text, &origin, gres_text.as_deref().map(|g| (g, gres_origin.as_str())))?;
+    if let Some(q) = qos {
+        c.sched.qos = fabrik_model::slurm_sched::parse_sacctmgr_qos(&read(q)?, &q.display().to_string())?;
+    }
     let topo_text = topology.map(read).transpose()?;
     let topo_origin = topology.map(|p| p.display().to_string()).unwrap_or_default();
     let name = name.or(c.cluster.clone()).unwrap_or_else(|| "slurm".into());

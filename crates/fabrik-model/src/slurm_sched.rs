@@ -230,9 +230,65 @@ impl SlurmSched {
     }
 }
 
+/// At most this many QOS lines are read (a QOS table is small).
+const MAX_QOS: usize = 10_000;
+
+/// The QOS table as `sacctmgr -P show qos format=Name,Priority,MaxWall` prints it (a header
+/// line, `|`-separated; the columns in any order, MaxWall optional).
+pub fn parse_sacctmgr_qos(text: &str, origin: &str) -> Result<Vec<SlurmQosSpec>, ModelError> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Err(ModelError::invalid(origin, "line 1", "empty: expected a header Name|Priority|MaxWall"));
+    };
+    let cols: Vec<String> = header.split('|').map(|c| c.trim().to_ascii_lowercase()).collect();
+    let col = |n: &str| cols.iter().position(|c| c == n);
+    let (Some(c_name), Some(c_prio)) = (col("name"), col("priority")) else {
+        return Err(ModelError::invalid(origin, "line 1", format!("header '{header}' lacks Name or Priority")));
+    };
+    let c_wall = col("maxwall");
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let bad = |f: &str, m: String| ModelError::invalid(origin, format!("line {}: {f}", i + 1), m);
+        if out.len() >= MAX_QOS {
+            return Err(bad("Name", format!("more than {MAX_QOS} QOS")));
+        }
+        let f: Vec<&str> = line.split('|').collect();
+        let get = |c: usize| f.get(c).map_or("", |v| v.trim());
+        let name = get(c_name);
+        if name.is_empty() {
+            return Err(bad("Name", "empty".into()));
+        }
+        let p = get(c_prio);
+        let priority = if p.is_empty() {
+            0
+        } else {
+            p.parse().map_err(|_| bad("Priority", format!("'{p}' is not a whole number")))?
+        };
+        let max_wall_min = match c_wall.map(get) {
+            Some(w) => crate::slurm::parse_slurm_duration(w).map_err(|m| bad("MaxWall", m))?.map(|s| s.div_ceil(60)),
+            None => None,
+        };
+        out.push(SlurmQosSpec { name: name.to_string(), priority, max_wall_min });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_qos_table_comes_from_sacctmgr() {
+        let t = "Name|Priority|MaxWall\nnormal|0|\nhigh|100|2-00:00:00\nlow|x|\n";
+        let e = parse_sacctmgr_qos(t, "qos.txt").unwrap_err().to_string();
+        assert!(e.contains("qos.txt: line 4: Priority: 'x' is not a whole number"), "{e}");
+        let q = parse_sacctmgr_qos("MaxWall|Name|Priority\n01:00:00|normal|10\n|high|100\n", "q").unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!((q[0].name.as_str(), q[0].priority, q[0].max_wall_min), ("normal", 10, Some(60)));
+        assert_eq!((q[1].name.as_str(), q[1].priority, q[1].max_wall_min), ("high", 100, None));
+        assert!(parse_sacctmgr_qos("Name|MaxWall\n", "q").unwrap_err().to_string().contains("lacks Name or Priority"));
+        assert!(parse_sacctmgr_qos("", "q").is_err());
+    }
 
     #[test]
     fn scheduler_parameters_set_the_backfill_knobs_and_report_the_rest() {
