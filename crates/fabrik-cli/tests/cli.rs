@@ -275,3 +275,80 @@ fn bad_energy_flags_name_the_flag() {
         "can never start under the power cap",
     );
 }
+
+#[test]
+fn an_imported_slurm_cluster_runs_under_the_slurm_policy() {
+    // Two 4-GPU nodes on one leaf switch. R holds node 1 until 600; H (8 GPUs) waits for it.
+    // C1 (limit 10 min) would end exactly when H's reservation begins, C2 (9 min) before it.
+    // Slurm's backfill keeps C1 off the reserved nodes and backfills C2 at 0; fabrik's EASY
+    // backfilling lets C1 run (it ends by the shadow time) and C2 then waits for H.
+    let conf = tmp(
+        "slurm.conf",
+        "ClusterName=lab\nSchedulerType=sched/backfill\nSchedulerParameters=bf_interval=30\n\
+         TopologyPlugin=topology/tree\nNodeName=n[1-2] Gres=gpu:h100:4\n\
+         PartitionName=gpu Nodes=ALL Default=YES MaxTime=60\n",
+    );
+    let topo = tmp("topology.conf", "SwitchName=leaf Nodes=n[1-2]\n");
+    let fac = tmp("lab.toml", "");
+    let o = fabrik(&[
+        "facility",
+        "import",
+        conf.to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "-o",
+        fac.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&fac).unwrap();
+    assert!(text.contains("[slurm]") && text.contains("bf_interval_s = 30") && text.contains("max_time_min = 60"));
+    let account = "industry/telco-eu/llm";
+    let jobs = tmp(
+        "slurm-jobs.csv",
+        &format!(
+            "name,submit,account,gpus,walltime,runtime\nr,0,{account},4,600,600\nh,0,{account},8,600,300\n\
+             c1,0,{account},4,600,300\nc2,0,{account},4,540,300\n"
+        ),
+    );
+    let starts = |policy: &str| {
+        let out = tmp(&format!("starts-{policy}.csv"), "");
+        let o = fabrik(&[
+            "simulate",
+            "--facility",
+            fac.to_str().unwrap(),
+            "--workload",
+            &format!("csv:{}", jobs.display()),
+            "--policy",
+            policy,
+            "--jobs-csv",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        let h: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let (n, s) = (h.iter().position(|&c| c == "name").unwrap(), h.iter().position(|&c| c == "start_s").unwrap());
+        let mut v: Vec<(String, String)> =
+            lines.map(|l| l.split(',').collect::<Vec<_>>()).map(|r| (r[n].to_string(), r[s].to_string())).collect();
+        v.sort();
+        v
+    };
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    assert_eq!(starts("slurm"), pairs(&[("c1", "900"), ("c2", "0"), ("h", "600"), ("r", "0")]));
+    assert_eq!(starts("fifo-backfill"), pairs(&[("c1", "0"), ("c2", "900"), ("h", "600"), ("r", "0")]));
+    // a limit above the partition's MaxTime is refused, naming the job
+    let long = tmp("slurm-long.csv", &format!("name,submit,account,gpus,walltime,runtime\nlong,0,{account},1,2h,60\n"));
+    fails_with(
+        &[
+            "simulate",
+            "--facility",
+            fac.to_str().unwrap(),
+            "--workload",
+            &format!("csv:{}", long.display()),
+            "--policy",
+            "slurm",
+        ],
+        "time limit 120 min exceeds the partition/QOS limit of 60 min",
+    );
+}

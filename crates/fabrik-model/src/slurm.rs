@@ -302,7 +302,9 @@ impl SlurmConf {
                 }
                 "partitionname" if !v0.eq_ignore_ascii_case("default") => {
                     let factor = match get(&kv, "priorityjobfactor") {
-                        Some(f) => f.parse().map_err(|_| bad(line, "PriorityJobFactor", format!("'{f}' is not a whole number")))?,
+                        Some(f) => f
+                            .parse()
+                            .map_err(|_| bad(line, "PriorityJobFactor", format!("'{f}' is not a whole number")))?,
                         None => 1,
                     };
                     conf.partitions.push(SlurmPartition {
@@ -369,18 +371,26 @@ impl SlurmConf {
             "schedulertype" => match v {
                 "sched/backfill" => s.backfill = true,
                 "sched/builtin" => s.backfill = false,
-                other => self.sched_notes.push(format!("line {line}: SchedulerType={other} is not modelled; taken as sched/backfill")),
+                other => self
+                    .sched_notes
+                    .push(format!("line {line}: SchedulerType={other} is not modelled; taken as sched/backfill")),
             },
             "schedulerparameters" => {
                 let ignored = s.apply_scheduler_parameters(v).map_err(|m| ("SchedulerParameters", m))?;
                 if !ignored.is_empty() {
-                    self.sched_notes.push(format!("line {line}: SchedulerParameters not modelled: {}", ignored.join(",")));
+                    self.sched_notes
+                        .push(format!("line {line}: SchedulerParameters not modelled: {}", ignored.join(",")));
                 }
             }
             "prioritytype" => match v {
                 "priority/basic" => s.priority_type = PriorityType::Basic,
                 "priority/multifactor" => s.priority_type = PriorityType::Multifactor,
-                other => return Err(("PriorityType", format!("'{other}' is neither priority/basic nor priority/multifactor"))),
+                other => {
+                    return Err((
+                        "PriorityType",
+                        format!("'{other}' is neither priority/basic nor priority/multifactor"),
+                    ))
+                }
             },
             "priorityflags" if v.split(',').any(|f| f.trim().eq_ignore_ascii_case("no_fair_tree")) => {
                 s.fair_share = FairShareAlgo::Classic
@@ -395,9 +405,9 @@ impl SlurmConf {
             "prioritymaxage" => s.max_age_s = dur("PriorityMaxAge")?,
             "prioritycalcperiod" => s.calc_period_s = dur("PriorityCalcPeriod")?,
             "topologyplugin" => s.topology_tree = v == "topology/tree",
-            "selecttype" if v != "select/cons_tres" => {
-                self.sched_notes.push(format!("line {line}: SelectType={v}: nodes are chosen as select/cons_tres would"))
-            }
+            "selecttype" if v != "select/cons_tres" => self
+                .sched_notes
+                .push(format!("line {line}: SelectType={v}: nodes are chosen as select/cons_tres would")),
             _ => {}
         }
         Ok(())
@@ -502,7 +512,10 @@ impl SlurmConf {
         }
         notes.extend(self.sched_notes.iter().cloned());
         if topology.is_some() && !self.sched.topology_tree {
-            notes.push("topology.conf given but TopologyPlugin is not topology/tree: the slurm policy ignores the switches".into());
+            notes.push(
+                "topology.conf given but TopologyPlugin is not topology/tree: the slurm policy ignores the switches"
+                    .into(),
+            );
         }
         for p in &self.partitions {
             notes.push(format!(
@@ -606,7 +619,10 @@ mod tests {
         assert_eq!(s.partition_factor(), 1.0);
         let (file, notes) = c.to_facility("x", None, None).unwrap();
         assert_eq!(file.slurm.as_ref(), Some(s));
-        assert!(notes.iter().any(|n| n == "line 2: SchedulerParameters not modelled: sched_min_interval=2"), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n == "line 2: SchedulerParameters not modelled: sched_min_interval=2"),
+            "{notes:?}"
+        );
         let e = SlurmConf::parse("PriorityType=priority/magic\nNodeName=n1 Gres=gpu:1\n", "s.conf", None);
         assert!(e.unwrap_err().to_string().contains("s.conf: line 1: PriorityType"));
         let e = SlurmConf::parse("PriorityWeightAge=lots\nNodeName=n1 Gres=gpu:1\n", "s.conf", None);

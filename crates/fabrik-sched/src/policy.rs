@@ -142,7 +142,9 @@ pub fn by_name(name: &str, cfg: &crate::SchedConfig) -> Result<Box<dyn Policy>, 
             }
             Ok(Box::new(Las { thresholds_gpu_s: t.iter().map(|h| h * 3600.0).collect() }))
         }
-        "slurm" => Err(SchedError::Invalid("the slurm policy is built from a facility (Scheduler::with_policy)".into())),
+        "slurm" => {
+            Err(SchedError::Invalid("the slurm policy is built from a facility (Scheduler::with_policy)".into()))
+        }
         other => Err(SchedError::UnknownPolicy(
             other.to_string(),
             POLICIES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),

@@ -60,12 +60,9 @@ impl SlurmPolicy {
         let age = (waited / c.max_age_s.max(1) as f64).min(1.0);
         let min_nodes = f64::from(s.gpus.div_ceil(self.node_gpus));
         let (node_share, gpu_share) = (min_nodes / self.nodes, f64::from(s.gpus) / self.total_gpus);
-        let size = if c.favor_small {
-            ((1.0 - node_share) + (1.0 - gpu_share)) / 2.0
-        } else {
-            (node_share + gpu_share) / 2.0
-        }
-        .clamp(0.0, 1.0);
+        let size =
+            if c.favor_small { ((1.0 - node_share) + (1.0 - gpu_share)) / 2.0 } else { (node_share + gpu_share) / 2.0 }
+                .clamp(0.0, 1.0);
         let fs = self.fs.get(s.account.idx()).copied().unwrap_or(0.0);
         let p = f64::from(c.weight_age) * age
             + f64::from(c.weight_fairshare) * fs

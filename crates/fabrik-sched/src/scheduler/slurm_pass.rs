@@ -142,9 +142,7 @@ impl SlurmState {
             }
             let nodes = gpus.div_ceil(cap);
             let per = gpus.div_ceil(nodes);
-            let ok = |d: DomainId| {
-                self.node_class[d.idx()] == p && usable[d.idx()] && free[d.idx()] >= per
-            };
+            let ok = |d: DomainId| self.node_class[d.idx()] == p && usable[d.idx()] && free[d.idx()] >= per;
             let chosen = if self.cfg.topology_tree {
                 self.by_switch(nodes as usize, &ok)
             } else {
@@ -419,7 +417,8 @@ impl Scheduler {
     /// earlier in this cycle), and the first time after `from` some reserved node is released.
     fn slurm_usable(&self, from: SimTime, to: SimTime) -> (Vec<bool>, Option<SimTime>) {
         let st = self.slurm.as_ref().expect("slurm");
-        let mut usable: Vec<bool> = (0..self.hold_slot.len()).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
+        let mut usable: Vec<bool> =
+            (0..self.hold_slot.len()).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
         let mut later: Option<SimTime> = None;
         for r in &st.map {
             if r.end > from && r.begin <= to {
