@@ -126,6 +126,11 @@ def main():
     for name in ("slurm.conf", "topology.conf", "gres.conf"):
         with open(f"/etc/slurm/{name}") as src, open(os.path.join(work, name), "w") as dst:
             dst.write(src.read())
+    # the association tree (Fair Tree ranks its users) and the QOS table
+    with open(os.path.join(work, "assoc.txt"), "w") as f:
+        f.write(sh("sacctmgr", "-P", "show", "assoc", "format=Account,User,ParentName,Fairshare"))
+    with open(os.path.join(work, "qos.txt"), "w") as f:
+        f.write(sh("sacctmgr", "-P", "show", "qos", "format=Name,Priority,MaxWall"))
     conf = sh("scontrol", "show", "config")
     setting = lambda key: next((l.split("=", 1)[1].strip() for l in conf.splitlines() if l.startswith(key)), "")
     meta = {"jobs": n, "cluster": f"{nodes_total} nodes x {per_node} GPUs", "seed": args.seed,
@@ -147,8 +152,12 @@ def compare(args, fabrik, work):
         for row in csv.DictReader(f, delimiter="|"):
             real[row["JobID"]] = row
     fac = os.path.join(work, "facility.toml")
+    extra = []
+    for flag, name in (("--assoc", "assoc.txt"), ("--qos", "qos.txt")):
+        if os.path.exists(os.path.join(work, name)):
+            extra += [flag, os.path.join(work, name)]
     sh(fabrik, "facility", "import", os.path.join(work, "slurm.conf"), "--topology",
-       os.path.join(work, "topology.conf"), "--gres", os.path.join(work, "gres.conf"), "-o", fac)
+       os.path.join(work, "topology.conf"), "--gres", os.path.join(work, "gres.conf"), *extra, "-o", fac)
 
     def epoch(s):
         return time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%S"))

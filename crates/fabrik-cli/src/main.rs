@@ -87,6 +87,10 @@ enum FacilityCmd {
         /// The QOS table for the slurm policy: `sacctmgr -P show qos format=Name,Priority,MaxWall`.
         #[arg(long)]
         qos: Option<PathBuf>,
+        /// The association tree (accounts, users, Fairshare) as the facility's tenants:
+        /// `sacctmgr -P show assoc format=Account,User,ParentName,Fairshare`.
+        #[arg(long)]
+        assoc: Option<PathBuf>,
         /// The facility's name (default: ClusterName).
         #[arg(long)]
         name: Option<String>,
@@ -284,8 +288,13 @@ fn main() -> ExitCode {
         Cmd::Simulate(a) => simulate(&a),
         Cmd::Compare(a) => compare(&a),
         Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
-        Cmd::Facility { cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, qos, name, output } } => {
-            let files = ImportFiles { topology: topology.as_deref(), gres: gres.as_deref(), qos: qos.as_deref() };
+        Cmd::Facility { cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, qos, assoc, name, output } } => {
+            let files = ImportFiles {
+                topology: topology.as_deref(),
+                gres: gres.as_deref(),
+                qos: qos.as_deref(),
+                assoc: assoc.as_deref(),
+            };
             facility_import(&slurm_conf, files, gpu_type.as_deref(), name, output)
         }
         Cmd::Facility { cmd: FacilityCmd::List } => {
@@ -320,11 +329,12 @@ struct ImportFiles<'a> {
     topology: Option<&'a Path>,
     gres: Option<&'a Path>,
     qos: Option<&'a Path>,
+    assoc: Option<&'a Path>,
 }
 
 fn facility_import(
     conf: &Path,
-    ImportFiles { topology, gres, qos }: ImportFiles<'_>,
+    ImportFiles { topology, gres, qos, assoc }: ImportFiles<'_>,
     gpu_type: Option<&str>,
     name: Option<String>,
     output: Option<PathBuf>,
@@ -346,7 +356,17 @@ fn facility_import(
     let topo_text = topology.map(read).transpose()?;
     let topo_origin = topology.map(|p| p.display().to_string()).unwrap_or_default();
     let name = name.or(c.cluster.clone()).unwrap_or_else(|| "slurm".into());
-    let (file, notes) = c.to_facility(&name, topo_text.as_deref().map(|t| (t, topo_origin.as_str())), gpu_type)?;
+    let (mut file, mut notes) = c.to_facility(&name, topo_text.as_deref().map(|t| (t, topo_origin.as_str())), gpu_type)?;
+    if let Some(a) = assoc {
+        let (accounts, more) = fabrik_model::slurm_sched::parse_sacctmgr_assoc(&read(a)?, &a.display().to_string())?;
+        notes.push(format!("tenants: {} accounts and users from {}", accounts.len(), a.display()));
+        notes.extend(more);
+        file.account = accounts;
+        // the tree holds Slurm's root user itself
+        if let Some(sl) = file.slurm.as_mut() {
+            sl.root_user_association = false;
+        }
+    }
     // the written file must be one fabrik reads back
     let body = toml::to_string(&file).context("writing the facility file")?;
     let f = Facility::from_toml(&body, "the imported facility")?;
@@ -447,7 +467,7 @@ fn load_workload_with(
             p.split_once(',').context("pai: takes JOBS.csv,TASKS.csv (pai_job_table and pai_task_table)")?;
         traces::read_pai(open(jobs)?, jobs, open(tasks)?, tasks, &facility.tenants)?
     } else if let Some(p) = spec.strip_prefix("sacct:") {
-        let (w, t) = fabrik_twin::workload::sacct::read(open(p)?, p, tz)?;
+        let (w, t) = fabrik_twin::workload::sacct::read_with(open(p)?, p, tz, Some(&facility.tenants))?;
         tenants = Some(t);
         w
     } else if let Some(rest) = spec.strip_prefix("swf:") {

@@ -273,9 +273,147 @@ pub fn parse_sacctmgr_qos(text: &str, origin: &str) -> Result<Vec<SlurmQosSpec>,
     Ok(out)
 }
 
+/// The association tree as `sacctmgr -P show assoc format=Account,User,ParentName,Fairshare`
+/// prints it, as tenant-tree accounts: each account under its parent (Slurm's `root` account is
+/// the tree's root), each user association a leaf `ACCOUNT-PATH/USER` with its `Fairshare`
+/// (`parent` counts as 1, said in the notes). Accounts without users are left out: Fair Tree
+/// ranks users only. Returns the accounts and notes.
+pub fn parse_sacctmgr_assoc(
+    text: &str,
+    origin: &str,
+) -> Result<(Vec<crate::tenants::AccountSpec>, Vec<String>), ModelError> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Err(ModelError::invalid(origin, "line 1", "empty: expected a header Account|User|ParentName|Share"));
+    };
+    let cols: Vec<String> =
+        header.split('|').map(|c| c.trim().to_ascii_lowercase().replace([' ', '_'], "")).collect();
+    let col = |names: &[&str]| cols.iter().position(|c| names.contains(&c.as_str()));
+    let (Some(c_acct), Some(c_user), Some(c_parent), Some(c_share)) = (
+        col(&["account"]),
+        col(&["user"]),
+        col(&["parentname", "parname"]),
+        col(&["share", "fairshare"]),
+    ) else {
+        return Err(ModelError::invalid(
+            origin,
+            "line 1",
+            format!("header '{header}' lacks Account, User, ParentName or Share"),
+        ));
+    };
+    let mut parent_of: std::collections::BTreeMap<String, String> = Default::default();
+    let mut shares_of: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut users: Vec<(String, String, f64)> = Vec::new();
+    let mut notes = Vec::new();
+    for (i, line) in lines {
+        if users.len() + parent_of.len() >= MAX_QOS * 10 {
+            return Err(ModelError::invalid(origin, format!("line {}", i + 1), "too many associations"));
+        }
+        let bad = |f: &str, m: String| ModelError::invalid(origin, format!("line {}: {f}", i + 1), m);
+        let f: Vec<&str> = line.split('|').collect();
+        let get = |c: usize| f.get(c).map_or("", |v| v.trim());
+        let (acct, user, parent, share) = (get(c_acct), get(c_user), get(c_parent), get(c_share));
+        if acct.is_empty() || acct.contains('/') || user.contains('/') {
+            return Err(bad("Account", format!("'{acct}' is not an account name")));
+        }
+        let shares = if share.eq_ignore_ascii_case("parent") {
+            notes.push(format!("line {}: Fairshare=parent taken as 1", i + 1));
+            1.0
+        } else {
+            match share.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => v,
+                _ => return Err(bad("Share", format!("'{share}' is not a positive number"))),
+            }
+        };
+        if user.is_empty() {
+            if acct != "root" {
+                parent_of.insert(acct.to_string(), if parent.is_empty() { "root".into() } else { parent.to_string() });
+                shares_of.insert(acct.to_string(), shares);
+            }
+        } else {
+            users.push((acct.to_string(), user.to_string(), shares));
+        }
+    }
+    // an account's path: its ancestors below Slurm's root (bounded: a cycle is an error)
+    let path = |a: &str| -> Result<String, ModelError> {
+        let mut parts = vec![a.to_string()];
+        let mut cur = a.to_string();
+        while let Some(p) = parent_of.get(&cur) {
+            if p == "root" {
+                break;
+            }
+            if parts.len() > 64 || parts.contains(p) {
+                return Err(ModelError::invalid(origin, "ParentName", format!("account '{a}' has a parent cycle")));
+            }
+            parts.push(p.clone());
+            cur = p.clone();
+        }
+        if cur != "root" && !parent_of.contains_key(&cur) {
+            return Err(ModelError::invalid(origin, "ParentName", format!("account '{cur}' is not listed")));
+        }
+        parts.reverse();
+        Ok(parts.join("/"))
+    };
+    let mut specs: Vec<crate::tenants::AccountSpec> = Vec::new();
+    let mut used: std::collections::BTreeSet<String> = Default::default();
+    for (acct, user, shares) in &users {
+        // user root in account root: a leaf of its own account `root` at the top, ranked like
+        // Slurm's root user association
+        let p = if acct == "root" { "root".to_string() } else { path(acct)? };
+        let mut prefix = String::new();
+        for seg in p.split('/') {
+            prefix = if prefix.is_empty() { seg.to_string() } else { format!("{prefix}/{seg}") };
+            if used.insert(prefix.clone()) {
+                specs.push(crate::tenants::AccountSpec::new(prefix.clone(), shares_of.get(seg).copied().unwrap_or(1.0)));
+            }
+        }
+        let leaf = format!("{p}/{user}");
+        if used.insert(leaf.clone()) {
+            specs.push(crate::tenants::AccountSpec::new(leaf, *shares));
+        }
+    }
+    let empty = parent_of.keys().filter(|a| !used.iter().any(|u| u.split('/').any(|s| s == a.as_str()))).count();
+    if empty > 0 {
+        notes.push(format!("{empty} account(s) without users left out (Fair Tree ranks users)"));
+    }
+    if specs.is_empty() {
+        return Err(ModelError::invalid(origin, "User", "no user association"));
+    }
+    Ok((specs, notes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_association_tree_comes_from_sacctmgr() {
+        let t = "Account|User|ParentName|Share\nroot|||1\nroot|root||1\nphys||root|3\nhep||phys|2\n\
+                 hep|alice||1\nhep|bob||parent\nbio||root|1\nbio|carol||4\nempty||root|1\n";
+        let (specs, notes) = parse_sacctmgr_assoc(t, "assoc.txt").unwrap();
+        let got: Vec<(String, f64)> = specs.iter().map(|s| (s.path.clone(), s.shares)).collect();
+        let want: Vec<(String, f64)> = [
+            ("root", 1.0),
+            ("root/root", 1.0),
+            ("phys", 3.0),
+            ("phys/hep", 2.0),
+            ("phys/hep/alice", 1.0),
+            ("phys/hep/bob", 1.0),
+            ("bio", 1.0),
+            ("bio/carol", 4.0),
+        ]
+        .iter()
+        .map(|(p, s)| (p.to_string(), *s))
+        .collect();
+        assert_eq!(got, want);
+        assert!(notes.iter().any(|n| n == "line 7: Fairshare=parent taken as 1"), "{notes:?}");
+        assert!(notes.iter().any(|n| n.starts_with("1 account(s) without users")), "{notes:?}");
+        let e = parse_sacctmgr_assoc("Account|User|ParentName|Share\na||b|1\nb||a|1\na|u||1\n", "x");
+        assert!(e.unwrap_err().to_string().contains("parent cycle"));
+        let e = parse_sacctmgr_assoc("Account|User|ParentName|Share\na|u||-1\n", "x").unwrap_err().to_string();
+        assert!(e.contains("x: line 2: Share: '-1' is not a positive number"), "{e}");
+        assert!(parse_sacctmgr_assoc("Account|User\n", "x").unwrap_err().to_string().contains("lacks"));
+    }
 
     #[test]
     fn the_qos_table_comes_from_sacctmgr() {

@@ -94,6 +94,18 @@ struct Row {
 
 /// Reads `sacct -P` output; returns the workload and the tenant tree its accounts and users form.
 pub fn read(input: impl Read, origin: &str, tz: &jiff::tz::TimeZone) -> Result<(Workload, TenantTree), WorkloadError> {
+    read_with(input, origin, tz, None)
+}
+
+/// As [`read`]; when `known` (the facility's tree, e.g. the cluster's associations imported
+/// with `fabrik facility import --assoc`) holds every `account/user` of the trace as a leaf,
+/// jobs are charged to it and it is the run's tree (with its shares).
+pub fn read_with(
+    input: impl Read,
+    origin: &str,
+    tz: &jiff::tz::TimeZone,
+    known: Option<&TenantTree>,
+) -> Result<(Workload, TenantTree), WorkloadError> {
     let mut rdr = csv::ReaderBuilder::new().delimiter(b'|').flexible(true).quoting(false).from_reader(input);
     let file_err = |msg: String| WorkloadError::File { origin: origin.into(), msg };
     let headers = rdr.headers().map_err(|e| file_err(e.to_string()))?.clone();
@@ -199,7 +211,16 @@ pub fn read(input: impl Read, origin: &str, tz: &jiff::tz::TimeZone) -> Result<(
         return Err(file_err("no finished GPU jobs".into()));
     }
     // the tenant tree: accounts, each user a leaf under its account
-    let tenants = super::owner_tree(rows.iter().map(|r| (r.account.as_str(), r.user.as_str())), origin)?;
+    let covers = |t: &TenantTree| {
+        rows.iter().all(|r| {
+            let path = format!("{}/{}", r.account, r.user);
+            t.iter().any(|(_, a)| a.path == path && a.is_leaf())
+        })
+    };
+    let (tenants, from_facility) = match known.filter(|t| !rows.is_empty() && covers(t)) {
+        Some(t) => (t.clone(), true),
+        None => (super::owner_tree(rows.iter().map(|r| (r.account.as_str(), r.user.as_str())), origin)?, false),
+    };
     let t0 = rows.iter().map(|r| r.submit).min().unwrap_or(0);
     let mut jobs = Vec::with_capacity(rows.len());
     for Row { id, account, user, qos, preemptible, gpus, submit, run, limit } in rows {
@@ -222,7 +243,11 @@ pub fn read(input: impl Read, origin: &str, tz: &jiff::tz::TimeZone) -> Result<(
     if unlimited > 0 {
         notes.push(super::walltime_note(unlimited, "a time limit"));
     }
-    notes.push("tenants: each Slurm account with its users as leaves, equal shares".into());
+    notes.push(if from_facility {
+        "tenants: the facility's tree (it holds every account/user of the trace)".into()
+    } else {
+        "tenants: each Slurm account with its users as leaves, equal shares".into()
+    });
     let mut w = Workload { source: format!("sacct:{origin}"), notes, jobs };
     w.sort();
     Ok((w, tenants))
