@@ -394,7 +394,7 @@ impl Scheduler {
                 let collides = st
                     .map
                     .iter()
-                    .any(|r| r.end > begin && r.begin <= end && parts.iter().any(|p| r.nodes.contains(&p.0)));
+                    .any(|r| r.end > begin && r.begin < end && parts.iter().any(|p| r.nodes.contains(&p.0)));
                 if collides {
                     start_res = if start_res == t { SimTime(t.0 + res) } else { t };
                     continue;
