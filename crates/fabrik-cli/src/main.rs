@@ -288,7 +288,9 @@ fn main() -> ExitCode {
         Cmd::Simulate(a) => simulate(&a),
         Cmd::Compare(a) => compare(&a),
         Cmd::Facility { cmd: FacilityCmd::Show { facility, json } } => facility_show(&facility, json),
-        Cmd::Facility { cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, qos, assoc, name, output } } => {
+        Cmd::Facility {
+            cmd: FacilityCmd::Import { slurm_conf, topology, gres, gpu_type, qos, assoc, name, output },
+        } => {
             let files = ImportFiles {
                 topology: topology.as_deref(),
                 gres: gres.as_deref(),
@@ -356,7 +358,8 @@ fn facility_import(
     let topo_text = topology.map(read).transpose()?;
     let topo_origin = topology.map(|p| p.display().to_string()).unwrap_or_default();
     let name = name.or(c.cluster.clone()).unwrap_or_else(|| "slurm".into());
-    let (mut file, mut notes) = c.to_facility(&name, topo_text.as_deref().map(|t| (t, topo_origin.as_str())), gpu_type)?;
+    let (mut file, mut notes) =
+        c.to_facility(&name, topo_text.as_deref().map(|t| (t, topo_origin.as_str())), gpu_type)?;
     if let Some(a) = assoc {
         let (accounts, more) = fabrik_model::slurm_sched::parse_sacctmgr_assoc(&read(a)?, &a.display().to_string())?;
         notes.push(format!("tenants: {} accounts and users from {}", accounts.len(), a.display()));

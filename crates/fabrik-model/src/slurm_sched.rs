@@ -286,15 +286,11 @@ pub fn parse_sacctmgr_assoc(
     let Some((_, header)) = lines.next() else {
         return Err(ModelError::invalid(origin, "line 1", "empty: expected a header Account|User|ParentName|Share"));
     };
-    let cols: Vec<String> =
-        header.split('|').map(|c| c.trim().to_ascii_lowercase().replace([' ', '_'], "")).collect();
+    let cols: Vec<String> = header.split('|').map(|c| c.trim().to_ascii_lowercase().replace([' ', '_'], "")).collect();
     let col = |names: &[&str]| cols.iter().position(|c| names.contains(&c.as_str()));
-    let (Some(c_acct), Some(c_user), Some(c_parent), Some(c_share)) = (
-        col(&["account"]),
-        col(&["user"]),
-        col(&["parentname", "parname"]),
-        col(&["share", "fairshare"]),
-    ) else {
+    let (Some(c_acct), Some(c_user), Some(c_parent), Some(c_share)) =
+        (col(&["account"]), col(&["user"]), col(&["parentname", "parname"]), col(&["share", "fairshare"]))
+    else {
         return Err(ModelError::invalid(
             origin,
             "line 1",
@@ -364,7 +360,8 @@ pub fn parse_sacctmgr_assoc(
         for seg in p.split('/') {
             prefix = if prefix.is_empty() { seg.to_string() } else { format!("{prefix}/{seg}") };
             if used.insert(prefix.clone()) {
-                specs.push(crate::tenants::AccountSpec::new(prefix.clone(), shares_of.get(seg).copied().unwrap_or(1.0)));
+                specs
+                    .push(crate::tenants::AccountSpec::new(prefix.clone(), shares_of.get(seg).copied().unwrap_or(1.0)));
             }
         }
         let leaf = format!("{p}/{user}");
