@@ -337,7 +337,9 @@ impl Scheduler {
         st.map.clear();
         let (max_test, max_user) = (st.cfg.bf_max_job_test as usize, st.cfg.bf_max_job_user as usize);
         let res = st.cfg.bf_resolution_s.max(1);
-        let window_end = SimTime(now.0 + st.cfg.bf_window_min * 60);
+        // the node-space map: from now to now + bf_window, both rounded down to bf_resolution
+        let map_start = SimTime(now.0 / res * res);
+        let window_end = SimTime((now.0 + st.cfg.bf_window_min * 60) / res * res);
         let order: Vec<JobId> = self.pending.clone();
         let mut tested = 0;
         let mut per_user: std::collections::BTreeMap<u32, usize> = Default::default();
@@ -372,7 +374,7 @@ impl Scheduler {
                 if start_res > window_end {
                     break;
                 }
-                let (usable, later_start) = self.slurm_usable(start_res, start_res + limit);
+                let (usable, later_start) = self.slurm_usable(start_res, start_res + limit, map_start, window_end);
                 let Some((t, parts)) = self.will_run(gpus, gpu_type, &usable, now) else {
                     match later_start {
                         Some(l) => {
@@ -414,23 +416,69 @@ impl Scheduler {
     }
 
     /// Nodes a job with window `[from, to]` may use (in service, not reserved for a job tested
-    /// earlier in this cycle), and the first time after `from` some reserved node is released.
-    fn slurm_usable(&self, from: SimTime, to: SimTime) -> (Vec<bool>, Option<SimTime>) {
+    /// earlier in this cycle), and `later_start`, as backfill.c walks its node-space map: the
+    /// map's records run from `map_start` to `map_end`, split at every reservation's begin and
+    /// end; `later_start` is the end of the first record (ending after `from`) after which a
+    /// node becomes available, or, when none does inside the window, the end of the record
+    /// after the first one beyond the window.
+    fn slurm_usable(
+        &self,
+        from: SimTime,
+        to: SimTime,
+        map_start: SimTime,
+        map_end: SimTime,
+    ) -> (Vec<bool>, Option<SimTime>) {
         let st = self.slurm.as_ref().expect("slurm");
-        let mut usable: Vec<bool> =
-            (0..self.hold_slot.len()).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
-        let mut later: Option<SimTime> = None;
+        let n = self.hold_slot.len();
+        let up: Vec<bool> = (0..n).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
+        let mut bounds: Vec<SimTime> = vec![map_start, map_end.max(map_start + Secs(1))];
         for r in &st.map {
-            if r.end > from && r.begin <= to {
-                for d in &r.nodes {
-                    usable[d.idx()] = false;
+            for t in [r.begin, r.end] {
+                if t > map_start && t < map_end {
+                    bounds.push(t);
                 }
             }
-            if r.end > from {
-                later = Some(later.map_or(r.end, |l| l.min(r.end)));
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        let recs = bounds.len() - 1;
+        // nodes free of reservations during record k
+        let avail_of = |k: usize| -> Vec<bool> {
+            let mut v = up.clone();
+            for r in st.map.iter().filter(|r| r.begin <= bounds[k] && r.end > bounds[k]) {
+                for d in &r.nodes {
+                    v[d.idx()] = false;
+                }
+            }
+            v
+        };
+        let mut avail = up.clone();
+        let mut later: Option<SimTime> = None;
+        for k in 0..recs {
+            let (begin, end) = (bounds[k], bounds[k + 1]);
+            let has_next = k + 1 < recs;
+            if end > from && has_next && later.is_none() {
+                let (cur, next) = (avail_of(k), avail_of(k + 1));
+                if (0..n).any(|d| up[d] && next[d] && !(avail[d] && cur[d])) {
+                    later = Some(end);
+                }
+            }
+            if end <= from {
+                continue;
+            }
+            if begin <= to {
+                let cur = avail_of(k);
+                for d in 0..n {
+                    avail[d] = avail[d] && cur[d];
+                }
+            } else {
+                if later.is_none() && has_next && k + 2 < recs {
+                    later = Some(bounds[k + 2]);
+                }
+                break;
             }
         }
-        (usable, later)
+        (avail, later)
     }
 
     /// The select plugin's will-run test: when and where the job could start on `usable`
