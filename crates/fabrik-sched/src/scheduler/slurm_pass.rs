@@ -393,10 +393,13 @@ impl Scheduler {
                 let st = self.slurm.as_ref().expect("slurm");
                 let begin = SimTime(t.0 / res * res);
                 let end = SimTime((t.0 + limit.0).div_ceil(res) * res);
+                // a reservation beginning exactly at the slot's end collides too: measured against
+                // Slurm 22.05.8 (tools/twin-vs-slurm.py, multifactor seed 1: 100% of starts within
+                // 5 s with this rule, 92.5% with a strict one)
                 let collides = st
                     .map
                     .iter()
-                    .any(|r| r.end > begin && r.begin < end && parts.iter().any(|p| r.nodes.contains(&p.0)));
+                    .any(|r| r.end > begin && r.begin <= end && parts.iter().any(|p| r.nodes.contains(&p.0)));
                 if collides {
                     start_res = if start_res == t { SimTime(t.0 + res) } else { t };
                     continue;
