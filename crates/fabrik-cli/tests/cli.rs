@@ -71,8 +71,9 @@ fn facility_show_and_policies_list() {
     assert_eq!((v["gpus"].as_u64(), v["groups"].as_u64()), (Some(640), Some(4)));
     let o = fabrik(&["policies"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(out.lines().count(), 4);
+    assert_eq!(out.lines().count(), 5);
     assert!(out.starts_with("fifo "));
+    assert!(out.lines().any(|l| l.starts_with("slurm ")), "{out}");
 }
 
 #[test]
