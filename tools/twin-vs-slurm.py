@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,9 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--policies", default="slurm,fifo-backfill")
     ap.add_argument("--out", default=None, help="also write the report here")
+    ap.add_argument("--bf-phase", type=int, default=None, metavar="S",
+                    help="the backfill cycles' phase on the bf_interval grid (default: measured from "
+                         "slurmctld's log during the run, else 0)")
     ap.add_argument("--replay", default=None, metavar="DIR",
                     help="compare again from an earlier run's files (no Slurm needed)")
     args = ap.parse_args()
@@ -96,6 +100,11 @@ def main():
         jobs.append({"i": i, "gpus": gpus, "runtime": runtime, "limit": limit_min,
                      "account": rng.choice(["research", "sme"]),
                      "offset": round(i * 60.0 / n + rng.uniform(0, 1), 1)})
+    # slurmctld logs each backfill cycle's start with the Backfill debug flag: the cycles' phase
+    conf0 = sh("scontrol", "show", "config")
+    log_path = next((l.split("=", 1)[1].strip() for l in conf0.splitlines() if l.startswith("SlurmctldLogFile")), "")
+    sh("scontrol", "setdebugflags", "+Backfill", check=False)
+    log_offset = os.path.getsize(log_path) if log_path and os.path.exists(log_path) else None
     t0 = time.time()
     for j in jobs:
         delay = t0 + j["offset"] - time.time()
@@ -136,6 +145,18 @@ def main():
     meta = {"jobs": n, "cluster": f"{nodes_total} nodes x {per_node} GPUs", "seed": args.seed,
             "slurm_config": f"{setting('SchedulerType')} ({setting('SchedulerParameters') or 'defaults'}), "
                             f"{setting('PriorityType')}"}
+    if log_offset is not None:
+        with open(log_path, errors="replace") as f:
+            f.seek(log_offset)
+            cycles = [l[1:20] for l in f if "_attempt_backfill: beginning" in l]
+        first_submit = min(time.mktime(time.strptime(r.split("|")[3], "%Y-%m-%dT%H:%M:%S"))
+                           for r in mine)
+        interval = int(next((kv.split("=")[1] for kv in setting("SchedulerParameters").split(",")
+                             if kv.startswith("bf_interval=")), "30"))
+        phases = [int(time.mktime(time.strptime(c, "%Y-%m-%dT%H:%M:%S")) - first_submit) % interval for c in cycles]
+        if phases:
+            meta["bf_phase_s"] = max(set(phases), key=phases.count)
+            meta["bf_cycles_logged"] = len(phases)
     with open(os.path.join(work, "meta.json"), "w") as f:
         json.dump(meta, f)
     compare(args, fabrik, work)
@@ -158,6 +179,12 @@ def compare(args, fabrik, work):
             extra += [flag, os.path.join(work, name)]
     sh(fabrik, "facility", "import", os.path.join(work, "slurm.conf"), "--topology",
        os.path.join(work, "topology.conf"), "--gres", os.path.join(work, "gres.conf"), *extra, "-o", fac)
+    phase = args.bf_phase if args.bf_phase is not None else meta.get("bf_phase_s", 0)
+    meta["bf_phase_s"] = phase
+    with open(fac) as f:
+        text = f.read()
+    with open(fac, "w") as f:
+        f.write(re.sub(r"(?m)^bf_phase_s = \d+$", f"bf_phase_s = {phase}", text, count=1))
 
     def epoch(s):
         return time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%S"))

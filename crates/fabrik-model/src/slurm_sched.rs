@@ -87,6 +87,11 @@ pub struct SlurmSched {
     pub bf_interval_s: u64,
     /// `bf_window` in minutes (default 1440).
     pub bf_window_min: u64,
+    /// Where the backfill cycles fall on the `bf_interval` grid: cycles run at
+    /// `bf_phase_s + k · bf_interval` seconds of the run (Slurm's backfill thread wakes every
+    /// interval from slurmctld's start, so a replay measures it: tools/twin-vs-slurm.py reads it
+    /// from slurmctld's log). Default 0; at most `bf_interval_s − 1`.
+    pub bf_phase_s: u64,
     /// `bf_resolution` (default 60 s).
     pub bf_resolution_s: u64,
     /// `bf_max_job_test` (default 500).
@@ -124,6 +129,7 @@ impl Default for SlurmSched {
             calc_period_s: 300,
             bf_interval_s: 30,
             bf_window_min: 1440,
+            bf_phase_s: 0,
             bf_resolution_s: 60,
             bf_max_job_test: 500,
             bf_max_job_user: 0,
@@ -154,6 +160,12 @@ impl SlurmSched {
             if v < min || v > MAX_S {
                 return bad(f, format!("{v} is out of range ({min} s to a year)"));
             }
+        }
+        if self.bf_phase_s >= self.bf_interval_s {
+            return bad(
+                "bf_phase_s",
+                format!("{} must be below bf_interval_s ({})", self.bf_phase_s, self.bf_interval_s),
+            );
         }
         if self.bf_resolution_s > 3600 {
             return bad("bf_resolution_s", format!("{} exceeds Slurm's maximum of 3600", self.bf_resolution_s));

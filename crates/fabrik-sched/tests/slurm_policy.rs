@@ -162,6 +162,22 @@ fn the_main_scheduler_stops_at_the_first_job_that_cannot_start() {
     s.finish(small, SimTime(140)).unwrap();
     assert_eq!(pass(&mut s, 140), Vec::<JobId>::new());
     assert_eq!(s.next_wakeup(), Some(SimTime(150)));
+
+    // bf_phase_s = 7: cycles at 7, 37, 67, …; the small job waits for the cycle at 37
+    let f = facility(&[2], "bf_interval_s = 30\nbf_phase_s = 7");
+    let mut s = Scheduler::for_facility(&f, "slurm", SchedConfig::default(), SimTime::ZERO).unwrap();
+    let r = s.submit(job(&f, "r", 4, 600, 0), SimTime(0)).unwrap();
+    assert_eq!(pass(&mut s, 0), [r]);
+    let _h = s.submit(job(&f, "h", 8, 600, 5), SimTime(5)).unwrap();
+    pass(&mut s, 5);
+    assert_eq!(s.next_wakeup(), Some(SimTime(7)));
+    assert_eq!(pass(&mut s, 7), Vec::<JobId>::new());
+    let small = s.submit(job(&f, "small", 2, 120, 8), SimTime(8)).unwrap();
+    assert_eq!(pass(&mut s, 8), Vec::<JobId>::new());
+    assert_eq!(s.next_wakeup(), Some(SimTime(37)));
+    assert_eq!(pass(&mut s, 37), [small]);
+    let bad = Facility::from_toml("name = \"x\"\n[[pool]]\ngpu = \"H100\"\ndomain_gpus = 4\ndomains_per_group = 1\ngroups = 1\n[slurm]\nbf_interval_s = 30\nbf_phase_s = 30\n", "x.toml");
+    assert!(bad.unwrap_err().to_string().contains("slurm.bf_phase_s"));
 }
 
 #[test]

@@ -243,8 +243,9 @@ impl Scheduler {
         if self.dirty && st.changed_at.is_none() {
             st.changed_at = Some(now);
         }
-        // the first grid point at or after the change
-        let grid = |t: SimTime| SimTime(t.0.div_ceil(interval).saturating_mul(interval));
+        // the first grid point (phase + k · interval) at or after the change
+        let phase = st.cfg.bf_phase_s % interval;
+        let grid = |t: SimTime| SimTime(t.0.saturating_sub(phase).div_ceil(interval).saturating_mul(interval) + phase);
         let bf_due = backfill && st.changed_at.is_some_and(|c| grid(c) <= now);
         if !self.dirty && !bf_due {
             return;
