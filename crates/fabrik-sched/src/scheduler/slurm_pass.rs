@@ -342,6 +342,8 @@ impl Scheduler {
         let map_start = SimTime(now.0 / res * res);
         let window_end = SimTime((now.0 + st.cfg.bf_window_min * 60) / res * res);
         let order: Vec<JobId> = self.pending.clone();
+        // free GPUs and nodes in service, once per cycle (kept current as the cycle starts jobs)
+        let (mut free, up) = self.slurm_free();
         let mut tested = 0;
         let mut per_user: std::collections::BTreeMap<u32, usize> = Default::default();
         for (pos, &id) in order.iter().enumerate() {
@@ -375,8 +377,8 @@ impl Scheduler {
                 if start_res > window_end {
                     break;
                 }
-                let (usable, later_start) = self.slurm_usable(start_res, start_res + limit, map_start, window_end);
-                let Some((t, parts)) = self.will_run(gpus, gpu_type, &usable, now) else {
+                let (usable, later_start) = self.slurm_usable(&up, start_res, start_res + limit, map_start, window_end);
+                let Some((t, parts)) = self.will_run(gpus, gpu_type, &free, &usable, now) else {
                     match later_start {
                         Some(l) => {
                             start_res = l;
@@ -387,6 +389,9 @@ impl Scheduler {
                 };
                 let t = t.max(start_res);
                 if t <= now {
+                    for &(d, n) in &parts {
+                        free[d.idx()] -= n;
+                    }
                     self.scratch = parts;
                     self.start(id, now, started);
                     break;
@@ -427,14 +432,14 @@ impl Scheduler {
     /// after the first one beyond the window.
     fn slurm_usable(
         &self,
+        up: &[bool],
         from: SimTime,
         to: SimTime,
         map_start: SimTime,
         map_end: SimTime,
     ) -> (Vec<bool>, Option<SimTime>) {
         let st = self.slurm.as_ref().expect("slurm");
-        let n = self.hold_slot.len();
-        let up: Vec<bool> = (0..n).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
+        let n = up.len();
         let mut bounds: Vec<SimTime> = vec![map_start, map_end.max(map_start + Secs(1))];
         for r in &st.map {
             for t in [r.begin, r.end] {
@@ -448,7 +453,7 @@ impl Scheduler {
         let recs = bounds.len() - 1;
         // nodes free of reservations during record k
         let avail_of = |k: usize| -> Vec<bool> {
-            let mut v = up.clone();
+            let mut v = up.to_vec();
             for r in st.map.iter().filter(|r| r.begin <= bounds[k] && r.end > bounds[k]) {
                 for d in &r.nodes {
                     v[d.idx()] = false;
@@ -456,7 +461,7 @@ impl Scheduler {
             }
             v
         };
-        let mut avail = up.clone();
+        let mut avail = up.to_vec();
         let mut later: Option<SimTime> = None;
         for k in 0..recs {
             let (begin, end) = (bounds[k], bounds[k + 1]);
@@ -486,16 +491,18 @@ impl Scheduler {
     }
 
     /// The select plugin's will-run test: when and where the job could start on `usable`
-    /// nodes, releasing running jobs' GPUs at their ends in 22.05's batches.
+    /// nodes with `free` GPUs now, releasing running jobs' GPUs at their ends in 22.05's
+    /// batches.
     fn will_run(
         &self,
         gpus: u32,
         gpu_type: Option<GpuTypeId>,
+        free_now: &[u32],
         usable: &[bool],
         now: SimTime,
     ) -> Option<(SimTime, Vec<(DomainId, u32)>)> {
         let st = self.slurm.as_ref().expect("slurm");
-        let (mut free, _) = self.slurm_free();
+        let mut free = free_now.to_vec();
         let mut out = Vec::new();
         if st.select(gpus, gpu_type, &free, usable, &mut out) {
             return Some((now, out));
