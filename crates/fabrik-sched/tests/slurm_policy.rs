@@ -138,6 +138,30 @@ fn a_job_ending_exactly_at_a_reservation_start_does_not_backfill() {
 }
 
 #[test]
+fn a_reservation_ends_at_its_limit_rounded_down_and_later_jobs_plan_into_the_gap() {
+    // backfill.c (_attempt_backfill): "end_reserve = (end_reserve / backfill_resolution) *
+    // backfill_resolution" — the end is rounded *down* like the start (sched_config:
+    // bf_resolution "The number of seconds in the resolution of data maintained about when
+    // jobs begin and end"), and _add_reservation keeps at least one resolution. Measured on
+    // Slurm 22.05.8 (tools/twin-vs-slurm.py, priority/basic seed 1): with the end rounded up
+    // every plan after the first truncated one lay one minute late.
+    let f = facility(&[2], "");
+    let mut s = Scheduler::for_facility(&f, "slurm", SchedConfig::default(), SimTime::ZERO).unwrap();
+    let r1 = s.submit(job(&f, "r1", 4, 600, 0), SimTime(0)).unwrap();
+    assert_eq!(pass(&mut s, 0), [r1]);
+    let r2 = s.submit(job(&f, "r2", 4, 600, 30), SimTime(30)).unwrap();
+    let h = s.submit(job(&f, "h", 8, 120, 30), SimTime(30)).unwrap();
+    let j = s.submit(job(&f, "j", 4, 60, 30), SimTime(30)).unwrap();
+    assert_eq!(pass(&mut s, 30), [r2]);
+    // H needs both nodes: R1 ends at 600, R2 at 630 (one will-run batch): H at 630, reserved
+    // from 600 to 750 rounded down, 720 — not to 780
+    assert_eq!(s.job(h).why(), &Reason::HoldsReservation { start_at: SimTime(630) });
+    // J first fits at 630 on node 0, inside H's reservation; the map frees both nodes at 720,
+    // so J is planned there (it would be 780 with the end rounded up)
+    assert_eq!(s.job(j).why(), &Reason::HoldsReservation { start_at: SimTime(720) });
+}
+
+#[test]
 fn the_main_scheduler_stops_at_the_first_job_that_cannot_start() {
     // Scheduling Configuration Guide: "the main scheduling loop ... tests jobs in priority
     // order ... the first job that cannot start blocks the partition"; sched_config

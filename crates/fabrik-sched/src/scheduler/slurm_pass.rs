@@ -30,11 +30,13 @@
 //!   the start is the end of the *last* job released in the batch that made the job fit
 //!   (22.05's estimate, coarser than the earliest possible start);
 //! - a job that can start now starts; a job that can only start later gets a reservation of the
-//!   nodes the test chose, from its start rounded down to `bf_resolution` to its end rounded up,
-//!   for **every** tested job whose start lies within `bf_window` — not only the queue head;
+//!   nodes the test chose, from its start to its end (start + limit), **both rounded down** to
+//!   `bf_resolution` (at least one resolution long; so a reservation may end before the job's
+//!   limit would, and a later job may be planned into that gap), for **every** tested job whose
+//!   start lies within `bf_window` — not only the queue head;
 //! - when the found start lies after the time some reserved nodes are released (`later_start`),
-//!   or the chosen nodes collide with a reservation later in the window, the job is tested again
-//!   from that time.
+//!   or the chosen nodes collide with a reservation overlapping its own rounded `[begin, end)`
+//!   (`_test_resv_overlap`: strict on both sides), the job is tested again from that time.
 //!
 //! Reservations hold whole nodes, as Slurm's backfill map does: a 1-GPU job reserved on a node
 //! keeps later backfill candidates off the node's other GPUs during its window.
@@ -397,15 +399,16 @@ impl Scheduler {
                     break;
                 }
                 let st = self.slurm.as_ref().expect("slurm");
+                // backfill.c: start and end both rounded *down* to bf_resolution (so a reservation
+                // may end before the job's limit does), and at least one resolution long
                 let begin = SimTime(t.0 / res * res);
-                let end = SimTime((t.0 + limit.0).div_ceil(res) * res);
-                // a reservation beginning exactly at the slot's end collides too: measured against
-                // Slurm 22.05.8 (tools/twin-vs-slurm.py, multifactor seed 1: 100% of starts within
-                // 5 s with this rule, 92.5% with a strict one)
+                let end = SimTime(((t.0 + limit.0) / res * res).max(begin.0 + res));
+                // _test_resv_overlap: a record of the map overlapping [begin, end) in which a
+                // chosen node is reserved
                 let collides = st
                     .map
                     .iter()
-                    .any(|r| r.end > begin && r.begin <= end && parts.iter().any(|p| r.nodes.contains(&p.0)));
+                    .any(|r| r.end > begin && r.begin < end && parts.iter().any(|p| r.nodes.contains(&p.0)));
                 if collides {
                     start_res = if start_res == t { SimTime(t.0 + res) } else { t };
                     continue;
