@@ -1,0 +1,647 @@
+//! The engine: the one thread that owns the scheduler, the store and the executor. API handlers
+//! send it commands; it answers them and, between commands, runs the control loop: collect exits,
+//! enforce walltimes, run a scheduling pass, start what the pass decided. Policy lives in
+//! `fabrik-sched`; the engine only delivers events and carries out decisions.
+//!
+//! By concern:
+//! - this module: the engine's state, the command loop (`run`, `handle`) and the control loop
+//!   (`tick`: exits, walltimes, node changes, the pass, starts — commit first, act second);
+//! - [`requests`]: request types, their bounds and validation, durable submission;
+//! - [`auth`]: who may see a job and administer accounts and tokens;
+//! - [`views`]: job lists, `why`, accounts, the facility, the dashboard and metrics;
+//! - [`recovery`]: rebuilding from the store and reconciling with the executor after a restart;
+//! - [`devices`]: GPU device numbers for placements.
+//!
+//! Between API and store a job is one type, `store::JobRecord`.
+
+use crate::executor::{Executor, Exit, Launch, StartError};
+use crate::metrics::Metrics;
+use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store, TokenInfo};
+use fabrik_model::tenants::AccountSpec;
+use fabrik_model::{DomainId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
+use fabrik_sched::{JobState, SchedConfig, Scheduler};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod auth;
+mod devices;
+mod recovery;
+mod requests;
+mod views;
+
+use devices::Devices;
+pub use recovery::{CrashPoint, Faults};
+pub use requests::*;
+pub use views::*;
+
+pub enum Cmd {
+    Submit(Identity, Box<SubmitRequest>, Reply<JobRecord>),
+    List(Identity, ListFilter, Reply<Vec<JobRecord>>),
+    Show(Identity, i64, Reply<JobRecord>),
+    Cancel(Identity, i64, Reply<JobRecord>),
+    Why(Identity, i64, Reply<WhyView>),
+    OpenLog(Identity, i64, String, Reply<Option<std::fs::File>>),
+    Accounts(Identity, Reply<Vec<AccountView>>),
+    AddAccount(Identity, String, f64, Reply<AccountView>),
+    CreateToken(Identity, NewToken, Reply<String>),
+    Tokens(Identity, Reply<Vec<TokenInfo>>),
+    RevokeToken(Identity, i64, Reply<TokenInfo>),
+    Facility(Identity, Reply<FacilityView>),
+    /// Drain (reason) or resume (`None`) a node, by name or domain index.
+    Drain(Identity, String, Option<String>, Reply<NodeView>),
+    Dashboard(Identity, Reply<DashboardView>),
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub policy: String,
+    pub sched: SchedConfig,
+    /// Virtual seconds per wall second (the simulated executor's time acceleration).
+    pub time_scale: f64,
+    pub tick: Duration,
+    /// Seconds between SIGTERM and SIGKILL at walltime or cancel.
+    pub kill_grace_s: u64,
+    /// Facility power cap (MW), PUE and grid zone for live energy accounting.
+    pub power_cap_mw: Option<f64>,
+    pub pue: f64,
+    pub zone: String,
+    /// The energy-aware modifier for flexible jobs, its signal indexed by Unix hour.
+    pub energy_aware: Option<fabrik_sched::EnergyAware>,
+    pub faults: Faults,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            policy: "fair-share".into(),
+            sched: SchedConfig::default(),
+            time_scale: 1.0,
+            tick: Duration::from_millis(200),
+            kill_grace_s: 10,
+            power_cap_mw: None,
+            pue: 1.25,
+            zone: "DE".into(),
+            energy_aware: None,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Wall-clock time in Unix seconds, optionally accelerated from the moment the engine started.
+struct Clock {
+    origin: Instant,
+    origin_unix: u64,
+    scale: f64,
+}
+
+impl Clock {
+    fn new(scale: f64) -> Clock {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Clock { origin: Instant::now(), origin_unix: unix, scale }
+    }
+    fn now(&self) -> SimTime {
+        SimTime(self.origin_unix + (self.origin.elapsed().as_secs_f64() * self.scale) as u64)
+    }
+}
+
+struct Term {
+    status: JobStatus,
+    kill_at: SimTime,
+    killed: bool,
+}
+
+pub struct Engine {
+    store: Store,
+    facility: Facility,
+    sched: Scheduler,
+    exec: Box<dyn Executor>,
+    cfg: EngineConfig,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    jobs: BTreeMap<i64, JobRecord>,
+    to_sched: HashMap<i64, JobId>,
+    from_sched: Vec<i64>,
+    running: BTreeSet<i64>,
+    terminating: HashMap<i64, Term>,
+    devices: Devices,
+    /// Jobs whose new state the store has not taken yet: written again every tick, and until
+    /// then the engine starts nothing new.
+    unsaved: BTreeSet<i64>,
+    history: VecDeque<Sample>,
+    last_sample: u64,
+    started: Vec<JobId>,
+}
+
+/// The share tree of the store's accounts (paths and shares), with the quotas (guarantees,
+/// limits, reclaim) the facility file gives those paths — so they hold live as in the twin.
+fn tree_from(accounts: &[(String, f64)], quotas: &TenantTree) -> Result<TenantTree, String> {
+    let specs: Vec<AccountSpec> = accounts
+        .iter()
+        .map(|(p, s)| {
+            let mut a = AccountSpec::new(p.clone(), *s);
+            if let Some((_, q)) = quotas.iter().find(|(_, q)| &q.path == p) {
+                a.quota = q.quota.clone();
+            }
+            a
+        })
+        .collect();
+    TenantTree::from_specs(&specs, "accounts table").map_err(|e| e.to_string())
+}
+
+impl Engine {
+    /// Opens the store, seeds accounts from the facility's tenant tree on first start, rebuilds
+    /// the scheduler from the stored jobs and reconciles jobs that were starting or running.
+    pub fn open(
+        mut store: Store,
+        mut facility: Facility,
+        exec: Box<dyn Executor>,
+        cfg: EngineConfig,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Engine> {
+        if store.accounts()?.is_empty() {
+            for (_, a) in facility.tenants.iter().skip(1) {
+                store.add_account(&a.path, a.shares)?;
+            }
+        }
+        store.use_fault_counter(cfg.faults.store_write_failures.clone());
+        facility.tenants = tree_from(&store.accounts()?, &facility.tenants).map_err(anyhow::Error::msg)?;
+        let clock = Clock::new(cfg.time_scale);
+        let epoch = store.epoch(clock.now().0)?;
+        let mut sched = Scheduler::for_facility(&facility, &cfg.policy, cfg.sched.clone(), SimTime(epoch))?;
+        if fabrik_model::grid::find(&cfg.zone).is_none() {
+            anyhow::bail!("unknown grid zone '{}'", cfg.zone);
+        }
+        if !(cfg.pue.is_finite() && cfg.pue >= 1.0) {
+            anyhow::bail!("PUE must be at least 1, got {}", cfg.pue);
+        }
+        sched.set_power_cap(cfg.power_cap_mw.map(|c| c * 1e6), cfg.pue);
+        sched.set_energy_aware(cfg.energy_aware.clone());
+        let devices = Devices::new(&facility);
+        let mut e = Engine {
+            store,
+            facility,
+            sched,
+            exec,
+            cfg,
+            clock,
+            metrics,
+            jobs: BTreeMap::new(),
+            to_sched: HashMap::new(),
+            from_sched: Vec::new(),
+            running: BTreeSet::new(),
+            terminating: HashMap::new(),
+            devices,
+            unsaved: BTreeSet::new(),
+            history: VecDeque::new(),
+            last_sample: 0,
+            started: Vec::new(),
+        };
+        e.recover()?;
+        Ok(e)
+    }
+
+    fn map(&mut self, id: i64, jid: JobId) {
+        self.to_sched.insert(id, jid);
+        if self.from_sched.len() <= jid.idx() {
+            self.from_sched.resize(jid.idx() + 1, 0);
+        }
+        self.from_sched[jid.idx()] = id;
+    }
+
+    fn enqueue(&mut self, rec: &mut JobRecord, changed: &mut Vec<i64>) {
+        let r = self.spec(rec).and_then(|s| self.sched.submit(s, SimTime(rec.submit_time)).map_err(|e| e.to_string()));
+        match r {
+            Ok(jid) => self.map(rec.id, jid),
+            Err(e) => {
+                finish_record(
+                    rec,
+                    JobStatus::Failed,
+                    self.clock.now(),
+                    None,
+                    Some(format!("cannot be scheduled: {e}")),
+                );
+                changed.push(rec.id);
+            }
+        }
+    }
+
+    fn spec(&self, rec: &JobRecord) -> Result<JobSpec, String> {
+        let account = self.facility.tenants.resolve(&rec.account)?;
+        let mut s = JobSpec::new(rec.id.to_string(), account, rec.gpus, SimTime(rec.submit_time), Secs(rec.walltime_s));
+        if let Some(t) = &rec.gpu_type {
+            s.gpu_type = Some(self.facility.gpu_type_id(t).ok_or(format!("unknown GPU type '{t}'"))?);
+        }
+        s.qos = rec.qos.parse::<Qos>()?;
+        s.preemptible = rec.preemptible;
+        s.checkpoint_interval = rec.checkpoint_interval_s.map(Secs);
+        s.earliest_start = rec.earliest_start.map(SimTime);
+        s.deadline = rec.deadline.map(SimTime);
+        Ok(s)
+    }
+
+    /// Runs until a `Shutdown` command arrives or every sender is gone.
+    pub fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        let mut last_tick = Instant::now();
+        loop {
+            let timeout = self.cfg.tick.saturating_sub(last_tick.elapsed());
+            let first = match rx.recv_timeout(timeout) {
+                Ok(c) => Some(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut cmds: Vec<Cmd> = first.into_iter().collect();
+            while cmds.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            let mut stop = false;
+            let mut submits = Vec::new();
+            for c in cmds {
+                match c {
+                    Cmd::Submit(who, req, reply) => submits.push((who, req, reply)),
+                    Cmd::Shutdown => stop = true,
+                    other => self.handle(other),
+                }
+            }
+            let submitted = !submits.is_empty();
+            if submitted {
+                self.submit_batch(submits);
+            }
+            if stop {
+                break;
+            }
+            if submitted || last_tick.elapsed() >= self.cfg.tick {
+                self.tick();
+                last_tick = Instant::now();
+            }
+        }
+        tracing::info!("engine stopped; running jobs keep running and are re-adopted at the next start");
+    }
+
+    fn handle(&mut self, c: Cmd) {
+        match c {
+            Cmd::List(who, f, reply) => {
+                let _ = reply.send(self.list(&who, &f));
+            }
+            Cmd::Show(who, id, reply) => {
+                let _ = reply.send(self.visible(&who, id).cloned());
+            }
+            Cmd::Cancel(who, id, reply) => {
+                let _ = reply.send(self.cancel(&who, id));
+            }
+            Cmd::Why(who, id, reply) => {
+                let _ = reply.send(self.why(&who, id));
+            }
+            Cmd::OpenLog(who, id, stream, reply) => {
+                let r = self.visible(&who, id).and_then(|j| {
+                    if stream != "stdout" && stream != "stderr" {
+                        return Err(ApiErr::BadRequest(format!("stream: '{stream}' is not stdout or stderr")));
+                    }
+                    self.exec
+                        .open_log(id, &j.account, &stream)
+                        .ok_or_else(|| ApiErr::NotFound(format!("the {} executor keeps no logs", self.exec.name())))?
+                        .map_err(|e| ApiErr::Forbidden(format!("log of job {id}: {e}")))
+                });
+                let _ = reply.send(r);
+            }
+            Cmd::Accounts(who, reply) => {
+                let _ = reply.send(Ok(self.accounts(&who)));
+            }
+            Cmd::AddAccount(who, path, shares, reply) => {
+                let _ = reply.send(self.add_account(&who, &path, shares));
+            }
+            Cmd::CreateToken(who, t, reply) => {
+                let _ = reply.send(self.create_token(&who, t));
+            }
+            Cmd::Tokens(who, reply) => {
+                let _ = reply.send(self.tokens(&who));
+            }
+            Cmd::RevokeToken(who, id, reply) => {
+                let _ = reply.send(self.revoke_token(&who, id));
+            }
+            Cmd::Facility(_, reply) => {
+                let _ = reply.send(Ok(self.facility_view()));
+            }
+            Cmd::Drain(who, node, reason, reply) => {
+                let _ = reply.send(self.drain(&who, &node, reason));
+            }
+            Cmd::Dashboard(who, reply) => {
+                let _ = reply.send(Ok(self.dashboard(&who)));
+            }
+            Cmd::Submit(..) | Cmd::Shutdown => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn cancel(&mut self, who: &Identity, id: i64) -> Result<JobRecord, ApiErr> {
+        let state = self.visible(who, id)?.state;
+        let now = self.clock.now();
+        match state {
+            JobStatus::Pending => {
+                if let Some(&jid) = self.to_sched.get(&id) {
+                    self.sched.cancel(jid, now).map_err(|e| ApiErr::Internal(e.to_string()))?;
+                }
+                let rec = self.jobs.get_mut(&id).expect("visible");
+                finish_record(rec, JobStatus::Cancelled, now, None, Some(format!("cancelled by {}", who.name)));
+                let rec = rec.clone();
+                self.store.update_jobs([&rec]).map_err(|e| ApiErr::Internal(format!("store: {e}")))?;
+                Ok(rec)
+            }
+            JobStatus::Running | JobStatus::Starting => {
+                if !self.terminating.contains_key(&id) {
+                    self.exec.signal(id, false);
+                    self.terminating.insert(
+                        id,
+                        Term {
+                            status: JobStatus::Cancelled,
+                            kill_at: now + Secs(self.cfg.kill_grace_s),
+                            killed: false,
+                        },
+                    );
+                }
+                let rec = self.jobs.get_mut(&id).expect("visible");
+                rec.reason = Some(format!("cancelling (requested by {})", who.name));
+                Ok(rec.clone())
+            }
+            s => Err(ApiErr::Conflict(format!("job {id} has already ended ({})", s.as_str()))),
+        }
+    }
+
+    /// One turn of the control loop.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        let mut changed: Vec<i64> = std::mem::take(&mut self.unsaved).into_iter().collect();
+        for (id, exit) in self.exec.poll(now) {
+            if self.ended(id, exit, now) {
+                changed.push(id);
+            }
+        }
+        if !changed.is_empty() {
+            self.crash_point(CrashPoint::BeforeEndCommit);
+        }
+        for (id, reason) in self.exec.taken_back() {
+            if let Some(&jid) = self.to_sched.get(&id) {
+                let _ = self.sched.unstart(jid, now);
+            }
+            self.requeue_record(id, format!("not started: {reason}; back in the queue"));
+            changed.push(id);
+        }
+        for (d, down) in self.exec.node_changes(now) {
+            match down {
+                Some(reason) => self.take_out(d, &reason, now, &mut changed),
+                None => {
+                    let _ = self.sched.repair_domain(d);
+                    tracing::info!(domain = d.0, "node back in service");
+                }
+            }
+        }
+        // Walltime: SIGTERM at the limit, SIGKILL after the grace period.
+        let over: Vec<i64> = self
+            .running
+            .iter()
+            .filter(|id| !self.terminating.contains_key(id))
+            .filter(|id| self.jobs[id].start_time.is_some_and(|s| s.saturating_add(self.jobs[id].walltime_s) <= now.0))
+            .copied()
+            .collect();
+        for id in over {
+            self.exec.signal(id, false);
+            self.terminating.insert(
+                id,
+                Term { status: JobStatus::Timeout, kill_at: now + Secs(self.cfg.kill_grace_s), killed: false },
+            );
+        }
+        for (&id, t) in self.terminating.iter_mut() {
+            if !t.killed && t.kill_at <= now {
+                self.exec.signal(id, true);
+                t.killed = true;
+            }
+        }
+        // Record what happened before deciding anything new: a job whose end (or requeue) the
+        // store has not taken must not have its GPUs handed to another job's process.
+        self.save(&mut changed);
+        if !self.unsaved.is_empty() {
+            self.sample(now);
+            self.update_metrics();
+            return;
+        }
+        let t0 = Instant::now();
+        let mut started = std::mem::take(&mut self.started);
+        self.sched.schedule(now, &mut started);
+        self.metrics.pass_seconds.observe(t0.elapsed().as_secs_f64());
+        let mut preempted = Vec::new();
+        self.sched.drain_preempted(&mut preempted);
+        for jid in preempted {
+            // Jobs here checkpoint on their own, if at all: preemption kills and requeues.
+            let id = self.from_sched[jid.idx()];
+            self.exec.forget(id);
+            self.requeue_record(id, format!("preempted at {} and requeued", now.unix_utc()));
+            changed.push(id);
+            tracing::info!(job = id, "preempted and requeued");
+        }
+        // Preempted jobs are requeued in the store before anything takes their GPUs.
+        self.save(&mut changed);
+        if !started.is_empty() {
+            if self.unsaved.is_empty() {
+                self.start_jobs(&started, now);
+            } else {
+                for &jid in &started {
+                    let _ = self.sched.unstart(jid, now);
+                }
+            }
+        }
+        self.started = started;
+        self.sample(now);
+        self.update_metrics();
+    }
+
+    /// A domain leaves service: its jobs stop and go back to the queue.
+    fn take_out(&mut self, d: DomainId, reason: &str, now: SimTime, changed: &mut Vec<i64>) {
+        if self.sched.fail_domain(d, now).is_err() {
+            return;
+        }
+        let mut hit = Vec::new();
+        self.sched.drain_interrupted(&mut hit);
+        tracing::warn!(domain = d.0, jobs = hit.len(), "out of service: {reason}");
+        for jid in hit {
+            let id = self.from_sched[jid.idx()];
+            self.exec.forget(id);
+            self.requeue_record(id, format!("{reason} at {}; requeued", now.unix_utc()));
+            changed.push(id);
+        }
+    }
+
+    fn drain(&mut self, who: &Identity, node: &str, reason: Option<String>) -> Result<NodeView, ApiErr> {
+        if who.role != Role::Admin {
+            return Err(ApiErr::Forbidden("only admins drain and resume nodes".into()));
+        }
+        let names = &self.facility.node_names;
+        let d = names
+            .iter()
+            .position(|n| n == node)
+            .or_else(|| node.parse::<usize>().ok().filter(|&i| i < self.facility.domains.len()))
+            .ok_or_else(|| ApiErr::NotFound(format!("node '{node}' not found")))?;
+        let name = names.get(d).cloned().unwrap_or_else(|| d.to_string());
+        let dom = DomainId(d as u32);
+        let now = self.clock.now();
+        match &reason {
+            Some(r) => {
+                if r.trim().is_empty() || r.len() > 200 {
+                    return Err(ApiErr::BadRequest("reason: must be 1 to 200 characters".into()));
+                }
+                self.exec.drain(dom, r, false).map_err(|e| ApiErr::Internal(format!("draining {name}: {e}")))?;
+                let mut changed = Vec::new();
+                self.take_out(dom, &format!("drained by {}: {r}", who.name), now, &mut changed);
+                self.save(&mut changed);
+            }
+            None => {
+                self.exec.drain(dom, "", true).map_err(|e| ApiErr::Internal(format!("resuming {name}: {e}")))?;
+                let _ = self.sched.repair_domain(dom);
+            }
+        }
+        Ok(NodeView { node: name, domain: d as u32, in_service: reason.is_none() })
+    }
+
+    /// Writes the records of `changed` jobs; those the store refuses stay unsaved (written
+    /// again next tick, and nothing new starts meanwhile).
+    fn save(&mut self, changed: &mut Vec<i64>) {
+        if changed.is_empty() {
+            return;
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        let recs: Vec<&JobRecord> = changed.iter().filter_map(|id| self.jobs.get(id)).collect();
+        let r = self.store.update_jobs(recs);
+        self.metrics.store_result("recording job states", &r);
+        if r.is_err() {
+            self.unsaved.extend(changed.iter().copied());
+        }
+        changed.clear();
+    }
+
+    /// Commit first, act second: starts are committed as `starting` before any process is
+    /// spawned; if the store refuses, nothing is spawned and the jobs go back to the queue. A
+    /// crash in between leaves jobs "starting", which recovery resolves from the executor's
+    /// traces (a process found by its name in /proc is re-adopted, never started twice).
+    fn start_jobs(&mut self, started: &[JobId], now: SimTime) {
+        let ids: Vec<i64> = started.iter().map(|j| self.from_sched[j.idx()]).collect();
+        for (&jid, &id) in started.iter().zip(&ids) {
+            let parts = self.sched.job(jid).parts.clone();
+            let devices = self.devices.assign(&parts);
+            let rec = self.jobs.get_mut(&id).expect("scheduled job is known");
+            rec.state = JobStatus::Starting;
+            rec.start_time = Some(now.0);
+            rec.allocation = Some(Allocation { parts: parts.iter().map(|&(d, n)| (d.0, n)).collect(), devices });
+        }
+        let recs: Vec<&JobRecord> = ids.iter().map(|id| &self.jobs[id]).collect();
+        let r = self.store.update_jobs(recs);
+        self.metrics.store_result("recording job starts", &r);
+        if r.is_err() {
+            for (&jid, &id) in started.iter().zip(&ids) {
+                let _ = self.sched.unstart(jid, now);
+                let rec = self.jobs.get_mut(&id).expect("known");
+                let devs = rec.allocation.take().map(|a| a.devices).unwrap_or_default();
+                rec.state = JobStatus::Pending;
+                rec.start_time = None;
+                self.devices.release(&devs);
+            }
+            return;
+        }
+        self.crash_point(CrashPoint::AfterStartingCommit);
+        for (&jid, &id) in started.iter().zip(&ids) {
+            let rec = &self.jobs[&id];
+            let devices = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
+            let fraction = self.sched.job(self.to_sched[&id]).power_fraction;
+            let res = self.exec.start(&launch(rec, &devices, now, fraction));
+            if let Err(StartError::Unavailable(m)) = &res {
+                tracing::warn!(job = id, error = %m, "executor unavailable; the job stays queued");
+                let _ = self.sched.unstart(jid, now);
+                self.requeue_record(id, format!("not started: {m}"));
+                continue;
+            }
+            let rec = self.jobs.get_mut(&id).expect("known");
+            match res {
+                Ok(pid) => {
+                    rec.state = JobStatus::Running;
+                    rec.pid = pid;
+                    self.running.insert(id);
+                    tracing::info!(job = id, pid = ?pid, "started");
+                }
+                Err(e) => {
+                    tracing::warn!(job = id, error = %e, "start failed");
+                    finish_record(rec, JobStatus::Failed, now, None, Some(format!("start failed: {e}")));
+                    let devs = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
+                    let _ = self.sched.finish(jid, now);
+                    self.devices.release(&devs);
+                }
+            }
+        }
+        self.crash_point(CrashPoint::AfterSpawn);
+        // A refused write here loses only the pids: the jobs stay "starting" in the store, and
+        // recovery finds their processes by name.
+        let mut changed = ids;
+        self.save(&mut changed);
+    }
+
+    /// A job's process ended: every job ends exactly once, here.
+    fn ended(&mut self, id: i64, exit: Exit, now: SimTime) -> bool {
+        if !self.running.remove(&id) {
+            return false;
+        }
+        let term = self.terminating.remove(&id).map(|t| t.status);
+        if let Some(&jid) = self.to_sched.get(&id) {
+            if self.sched.job(jid).state == JobState::Running {
+                let _ = self.sched.finish(jid, now);
+            }
+        }
+        let (status, reason) = status_of(exit, term);
+        let rec = self.jobs.get_mut(&id).expect("running job is known");
+        finish_record(rec, status, now, Some(exit), reason);
+        let devs = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
+        self.devices.release(&devs);
+        tracing::info!(job = id, state = status.as_str(), "ended");
+        true
+    }
+}
+
+fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime, power_fraction: f64) -> Launch<'a> {
+    Launch {
+        id: rec.id,
+        parts: rec.allocation.as_ref().map_or(&[], |a| &a.parts),
+        account: &rec.account,
+        command: &rec.command,
+        devices,
+        simulated_runtime_s: rec.simulated_runtime_s,
+        walltime_s: rec.walltime_s,
+        now,
+        power_fraction,
+    }
+}
+
+fn status_of(exit: Exit, term: Option<JobStatus>) -> (JobStatus, Option<String>) {
+    match (term, exit) {
+        (Some(JobStatus::Timeout), _) => (JobStatus::Timeout, Some("killed at its walltime".into())),
+        (Some(JobStatus::Cancelled), _) => (JobStatus::Cancelled, Some("cancelled".into())),
+        (_, Exit::Code(0)) => (JobStatus::Completed, None),
+        (_, Exit::Code(c)) => (JobStatus::Failed, Some(format!("exit code {c}"))),
+        (_, Exit::Signal(s)) => (JobStatus::Failed, Some(format!("killed by signal {s}"))),
+        (_, Exit::Lost) => (JobStatus::Failed, Some("lost: the process ended without an exit code".into())),
+    }
+}
+
+fn finish_record(rec: &mut JobRecord, status: JobStatus, now: SimTime, exit: Option<Exit>, reason: Option<String>) {
+    rec.state = status;
+    rec.end_time = Some(now.0);
+    match exit {
+        Some(Exit::Code(c)) => rec.exit_code = Some(c),
+        Some(Exit::Signal(s)) => rec.signal = Some(s),
+        _ => {}
+    }
+    if reason.is_some() {
+        rec.reason = reason;
+    }
+}

@@ -1,0 +1,220 @@
+//! Requests and their validation: what an API caller may send the engine, the bounds on it,
+//! and how a submission becomes a durable job record.
+
+use super::Engine;
+use crate::store::{Identity, JobRecord, JobStatus, Role};
+use fabrik_model::units::parse_duration;
+use fabrik_model::{Qos, SimTime};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// An error an API caller can act on; mapped to a 4xx/5xx status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ApiErr {
+    BadRequest(String),
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    Internal(String),
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, ApiErr>>;
+
+/// A duration as seconds or as text with a unit (`90s`, `45m`, `2h`, `1.5d`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Dur {
+    Secs(u64),
+    Text(String),
+}
+
+impl Dur {
+    pub(super) fn secs(&self, field: &str) -> Result<u64, ApiErr> {
+        match self {
+            Dur::Secs(s) => Ok(*s),
+            Dur::Text(t) => parse_duration(t).map_err(|e| ApiErr::BadRequest(format!("{field}: {e}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub name: Option<String>,
+    pub command: Vec<String>,
+    pub gpus: u32,
+    pub walltime: Dur,
+    pub account: Option<String>,
+    pub gpu_type: Option<String>,
+    pub qos: Option<String>,
+    pub preemptible: Option<bool>,
+    pub checkpoint_interval: Option<Dur>,
+    /// Unix seconds.
+    pub earliest_start: Option<u64>,
+    pub deadline: Option<u64>,
+    /// For the simulated executor: how long the job runs.
+    pub simulated_runtime: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilter {
+    pub state: Option<String>,
+    pub account: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    pub account: Option<String>,
+    pub role: Role,
+    /// Seconds from now after which the token is refused (none: it lasts until revoked).
+    pub expires_in: Option<u64>,
+}
+
+/// Bounds on what a submission may ask for. A year is longer than any allocation a facility
+/// grants (Slurm sites cap walltimes at days); the point is that no value can overflow the
+/// arithmetic or the store.
+pub const MAX_WALLTIME_S: u64 = 366 * 86_400;
+/// Earliest starts and deadlines lie at most this far ahead.
+pub const MAX_AHEAD_S: u64 = 10 * 366 * 86_400;
+
+impl Engine {
+    pub(super) fn validate(&self, who: &Identity, req: &SubmitRequest, now: SimTime) -> Result<JobRecord, ApiErr> {
+        let bad = |m: String| Err(ApiErr::BadRequest(m));
+        if req.command.is_empty() || req.command[0].is_empty() {
+            return bad("command: must not be empty".into());
+        }
+        if req.command.iter().any(|a| a.contains('\0')) {
+            return bad("command: arguments must not contain NUL bytes".into());
+        }
+        for (field, v) in
+            [("name", &req.name), ("account", &req.account), ("gpu_type", &req.gpu_type), ("qos", &req.qos)]
+        {
+            if v.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return bad(format!("{field}: must not be empty (leave it out for the default)"));
+            }
+        }
+        let account_name = match (&req.account, &who.account) {
+            (Some(a), _) => a.clone(),
+            (None, Some(a)) => a.clone(),
+            (None, None) => return bad("account: required for tokens not bound to a project".into()),
+        };
+        let account =
+            self.facility.tenants.resolve(&account_name).map_err(|e| ApiErr::BadRequest(format!("account: {e}")))?;
+        let path = self.facility.tenants.get(account).path.clone();
+        if !who.covers(&path) {
+            return Err(ApiErr::Forbidden(format!("token '{}' may not submit to account '{path}'", who.name)));
+        }
+        self.exec.admits(&path).map_err(|e| ApiErr::BadRequest(format!("account: {e}")))?;
+        if req.gpus == 0 {
+            return bad("gpus: must be at least 1".into());
+        }
+        let gpu_type = match &req.gpu_type {
+            Some(t) => Some(
+                self.facility
+                    .gpu_type_id(t)
+                    .ok_or_else(|| ApiErr::BadRequest(format!("gpu_type: unknown GPU type '{t}'")))?,
+            ),
+            None => None,
+        };
+        let max = self.facility.max_gang(gpu_type);
+        if u64::from(req.gpus) > max {
+            return bad(format!("gpus: {} is more than the facility holds in one pool ({max})", req.gpus));
+        }
+        let walltime = req.walltime.secs("walltime")?;
+        if walltime == 0 || walltime > MAX_WALLTIME_S {
+            return bad(format!("walltime: {walltime} s is not between 1 s and {MAX_WALLTIME_S} s (366 days)"));
+        }
+        let bounded = |d: &Option<Dur>, field: &str| -> Result<Option<u64>, ApiErr> {
+            match d.as_ref().map(|d| d.secs(field)).transpose()? {
+                Some(v) if v == 0 || v > MAX_WALLTIME_S => Err(ApiErr::BadRequest(format!(
+                    "{field}: {v} s is not between 1 s and {MAX_WALLTIME_S} s (366 days)"
+                ))),
+                v => Ok(v),
+            }
+        };
+        let checkpoint_interval_s = bounded(&req.checkpoint_interval, "checkpoint_interval")?;
+        let simulated_runtime_s = bounded(&req.simulated_runtime, "simulated_runtime")?;
+        for (field, t) in [("earliest_start", req.earliest_start), ("deadline", req.deadline)] {
+            if t.is_some_and(|t| t > now.0.saturating_add(MAX_AHEAD_S)) {
+                return bad(format!("{field}: {} is more than 10 years ahead (Unix seconds expected)", t.unwrap_or(0)));
+            }
+        }
+        let qos = req.qos.clone().unwrap_or_else(|| "normal".into());
+        qos.parse::<Qos>().map_err(|e| ApiErr::BadRequest(format!("qos: {e}")))?;
+        let name = req.name.clone().unwrap_or_else(|| req.command[0].rsplit('/').next().unwrap_or("job").to_string());
+        if name.len() > 200 {
+            return bad("name: longer than 200 characters".into());
+        }
+        Ok(JobRecord {
+            id: 0,
+            name,
+            account: path,
+            gpus: req.gpus,
+            gpu_type: req.gpu_type.as_ref().map(|_| self.facility.gpu(gpu_type.expect("checked")).name.clone()),
+            walltime_s: walltime,
+            qos,
+            preemptible: req.preemptible.unwrap_or(false),
+            checkpoint_interval_s,
+            earliest_start: req.earliest_start,
+            deadline: req.deadline,
+            command: req.command.clone(),
+            simulated_runtime_s,
+            submitter: who.name.clone(),
+            state: JobStatus::Pending,
+            submit_time: now.0,
+            start_time: None,
+            end_time: None,
+            exit_code: None,
+            signal: None,
+            pid: None,
+            allocation: None,
+            reason: None,
+        })
+    }
+
+    /// Validates, commits in one transaction (durable before anyone is answered), then queues.
+    pub(super) fn submit_batch(&mut self, batch: Vec<(Identity, Box<SubmitRequest>, Reply<JobRecord>)>) {
+        let now = self.clock.now();
+        let mut ok: Vec<(JobRecord, Reply<JobRecord>)> = Vec::new();
+        for (who, req, reply) in batch {
+            match self.validate(&who, &req, now) {
+                Ok(rec) => ok.push((rec, reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if ok.is_empty() {
+            return;
+        }
+        let recs: Vec<JobRecord> = ok.iter().map(|(r, _)| r.clone()).collect();
+        match self.store.insert_jobs(&recs) {
+            Ok(ids) => {
+                let mut changed = Vec::new();
+                for ((mut rec, reply), id) in ok.into_iter().zip(ids) {
+                    rec.id = id;
+                    self.enqueue(&mut rec, &mut changed);
+                    self.metrics.submissions.inc();
+                    let _ = reply.send(Ok(rec.clone()));
+                    self.jobs.insert(id, rec);
+                }
+                if !changed.is_empty() {
+                    let recs: Vec<&JobRecord> = changed.iter().filter_map(|id| self.jobs.get(id)).collect();
+                    if let Err(e) = self.store.update_jobs(recs) {
+                        tracing::error!(error = %e, "recording unschedulable jobs");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store refused submissions");
+                for (_, reply) in ok {
+                    let _ = reply.send(Err(ApiErr::Internal(format!("store: {e}"))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Views: what the API shows of the engine's state — job lists, why a job waits, accounts
+//! with their usage and energy, the facility, the dashboard and its history, and the metrics.
+
+use super::requests::{ApiErr, ListFilter};
+use super::Engine;
+use crate::store::{Identity, JobRecord, JobStatus};
+use fabrik_model::SimTime;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WhyView {
+    pub job: i64,
+    pub state: JobStatus,
+    pub reasons: Vec<String>,
+    pub detail: Option<fabrik_sched::Explanation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub account: String,
+    pub leaf: bool,
+    pub shares: f64,
+    pub entitled_share: f64,
+    /// Share of decayed usage (the fair-share input).
+    pub usage_share: f64,
+    pub gpu_hours: f64,
+    pub running_gpus: u64,
+    pub pending_jobs: u64,
+    /// IT energy of its jobs so far (GPUs with their host share at training draw, the shared
+    /// power model), and the emissions and cost at the zone's annual means and the PUE.
+    pub it_kwh: f64,
+    pub emissions_kg: f64,
+    pub cost_eur: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub group: u32,
+    pub hall: String,
+    pub gpu_type: String,
+    pub gpus: u32,
+    pub busy: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FacilityView {
+    pub name: String,
+    pub executor: String,
+    pub gpus: u64,
+    pub busy_gpus: u64,
+    pub pending_jobs: u64,
+    pub running_jobs: u64,
+    pub it_power_w: f64,
+    /// IT power × PUE, and the cap on it (the grid connection), W.
+    pub facility_power_w: f64,
+    pub power_cap_w: Option<f64>,
+    pub groups: Vec<GroupView>,
+    pub now: u64,
+    /// What operators and tenants must know about this server (e.g. single-user mode).
+    pub announcement: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub node: String,
+    pub domain: u32,
+    pub in_service: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub t: u64,
+    /// Busy GPUs per tenant class, by class name.
+    pub by_class: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardView {
+    pub facility: FacilityView,
+    pub queue: Vec<(JobRecord, String)>,
+    pub running: Vec<JobRecord>,
+    pub accounts: Vec<AccountView>,
+    pub class_shares: BTreeMap<String, f64>,
+    pub history: Vec<Sample>,
+}
+
+impl Engine {
+    pub(super) fn list(&self, who: &Identity, f: &ListFilter) -> Result<Vec<JobRecord>, ApiErr> {
+        let state = match &f.state {
+            Some(s) if s == "active" => None,
+            Some(s) => {
+                Some(JobStatus::parse(s).ok_or_else(|| ApiErr::BadRequest(format!("state: unknown state '{s}'")))?)
+            }
+            None => None,
+        };
+        let active_only = f.state.as_deref() == Some("active");
+        let limit = f.limit.unwrap_or(1000).min(100_000);
+        Ok(self
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| who.covers(&j.account))
+            .filter(|j| state.is_none_or(|s| j.state == s))
+            .filter(|j| !active_only || !j.state.is_final())
+            .filter(|j| f.account.as_ref().is_none_or(|a| &j.account == a || j.account.starts_with(&format!("{a}/"))))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    pub(super) fn why(&self, who: &Identity, id: i64) -> Result<WhyView, ApiErr> {
+        let rec = self.visible(who, id)?;
+        let detail =
+            self.to_sched.get(&id).filter(|_| !rec.state.is_final()).and_then(|&jid| self.sched.explain(jid).ok());
+        let mut reasons: Vec<String> = match &detail {
+            Some(d) => d.reasons.iter().map(|r| r.describe(&|t: SimTime| t.unix_utc())).collect(),
+            None => vec![format!("{}", rec.state.as_str())],
+        };
+        if let Some(r) = &rec.reason {
+            reasons.push(r.clone());
+        }
+        Ok(WhyView { job: id, state: rec.state, reasons, detail })
+    }
+
+    pub(super) fn accounts(&self, who: &Identity) -> Vec<AccountView> {
+        let now = self.clock.now();
+        let mut pending: HashMap<&str, u64> = HashMap::new();
+        for j in self.jobs.values().filter(|j| j.state == JobStatus::Pending) {
+            *pending.entry(j.account.as_str()).or_default() += 1;
+        }
+        let mut running: HashMap<&str, u64> = HashMap::new();
+        for id in &self.running {
+            let j = &self.jobs[id];
+            *running.entry(j.account.as_str()).or_default() += u64::from(j.gpus);
+        }
+        // IT kWh per leaf account, from the jobs' runs so far
+        let mut kwh: HashMap<&str, f64> = HashMap::new();
+        for j in self.jobs.values() {
+            let (Some(start), Some(alloc)) = (j.start_time, j.allocation.as_ref()) else { continue };
+            let Some(&(d, _)) = alloc.parts.first() else { continue };
+            let end = j.end_time.unwrap_or(now.0).max(start);
+            let f = &self.facility;
+            let w = f.gpu(f.pools[f.domains[d as usize].pool.idx()].gpu_type).average_it_power_w(1.0);
+            *kwh.entry(j.account.as_str()).or_default() += f64::from(j.gpus) * w * (end - start) as f64 / 3.6e6;
+        }
+        let zone = fabrik_model::grid::find(&self.cfg.zone).expect("checked at start");
+        let (pue, g, price) = (self.cfg.pue, zone.gco2_per_kwh, zone.price_eur_per_mwh);
+        let t = &self.facility.tenants;
+        let usage = self.sched.usage();
+        t.iter()
+            .skip(1)
+            .filter(|(_, a)| {
+                who.covers(&a.path)
+                    || who.account.as_ref().is_some_and(|mine| mine.starts_with(&format!("{}/", a.path)))
+            })
+            .map(|(_, a)| {
+                let within = |k: &str| k == a.path || k.starts_with(&format!("{}/", a.path));
+                let sub = |m: &HashMap<&str, u64>| -> u64 { m.iter().filter(|(k, _)| within(k)).map(|(_, v)| v).sum() };
+                let it_kwh: f64 = kwh.iter().filter(|(k, _)| within(k)).map(|(_, v)| v).sum();
+                let leaves: Vec<_> = t
+                    .leaves()
+                    .filter(|(_, l)| l.path == a.path || l.path.starts_with(&format!("{}/", a.path)))
+                    .collect();
+                AccountView {
+                    account: a.path.clone(),
+                    leaf: a.is_leaf(),
+                    shares: a.shares,
+                    entitled_share: a.norm_share,
+                    usage_share: leaves.iter().map(|(l, _)| usage.usage_share(*l)).sum(),
+                    gpu_hours: leaves.iter().map(|(l, _)| usage.gpu_seconds(*l, now)).sum::<f64>() / 3600.0,
+                    running_gpus: sub(&running),
+                    pending_jobs: sub(&pending),
+                    it_kwh,
+                    emissions_kg: it_kwh * pue * g / 1000.0,
+                    cost_eur: it_kwh * pue * price / 1000.0,
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn facility_view(&self) -> FacilityView {
+        let c = self.sched.cluster();
+        let f = &self.facility;
+        let groups: Vec<GroupView> = f
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let total = f.group_gpus(fabrik_model::GroupId(i as u32));
+                GroupView {
+                    group: i as u32,
+                    hall: f.halls[g.hall.idx()].clone(),
+                    gpu_type: f.gpu(f.pools[g.pool.idx()].gpu_type).name.clone(),
+                    gpus: total,
+                    busy: total - c.group_free(fabrik_model::GroupId(i as u32)),
+                }
+            })
+            .collect();
+        let it_power_w = self.sched.it_power_w();
+        FacilityView {
+            name: f.name.clone(),
+            executor: self.exec.name().to_string(),
+            gpus: c.total_gpus(),
+            busy_gpus: self.sched.busy_gpus(),
+            pending_jobs: self.sched.pending().len() as u64,
+            running_jobs: self.running.len() as u64,
+            it_power_w,
+            facility_power_w: self.sched.facility_power_w(self.clock.now()),
+            power_cap_w: self.cfg.power_cap_mw.map(|c| c * 1e6),
+            groups,
+            now: self.clock.now().0,
+            announcement: self.exec.announcement(),
+        }
+    }
+
+    pub(super) fn dashboard(&self, who: &Identity) -> DashboardView {
+        let queue = self
+            .sched
+            .pending()
+            .iter()
+            .take(200)
+            .filter_map(|jid| self.jobs.get(&self.from_sched[jid.idx()]))
+            .filter(|j| who.covers(&j.account))
+            .map(|j| (j.clone(), self.why(who, j.id).map(|w| w.reasons.join("; ")).unwrap_or_default()))
+            .collect();
+        let running = self
+            .running
+            .iter()
+            .rev()
+            .take(200)
+            .map(|id| &self.jobs[id])
+            .filter(|j| who.covers(&j.account))
+            .cloned()
+            .collect();
+        let mut class_shares = BTreeMap::new();
+        for (_, a) in self.facility.tenants.leaves() {
+            *class_shares.entry(a.class().to_string()).or_insert(0.0) += a.norm_share;
+        }
+        DashboardView {
+            facility: self.facility_view(),
+            queue,
+            running,
+            accounts: self.accounts(who),
+            class_shares,
+            history: self.history.iter().cloned().collect(),
+        }
+    }
+
+    pub(super) fn sample(&mut self, now: SimTime) {
+        if now.0 < self.last_sample + 60 && !self.history.is_empty() {
+            return;
+        }
+        self.last_sample = now.0;
+        let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
+        for id in &self.running {
+            let j = &self.jobs[id];
+            *by_class.entry(j.account.split('/').next().unwrap_or("").to_string()).or_default() += u64::from(j.gpus);
+        }
+        self.history.push_back(Sample { t: now.0, by_class });
+        if self.history.len() > 720 {
+            self.history.pop_front();
+        }
+    }
+
+    pub(super) fn update_metrics(&self) {
+        let m = &self.metrics;
+        let mut counts: HashMap<JobStatus, i64> = HashMap::new();
+        for j in self.jobs.values() {
+            *counts.entry(j.state).or_default() += 1;
+        }
+        for s in JobStatus::ALL {
+            m.jobs
+                .get_or_create(&crate::metrics::StateLabel { state: s.as_str().to_string() })
+                .set(counts.get(&s).copied().unwrap_or(0));
+        }
+        let busy = self.sched.busy_gpus() as i64;
+        m.gpus.get_or_create(&crate::metrics::StateLabel { state: "allocated".into() }).set(busy);
+        m.gpus
+            .get_or_create(&crate::metrics::StateLabel { state: "free".into() })
+            .set(self.sched.cluster().total_gpus() as i64 - busy);
+        let mut q: BTreeMap<&str, i64> = BTreeMap::new();
+        for jid in self.sched.pending() {
+            *q.entry(self.jobs[&self.from_sched[jid.idx()]].account.as_str()).or_default() += 1;
+        }
+        for (_, a) in self.facility.tenants.leaves() {
+            m.queue
+                .get_or_create(&crate::metrics::AccountLabel { account: a.path.clone() })
+                .set(q.get(a.path.as_str()).copied().unwrap_or(0));
+        }
+        m.it_power_w.set(self.facility_view().it_power_w);
+    }
+}
