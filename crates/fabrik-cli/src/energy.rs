@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fabrik_model::energy::{self, Battery, PueModel};
 use fabrik_model::grid::{self, Hourly, Zone};
-use fabrik_twin::engine::{AwareConfig, EnergyConfig, Objective};
+use fabrik_twin::config::{AwareConfig, EnergyConfig, Objective};
 
 #[derive(Args, Clone)]
 pub struct EnergyArgs {

@@ -532,7 +532,7 @@ fn simulate(a: &SimArgs) -> Result<()> {
         bail!("--predictive needs --failures (or --failure-rate)");
     }
     if a.failures || a.failure_rate.is_some() {
-        let mut fc = fabrik_twin::engine::FailureConfig { seed: a.w.seed, ..Default::default() };
+        let mut fc = fabrik_twin::config::FailureConfig { seed: a.w.seed, ..Default::default() };
         if let Some(r) = a.failure_rate {
             // 1,000 per 1,000 node-days is a failure per node per day, 150 times the published
             // rate; beyond, the run would be nothing but failures.
@@ -542,7 +542,7 @@ fn simulate(a: &SimArgs) -> Result<()> {
             fc.per_1000_node_days = r;
         }
         if a.predictive {
-            fc.predictive = Some(fabrik_twin::engine::PredictiveConfig::default());
+            fc.predictive = Some(fabrik_twin::config::PredictiveConfig::default());
         }
         fc.spares_per_group = a.spares;
         cfg.failures = Some(fc);
@@ -550,9 +550,9 @@ fn simulate(a: &SimArgs) -> Result<()> {
     cfg.checkpoint_write_s = a.checkpoint_write_s;
     cfg.energy = a.energy.configure(a.w.days.unwrap_or(30.0), &mut cfg.sched)?;
     cfg.checkpoint = match a.checkpoint_interval.as_str() {
-        "as-submitted" => fabrik_twin::engine::CheckpointPolicy::AsSubmitted,
-        "young-daly" => fabrik_twin::engine::CheckpointPolicy::YoungDaly,
-        other => fabrik_twin::engine::CheckpointPolicy::Every(
+        "as-submitted" => fabrik_twin::config::CheckpointPolicy::AsSubmitted,
+        "young-daly" => fabrik_twin::config::CheckpointPolicy::YoungDaly,
+        other => fabrik_twin::config::CheckpointPolicy::Every(
             fabrik_model::units::parse_duration(other)
                 .map_err(|e| anyhow::anyhow!("--checkpoint-interval: {e} (or as-submitted, young-daly)"))?,
         ),

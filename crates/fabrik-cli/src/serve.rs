@@ -102,10 +102,10 @@ fn live_modifier(a: &ServeArgs, now_unix: u64) -> Result<Option<fabrik_sched::En
     let year = &fabrik_model::SimTime(now_unix).unix_utc()[..4];
     let jan1 = fabrik_model::units::parse_datetime(&format!("{year}-01-01 00:00:00")).context("calendar")?;
     // the twin's signal for a year of the zone's synthetic profiles
-    let e = fabrik_twin::engine::EnergyConfig {
+    let e = fabrik_twin::config::EnergyConfig {
         intensity: Some(fabrik_model::grid::synthetic_intensity(zone, 8760)),
         price: Some(fabrik_model::energy::synthetic_price(zone, 8760)),
-        aware: Some(fabrik_twin::engine::AwareConfig { objective, mode, ..Default::default() }),
+        aware: Some(fabrik_twin::config::AwareConfig { objective, mode, ..Default::default() }),
         ..Default::default()
     };
     let (signal, aw) = (e.aware_signal().expect("modifier on"), e.aware.expect("modifier on"));

@@ -43,13 +43,13 @@ pub fn read_trace(input: impl Read, origin: &str, f: &Facility) -> Result<Vec<Fa
         }
         let comp = get(c_comp);
         let cause = if comp.eq_ignore_ascii_case("leaf switch") {
-            crate::engine::SWITCH_CAUSE
+            crate::failure_model::SWITCH_CAUSE
         } else {
             ROOT_CAUSES.iter().position(|c| c.0.eq_ignore_ascii_case(comp)).unwrap_or(ROOT_CAUSES.len() - 1)
         };
         let repair = match c_repair.map(get).filter(|v| !v.is_empty()) {
             Some(v) => parse_duration(v).map_err(|m| bad("repair", m))?,
-            None if cause == crate::engine::SWITCH_CAUSE => 14_400,
+            None if cause == crate::failure_model::SWITCH_CAUSE => 14_400,
             None => ROOT_CAUSES[cause].2 as u64,
         };
         out.push(FailureEvent { at: SimTime(at), domain: DomainId(node), cause: cause as u8, repair: Secs(repair) });

@@ -7,15 +7,19 @@
 //! generators in the workload sources, and reports iterate ordered collections only.
 
 pub mod compare;
+pub mod config;
 pub mod energy;
 pub mod engine;
+pub mod failure_model;
 pub mod failures;
 pub mod html;
+mod joblog;
 pub mod metrics;
 pub mod report;
 pub mod workload;
 
-pub use engine::{Progress, Twin, TwinConfig, TwinError};
+pub use config::TwinConfig;
+pub use engine::{Progress, Twin, TwinError};
 pub use report::Report;
 pub use workload::{TraceJob, Workload, WorkloadError};
 

@@ -2,7 +2,9 @@
 //! facility over time, and fairness. Serialised as JSON (byte-identical for identical inputs),
 //! summarised as text, drawn as HTML.
 
-use crate::engine::TwinConfig;
+use crate::config::TwinConfig;
+use crate::failure_model::Maintenance;
+use crate::joblog::JobLog;
 use crate::metrics::{jain, Stats, TimeSeries};
 use crate::workload::{Workload, WorkloadStats};
 use fabrik_model::{Facility, FacilitySummary, SimTime};
@@ -100,7 +102,7 @@ pub struct ReliabilityRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct MaintenanceReport {
     #[serde(flatten)]
-    pub counts: crate::engine::Maintenance,
+    pub counts: Maintenance,
     /// True drains / all drains.
     pub precision: f64,
     /// Failures avoided / failures that had precursors.
@@ -261,15 +263,15 @@ pub(crate) struct Inputs<'a> {
     pub workload: &'a Workload,
     pub sched: &'a Scheduler,
     pub cfg: &'a TwinConfig,
-    pub log: &'a [crate::engine::JobLog],
+    pub log: &'a [JobLog],
     pub busy: &'a TimeSeries,
     pub queue: &'a TimeSeries,
     pub events: u64,
     pub passes: u64,
     pub offset: usize,
-    pub failures: Option<(u64, Vec<u64>)>,
+    pub failures: Option<FailureCounts>,
     pub down: &'a TimeSeries,
-    pub maintenance: Option<crate::engine::Maintenance>,
+    pub maintenance: Option<Maintenance>,
     pub spare_swaps: u64,
     pub ledger: &'a crate::energy::Ledger,
     pub cap_lost: &'a TimeSeries,
@@ -295,6 +297,31 @@ const WAIT_BINS: &[(u64, &str)] = &[
     (u64::MAX, ">3d"),
 ];
 
+/// Failures that happened (when modelled): all of them and per cause (`ROOT_CAUSES`, then the
+/// leaf switch).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FailureCounts {
+    pub total: u64,
+    pub by_cause: Vec<u64>,
+}
+
+/// Per job-size class: jobs, GPU-hours and waits.
+#[derive(Debug, Clone, Default)]
+struct SizeTally {
+    jobs: u64,
+    gpu_hours: f64,
+    waits: Vec<f64>,
+}
+
+/// Per job-size class: jobs, their interruptions, run seconds and ETTRs.
+#[derive(Debug, Clone, Default)]
+struct ReliabilityTally {
+    jobs: u64,
+    interruptions: u64,
+    run_s: f64,
+    ettrs: Vec<f64>,
+}
+
 /// Jobs, GPU-hours, waits and time-to-guarantee of an account or a class.
 #[derive(Default)]
 struct Tally {
@@ -318,9 +345,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut flex_waits = 0.0;
     let mut power_limited_jobs = 0;
     let (mut ettrs, mut goodputs) = (vec![], vec![]);
-    // per size class: jobs, interruptions, run seconds, ETTRs
-    let mut rel: Vec<(u64, u64, f64, Vec<f64>)> = vec![(0, 0, 0.0, vec![]); SIZE_CLASSES.len()];
-    let mut per_size: Vec<(u64, f64, Vec<f64>)> = vec![(0, 0.0, vec![]); SIZE_CLASSES.len()];
+    let mut rel = vec![ReliabilityTally::default(); SIZE_CLASSES.len()];
+    let mut per_size = vec![SizeTally::default(); SIZE_CLASSES.len()];
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
     for (idx, e) in i.sched.jobs().iter().enumerate().skip(i.offset) {
@@ -346,8 +372,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         bsld.push(b);
         let gh = log.held_gpu_s / 3600.0;
         let mut share = crate::energy::Share::default();
-        for &(from, to, w) in &log.runs {
-            share += i.ledger.attribute(from, to, w);
+        for run in &log.runs {
+            share += i.ledger.attribute(run.start, run.end, run.it_w);
         }
         *energy_by_account.entry(s.account.idx()).or_default() += share;
         if log.min_power_fraction < 1.0 {
@@ -376,10 +402,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             1.0
         });
         let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
-        rel[c].0 += 1;
-        rel[c].1 += u64::from(log.interruptions);
-        rel[c].2 += log.held_gpu_s / f64::from(s.gpus);
-        rel[c].3.push(ettr);
+        rel[c].jobs += 1;
+        rel[c].interruptions += u64::from(log.interruptions);
+        rel[c].run_s += log.held_gpu_s / f64::from(s.gpus);
+        rel[c].ettrs.push(ettr);
         let a = per_account.entry(s.account.idx()).or_default();
         a.jobs += 1;
         a.gpu_hours += gh;
@@ -388,9 +414,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             a.ttg.push(wait as f64);
         }
         let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
-        per_size[c].0 += 1;
-        per_size[c].1 += gh;
-        per_size[c].2.push(wait as f64);
+        per_size[c].jobs += 1;
+        per_size[c].gpu_hours += gh;
+        per_size[c].waits.push(wait as f64);
         hist[WAIT_BINS.iter().position(|&(lim, _)| wait < lim).unwrap_or(WAIT_BINS.len() - 1)] += 1;
         jobs.push(JobRow {
             name: s.name.clone(),
@@ -492,7 +518,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             lost_gpu_hours: lost,
             restart_overhead_gpu_hours: overhead,
             max_time_to_guarantee_s: max_ttg,
-            failures: i.failures.as_ref().map_or(0, |f| f.0),
+            failures: i.failures.as_ref().map_or(0, |f| f.total),
             interruptions,
             interruptions_per_day: interruptions as f64 / (makespan.max(1) as f64 / 86_400.0),
             failure_lost_gpu_hours: fail_lost,
@@ -505,13 +531,13 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         size_classes: SIZE_CLASSES
             .iter()
             .zip(per_size.iter_mut())
-            .filter(|(_, s)| s.0 > 0)
-            .map(|(&(_, _, label), (n, gh, w))| {
-                let st = Stats::of(w);
+            .filter(|(_, s)| s.jobs > 0)
+            .map(|(&(_, _, label), s)| {
+                let st = Stats::of(&mut s.waits);
                 SizeRow {
                     gpus: label.to_string(),
-                    jobs: *n,
-                    gpu_hours: *gh,
+                    jobs: s.jobs,
+                    gpu_hours: s.gpu_hours,
                     mean_wait_s: st.mean,
                     p95_wait_s: st.p95,
                     max_wait_s: st.max,
@@ -521,31 +547,31 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         reliability: SIZE_CLASSES
             .iter()
             .zip(rel.iter_mut())
-            .filter(|(_, r)| r.0 > 0)
-            .map(|(&(_, _, label), (n, int, secs, e))| ReliabilityRow {
+            .filter(|(_, r)| r.jobs > 0)
+            .map(|(&(_, _, label), r)| ReliabilityRow {
                 gpus: label.to_string(),
-                jobs: *n,
-                interruptions: *int,
-                run_hours: *secs / 3600.0,
-                mtbf_hours: (*int > 0).then(|| *secs / 3600.0 / *int as f64),
-                mean_ettr: Stats::of(e).mean,
+                jobs: r.jobs,
+                interruptions: r.interruptions,
+                run_hours: r.run_s / 3600.0,
+                mtbf_hours: (r.interruptions > 0).then(|| r.run_s / 3600.0 / r.interruptions as f64),
+                mean_ettr: Stats::of(&mut r.ettrs).mean,
             })
             .collect(),
         failure_causes: i
             .failures
             .as_ref()
-            .map(|(_, by)| {
+            .map(|f| {
                 fabrik_model::reliability::ROOT_CAUSES
                     .iter()
                     .map(|c| c.0)
                     .chain(std::iter::once("leaf switch (whole group)"))
-                    .zip(by)
+                    .zip(&f.by_cause)
                     .map(|(c, &n)| CauseRow { cause: c.to_string(), failures: n })
                     .collect()
             })
             .unwrap_or_default(),
         maintenance: i.maintenance.clone().map(|m| {
-            let all = i.failures.as_ref().map_or(0, |f| f.0) + m.failures_avoided;
+            let all = i.failures.as_ref().map_or(0, |f| f.total) + m.failures_avoided;
             MaintenanceReport {
                 precision: if m.drains > 0 { m.true_drains as f64 / m.drains as f64 } else { 0.0 },
                 recall_predictable: if m.predictable_failures > 0 {

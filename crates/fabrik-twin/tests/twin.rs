@@ -241,7 +241,7 @@ fn random_failures_hit_large_jobs_more_often() {
     }
     let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
     let mut c = cfg("fifo-backfill");
-    c.failures = Some(fabrik_twin::engine::FailureConfig { per_1000_node_days: 100.0, ..Default::default() });
+    c.failures = Some(fabrik_twin::config::FailureConfig { per_1000_node_days: 100.0, ..Default::default() });
     let r = simulate(&f, &w, c).unwrap();
     let row = |g: &str| r.reliability.iter().find(|x| x.gpus == g).unwrap().clone();
     let (big, small) = (row("513-4096"), row("1"));
@@ -270,9 +270,9 @@ fn blocking_checkpoints_cost_time_and_the_partial_cycle_is_lost() {
 fn young_daly_intervals_follow_the_job_size() {
     // 16 GPUs = 2 nodes at 6.5/1,000 node-days: M = 86,400 / 0.013 s; C = 10 s:
     // √(2 · 10 · M) − 10 = 11,519.2 s. 16,384 GPUs (2,048 nodes): M = 6,490.4 s → 350.3 s.
-    assert_eq!(fabrik_twin::engine::young_daly_s(16, 8, 6.5, 10), 11_519);
-    assert_eq!(fabrik_twin::engine::young_daly_s(16_384, 8, 6.5, 10), 350);
-    assert_eq!(fabrik_twin::engine::young_daly_s(8, 8, 6.5, 0), 60, "free checkpoints: every minute");
+    assert_eq!(fabrik_twin::config::young_daly_s(16, 8, 6.5, 10), 11_519);
+    assert_eq!(fabrik_twin::config::young_daly_s(16_384, 8, 6.5, 10), 350);
+    assert_eq!(fabrik_twin::config::young_daly_s(8, 8, 6.5, 0), 60, "free checkpoints: every minute");
 }
 
 #[test]
@@ -308,9 +308,9 @@ fn predictive_maintenance_drains_degrading_nodes_before_they_fail() {
     let w = synthetic::generate(&synthetic::SyntheticConfig { days: 7.0, ..Default::default() }, &f, 3).unwrap();
     let run = |predictive: bool| {
         let mut c = cfg("fair-share");
-        let mut fc = fabrik_twin::engine::FailureConfig { per_1000_node_days: 50.0, ..Default::default() };
+        let mut fc = fabrik_twin::config::FailureConfig { per_1000_node_days: 50.0, ..Default::default() };
         if predictive {
-            fc.predictive = Some(fabrik_twin::engine::PredictiveConfig::default());
+            fc.predictive = Some(fabrik_twin::config::PredictiveConfig::default());
         }
         c.failures = Some(fc);
         simulate(&f, &w, c).unwrap()
@@ -342,7 +342,7 @@ fn a_spare_takes_the_place_of_a_failed_node_at_once() {
     )
     .unwrap();
     c.failures =
-        Some(fabrik_twin::engine::FailureConfig { per_1000_node_days: 0.0, spares_per_group: 1, ..Default::default() });
+        Some(fabrik_twin::config::FailureConfig { per_1000_node_days: 0.0, spares_per_group: 1, ..Default::default() });
     let r = simulate(&f, &w, c).unwrap();
     assert_eq!(r.jobs[0].end_s, 1400);
     assert_eq!((r.summary.failures, r.summary.spare_swaps), (1, 1));
@@ -446,8 +446,8 @@ big,0,eval,32,1h,1h
                 // their GPUs or queued
                 let mode = if aware == 1 { fabrik_sched::DeferMode::Claim } else { fabrik_sched::DeferMode::Queue };
                 c.energy.price = Some(fabrik_model::energy::synthetic_price(fabrik_model::grid::find("DE").unwrap(), 48));
-                c.energy.aware = Some(fabrik_twin::engine::AwareConfig {
-                    objective: fabrik_twin::engine::Objective::Price,
+                c.energy.aware = Some(fabrik_twin::config::AwareConfig {
+                    objective: fabrik_twin::config::Objective::Price,
                     mode,
                     ..Default::default()
                 });
@@ -504,7 +504,7 @@ fn a_power_limited_job_runs_slower_and_draws_less() {
 
 mod flexible {
     use super::*;
-    use fabrik_twin::engine::AwareConfig;
+    use fabrik_twin::config::AwareConfig;
     use proptest::prelude::*;
 
     const CLAIM: fabrik_sched::DeferMode = fabrik_sched::DeferMode::Claim;
@@ -683,7 +683,7 @@ fn blocking_checkpoint_writes_draw_idle_power() {
     let w = fabrik_csv::read("name,submit,account,gpus,walltime,runtime\nj,0,eval,8,2h,1h\n".as_bytes(), "j.csv", &f)
         .unwrap();
     let mut c = cfg("fifo");
-    c.checkpoint = fabrik_twin::engine::CheckpointPolicy::Every(1200);
+    c.checkpoint = fabrik_twin::config::CheckpointPolicy::Every(1200);
     c.checkpoint_write_s = 60;
     let r = simulate(&f, &w, c).unwrap();
     assert_eq!(r.jobs[0].end_s, 3720);
@@ -703,7 +703,7 @@ fn a_gang_larger_than_what_spares_leave_in_service_is_an_error() {
             .unwrap();
     let mut c = cfg("fifo");
     c.failures =
-        Some(fabrik_twin::engine::FailureConfig { per_1000_node_days: 0.0, spares_per_group: 1, ..Default::default() });
+        Some(fabrik_twin::config::FailureConfig { per_1000_node_days: 0.0, spares_per_group: 1, ..Default::default() });
     let e = simulate(&f, &w, c).err().unwrap().to_string();
     assert_eq!(
         e,

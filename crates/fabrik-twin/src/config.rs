@@ -1,0 +1,67 @@
+//! What a twin run is given: the policy and scheduler settings, restart and checkpoint costs,
+//! the failure model, and the energy setting. Recorded verbatim in the report.
+
+pub use crate::energy::{AwareConfig, EnergyConfig, Objective};
+pub use crate::failure_model::{FailureConfig, PredictiveConfig};
+use fabrik_sched::SchedConfig;
+use serde::Serialize;
+
+/// What to run: a facility, a workload and a policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwinConfig {
+    pub policy: String,
+    pub sched: SchedConfig,
+    /// Recorded in the report; the twin itself draws no random numbers.
+    pub seed: u64,
+    /// Time a preempted job spends reloading before it computes again (restart overhead;
+    /// 5–20 min after failures at RSC, Kokolis et al. 2024 — we take the low end for planned
+    /// preemptions).
+    pub restart_overhead_s: u64,
+    /// Random node failures, when modelled.
+    pub failures: Option<FailureConfig>,
+    /// Failures replayed from a trace (in addition to any random ones).
+    pub failure_trace: Vec<crate::failures::FailureEvent>,
+    /// How often jobs checkpoint.
+    pub checkpoint: CheckpointPolicy,
+    /// Seconds a job stops computing to write one checkpoint (0: asynchronous checkpoints).
+    pub checkpoint_write_s: u64,
+    pub energy: EnergyConfig,
+}
+
+impl TwinConfig {
+    pub fn new(policy: &str, sched: SchedConfig, seed: u64) -> TwinConfig {
+        TwinConfig {
+            policy: policy.to_string(),
+            sched,
+            seed,
+            restart_overhead_s: 300,
+            failures: None,
+            failure_trace: Vec::new(),
+            checkpoint: CheckpointPolicy::AsSubmitted,
+            checkpoint_write_s: 0,
+            energy: EnergyConfig::default(),
+        }
+    }
+}
+
+/// Where a job's checkpoint interval comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointPolicy {
+    /// The interval in the job's spec (none: it loses its whole run when stopped).
+    AsSubmitted,
+    /// Every job checkpoints at this interval, seconds.
+    Every(u64),
+    /// Daly's optimum √(2·C·M) − C for the job's write time C and its MTBF M (its nodes × the
+    /// failure rate); at least one minute.
+    YoungDaly,
+}
+
+/// Daly's interval √(2·C·M) − C, at least a minute, for a job of `gpus` GPUs on nodes of
+/// `per_node` GPUs failing `rate` times per 1,000 node-days, writing a checkpoint in `cost_s`.
+pub fn young_daly_s(gpus: u32, per_node: u32, rate: f64, cost_s: u64) -> u64 {
+    let nodes = (f64::from(gpus) / f64::from(per_node.max(1))).ceil().max(1.0);
+    let mtbf = 86_400.0 / (nodes * rate / 1000.0).max(1e-12);
+    let c = cost_s as f64;
+    ((2.0 * c * mtbf).sqrt() - c).max(60.0) as u64
+}

@@ -1,0 +1,44 @@
+//! What happened to each job in the twin beyond what the scheduler records: its runs, the work
+//! left, what was lost and spent restarting. The engine writes it; the report reads it.
+
+use fabrik_model::SimTime;
+
+/// One run of a job: from its start to its end or stop, at a mean IT draw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Run {
+    pub start: SimTime,
+    pub end: SimTime,
+    /// Mean IT power over the run, W.
+    pub it_w: f64,
+}
+
+/// What happened to each job beyond what the scheduler records.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobLog {
+    pub first_start: Option<SimTime>,
+    /// Work still to do, s.
+    pub remaining: u64,
+    pub run_start: SimTime,
+    pub run_overhead: u64,
+    pub epoch: u32,
+    /// Overhead to pay when it next starts (restart after a preemption or a failure).
+    pub next_overhead: u64,
+    pub interruptions: u32,
+    pub fail_lost_gpu_s: f64,
+    /// Checkpoint interval (0: none) and blocking write time of this job's runs.
+    pub ckpt_interval: u64,
+    pub ckpt_cost: u64,
+    pub killed: bool,
+    /// GPU-seconds held over all runs.
+    pub held_gpu_s: f64,
+    pub lost_gpu_s: f64,
+    pub overhead_gpu_s: f64,
+    /// Relative speed of the current run (below 1 when power-limited) and its mean IT draw over
+    /// the run, W; `saving_w` is how far that mean is below the scheduler's full-run estimate.
+    pub speed: f64,
+    pub watts: f64,
+    pub saving_w: f64,
+    /// Lowest power fraction over its runs.
+    pub min_power_fraction: f64,
+    pub runs: Vec<Run>,
+}
