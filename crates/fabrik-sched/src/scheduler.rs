@@ -1,22 +1,25 @@
-//! The scheduler: jobs, the pending queue, and the scheduling pass.
+//! The scheduler: jobs, the pending queue, and the scheduling pass — the brain both bodies
+//! share. The caller delivers events (`submit`, `finish`, `cancel`, `fail_domain`, …) and
+//! carries out the starts a pass returns; nothing here does I/O or reads a clock.
 //!
-//! One pass, at time `now`:
-//! 1. Recompute priorities if the policy is dynamic and the recalculation interval has passed.
-//! 2. Walk the queue in priority order. Start every job that fits until the first that does not
-//!    (the head).
-//! 3. Without backfill: stop (head-of-line blocking).
-//! 4. With EASY backfill: reserve GPUs for the head at the earliest time running jobs' walltimes
-//!    guarantee them (the shadow time), then start later jobs (up to the backfill depth) only
-//!    where they cannot delay that reservation: either they end before the shadow time, or they
-//!    use GPUs the reservation does not need.
+//! By concern, each in its own module:
+//! - `pass`: the pass — a driver over `consider(job) → Verdict` and its stages in order
+//!   (eligibility, advance window, energy deferral, power cap, inside a reservation, account
+//!   limit, placement with EASY backfill); read its header first;
+//! - `job`: a job's entry (spec, state, placement, priority, tier, why it waits);
+//! - `quotas`: running GPUs per tenant node, guarantees, limits, the tier a quota gives;
+//! - `advance`: advance reservations (pseudo-jobs holding a window of GPUs);
+//! - `easy`: the EASY hold at the head's shadow time and the budgets backfill respects;
+//! - `preempt`: guarantee reclaim and priority preemption;
+//! - `energy`: the power cap's admission and the energy-aware modifier's deferrals and claims;
+//! - `views`: accessors and `explain`;
+//! - `slurm_pass`: the `slurm` policy's own main and backfill scheduler.
 //!
-//! The reservation is kept across passes while the same job stays the blocked head and no job
-//! started ahead of it: ends only bring the shadow time closer, and backfilled jobs were admitted
-//! against the kept per-domain budgets, so the kept shadow time remains a guarantee. This avoids
-//! recomputing the shadow time (which replays running jobs' ends) on every event while a large
-//! gang waits.
+//! This module holds the state, construction, the event API and priority recalculation.
 //!
-//! The caller delivers events (`submit`, `finish`, `cancel`) and carries out the returned starts.
+//! The head's reservation is kept across passes while the same job stays the blocked head and
+//! no job started ahead of it: ends only bring the shadow time closer, and backfilled jobs were
+//! admitted against the kept per-domain budgets, so the kept shadow time remains a guarantee.
 
 mod advance;
 mod easy;
