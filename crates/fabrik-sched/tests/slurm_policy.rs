@@ -162,6 +162,25 @@ fn a_reservation_ends_at_its_limit_rounded_down_and_later_jobs_plan_into_the_gap
 }
 
 #[test]
+fn reservations_round_on_the_wall_clock_of_the_replayed_cluster() {
+    // The same scenario with the run's second 0 at hh:mm:30 (a replayed sacct trace starts at
+    // its first submission): Slurm rounds Unix times to bf_resolution, so H's reservation is
+    // [630, 750) in run time (Unix [hh:mm+11:00, +13:00)), J's first slot [630, 690) collides,
+    // and J is planned when the map frees both nodes, at 750.
+    let f = facility(&[2], "");
+    let mut s = Scheduler::for_facility(&f, "slurm", SchedConfig::default(), SimTime::ZERO).unwrap();
+    s.set_clock_origin(1_800_000_030);
+    let r1 = s.submit(job(&f, "r1", 4, 600, 0), SimTime(0)).unwrap();
+    assert_eq!(pass(&mut s, 0), [r1]);
+    let r2 = s.submit(job(&f, "r2", 4, 600, 30), SimTime(30)).unwrap();
+    let h = s.submit(job(&f, "h", 8, 120, 30), SimTime(30)).unwrap();
+    let j = s.submit(job(&f, "j", 4, 60, 30), SimTime(30)).unwrap();
+    assert_eq!(pass(&mut s, 30), [r2]);
+    assert_eq!(s.job(h).why(), &Reason::HoldsReservation { start_at: SimTime(630) });
+    assert_eq!(s.job(j).why(), &Reason::HoldsReservation { start_at: SimTime(750) });
+}
+
+#[test]
 fn the_main_scheduler_stops_at_the_first_job_that_cannot_start() {
     // Scheduling Configuration Guide: "the main scheduling loop ... tests jobs in priority
     // order ... the first job that cannot start blocks the partition"; sched_config

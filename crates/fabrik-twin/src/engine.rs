@@ -174,6 +174,7 @@ impl<'a> Twin<'a> {
             .into());
         }
         let mut sched = Scheduler::for_facility(facility, &cfg.policy, cfg.sched.clone(), SimTime::ZERO)?;
+        sched.set_clock_origin(workload.clock_origin.unwrap_or(0));
         let offset = facility.reservations.len();
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
         let cap_w = cfg

@@ -77,6 +77,9 @@ pub(in crate::scheduler) struct SlurmState {
     classes: Vec<(GpuTypeId, u32)>,
     /// Backfill map: reservations of this cycle.
     map: Vec<Resv>,
+    /// Unix time of `SimTime(0)`: Slurm rounds absolute times (to `bf_resolution`, and the
+    /// will-run test's 30 s windows), so a replay of a cluster's trace rounds where it did.
+    pub(super) origin: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +111,7 @@ impl SlurmState {
                 .collect(),
             classes,
             map: Vec::new(),
+            origin: 0,
         }
     }
 
@@ -221,11 +225,27 @@ impl SlurmState {
     }
 }
 
+/// Rounding down to multiples of `res` seconds of the wall clock, for a run whose second 0 is
+/// Unix time `origin` (times before the first boundary round to 0).
+fn floor_on(origin: u64, res: u64) -> impl Fn(SimTime) -> SimTime {
+    let o = origin % res;
+    move |t: SimTime| SimTime(((t.0 + o) / res * res).saturating_sub(o))
+}
+
 pub(super) fn whole_minutes(w: Secs) -> Secs {
     Secs(w.0.div_ceil(60).max(1).saturating_mul(60))
 }
 
 impl Scheduler {
+    /// The Unix time of this run's `SimTime(0)` (0 live, where times are Unix seconds; a
+    /// replayed trace's first submission in the twin). Only the `slurm` policy uses it: Slurm
+    /// rounds absolute times.
+    pub fn set_clock_origin(&mut self, unix: u64) {
+        if let Some(st) = self.slurm.as_mut() {
+            st.origin = unix;
+        }
+    }
+
     /// Free GPUs per node now (0 on nodes out of service) and whether each is in service.
     fn slurm_free(&self) -> (Vec<u32>, Vec<bool>) {
         let n = self.hold_slot.len();
@@ -340,9 +360,10 @@ impl Scheduler {
         st.map.clear();
         let (max_test, max_user) = (st.cfg.bf_max_job_test as usize, st.cfg.bf_max_job_user as usize);
         let res = st.cfg.bf_resolution_s.max(1);
+        let floor = floor_on(st.origin, res);
         // the node-space map: from now to now + bf_window, both rounded down to bf_resolution
-        let map_start = SimTime(now.0 / res * res);
-        let window_end = SimTime((now.0 + st.cfg.bf_window_min * 60) / res * res);
+        let map_start = floor(now);
+        let window_end = floor(now + Secs(st.cfg.bf_window_min * 60));
         let order: Vec<JobId> = self.pending.clone();
         // free GPUs and nodes in service, once per cycle (kept current as the cycle starts jobs)
         let (mut free, up) = self.slurm_free();
@@ -401,8 +422,8 @@ impl Scheduler {
                 let st = self.slurm.as_ref().expect("slurm");
                 // backfill.c: start and end both rounded *down* to bf_resolution (so a reservation
                 // may end before the job's limit does), and at least one resolution long
-                let begin = SimTime(t.0 / res * res);
-                let end = SimTime(((t.0 + limit.0) / res * res).max(begin.0 + res));
+                let begin = floor(t);
+                let end = floor(t + limit).max(begin + Secs(res));
                 // _test_resv_overlap: a record of the map overlapping [begin, end) in which a
                 // chosen node is reserved
                 let collides = st
@@ -519,13 +540,16 @@ impl Scheduler {
             .collect();
         let mut window = TIME_WINDOW_S;
         let mut first_end: Option<u64> = None;
+        // the first end rounded up to the next 30 s boundary of the wall clock
+        let o = st.origin % TIME_WINDOW_S;
+        let round_up = |t: u64| t + (TIME_WINDOW_S - (t + o) % TIME_WINDOW_S);
         let mut k = 0;
         while k < ends.len() {
             let mut last = ends[k].0;
             let mut removed = 0;
             while k < ends.len() {
                 let (end, r) = ends[k];
-                let fe = *first_end.get_or_insert(end.0 + (TIME_WINDOW_S - end.0 % TIME_WINDOW_S));
+                let fe = *first_end.get_or_insert(round_up(end.0));
                 for &(d, n) in &self.jobs[r.idx()].parts {
                     if usable[d.idx()] {
                         free[d.idx()] += n;

@@ -100,7 +100,7 @@ pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workl
     if jobs.is_empty() {
         return Err(file_err("no jobs".to_string()));
     }
-    let mut w = Workload { source: format!("csv:{origin}"), notes: vec![], jobs };
+    let mut w = Workload { source: format!("csv:{origin}"), notes: vec![], jobs, clock_origin: None };
     w.sort();
     Ok(w)
 }

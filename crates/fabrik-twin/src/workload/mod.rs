@@ -27,6 +27,9 @@ pub struct Workload {
     /// Assumptions a reader of the report must know (e.g. walltimes the trace does not record).
     pub notes: Vec<String>,
     pub jobs: Vec<TraceJob>,
+    /// The Unix time of the workload's second 0, where the source records wall-clock times
+    /// (sacct): a policy that rounds absolute times (Slurm's backfill) rounds as the cluster did.
+    pub clock_origin: Option<u64>,
 }
 
 impl Workload {

@@ -248,7 +248,7 @@ pub fn read_with(
     } else {
         "tenants: each Slurm account with its users as leaves, equal shares".into()
     });
-    let mut w = Workload { source: format!("sacct:{origin}"), notes, jobs };
+    let mut w = Workload { source: format!("sacct:{origin}"), notes, jobs, clock_origin: Some(t0) };
     w.sort();
     Ok((w, tenants))
 }

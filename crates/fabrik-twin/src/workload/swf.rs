@@ -188,7 +188,7 @@ pub fn read(
         notes.push(super::walltime_note(unlimited, "a requested time"));
     }
     notes.push("tenants: SWF groups with their users as leaves, equal shares".into());
-    let mut w = Workload { source: format!("swf:{origin}"), notes, jobs };
+    let mut w = Workload { source: format!("swf:{origin}"), notes, jobs, clock_origin: None };
     w.sort();
     Ok((w, tenants))
 }

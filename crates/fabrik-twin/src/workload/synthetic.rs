@@ -273,6 +273,7 @@ pub fn generate(cfg: &SyntheticConfig, f: &Facility, seed: u64) -> Result<Worklo
             cfg.offered_load
         )],
         jobs,
+        clock_origin: None,
     })
 }
 

@@ -81,7 +81,7 @@ impl Builder {
         if self.skipped_no_time > 0 {
             notes.push(format!("{} jobs without start or end times skipped", self.skipped_no_time));
         }
-        let mut w = Workload { source, notes, jobs: self.jobs };
+        let mut w = Workload { source, notes, jobs: self.jobs, clock_origin: None };
         w.sort();
         Ok(w)
     }
