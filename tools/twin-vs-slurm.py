@@ -103,7 +103,11 @@ def main():
     # slurmctld logs each backfill cycle's start with the Backfill debug flag: the cycles' phase
     conf0 = sh("scontrol", "show", "config")
     log_path = next((l.split("=", 1)[1].strip() for l in conf0.splitlines() if l.startswith("SlurmctldLogFile")), "")
+    # Backfill: each cycle's plans; BackfillMap: each test of a job (start, usable nodes);
+    # verbose: why a job is tested again later ("Try later", overlaps)
     sh("scontrol", "setdebugflags", "+Backfill", check=False)
+    sh("scontrol", "setdebugflags", "+BackfillMap", check=False)
+    sh("scontrol", "setdebug", "verbose", check=False)
     log_offset = os.path.getsize(log_path) if log_path and os.path.exists(log_path) else None
     t0 = time.time()
     for j in jobs:
