@@ -565,9 +565,14 @@ impl Scheduler {
                     _ => {}
                 }
             }
+            // job_test.c: `do { time_window *= 2 } while (next end > end_time + time_window)` —
+            // the window doubles after every batch, at least once
             let fe = first_end.unwrap_or(0);
-            while ends.get(k).is_some_and(|&(next, _)| next.0 > fe + window) && window < 366 * 86_400 {
-                window *= 2;
+            loop {
+                window = window.saturating_mul(2);
+                if !ends.get(k).is_some_and(|&(next, _)| next.0 > fe + window) || window >= 366 * 86_400 {
+                    break;
+                }
             }
             if st.select(gpus, gpu_type, &free, usable, &mut out) {
                 return Some((last.max(now), out));
