@@ -48,6 +48,10 @@ pub struct Usage {
     total: f64,
     /// Undecayed GPU-seconds ever charged, for reports.
     raw: Vec<f64>,
+    /// The fair-share factor per account as of the last decay (empty: not computed): it
+    /// changes only when usage decays or the tenant tree does, so a recalculation over many
+    /// pending jobs computes it once per account.
+    factors: Vec<f64>,
 }
 
 impl Usage {
@@ -61,6 +65,7 @@ impl Usage {
             last_decay: SimTime::ZERO,
             total: 0.0,
             raw: vec![0.0; accounts],
+            factors: Vec::new(),
         }
     }
 
@@ -73,6 +78,7 @@ impl Usage {
             self.last_change.resize(accounts, self.last_decay);
             self.raw.resize(accounts, 0.0);
         }
+        self.factors.clear();
     }
 
     fn accrue(&mut self, a: usize, now: SimTime) {
@@ -100,6 +106,7 @@ impl Usage {
             self.total += self.decayed[a];
         }
         self.last_decay = now;
+        self.factors.clear();
     }
 
     /// The account's share of all decayed usage, in [0, 1].
@@ -115,6 +122,20 @@ impl Usage {
     /// usage and S its normalised share of the tree: 1 for an idle account, 0.5 at exactly its
     /// share, towards 0 above it.
     pub fn factor(&self, tenants: &TenantTree, a: AccountId) -> f64 {
+        match self.factors.get(a.idx()) {
+            Some(&f) if self.factors.len() == tenants.len() => f,
+            _ => self.compute_factor(tenants, a),
+        }
+    }
+
+    /// Computes every account's factor once, until the next decay or tree change (the caller
+    /// passes the tree `factor` will be asked about).
+    pub fn refresh_factors(&mut self, tenants: &TenantTree) {
+        let f: Vec<f64> = (0..tenants.len()).map(|a| self.compute_factor(tenants, AccountId(a as u32))).collect();
+        self.factors = f;
+    }
+
+    fn compute_factor(&self, tenants: &TenantTree, a: AccountId) -> f64 {
         let s = tenants.get(a).norm_share;
         if s <= 0.0 {
             return 0.0;

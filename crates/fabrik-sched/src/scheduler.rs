@@ -504,6 +504,7 @@ impl Scheduler {
         }
         self.usage.grow(tenants.len());
         self.tenants = tenants;
+        self.usage.refresh_factors(&self.tenants);
         self.load_quotas();
         self.dirty = true;
         Ok(())
@@ -581,32 +582,44 @@ impl Scheduler {
         }
         self.last_recalc = Some(now);
         self.usage.decay_to(now);
+        self.usage.refresh_factors(&self.tenants);
         self.policy.refresh(&PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang });
         let dynamic = self.policy.dynamic();
-        for i in 0..self.pending.len() {
-            let id = self.pending[i];
-            if self.jobs[id.idx()].reservation.is_some() {
-                continue;
+        // One walk over the queue computes each job's tier and priority and its sort key (the
+        // entries are large: touching each once matters at 100,000 pending). A job is within a
+        // guarantee when its GPUs fit the largest headroom on its path, known per account.
+        let room = self.guarantee_headroom();
+        let mut keys: Vec<(u8, f64, SimTime, JobId)> = Vec::with_capacity(self.pending.len());
+        let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
+        let slurm = self.slurm.is_some();
+        for &id in &self.pending {
+            let j = &self.jobs[id.idx()];
+            if j.reservation.is_none() {
+                let tier = if slurm {
+                    0
+                } else if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
+                    2
+                } else if room.get(j.spec.account.idx()).copied().flatten().is_some_and(|r| u64::from(j.spec.gpus) <= r) {
+                    1
+                } else {
+                    0
+                };
+                let p = if dynamic { self.policy.priority(&ctx, j) } else { j.priority };
+                let j = &mut self.jobs[id.idx()];
+                j.priority = p;
+                j.tier = tier;
             }
-            let tier = self.tier_of(&self.jobs[id.idx()], now);
-            let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
-            let p =
-                if dynamic { self.policy.priority(&ctx, &self.jobs[id.idx()]) } else { self.jobs[id.idx()].priority };
-            let j = &mut self.jobs[id.idx()];
-            j.priority = p;
-            j.tier = tier;
+            // `queue_cmp`'s order: tier, then priority (higher first), then submission, then id
+            let j = &self.jobs[id.idx()];
+            keys.push((j.tier, j.priority, j.spec.submit, id));
         }
-        // Sort compact keys rather than chasing job entries in every comparison; the order is
-        // `queue_cmp`'s: tier, then priority (higher first), then submission, then id.
-        let mut keys: Vec<(u8, f64, SimTime, JobId)> = self
-            .pending
-            .iter()
-            .map(|&id| {
-                let j = &self.jobs[id.idx()];
-                (j.tier, j.priority, j.spec.submit, id)
-            })
-            .collect();
-        keys.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+        let order = |a: &(u8, f64, SimTime, JobId), b: &(u8, f64, SimTime, JobId)| {
+            b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
+        };
+        // static priorities mostly keep their order: an O(n) check spares the sort
+        if !keys.is_sorted_by(|a, b| order(a, b) != Ordering::Greater) {
+            keys.sort_unstable_by(order);
+        }
         self.pending.clear();
         self.pending.extend(keys.into_iter().map(|k| k.3));
         self.dirty = true;

@@ -61,4 +61,20 @@ impl Scheduler {
             0
         }
     }
+
+    /// Per account, the most GPUs more that would still fit under a guarantee on its path (the
+    /// largest `guarantee − running` of its guaranteed nodes with room), or `None`: the same
+    /// answer as `within_guarantee` for every job size, computed once per account.
+    pub(super) fn guarantee_headroom(&self) -> Vec<Option<u64>> {
+        if !self.any_guarantee {
+            return Vec::new();
+        }
+        (0..self.tenants.len())
+            .map(|a| {
+                self.path_ids(AccountId(a as u32))
+                    .filter_map(|x| self.guarantee[x.idx()].and_then(|g| g.checked_sub(self.node_running[x.idx()])))
+                    .max()
+            })
+            .collect()
+    }
 }
