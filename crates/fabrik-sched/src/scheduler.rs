@@ -589,7 +589,7 @@ impl Scheduler {
         // entries are large: touching each once matters at 100,000 pending). A job is within a
         // guarantee when its GPUs fit the largest headroom on its path, known per account.
         let room = self.guarantee_headroom();
-        let mut keys: Vec<(u8, f64, SimTime, JobId)> = Vec::with_capacity(self.pending.len());
+        let mut keys: Vec<(u8, u64, u64, u32)> = Vec::with_capacity(self.pending.len());
         let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
         let slurm = self.slurm.is_some();
         for &id in &self.pending {
@@ -611,17 +611,14 @@ impl Scheduler {
             }
             // `queue_cmp`'s order: tier, then priority (higher first), then submission, then id
             let j = &self.jobs[id.idx()];
-            keys.push((j.tier, j.priority, j.spec.submit, id));
+            keys.push(queue_key(j.tier, j.priority, j.spec.submit, id));
         }
-        let order = |a: &(u8, f64, SimTime, JobId), b: &(u8, f64, SimTime, JobId)| {
-            b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
-        };
         // static priorities mostly keep their order: an O(n) check spares the sort
-        if !keys.is_sorted_by(|a, b| order(a, b) != Ordering::Greater) {
-            keys.sort_unstable_by(order);
+        if !keys.is_sorted() {
+            keys.sort_unstable();
         }
         self.pending.clear();
-        self.pending.extend(keys.into_iter().map(|k| k.3));
+        self.pending.extend(keys.into_iter().map(|k| JobId(k.3)));
         self.dirty = true;
     }
 
@@ -648,4 +645,14 @@ impl Scheduler {
         self.account_change(account, i64::from(gpus), now);
         started.push(id);
     }
+}
+
+/// `queue_cmp`'s order as an integer key sorted ascending: tier (higher first), priority (higher
+/// first, in `f64::total_cmp`'s order), submission, id.
+fn queue_key(tier: u8, priority: f64, submit: SimTime, id: JobId) -> (u8, u64, u64, u32) {
+    let bits = priority.to_bits();
+    // total_cmp: flip all bits of negatives, the sign bit of the others; then invert for
+    // descending priority
+    let total = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    (u8::MAX - tier, !total, submit.0, id.0)
 }
