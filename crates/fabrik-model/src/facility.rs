@@ -137,6 +137,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         "eu-gigafactory",
         "EU AI gigafactory: 100,096 GPUs (80,640 GB200 in NVL72 racks, 19,456 B200 in HGX nodes), 5 halls",
     ),
+    (
+        "gw-campus",
+        "GW-class campus: 1,002,240 GB200 in 13,920 NVL72 racks, 10 buildings of 174 scalable units",
+    ),
     ("ai-factory", "national AI centre: 4,096 H100 in 512 HGX nodes, 16 leaf groups of 32 nodes"),
     ("small", "test facility: 128 H100 in 16 nodes, 4 leaf groups of 4 nodes"),
     ("tiny", "test facility: 16 H100 in 2 nodes, one leaf group"),
@@ -286,6 +290,11 @@ impl Facility {
                 v.push(spec("B200", 8, 32, 76, "hall-5"));
                 v
             }
+            // The next order of magnitude: ~1,000,000 GPUs, the "1 GW (2026)" frontier campus of
+            // the seed claims (../shared/reference). Ten buildings of 174 scalable units of 8
+            // GB200 NVL72 racks (72 GPUs, ~120 kW per rack, SemiAnalysis): 13,920 racks,
+            // ~1.7 GW of rack IT power.
+            "gw-campus" => (1..=10).map(|h| spec("GB200", 72, 8, 174, &format!("hall-{h}"))).collect(),
             _ => return None,
         };
         let file = FacilityFile {
