@@ -137,10 +137,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         "eu-gigafactory",
         "EU AI gigafactory: 100,096 GPUs (80,640 GB200 in NVL72 racks, 19,456 B200 in HGX nodes), 5 halls",
     ),
-    (
-        "gw-campus",
-        "GW-class campus: 1,002,240 GB200 in 13,920 NVL72 racks, 10 buildings of 174 scalable units",
-    ),
+    ("gw-campus", "GW-class campus: 1,002,240 GB200 in 13,920 NVL72 racks, 10 buildings of 174 scalable units"),
     ("ai-factory", "national AI centre: 4,096 H100 in 512 HGX nodes, 16 leaf groups of 32 nodes"),
     ("small", "test facility: 128 H100 in 16 nodes, 4 leaf groups of 4 nodes"),
     ("tiny", "test facility: 16 H100 in 2 nodes, one leaf group"),

@@ -280,6 +280,13 @@ impl SlurmConf {
                         .or_else(|| lookup("feature"))
                         .map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                         .unwrap_or_default();
+                    let cpus: u64 = match lookup("cpus") {
+                        Some(c) => c.parse().map_err(|_| bad(line, "CPUs", format!("'{c}' is not a whole number")))?,
+                        None => 1, // slurm.conf(5): CPUs defaults to 1
+                    };
+                    let total =
+                        conf.sched.cluster_cpus.unwrap_or(0).saturating_add(cpus.saturating_mul(names.len() as u64));
+                    conf.sched.cluster_cpus = Some(total);
                     for name in names {
                         if conf.nodes.iter().any(|n| n.name == name) {
                             return Err(bad(line, "NodeName", format!("node '{name}' is defined twice")));
@@ -572,6 +579,8 @@ mod tests {
         let c = SlurmConf::parse(conf, "slurm.conf", Some((gres, "gres.conf"))).unwrap();
         assert_eq!(c.cluster.as_deref(), Some("lab"));
         assert_eq!(c.cpu_only, 1);
+        // the job-size factor's CPU denominator: six nodes of the DEFAULT 64 CPUs and login's 8
+        assert_eq!(c.sched.cluster_cpus, Some(6 * 64 + 8));
         assert_eq!(c.nodes[4].features, ["blackwell"]);
         assert_eq!(c.nodes[0].features, ["hgx", "ib"]);
         let (file, notes) = c.to_facility("lab", Some((topo, "topology.conf")), None).unwrap();

@@ -72,6 +72,10 @@ pub struct SlurmSched {
     pub weight_job_size: u32,
     pub weight_partition: u32,
     pub weight_qos: u32,
+    /// CPUs of all the cluster's nodes (slurm.conf `CPUs=`), the job-size factor's CPU
+    /// denominator; unset: the facility's GPU count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_cpus: Option<u64>,
     /// Fair Tree counts Slurm's `root` user association (user root in account root, which
     /// `sacctmgr add cluster` creates) as a user without usage, ranked first.
     pub root_user_association: bool,
@@ -122,6 +126,7 @@ impl Default for SlurmSched {
             weight_job_size: 0,
             weight_partition: 0,
             weight_qos: 0,
+            cluster_cpus: None,
             root_user_association: true,
             favor_small: false,
             decay_half_life_s: 7 * 86_400,

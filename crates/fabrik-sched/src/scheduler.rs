@@ -599,7 +599,8 @@ impl Scheduler {
                     0
                 } else if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
                     2
-                } else if room.get(j.spec.account.idx()).copied().flatten().is_some_and(|r| u64::from(j.spec.gpus) <= r) {
+                } else if room.get(j.spec.account.idx()).copied().flatten().is_some_and(|r| u64::from(j.spec.gpus) <= r)
+                {
                     1
                 } else {
                     0

@@ -7,9 +7,11 @@
 //!   least 1, each factor in [0, 1]:
 //!   - age: time since the job became eligible over `PriorityMaxAge`, capped at 1;
 //!   - job size (favour large, Slurm's default): the mean of the job's node share
-//!     (min nodes / nodes) and CPU share; fabrik's unit is the GPU, so the CPU share is the GPU
-//!     share (`--cpus-per-gpu=1` makes the two identical on a real cluster).
-//!     `PriorityFavorSmall=YES` takes 1 − each share;
+//!     (min nodes / nodes) and CPU share (its CPU count over the cluster's CPUs, `CPUs=` of
+//!     slurm.conf, else the facility's GPUs). A pending job's CPU count is its minimum, one
+//!     per node, until it is allocated (`priority_multifactor.c`; measured on Slurm 22.05.8:
+//!     InitPrio of 1-, 2- and 4-node jobs on 4 nodes of 8 CPUs is size 0.140625, 0.28125 and
+//!     0.5625 whatever their GPUs). `PriorityFavorSmall=YES` takes 1 − each share;
 //!   - partition: the default partition's `PriorityJobFactor` over the largest;
 //!   - QOS: the job's QOS priority over the largest QOS priority;
 //!   - fair-share, recomputed every `PriorityCalcPeriod` from usage decayed with
@@ -31,8 +33,8 @@ use fabrik_model::{AccountId, Facility, TenantTree};
 
 pub struct SlurmPolicy {
     cfg: SlurmSched,
-    /// GPUs and nodes of the facility (the job-size factor's denominators).
-    total_gpus: f64,
+    /// CPUs and nodes of the cluster (the job-size factor's denominators).
+    cluster_cpus: f64,
     nodes: f64,
     /// GPUs per node of the largest pool (a job's minimum node count).
     node_gpus: u32,
@@ -45,7 +47,7 @@ impl SlurmPolicy {
         let node_gpus = f.pools.iter().map(|p| p.domain_gpus).max().unwrap_or(1).max(1);
         SlurmPolicy {
             cfg: f.slurm.clone(),
-            total_gpus: f.total_gpus().max(1) as f64,
+            cluster_cpus: f.slurm.cluster_cpus.unwrap_or(f.total_gpus()).max(1) as f64,
             nodes: f.domains.len().max(1) as f64,
             node_gpus,
             fs: vec![1.0; f.tenants.len()],
@@ -59,9 +61,9 @@ impl SlurmPolicy {
         let waited = ctx.now.0.saturating_sub(eligible.0) as f64;
         let age = (waited / c.max_age_s.max(1) as f64).min(1.0);
         let min_nodes = f64::from(s.gpus.div_ceil(self.node_gpus));
-        let (node_share, gpu_share) = (min_nodes / self.nodes, f64::from(s.gpus) / self.total_gpus);
+        let (node_share, cpu_share) = (min_nodes / self.nodes, min_nodes / self.cluster_cpus);
         let size =
-            if c.favor_small { ((1.0 - node_share) + (1.0 - gpu_share)) / 2.0 } else { (node_share + gpu_share) / 2.0 }
+            if c.favor_small { ((1.0 - node_share) + (1.0 - cpu_share)) / 2.0 } else { (node_share + cpu_share) / 2.0 }
                 .clamp(0.0, 1.0);
         let fs = self.fs.get(s.account.idx()).copied().unwrap_or(0.0);
         let p = f64::from(c.weight_age) * age
@@ -260,11 +262,13 @@ mod tests {
         let entry = |a: AccountId, gpus: u32| {
             crate::scheduler::JobEntry::for_test(JobSpec::new("j", a, gpus, SimTime(100), Secs(600)))
         };
-        // x: 16 GPUs (2 of 4 nodes, half the GPUs): size (0.5 + 0.5)/2 = 0.5 → 500; age 250/1000
-        // → 250; Fair Tree with the root user: x ranks 1 of 4 → 2500; partition 1 → 100.
-        assert_eq!(p.priority(&ctx, &entry(x, 16)), 3350.0);
-        // y: 8 GPUs: size (0.25 + 0.25)/2 → 250; fs 2/4 → 5000; age 250; partition 100
-        assert_eq!(p.priority(&ctx, &entry(y, 8)), 5600.0);
+        // x: 16 GPUs, 2 of 4 nodes, pending with one CPU per node of 32 CPUs (no CPUs= given:
+        // the 32 GPUs): size (2/4 + 2/32)/2 = 0.28125 → 281.25; age 250/1000 → 250; Fair Tree
+        // with the root user: x ranks 1 of 4 → 2500; partition 1 → 100: ⌊3131.25⌋
+        assert_eq!(p.priority(&ctx, &entry(x, 16)), 3131.0);
+        // y: 8 GPUs, one node: size (1/4 + 1/32)/2 → 140.625; fs 2/4 → 5000; age 250; partition
+        // 100: ⌊5490.625⌋
+        assert_eq!(p.priority(&ctx, &entry(y, 8)), 5490.0);
         // z: 1 GPU: size (1/4 + 1/32)/2 = 0.140625 → 140.625; fs 3/4 → 7500: ⌊7990.625⌋
         assert_eq!(p.priority(&ctx, &entry(z, 1)), 7990.0);
         // PriorityFavorSmall: 1 − each share: 1 GPU → ((1 − 1/4) + (1 − 1/32))/2 = 0.859375

@@ -570,7 +570,7 @@ impl Scheduler {
             let fe = first_end.unwrap_or(0);
             loop {
                 window = window.saturating_mul(2);
-                if !ends.get(k).is_some_and(|&(next, _)| next.0 > fe + window) || window >= 366 * 86_400 {
+                if ends.get(k).is_none_or(|&(next, _)| next.0 <= fe + window) || window >= 366 * 86_400 {
                     break;
                 }
             }
