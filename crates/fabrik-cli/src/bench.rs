@@ -14,7 +14,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "../shared/traces/microsoft-itp")]
     traces: PathBuf,
     /// Run only one scenario: a (ITP cluster04), b (eu-gigafactory, 30 days), serve (durable
-    /// submissions on loopback) or pass (scheduling pass with 100,000 pending jobs).
+    /// submissions on loopback) or pass (scheduling pass with 100,000 pending jobs on eu-gigafactory and gw-campus).
     #[arg(long)]
     only: Option<String>,
     /// Submissions for the serve scenario.
@@ -85,8 +85,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         )?;
     }
     if want("pass") {
-        crate::bench_serve::pass("fifo-backfill")?;
-        crate::bench_serve::pass("fair-share")?;
+        crate::bench_serve::pass("eu-gigafactory", "fifo-backfill")?;
+        crate::bench_serve::pass("eu-gigafactory", "fair-share")?;
+        // the next order of magnitude: the same 100,000 pending on a million GPUs
+        crate::bench_serve::pass("gw-campus", "fifo-backfill")?;
+        crate::bench_serve::pass("gw-campus", "fair-share")?;
     }
     if want("serve") {
         crate::bench_serve::serve(a.submissions.max(1), a.clients.clamp(1, 1024))?;

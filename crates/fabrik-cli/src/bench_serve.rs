@@ -68,9 +68,10 @@ pub fn serve(n: usize, conc: usize) -> Result<()> {
     })
 }
 
-/// The scheduling pass on the 100,096-GPU eu-gigafactory with 100,000 pending jobs.
-pub fn pass(policy: &str) -> Result<()> {
-    let f = Facility::preset("eu-gigafactory").context("preset")?;
+/// The scheduling pass on a preset (eu-gigafactory: 100,096 GPUs; gw-campus: 1,002,240) with
+/// 100,000 pending jobs.
+pub fn pass(preset: &str, policy: &str) -> Result<()> {
+    let f = Facility::preset(preset).context("preset")?;
     let mut s = Scheduler::with_policy(&f, policy, SchedConfig::default())?;
     let leaves: Vec<_> = f.tenants.leaves().map(|(id, _)| id).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -120,7 +121,7 @@ pub fn pass(policy: &str) -> Result<()> {
     let recalc = t.elapsed();
     times.sort_by(f64::total_cmp);
     println!(
-        "(pass) {policy}: {} pending, {} GPUs busy of {}: first pass {:.2} ms; pass after a job end p50 {:.3} ms, max {:.3} ms; pass with priority recalculation {:.2} ms",
+        "(pass) {preset} {policy}: {} pending, {} GPUs busy of {}: first pass {:.2} ms; pass after a job end p50 {:.3} ms, max {:.3} ms; pass with priority recalculation {:.2} ms",
         s.pending().len(),
         s.busy_gpus(),
         f.total_gpus(),
