@@ -295,7 +295,11 @@ fn serve_output(user: Option<&str>, args: &[&str], until: &str) -> String {
             Ok(s) => out.push_str(&s),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if child.try_wait().unwrap().is_some() {
-                    while let Ok(s) = rx.try_recv() {
+                    // the server is gone: read until its stderr closes (the reader thread may
+                    // lag behind the exit under load; taking only what it has sent so far lost
+                    // the last message once)
+                    let end = Instant::now() + Duration::from_secs(5);
+                    while let Ok(s) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
                         out.push_str(&s);
                     }
                     break;
