@@ -449,12 +449,11 @@ impl Scheduler {
 
     /// Queue order: higher priority first, then earlier submission, then lower id.
     fn queue_cmp(&self, a: JobId, b: JobId) -> Ordering {
-        let (ja, jb) = (&self.jobs[a.idx()], &self.jobs[b.idx()]);
-        jb.tier
-            .cmp(&ja.tier)
-            .then(jb.priority.total_cmp(&ja.priority))
-            .then(ja.spec.submit.cmp(&jb.spec.submit))
-            .then(a.cmp(&b))
+        let key = |id: JobId| {
+            let j = &self.jobs[id.idx()];
+            queue_key(j.tier, j.priority, j.spec.submit, id)
+        };
+        key(a).cmp(&key(b))
     }
 
     /// Restores a job that is already running on known GPUs — after a control-plane restart, or
@@ -591,26 +590,16 @@ impl Scheduler {
         let room = self.guarantee_headroom();
         let mut keys: Vec<(u8, u64, u64, u32)> = Vec::with_capacity(self.pending.len());
         let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
-        let slurm = self.slurm.is_some();
         for &id in &self.pending {
             let j = &self.jobs[id.idx()];
             if j.reservation.is_none() {
-                let tier = if slurm {
-                    0
-                } else if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
-                    2
-                } else if room.get(j.spec.account.idx()).copied().flatten().is_some_and(|r| u64::from(j.spec.gpus) <= r)
-                {
-                    1
-                } else {
-                    0
-                };
+                let room_a = room.get(j.spec.account.idx()).copied().flatten();
+                let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
                 let p = if dynamic { self.policy.priority(&ctx, j) } else { j.priority };
                 let j = &mut self.jobs[id.idx()];
                 j.priority = p;
                 j.tier = tier;
             }
-            // `queue_cmp`'s order: tier, then priority (higher first), then submission, then id
             let j = &self.jobs[id.idx()];
             keys.push(queue_key(j.tier, j.priority, j.spec.submit, id));
         }
@@ -648,8 +637,9 @@ impl Scheduler {
     }
 }
 
-/// `queue_cmp`'s order as an integer key sorted ascending: tier (higher first), priority (higher
-/// first, in `f64::total_cmp`'s order), submission, id.
+/// The queue's order as an integer key sorted ascending: tier (higher first), priority (higher
+/// first, in `f64::total_cmp`'s order), submission, id. `queue_cmp` and the recalculation's sort
+/// both use it.
 fn queue_key(tier: u8, priority: f64, submit: SimTime, id: JobId) -> (u8, u64, u64, u32) {
     let bits = priority.to_bits();
     // total_cmp: flip all bits of negatives, the sign bit of the others; then invert for

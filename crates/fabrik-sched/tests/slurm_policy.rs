@@ -137,6 +137,22 @@ fn a_job_ending_exactly_at_a_reservation_start_does_not_backfill() {
     assert_eq!(nodes(&s, r), [0]);
 }
 
+/// Two nodes of 4 GPUs: R1 (4 GPUs) runs from 0 to 600; at 30 R2 (4 GPUs, to 630), H (8 GPUs,
+/// 2 min) and J (4 GPUs, 1 min) arrive. One pass at 30 with the run's second 0 at Unix `origin`;
+/// the reasons of H and J.
+fn truncated_reservation_plans(origin: u64) -> (Reason, Reason) {
+    let f = facility(&[2], "");
+    let mut s = Scheduler::for_facility(&f, "slurm", SchedConfig::default(), SimTime::ZERO).unwrap();
+    s.set_clock_origin(origin);
+    let r1 = s.submit(job(&f, "r1", 4, 600, 0), SimTime(0)).unwrap();
+    assert_eq!(pass(&mut s, 0), [r1]);
+    let r2 = s.submit(job(&f, "r2", 4, 600, 30), SimTime(30)).unwrap();
+    let h = s.submit(job(&f, "h", 8, 120, 30), SimTime(30)).unwrap();
+    let j = s.submit(job(&f, "j", 4, 60, 30), SimTime(30)).unwrap();
+    assert_eq!(pass(&mut s, 30), [r2]);
+    (s.job(h).why().clone(), s.job(j).why().clone())
+}
+
 #[test]
 fn a_reservation_ends_at_its_limit_rounded_down_and_later_jobs_plan_into_the_gap() {
     // backfill.c (_attempt_backfill): "end_reserve = (end_reserve / backfill_resolution) *
@@ -145,20 +161,13 @@ fn a_reservation_ends_at_its_limit_rounded_down_and_later_jobs_plan_into_the_gap
     // jobs begin and end"), and _add_reservation keeps at least one resolution. Measured on
     // Slurm 22.05.8 (tools/twin-vs-slurm.py, priority/basic seed 1): with the end rounded up
     // every plan after the first truncated one lay one minute late.
-    let f = facility(&[2], "");
-    let mut s = Scheduler::for_facility(&f, "slurm", SchedConfig::default(), SimTime::ZERO).unwrap();
-    let r1 = s.submit(job(&f, "r1", 4, 600, 0), SimTime(0)).unwrap();
-    assert_eq!(pass(&mut s, 0), [r1]);
-    let r2 = s.submit(job(&f, "r2", 4, 600, 30), SimTime(30)).unwrap();
-    let h = s.submit(job(&f, "h", 8, 120, 30), SimTime(30)).unwrap();
-    let j = s.submit(job(&f, "j", 4, 60, 30), SimTime(30)).unwrap();
-    assert_eq!(pass(&mut s, 30), [r2]);
+    let (h, j) = truncated_reservation_plans(0);
     // H needs both nodes: R1 ends at 600, R2 at 630 (one will-run batch): H at 630, reserved
     // from 600 to 750 rounded down, 720 — not to 780
-    assert_eq!(s.job(h).why(), &Reason::HoldsReservation { start_at: SimTime(630) });
+    assert_eq!(h, Reason::HoldsReservation { start_at: SimTime(630) });
     // J first fits at 630 on node 0, inside H's reservation; the map frees both nodes at 720,
     // so J is planned there (it would be 780 with the end rounded up)
-    assert_eq!(s.job(j).why(), &Reason::HoldsReservation { start_at: SimTime(720) });
+    assert_eq!(j, Reason::HoldsReservation { start_at: SimTime(720) });
 }
 
 #[test]
@@ -167,17 +176,9 @@ fn reservations_round_on_the_wall_clock_of_the_replayed_cluster() {
     // its first submission): Slurm rounds Unix times to bf_resolution, so H's reservation is
     // [630, 750) in run time (Unix [hh:mm+11:00, +13:00)), J's first slot [630, 690) collides,
     // and J is planned when the map frees both nodes, at 750.
-    let f = facility(&[2], "");
-    let mut s = Scheduler::for_facility(&f, "slurm", SchedConfig::default(), SimTime::ZERO).unwrap();
-    s.set_clock_origin(1_800_000_030);
-    let r1 = s.submit(job(&f, "r1", 4, 600, 0), SimTime(0)).unwrap();
-    assert_eq!(pass(&mut s, 0), [r1]);
-    let r2 = s.submit(job(&f, "r2", 4, 600, 30), SimTime(30)).unwrap();
-    let h = s.submit(job(&f, "h", 8, 120, 30), SimTime(30)).unwrap();
-    let j = s.submit(job(&f, "j", 4, 60, 30), SimTime(30)).unwrap();
-    assert_eq!(pass(&mut s, 30), [r2]);
-    assert_eq!(s.job(h).why(), &Reason::HoldsReservation { start_at: SimTime(630) });
-    assert_eq!(s.job(j).why(), &Reason::HoldsReservation { start_at: SimTime(750) });
+    let (h, j) = truncated_reservation_plans(1_800_000_030);
+    assert_eq!(h, Reason::HoldsReservation { start_at: SimTime(630) });
+    assert_eq!(j, Reason::HoldsReservation { start_at: SimTime(750) });
 }
 
 #[test]

@@ -50,12 +50,18 @@ impl Scheduler {
     }
 
     pub(super) fn tier_of(&self, j: &JobEntry, now: SimTime) -> u8 {
+        self.tier_given(j, now, || self.within_guarantee(j.spec.account, j.spec.gpus).is_some())
+    }
+
+    /// The tier, with `within` telling whether the job fits under a guarantee on its path (the
+    /// recalculation answers it from `guarantee_headroom`, once per account).
+    pub(super) fn tier_given(&self, j: &JobEntry, now: SimTime, within: impl FnOnce() -> bool) -> u8 {
         if self.slurm.is_some() {
             // Slurm orders by priority alone: no starvation or guarantee tiers
             0
         } else if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
             2
-        } else if self.within_guarantee(j.spec.account, j.spec.gpus).is_some() {
+        } else if within() {
             1
         } else {
             0
