@@ -467,12 +467,11 @@ impl Executor for SlurmExecutor {
 
     fn signal(&mut self, id: i64, force: bool) {
         if let Some(t) = self.jobs.get(&id) {
-            let mut args = vec![];
-            if !force {
-                args.extend([s("--signal=TERM"), s("--full")]);
+            if force {
+                let _ = run("scancel", &[t.slurm_id.to_string()]);
+            } else {
+                term(t.slurm_id);
             }
-            args.push(t.slurm_id.to_string());
-            let _ = run("scancel", &args);
         }
     }
 
@@ -480,7 +479,7 @@ impl Executor for SlurmExecutor {
     /// grace period; the job is already back in fabrik's queue.
     fn forget(&mut self, id: i64) {
         if let Some(t) = self.jobs.remove(&id) {
-            let _ = run("scancel", &[s("--signal=TERM"), s("--full"), t.slurm_id.to_string()]);
+            term(t.slurm_id);
             self.dying
                 .push((t.slurm_id, std::time::Instant::now() + std::time::Duration::from_secs(self.cfg.kill_grace_s)));
         }
@@ -511,6 +510,16 @@ impl Executor for SlurmExecutor {
         };
         Some(self.spool.open_log(id, stream, uid))
     }
+}
+
+/// SIGTERM to a job's processes, so that it may checkpoint and exit; a job Slurm has not started
+/// yet has none and is cancelled outright. Slurm refuses a signal to a pending job ("Job can not
+/// be altered now") and scancel then retries for about 100 s, blocking the control loop; the
+/// `--state` filters keep each call to the jobs it applies to (a job that starts between the two
+/// calls gets the signal).
+fn term(slurm_id: u32) {
+    let _ = run("scancel", &[s("--state=PENDING"), slurm_id.to_string()]);
+    let _ = run("scancel", &[s("--state=RUNNING"), s("--signal=TERM"), s("--full"), slurm_id.to_string()]);
 }
 
 /// Whether a Slurm cluster answers here (`scontrol ping`).

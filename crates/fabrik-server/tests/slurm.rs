@@ -289,6 +289,18 @@ async fn a_dispatch_slurm_does_not_start_is_taken_back_with_slurms_reason() {
         .collect();
     let s = slurm_srv("slurm-takeback", Faults::default()).await;
     let j = s.submit(&s.alice, json!({"command": ["true"], "gpus": 4, "walltime": 60})).await;
+    // a cancel while Slurm still holds the dispatch pending ends it at once: Slurm refuses
+    // signals to pending jobs and scancel would retry for a minute and more, stalling the loop
+    let k = s.submit(&s.alice, json!({"command": ["true"], "gpus": 4, "walltime": 60})).await;
+    let v = s.wait_state(k, &s.alice, "running").await;
+    let sid = v["pid"].as_i64().unwrap();
+    assert_eq!(scontrol(sid).1, "PENDING", "{v}");
+    let t = Instant::now();
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{k}/cancel"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK);
+    s.wait_state(k, &s.alice, "cancelled").await;
+    assert!(t.elapsed() < Duration::from_secs(5), "cancel took {:?}", t.elapsed());
+    assert_eq!(scontrol(sid).1, "CANCELLED");
     let t = Instant::now();
     let why = loop {
         let (_, why) = s.req("GET", &format!("/v1/jobs/{j}/why"), &s.alice, None).await;
