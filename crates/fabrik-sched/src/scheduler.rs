@@ -31,7 +31,7 @@ mod quotas;
 mod slurm_pass;
 mod views;
 
-pub use job::{JobEntry, JobState, Reservation};
+pub use job::{JobEntry, JobState, Outcome, Reservation};
 
 use crate::cluster::{Cluster, Parts};
 use crate::explain::Reason;
@@ -237,7 +237,7 @@ impl Scheduler {
             .map(|&(_, id)| id)
             .filter(|id| {
                 let j = &self.jobs[id.idx()];
-                j.reservation.is_none() && j.parts.iter().any(|p| p.0 == d)
+                j.reservation.is_none() && j.parts().iter().any(|p| p.0 == d)
             })
             .collect();
         for id in hit {
@@ -278,7 +278,7 @@ impl Scheduler {
         }
         // a domain held by an active reservation returns to the reservation
         let held =
-            self.advance.iter().any(|r| r.inner.is_some() && self.jobs[r.job.idx()].parts.iter().any(|p| p.0 == d));
+            self.advance.iter().any(|r| r.inner.is_some() && self.jobs[r.job.idx()].parts().iter().any(|p| p.0 == d));
         if held {
             for r in self.advance.iter_mut() {
                 if let Some(inner) = r.inner.as_mut() {
@@ -341,7 +341,7 @@ impl Scheduler {
     /// back to the queue — no preemption counted, usage only for the time it held its GPUs.
     pub fn unstart(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
         let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
-        if job.state != JobState::Running {
+        if !job.state.is_running() {
             return Err(SchedError::NotRunning(id));
         }
         let pass = self.pass;
@@ -484,9 +484,7 @@ impl Scheduler {
         self.busy_gpus += u64::from(spec.gpus);
         self.account_change(spec.account, i64::from(spec.gpus), start);
         let mut entry = JobEntry::new(spec, self.pass);
-        entry.state = JobState::Running;
-        entry.parts = parts.to_vec();
-        entry.start = Some(start);
+        entry.state = JobState::Running { start, parts: parts.to_vec() };
         self.jobs.push(entry);
         self.reservation = None;
         self.dirty = true;
@@ -511,14 +509,16 @@ impl Scheduler {
 
     /// A running job ended (completed, failed or killed at its walltime).
     pub fn finish(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
+        self.end_running(id, now, Outcome::Finished)
+    }
+
+    fn end_running(&mut self, id: JobId, now: SimTime, outcome: Outcome) -> Result<(), SchedError> {
         let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
-        if job.state != JobState::Running {
+        if !job.state.is_running() {
             return Err(SchedError::NotRunning(id));
         }
-        self.stop_running(id, now);
-        let job = &mut self.jobs[id.idx()];
-        job.state = JobState::Ended;
-        job.end = Some(now);
+        let start = self.stop_running(id, now);
+        self.jobs[id.idx()].state = JobState::Ended { start: Some(start), end: now, outcome };
         self.dirty = true;
         Ok(())
     }
@@ -529,50 +529,56 @@ impl Scheduler {
         self.stop_running(id, now);
         let j = &mut self.jobs[id.idx()];
         j.state = JobState::Pending;
-        j.start = None;
         j.inside = None;
-        j.parts.clear();
         j
     }
 
-    /// Releases a running job's GPUs and stops charging it; the caller sets its new state.
-    fn stop_running(&mut self, id: JobId, now: SimTime) {
-        let job = &self.jobs[id.idx()];
-        let start = job.start.expect("running job has a start");
+    /// Releases a running job's GPUs and stops charging it; the caller sets its new state (the
+    /// job is left `Running` with no parts). Returns the run's start.
+    fn stop_running(&mut self, id: JobId, now: SimTime) -> SimTime {
+        let job = &mut self.jobs[id.idx()];
+        let JobState::Running { start, parts } = &mut job.state else { unreachable!("callers check the state") };
+        let (start, parts) = (*start, std::mem::take(parts));
         self.running.remove(&(start + job.spec.walltime, id));
+        let job = &self.jobs[id.idx()];
         if job.inside.is_none() {
-            self.power.saved_w = (self.power.saved_w - self.saving_w(job)).max(0.0);
+            self.power.saved_w = (self.power.saved_w - self.saving_w_of(job, &parts)).max(0.0);
         }
         match job.inside.and_then(|k| self.advance[k as usize].inner.as_mut()) {
-            Some(inner) => inner.release(&job.parts),
-            None => self.cluster.release(&job.parts),
+            Some(inner) => inner.release(&parts),
+            None => self.cluster.release(&parts),
         }
         let job = &mut self.jobs[id.idx()];
         job.attained += f64::from(job.spec.gpus) * (now - start).0 as f64;
         self.busy_gpus -= u64::from(job.spec.gpus);
         let (account, gpus) = (job.spec.account, job.spec.gpus);
         self.account_change(account, -i64::from(gpus), now);
+        start
     }
 
     /// Removes a pending job, or ends a running one.
     pub fn cancel(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
-        match self.jobs.get(id.idx()).map(|j| j.state) {
+        match self.jobs.get(id.idx()).map(|j| &j.state) {
             None => Err(SchedError::UnknownJob(id)),
-            Some(JobState::Running) => self.finish(id, now),
-            Some(JobState::Ended) => Err(SchedError::NotRunning(id)),
+            Some(JobState::Running { .. }) => self.end_running(id, now, Outcome::Cancelled),
+            Some(JobState::Ended { .. }) => Err(SchedError::NotRunning(id)),
+            Some(&JobState::Deferred { until }) => {
+                self.claims.retain(|c| c.job != id);
+                self.deferred.remove(&(until, id));
+                self.withdraw(id, now);
+                Ok(())
+            }
             Some(JobState::Pending) => {
                 self.pending.retain(|&p| p != id);
-                self.claims.retain(|c| c.job != id);
-                if let Some(t) = self.jobs[id.idx()].deferred_until {
-                    self.deferred.remove(&(t, id));
-                }
-                let job = &mut self.jobs[id.idx()];
-                job.state = JobState::Ended;
-                job.end = Some(now);
-                self.dirty = true;
+                self.withdraw(id, now);
                 Ok(())
             }
         }
+    }
+
+    fn withdraw(&mut self, id: JobId, now: SimTime) {
+        self.jobs[id.idx()].state = JobState::Ended { start: None, end: now, outcome: Outcome::Cancelled };
+        self.dirty = true;
     }
 
     fn recalc_if_due(&mut self, now: SimTime) {
@@ -621,14 +627,9 @@ impl Scheduler {
     /// Starts `id` on the placement in `self.scratch`.
     fn start(&mut self, id: JobId, now: SimTime, started: &mut Vec<JobId>) {
         self.cluster.allocate(&self.scratch);
+        self.power.saved_w += self.saving_w_of(&self.jobs[id.idx()], &self.scratch);
         let job = &mut self.jobs[id.idx()];
-        job.parts.clear();
-        job.parts.extend_from_slice(&self.scratch);
-        job.deferred_until = None;
-        self.power.saved_w += self.saving_w(&self.jobs[id.idx()]);
-        let job = &mut self.jobs[id.idx()];
-        job.state = JobState::Running;
-        job.start = Some(now);
+        job.state = JobState::Running { start: now, parts: self.scratch.clone() };
         self.running.insert((now + job.spec.walltime, id));
         self.busy_gpus += u64::from(job.spec.gpus);
         let (account, gpus) = (job.spec.account, job.spec.gpus);

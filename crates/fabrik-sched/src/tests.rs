@@ -68,7 +68,7 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
         for &id in &started {
             let i = rev[&id.0];
             let j = s.job(id);
-            assert_eq!(j.parts.iter().map(|p| p.1).sum::<u32>(), j.spec.gpus, "gang is all or nothing");
+            assert_eq!(j.parts().iter().map(|p| p.1).sum::<u32>(), j.spec.gpus, "gang is all or nothing");
             spans[i].0 = now;
             let t = now + left[i].min(j.spec.walltime.0);
             ends.insert((t, id.0), ());
@@ -85,7 +85,7 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
             }
         }
         // No GPU allocated twice: busy GPUs equal the running jobs' gangs and never exceed capacity.
-        let busy: u64 = s.jobs().iter().filter(|j| j.state == JobState::Running).map(|j| u64::from(j.spec.gpus)).sum();
+        let busy: u64 = s.jobs().iter().filter(|j| j.state.is_running()).map(|j| u64::from(j.spec.gpus)).sum();
         assert_eq!(busy, s.busy_gpus());
         assert_eq!(s.cluster().free_gpus() + busy, s.cluster().total_gpus());
     }
@@ -455,7 +455,7 @@ fn a_borrower_is_preempted_when_the_owner_returns() {
     s.drain_preempted(&mut preempted);
     assert_eq!(preempted, vec![JobId(0)]);
     let victim = s.job(JobId(0));
-    assert_eq!((victim.state, victim.preemptions, victim.attained), (JobState::Pending, 1, 800.0));
+    assert_eq!((&victim.state, victim.preemptions, victim.attained), (&JobState::Pending, 1, 800.0));
     assert_eq!(s.explain(JobId(0)).unwrap().reasons[0], Reason::Preempted { at: SimTime(100) });
     // Without reclaim by preemption the owner waits for a borrower to end.
     let f = with_tree("tiny", quota_tree(false, None));
@@ -595,7 +595,7 @@ fn a_reservation_pinned_to_a_leaf_group_holds_gpus_there() {
     let rid = s.add_reservation(&r, SimTime(0)).unwrap();
     let mut started = vec![];
     s.schedule(SimTime(0), &mut started);
-    let doms: Vec<u32> = s.job(rid).parts.iter().map(|p| p.0 .0).collect();
+    let doms: Vec<u32> = s.job(rid).parts().iter().map(|p| p.0 .0).collect();
     assert_eq!(doms, vec![8, 9]);
     assert_eq!(s.cluster().group_free(fabrik_model::GroupId(2)), 16);
 }
@@ -625,7 +625,8 @@ fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside
     assert!(started.is_empty(), "the long job would overlap the window");
     s.schedule(SimTime(1_000), &mut started);
     assert!(started.is_empty());
-    assert_eq!(s.job(rid).state, JobState::Running);
+    assert!(s.job(rid).state.is_running());
+    assert_eq!(s.job(rid).start(), Some(SimTime(1_000)));
     assert_eq!(s.busy_gpus(), 0, "a reservation is not busy until its jobs run");
     let inner = s.submit(job(P, 32, 1_500, 1_000), SimTime(1_500)).unwrap();
     let outsider = s.submit(job(Q, 8, 2_000, 100), SimTime(2_000)).unwrap();
@@ -640,7 +641,10 @@ fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside
     s.finish(inner, SimTime(2_500)).unwrap();
     assert_eq!(s.next_wakeup(), Some(SimTime(5_000)));
     s.schedule(SimTime(5_000), &mut started);
-    assert_eq!(s.job(rid).state, JobState::Ended);
+    assert_eq!(
+        s.job(rid).state,
+        JobState::Ended { start: Some(SimTime(1_000)), end: SimTime(5_000), outcome: Outcome::Closed }
+    );
     // the window closed: FIFO order, the long job first, then the others
     assert_eq!(started, vec![long, outsider, too_long]);
     assert_eq!(s.cluster().free_gpus(), 128 - 64 - 8 - 8);
@@ -657,7 +661,10 @@ fn jobs_inside_a_reservation_keep_their_gpus_when_the_window_closes() {
     s.schedule(SimTime(10), &mut started);
     assert_eq!(started, vec![j]);
     s.schedule(SimTime(100), &mut started);
-    assert_eq!(s.job(rid).state, JobState::Ended);
+    assert_eq!(
+        s.job(rid).state,
+        JobState::Ended { start: Some(SimTime(0)), end: SimTime(100), outcome: Outcome::Closed }
+    );
     assert_eq!((s.job(j).inside, s.cluster().free_gpus()), (None, 8));
     s.finish(j, SimTime(100)).unwrap();
     assert_eq!(s.cluster().free_gpus(), 16);
@@ -674,7 +681,7 @@ fn a_failure_interrupts_exactly_the_jobs_on_the_node() {
         s.submit(job(P, g, t, 1000), SimTime(t)).unwrap();
         s.schedule(SimTime(t), &mut started);
     }
-    let node = |id: u32| s.job(JobId(id)).parts.iter().map(|p| p.0 .0).collect::<Vec<_>>();
+    let node = |id: u32| s.job(JobId(id)).parts().iter().map(|p| p.0 .0).collect::<Vec<_>>();
     assert_eq!((node(0), node(1), node(2), node(3)), (vec![0], vec![1], vec![1], vec![2, 3]));
     s.fail_domain(fabrik_model::DomainId(1), SimTime(10)).unwrap();
     let mut hit = vec![];
@@ -682,13 +689,20 @@ fn a_failure_interrupts_exactly_the_jobs_on_the_node() {
     assert_eq!(hit, vec![JobId(1), JobId(2)]);
     assert_eq!(s.job(JobId(1)).interruptions, 1);
     assert_eq!(s.explain(JobId(1)).unwrap().reasons[0], Reason::Interrupted { at: SimTime(10) });
-    assert_eq!((s.job(JobId(0)).state, s.job(JobId(3)).state), (JobState::Running, JobState::Running));
+    use fabrik_model::DomainId;
+    assert_eq!(
+        (&s.job(JobId(0)).state, &s.job(JobId(3)).state),
+        (
+            &JobState::Running { start: SimTime(0), parts: vec![(DomainId(0), 8)] },
+            &JobState::Running { start: SimTime(3), parts: vec![(DomainId(2), 8), (DomainId(3), 8)] }
+        )
+    );
     assert_eq!(s.cluster().down_gpus(), 8);
     // 128 − 8 (A) − 16 (D) − 8 (down) = 96 free; B and C restart elsewhere, not on node 1
     assert_eq!(s.cluster().free_gpus(), 96);
     s.schedule(SimTime(10), &mut started);
     assert_eq!(started, vec![JobId(1), JobId(2)]);
-    assert!(started.iter().all(|&j| !s.job(j).parts.iter().any(|p| p.0 .0 == 1)));
+    assert!(started.iter().all(|&j| !s.job(j).parts().iter().any(|p| p.0 .0 == 1)));
     s.repair_domain(fabrik_model::DomainId(1)).unwrap();
     assert_eq!((s.cluster().down_gpus(), s.cluster().free_gpus()), (0, 96));
 }
@@ -726,7 +740,7 @@ proptest! {
                     s.submit(j, now).unwrap();
                 }
                 2 => {
-                    let running: Vec<JobId> = (0..s.jobs().len() as u32).map(JobId).filter(|&j| s.job(j).state == JobState::Running).collect();
+                    let running: Vec<JobId> = (0..s.jobs().len() as u32).map(JobId).filter(|&j| s.job(j).state.is_running()).collect();
                     if let Some(&j) = running.get(x as usize % running.len().max(1)) {
                         s.finish(j, now).unwrap();
                     }
@@ -737,13 +751,13 @@ proptest! {
             s.schedule(now, &mut started);
             s.drain_interrupted(&mut sink);
             let c = s.cluster();
-            for j in s.jobs().iter().filter(|j| j.state == JobState::Running) {
-                prop_assert!(j.parts.iter().all(|p| !c.is_down(p.0)), "a job runs on a failed node");
-                prop_assert_eq!(j.parts.iter().map(|p| p.1).sum::<u32>(), j.spec.gpus);
+            for j in s.jobs().iter().filter(|j| j.state.is_running()) {
+                prop_assert!(j.parts().iter().all(|p| !c.is_down(p.0)), "a job runs on a failed node");
+                prop_assert_eq!(j.parts().iter().map(|p| p.1).sum::<u32>(), j.spec.gpus);
             }
             prop_assert_eq!(c.free_gpus() + s.busy_gpus() + c.down_gpus(), c.total_gpus());
             // every pending job is queued or deferred, never lost
-            let waiting = s.jobs().iter().filter(|j| j.state == JobState::Pending).count();
+            let waiting = s.jobs().iter().filter(|j| j.state.is_waiting()).count();
             prop_assert_eq!(waiting, s.pending().len() + s.deferred_len());
         }
     }
@@ -919,7 +933,7 @@ fn a_group_sized_gang_spans_groups_when_every_group_has_a_node_out() {
     s.submit(job(P, 32, 0, 100), SimTime(0)).unwrap();
     s.schedule(SimTime(0), &mut started);
     let groups = |s: &Scheduler, j: JobId| -> BTreeSet<u32> {
-        s.job(j).parts.iter().map(|p| f.domains[p.0.idx()].group.0).collect()
+        s.job(j).parts().iter().map(|p| f.domains[p.0.idx()].group.0).collect()
     };
     assert_eq!(groups(&s, JobId(0)).len(), 1);
     s.finish(JobId(0), SimTime(10)).unwrap();

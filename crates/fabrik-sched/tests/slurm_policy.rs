@@ -25,7 +25,7 @@ fn job(f: &Facility, name: &str, gpus: u32, limit_s: u64, at: u64) -> JobSpec {
 }
 
 fn nodes(s: &Scheduler, id: JobId) -> Vec<u32> {
-    s.job(id).parts.iter().map(|p| p.0 .0).collect()
+    s.job(id).parts().iter().map(|p| p.0 .0).collect()
 }
 
 fn pass(s: &mut Scheduler, t: u64) -> Vec<JobId> {
@@ -271,7 +271,7 @@ fn nodes_are_chosen_as_cons_tres_does_on_a_tree() {
     let span = s.submit(job(&f, "span", 8, 600, 12), SimTime(12)).unwrap();
     assert_eq!(pass(&mut s, 12), [span]);
     assert_eq!(nodes(&s, span), [1, 2]);
-    assert_eq!(s.job(span).parts, [(DomainId(1), 4), (DomainId(2), 4)]);
+    assert_eq!(s.job(span).parts(), [(DomainId(1), 4), (DomainId(2), 4)]);
 }
 
 #[test]

@@ -553,7 +553,7 @@ impl<'a> Twin<'a> {
             let why = stuck.and_then(|j| self.sched.explain(j).ok()).map(|e| e.to_string()).unwrap_or_default();
             return Err(TwinError::Stuck(total - self.done, why));
         }
-        let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end).max().unwrap_or_default();
+        let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end()).max().unwrap_or_default();
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(self.report(end))
     }
@@ -628,7 +628,7 @@ impl<'a> Twin<'a> {
         let fraction = entry.power_fraction;
         l.speed = fabrik_model::energy::speed_at_power(fraction).max(1e-3);
         l.min_power_fraction = l.min_power_fraction.min(fraction);
-        let (busy, idle) = entry.parts.first().map_or((0.0, 0.0), |&(d, _)| {
+        let (busy, idle) = entry.parts().first().map_or((0.0, 0.0), |&(d, _)| {
             let g = self.facility.gpu(self.facility.pools[self.facility.domains[d.idx()].pool.idx()].gpu_type);
             (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
         });

@@ -8,7 +8,7 @@ use crate::joblog::JobLog;
 use crate::metrics::{jain, Stats, TimeSeries};
 use crate::workload::{Workload, WorkloadStats};
 use fabrik_model::{Facility, FacilitySummary, SimTime};
-use fabrik_sched::{JobState, Scheduler};
+use fabrik_sched::Scheduler;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -350,10 +350,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
     for (idx, e) in i.sched.jobs().iter().enumerate().skip(i.offset) {
-        debug_assert_eq!(e.state, JobState::Ended);
+        debug_assert!(e.state.is_ended());
         let idx = idx - i.offset;
         let log = &i.log[idx];
-        let (Some(start), Some(end)) = (log.first_start, e.end) else {
+        let (Some(start), Some(end)) = (log.first_start, e.end()) else {
             continue;
         };
         completed += 1;
@@ -480,7 +480,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
-    let last_end = i.sched.jobs().iter().skip(i.offset).filter_map(|j| j.end).max().map_or(0, |t| t.0);
+    let last_end = i.sched.jobs().iter().skip(i.offset).filter_map(|j| j.end()).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.log.iter().filter(|l| l.killed).count() as u64;
     // the time buckets of the charts

@@ -2,7 +2,7 @@
 //! waits at the head of the queue for its window (nothing may start that would still hold its
 //! GPUs then), and, while open, a cluster of its own in which only that subtree's jobs run.
 
-use super::{AdvanceState, JobEntry, JobState, Scheduler};
+use super::{AdvanceState, JobEntry, JobState, Outcome, Scheduler};
 use crate::cluster::Parts;
 use crate::explain::Reason;
 use crate::SchedError;
@@ -71,28 +71,26 @@ impl Scheduler {
                 continue;
             }
             let jid = self.advance[k].job;
-            match self.jobs[jid.idx()].state {
-                JobState::Running => {
+            let start = match &self.jobs[jid.idx()].state {
+                JobState::Running { start, parts } => {
                     let inner = self.advance[k].inner.take().expect("active reservation has its cluster");
-                    let parts: Parts = self.jobs[jid.idx()]
-                        .parts
-                        .iter()
-                        .map(|&(d, _)| (d, inner.domain_free(d)))
-                        .filter(|p| p.1 > 0)
-                        .collect();
-                    self.cluster.release(&parts);
-                    let start = self.jobs[jid.idx()].start.expect("running");
+                    let free: Parts =
+                        parts.iter().map(|&(d, _)| (d, inner.domain_free(d))).filter(|p| p.1 > 0).collect();
+                    let start = *start;
+                    self.cluster.release(&free);
                     self.running.remove(&(start + self.jobs[jid.idx()].spec.walltime, jid));
                     for j in self.jobs.iter_mut().filter(|j| j.inside == Some(k as u32)) {
                         j.inside = None;
                     }
+                    Some(start)
                 }
-                JobState::Pending => self.pending.retain(|&p| p != jid),
-                JobState::Ended => continue,
-            }
-            let e = &mut self.jobs[jid.idx()];
-            e.state = JobState::Ended;
-            e.end = Some(now);
+                JobState::Pending | JobState::Deferred { .. } => {
+                    self.pending.retain(|&p| p != jid);
+                    None
+                }
+                JobState::Ended { .. } => continue,
+            };
+            self.jobs[jid.idx()].state = JobState::Ended { start, end: now, outcome: Outcome::Closed };
             self.reservation = None;
             self.dirty = true;
         }
@@ -105,10 +103,7 @@ impl Scheduler {
         self.cluster.allocate(&self.scratch);
         let end = self.advance[k].end;
         let job = &mut self.jobs[id.idx()];
-        job.parts.clear();
-        job.parts.extend_from_slice(&self.scratch);
-        job.state = JobState::Running;
-        job.start = Some(now);
+        job.state = JobState::Running { start: now, parts: self.scratch.clone() };
         job.spec.walltime = end - now;
         self.running.insert((end, id));
         self.advance[k].inner = Some(self.cluster.restricted_to(&self.scratch));
@@ -118,14 +113,9 @@ impl Scheduler {
     pub(super) fn start_inside(&mut self, id: JobId, k: usize, now: SimTime, started: &mut Vec<JobId>) {
         self.advance[k].inner.as_mut().expect("active").allocate(&self.scratch);
         let job = &mut self.jobs[id.idx()];
-        job.parts.clear();
-        job.parts.extend_from_slice(&self.scratch);
-        job.deferred_until = None;
+        job.state = JobState::Running { start: now, parts: self.scratch.clone() };
         // inside a reservation its GPUs already count as allocated: no power change to track
         job.power_fraction = 1.0;
-        let job = &mut self.jobs[id.idx()];
-        job.state = JobState::Running;
-        job.start = Some(now);
         job.inside = Some(k as u32);
         self.running.insert((now + job.spec.walltime, id));
         self.busy_gpus += u64::from(job.spec.gpus);

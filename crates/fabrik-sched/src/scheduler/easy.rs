@@ -27,7 +27,7 @@ impl Scheduler {
         let mut it = self.running.iter().peekable();
         while let Some(&(end, id)) = it.next() {
             if self.jobs[id.idx()].inside.is_none() {
-                self.cluster.release(&self.jobs[id.idx()].parts);
+                self.cluster.release(self.jobs[id.idx()].parts());
                 self.released.push(id);
             }
             if it.peek().is_some_and(|&&(e, _)| e == end) {
@@ -48,7 +48,7 @@ impl Scheduler {
             }
         }
         for &id in &self.released {
-            self.cluster.allocate(&self.jobs[id.idx()].parts);
+            self.cluster.allocate(self.jobs[id.idx()].parts());
         }
         start_at
     }

@@ -6,7 +6,7 @@
 use super::{Claim, JobEntry, JobState, Scheduler};
 use crate::explain::Reason;
 use crate::power::EnergyAware;
-use fabrik_model::{JobId, SimTime};
+use fabrik_model::{DomainId, JobId, SimTime};
 use std::cmp::Ordering;
 
 impl Scheduler {
@@ -70,9 +70,9 @@ impl Scheduler {
         self.it_power_w() * self.power.pue_at(now)
     }
 
-    /// Watts a running job saves by its power limit.
-    pub(super) fn saving_w(&self, j: &JobEntry) -> f64 {
-        let Some(&(d, _)) = j.parts.first() else { return 0.0 };
+    /// Watts a job saves by its power limit when it runs on `parts`.
+    pub(super) fn saving_w_of(&self, j: &JobEntry, parts: &[(DomainId, u32)]) -> f64 {
+        let Some(&(d, _)) = parts.first() else { return 0.0 };
         let (busy, idle) = self.power.pool_w[self.cluster.domain_pool(d).idx()];
         f64::from(j.spec.gpus) * (1.0 - j.power_fraction) * (busy - idle)
     }
@@ -203,7 +203,7 @@ impl Scheduler {
             }
         }
         for id in released {
-            if self.jobs[id.idx()].state != JobState::Pending || self.jobs[id.idx()].deferred_until.is_none() {
+            if self.jobs[id.idx()].deferred_until().is_none() {
                 continue; // cancelled while deferred
             }
             self.requeue_urgent(id, now);
@@ -214,7 +214,7 @@ impl Scheduler {
     pub(super) fn requeue_urgent(&mut self, id: JobId, now: SimTime) {
         let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
         let j = &mut self.jobs[id.idx()];
-        j.deferred_until = None;
+        j.state = JobState::Pending;
         j.urgent = true;
         j.tier = 2;
         j.priority = p;
@@ -273,7 +273,6 @@ impl Scheduler {
                 self.requeue_urgent(c.job, now);
                 continue;
             }
-            self.jobs[c.job.idx()].deferred_until = None;
             self.jobs[c.job.idx()].power_fraction = 1.0;
             self.scratch.clear();
             self.scratch.extend_from_slice(&c.parts);
@@ -319,7 +318,7 @@ impl Scheduler {
         }
         let j = &mut self.jobs[id.idx()];
         j.deferrals += 1;
-        j.deferred_until = Some(until);
+        j.state = JobState::Deferred { until };
         j.why = Reason::Deferred { until, signal_now: here, signal_then: then };
         j.why_pass = self.pass;
         if mode == crate::power::DeferMode::Queue {

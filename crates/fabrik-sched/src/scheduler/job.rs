@@ -6,21 +6,58 @@ use crate::explain::Reason;
 use fabrik_model::{JobId, JobSpec, SimTime};
 use serde::Serialize;
 
+/// Where a job is in its life; each state carries what holds only in it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    /// In the queue.
+    Pending,
+    /// A flexible job the energy-aware modifier holds back until `until` (out of the queue, or
+    /// holding a claim on GPUs that free up by then).
+    Deferred { until: SimTime },
+    /// Running since `start` on `parts` (for an advance reservation's entry: holding them).
+    Running { start: SimTime, parts: Parts },
+    /// Gone: `start` of its last run if it ran.
+    Ended { start: Option<SimTime>, end: SimTime, outcome: Outcome },
+}
+
+/// How a job left the brain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Pending,
-    Running,
-    Ended,
+pub enum Outcome {
+    /// It ran and stopped: completed, failed or killed at its walltime (the body knows which).
+    Finished,
+    /// Withdrawn before or while running.
+    Cancelled,
+    /// An advance reservation whose window closed.
+    Closed,
+}
+
+impl JobState {
+    /// Pending or deferred: waiting to run.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, JobState::Pending | JobState::Deferred { .. })
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(self, JobState::Running { .. })
+    }
+    pub fn is_ended(&self) -> bool {
+        matches!(self, JobState::Ended { .. })
+    }
+    /// The state's name, as views print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Deferred { .. } => "deferred",
+            JobState::Running { .. } => "running",
+            JobState::Ended { .. } => "ended",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct JobEntry {
     pub spec: JobSpec,
     pub state: JobState,
-    pub parts: Parts,
-    pub start: Option<SimTime>,
-    pub end: Option<SimTime>,
     pub priority: f64,
     /// GPU-seconds received in earlier runs (runs ended by preemption).
     pub attained: f64,
@@ -38,8 +75,6 @@ pub struct JobEntry {
     pub inside: Option<u32>,
     /// Its GPUs' power limit in this run, as a fraction of their training draw above idle.
     pub power_fraction: f64,
-    /// A flexible job held back by the energy-aware modifier until then.
-    pub deferred_until: Option<SimTime>,
     /// How often the modifier held it back.
     pub deferrals: u32,
     /// Released from a queue-mode deferral: top tier.
@@ -53,9 +88,6 @@ impl JobEntry {
         JobEntry {
             spec,
             state: JobState::Pending,
-            parts: Parts::new(),
-            start: None,
-            end: None,
             priority: 0.0,
             attained: 0.0,
             preemptions: 0,
@@ -65,7 +97,6 @@ impl JobEntry {
             reservation: None,
             inside: None,
             power_fraction: 1.0,
-            deferred_until: None,
             deferrals: 0,
             urgent: false,
             why: Reason::NotYetConsidered,
@@ -84,10 +115,43 @@ impl JobEntry {
         &self.why
     }
 
+    /// Start of the current run, or of the last one of an ended job.
+    pub fn start(&self) -> Option<SimTime> {
+        match self.state {
+            JobState::Running { start, .. } => Some(start),
+            JobState::Ended { start, .. } => start,
+            _ => None,
+        }
+    }
+
+    /// When it ended.
+    pub fn end(&self) -> Option<SimTime> {
+        match self.state {
+            JobState::Ended { end, .. } => Some(end),
+            _ => None,
+        }
+    }
+
+    /// The GPUs it holds per domain (none unless running).
+    pub fn parts(&self) -> &[(fabrik_model::DomainId, u32)] {
+        match &self.state {
+            JobState::Running { parts, .. } => parts,
+            _ => &[],
+        }
+    }
+
+    /// Until when the energy-aware modifier holds it back.
+    pub fn deferred_until(&self) -> Option<SimTime> {
+        match self.state {
+            JobState::Deferred { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// GPU-seconds received so far, including the current run.
     pub fn attained_at(&self, now: SimTime) -> f64 {
-        let current = match (self.state, self.start) {
-            (JobState::Running, Some(s)) => f64::from(self.spec.gpus) * (now - s).0 as f64,
+        let current = match self.state {
+            JobState::Running { start, .. } => f64::from(self.spec.gpus) * (now - start).0 as f64,
             _ => 0.0,
         };
         self.attained + current
@@ -95,7 +159,7 @@ impl JobEntry {
 
     /// GPU-seconds of the current run not yet saved by a checkpoint.
     pub fn unsaved_at(&self, now: SimTime) -> f64 {
-        let Some(start) = self.start.filter(|_| self.state == JobState::Running) else { return 0.0 };
+        let JobState::Running { start, .. } = self.state else { return 0.0 };
         let ran = (now - start).0;
         let since = match self.spec.checkpoint_interval {
             Some(i) if i.0 > 0 => ran % i.0,

@@ -22,7 +22,7 @@
 //! are requeued and claimed GPUs are counted. The `slurm` policy has its own pass
 //! (`slurm_pass`). Explanations (why a job waits) are set as typed [`Reason`]s.
 
-use super::{JobState, Reservation, Scheduler};
+use super::{Reservation, Scheduler};
 use crate::explain::Reason;
 use fabrik_model::{JobId, SimTime};
 use std::cmp::Ordering;
@@ -163,7 +163,7 @@ impl Scheduler {
         let w = self
             .advance
             .iter()
-            .filter(|r| self.jobs[r.job.idx()].state != JobState::Ended)
+            .filter(|r| !self.jobs[r.job.idx()].state.is_ended())
             .map(|r| if r.start > now { r.start } else { r.end })
             .filter(|&t| t > now)
             .min();

@@ -59,7 +59,7 @@ impl Scheduler {
                 let j = &self.jobs[r.idx()];
                 // a job started at this instant has done nothing yet and is not a victim
                 j.spec.preemptible
-                    && j.start != Some(now)
+                    && j.start() != Some(now)
                     && j.inside.is_none()
                     && j.reservation.is_none()
                     && victim(self, j)
@@ -73,7 +73,7 @@ impl Scheduler {
         let mut taken = Vec::new();
         let mut fits = false;
         for &(_, r) in &cands {
-            self.cluster.release(&self.jobs[r.idx()].parts);
+            self.cluster.release(self.jobs[r.idx()].parts());
             taken.push(r);
             if self.cluster.may_fit(gpus, gpu_type) && self.find_for(id).is_ok() {
                 fits = true;
@@ -81,7 +81,7 @@ impl Scheduler {
             }
         }
         for &r in &taken {
-            self.cluster.allocate(&self.jobs[r.idx()].parts);
+            self.cluster.allocate(self.jobs[r.idx()].parts());
         }
         if !fits {
             return false;

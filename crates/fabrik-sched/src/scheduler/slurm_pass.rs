@@ -50,7 +50,7 @@
 //! Not modelled: preemption, advance reservations (refused), fabrik's power cap and energy-aware
 //! modifier (Slurm has neither), the time the controller itself needs.
 
-use super::{JobState, Scheduler};
+use super::Scheduler;
 use crate::explain::Reason;
 use crate::NoFit;
 use crate::SchedError;
@@ -285,7 +285,7 @@ impl Scheduler {
             let st = self.slurm.as_mut().expect("slurm");
             st.changed_at = (started.len() > before).then_some(SimTime(now.0 + 1));
         }
-        self.pending.retain(|&id| self.jobs[id.idx()].state == JobState::Pending);
+        self.pending.retain(|&id| self.jobs[id.idx()].state.is_waiting());
         let st = self.slurm.as_ref().expect("slurm state");
         // wake for the next cycle while anything waits and changed, and when a job becomes
         // eligible
@@ -370,12 +370,12 @@ impl Scheduler {
         let mut tested = 0;
         let mut per_user: std::collections::BTreeMap<u32, usize> = Default::default();
         for (pos, &id) in order.iter().enumerate() {
-            if self.jobs[id.idx()].state != JobState::Pending {
+            if !self.jobs[id.idx()].state.is_waiting() {
                 continue;
             }
             if tested >= max_test {
                 for &rest in &order[pos..] {
-                    if self.jobs[rest.idx()].state == JobState::Pending {
+                    if self.jobs[rest.idx()].state.is_waiting() {
                         self.set_why(rest, Reason::BeyondBackfillDepth { position: pos, depth: max_test });
                     }
                 }
@@ -536,7 +536,7 @@ impl Scheduler {
             .running
             .iter()
             .copied()
-            .filter(|&(_, r)| self.jobs[r.idx()].parts.iter().any(|p| usable[p.0.idx()]))
+            .filter(|&(_, r)| self.jobs[r.idx()].parts().iter().any(|p| usable[p.0.idx()]))
             .collect();
         let mut window = TIME_WINDOW_S;
         let mut first_end: Option<u64> = None;
@@ -550,7 +550,7 @@ impl Scheduler {
             while k < ends.len() {
                 let (end, r) = ends[k];
                 let fe = *first_end.get_or_insert(round_up(end.0));
-                for &(d, n) in &self.jobs[r.idx()].parts {
+                for &(d, n) in self.jobs[r.idx()].parts() {
                     if usable[d.idx()] {
                         free[d.idx()] += n;
                     }

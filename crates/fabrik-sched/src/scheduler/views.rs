@@ -65,16 +65,15 @@ impl Scheduler {
         let mut reasons = Vec::new();
         let mut position = None;
         let state = match job.state {
-            JobState::Running => {
-                let since = job.start.expect("running job has a start");
-                reasons.push(Reason::Running { since, killed_at: since + job.spec.walltime });
+            JobState::Running { start, .. } => {
+                reasons.push(Reason::Running { since: start, killed_at: start + job.spec.walltime });
                 "running"
             }
-            JobState::Ended => {
-                reasons.push(Reason::Ended { at: job.end.expect("ended job has an end") });
+            JobState::Ended { end, .. } => {
+                reasons.push(Reason::Ended { at: end });
                 "ended"
             }
-            JobState::Pending => {
+            JobState::Pending | JobState::Deferred { .. } => {
                 let pos = self.pending.iter().position(|&p| p == id);
                 position = pos;
                 if pos.is_none() || job.why_pass == self.pass {
@@ -107,7 +106,10 @@ impl Scheduler {
     /// Walltime left for a running job, for callers that enforce it.
     pub fn walltime_end(&self, id: JobId) -> Option<SimTime> {
         let j = &self.jobs[id.idx()];
-        j.start.map(|s| s + j.spec.walltime)
+        match j.state {
+            JobState::Running { start, .. } => Some(start + j.spec.walltime),
+            _ => None,
+        }
     }
 
     pub fn config(&self) -> &SchedConfig {

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store, TokenInfo};
 use fabrik_model::tenants::AccountSpec;
 use fabrik_model::{DomainId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
-use fabrik_sched::{JobState, SchedConfig, Scheduler};
+use fabrik_sched::{SchedConfig, Scheduler};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::mpsc;
@@ -530,7 +530,7 @@ impl Engine {
     fn start_jobs(&mut self, started: &[JobId], now: SimTime) {
         let ids: Vec<i64> = started.iter().map(|j| self.from_sched[j.idx()]).collect();
         for (&jid, &id) in started.iter().zip(&ids) {
-            let parts = self.sched.job(jid).parts.clone();
+            let parts = self.sched.job(jid).parts().to_vec();
             let devices = self.devices.assign(&parts);
             let rec = self.jobs.get_mut(&id).expect("scheduled job is known");
             rec.state = JobStatus::Starting;
@@ -594,7 +594,7 @@ impl Engine {
         }
         let term = self.terminating.remove(&id).map(|t| t.status);
         if let Some(&jid) = self.to_sched.get(&id) {
-            if self.sched.job(jid).state == JobState::Running {
+            if self.sched.job(jid).state.is_running() {
                 let _ = self.sched.finish(jid, now);
             }
         }
