@@ -34,6 +34,11 @@ pub enum Reason {
         holder: JobId,
         start_at: SimTime,
     },
+    /// It would fit now, but would still hold GPUs when an advance reservation's window opens.
+    BehindAdvanceReservation {
+        reservation: String,
+        start_at: SimTime,
+    },
     /// Strict FIFO: it waits behind the blocked queue head.
     BehindQueueHead {
         head: JobId,
@@ -138,6 +143,9 @@ impl Reason {
             }
             Reason::BehindReservation { holder, start_at } => {
                 write!(f, "behind the reservation of job {} (starting by {})", holder.0, t(*start_at))
+            }
+            Reason::BehindAdvanceReservation { reservation, start_at } => {
+                write!(f, "would overlap advance reservation {reservation} (its GPUs held from {})", t(*start_at))
             }
             Reason::AccountAtLimit { account, limit } => write!(f, "account {account} is at its limit of {limit} GPUs"),
             Reason::Preempted { at } => write!(f, "preempted at {} and requeued", t(*at)),

@@ -19,7 +19,7 @@ pub use explain::{Explanation, Reason};
 pub use fairshare::{FairShareConfig, Usage};
 pub use policy::{Policy, POLICIES};
 pub use power::{DeferMode, EnergyAware, PowerLimits};
-pub use scheduler::{JobEntry, JobState, Outcome, Reservation, SchedConfig, Scheduler};
+pub use scheduler::{Holder, JobEntry, JobState, Outcome, Reservation, ResvId, SchedConfig, Scheduler, Window};
 
 use fabrik_model::JobId;
 use thiserror::Error;

@@ -31,7 +31,10 @@ mod quotas;
 mod slurm_pass;
 mod views;
 
-pub use job::{JobEntry, JobState, Outcome, Reservation};
+pub use advance::{ResvId, Window};
+pub use job::{Holder, JobEntry, JobState, Outcome, Reservation};
+
+use advance::AdvanceState;
 
 use crate::cluster::{Cluster, Parts};
 use crate::explain::Reason;
@@ -39,7 +42,7 @@ use crate::fairshare::{FairShareConfig, Usage};
 use crate::policy::{self, Policy, PriorityCtx};
 use crate::power::{EnergyAware, PowerLimits, PowerState};
 use crate::SchedError;
-use fabrik_model::{AccountId, DomainId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
+use fabrik_model::{DomainId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -73,6 +76,13 @@ impl Default for SchedConfig {
     }
 }
 
+/// A holder of GPUs that `reserve` released while looking for the shadow time.
+#[derive(Debug, Clone, Copy)]
+enum Freed {
+    Job(JobId),
+    Window(usize),
+}
+
 struct Hold {
     domain: DomainId,
     /// GPUs on this domain that jobs running past the shadow time may still take.
@@ -101,7 +111,8 @@ pub struct Scheduler {
     held_total: u64,
     hold_slot: Vec<u32>,
     scratch: Parts,
-    released: Vec<JobId>,
+    /// What `reserve` released to find the shadow time, in order (restored after).
+    released: Vec<Freed>,
     busy_gpus: u64,
     /// Running GPUs per tenant node (its whole subtree).
     node_running: Vec<u64>,
@@ -140,17 +151,6 @@ struct Claim {
     /// GPUs hidden per part while applied (fewer where a short job borrowed some).
     hidden: Vec<u32>,
     applied: bool,
-}
-
-/// An advance reservation: its pseudo-job holds the GPUs from `start` to `end`; the jobs of its
-/// account's subtree are placed in `inner`, a cluster in which only those GPUs exist.
-struct AdvanceState {
-    job: JobId,
-    account: AccountId,
-    start: SimTime,
-    end: SimTime,
-    group: Option<fabrik_model::GroupId>,
-    inner: Option<Cluster>,
 }
 
 impl Scheduler {
@@ -235,10 +235,7 @@ impl Scheduler {
             .running
             .iter()
             .map(|&(_, id)| id)
-            .filter(|id| {
-                let j = &self.jobs[id.idx()];
-                j.reservation.is_none() && j.parts().iter().any(|p| p.0 == d)
-            })
+            .filter(|id| self.jobs[id.idx()].parts().iter().any(|p| p.0 == d))
             .collect();
         for id in hit {
             let pass = self.pass;
@@ -261,7 +258,7 @@ impl Scheduler {
         }
         self.cluster.set_down(d, true);
         for r in self.advance.iter_mut() {
-            if let Some(inner) = r.inner.as_mut() {
+            if let Some(inner) = r.inner_mut() {
                 inner.set_down(d, true);
             }
         }
@@ -277,11 +274,10 @@ impl Scheduler {
             return Err(SchedError::Invalid(format!("no domain {}", d.0)));
         }
         // a domain held by an active reservation returns to the reservation
-        let held =
-            self.advance.iter().any(|r| r.inner.is_some() && self.jobs[r.job.idx()].parts().iter().any(|p| p.0 == d));
+        let held = self.advance.iter().any(|r| r.open_parts().is_some_and(|parts| parts.iter().any(|p| p.0 == d)));
         if held {
             for r in self.advance.iter_mut() {
-                if let Some(inner) = r.inner.as_mut() {
+                if let Some(inner) = r.inner_mut() {
                     inner.set_down(d, false);
                 }
             }
@@ -324,7 +320,6 @@ impl Scheduler {
                 facility.reservations.len()
             )));
         }
-        // Advance reservations first: their pseudo-jobs take the first ids.
         for r in &facility.reservations {
             let shifted = fabrik_model::facility::AdvanceReservation {
                 start: SimTime(origin.0.saturating_add(r.start.0)),
@@ -544,7 +539,7 @@ impl Scheduler {
         if job.inside.is_none() {
             self.power.saved_w = (self.power.saved_w - self.saving_w_of(job, &parts)).max(0.0);
         }
-        match job.inside.and_then(|k| self.advance[k as usize].inner.as_mut()) {
+        match job.inside.and_then(|k| self.advance[k as usize].inner_mut()) {
             Some(inner) => inner.release(&parts),
             None => self.cluster.release(&parts),
         }
@@ -598,15 +593,12 @@ impl Scheduler {
         let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
         for &id in &self.pending {
             let j = &self.jobs[id.idx()];
-            if j.reservation.is_none() {
-                let room_a = room.get(j.spec.account.idx()).copied().flatten();
-                let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
-                let p = if dynamic { self.policy.priority(&ctx, j) } else { j.priority };
-                let j = &mut self.jobs[id.idx()];
-                j.priority = p;
-                j.tier = tier;
-            }
-            let j = &self.jobs[id.idx()];
+            let room_a = room.get(j.spec.account.idx()).copied().flatten();
+            let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
+            let p = if dynamic { self.policy.priority(&ctx, j) } else { j.priority };
+            let j = &mut self.jobs[id.idx()];
+            j.priority = p;
+            j.tier = tier;
             keys.push(queue_key(j.tier, j.priority, j.spec.submit, id));
         }
         // static priorities mostly keep their order: an O(n) check spares the sort

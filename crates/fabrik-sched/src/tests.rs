@@ -74,8 +74,8 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
             ends.insert((t, id.0), ());
             end_of.insert(id.0, t);
         }
-        if let Some(r) = s.reservation() {
-            first_reservation.entry(rev[&r.job.0] as u32).or_insert(r.start_at.0);
+        if let Some(Reservation { holder: Holder::Job(j), start_at }) = s.reservation() {
+            first_reservation.entry(rev[&j.0] as u32).or_insert(start_at.0);
         }
         // the slurm policy plans every tested job anew in each backfill cycle (22.05's batched
         // estimate may move a plan later between cycles); its first job's latest plan holds
@@ -595,7 +595,8 @@ fn a_reservation_pinned_to_a_leaf_group_holds_gpus_there() {
     let rid = s.add_reservation(&r, SimTime(0)).unwrap();
     let mut started = vec![];
     s.schedule(SimTime(0), &mut started);
-    let doms: Vec<u32> = s.job(rid).parts().iter().map(|p| p.0 .0).collect();
+    let Some(Window::Open { parts, .. }) = s.window(rid) else { panic!("the window is open at 0") };
+    let doms: Vec<u32> = parts.iter().map(|p| p.0 .0).collect();
     assert_eq!(doms, vec![8, 9]);
     assert_eq!(s.cluster().group_free(fabrik_model::GroupId(2)), 16);
 }
@@ -609,24 +610,24 @@ fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside
     let f = fac("small");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
     let rid = s.add_reservation(&advance(P, 128, 1_000, 5_000), SimTime(0)).unwrap();
-    assert!(s.is_reservation(rid));
+    assert_eq!(rid, ResvId(0), "reservations have ids of their own");
     let mut started = vec![];
     let long = s.submit(job(Q, 64, 0, 2_000), SimTime(0)).unwrap();
     let short = s.submit(job(Q, 64, 0, 500), SimTime(0)).unwrap();
+    assert_eq!((long, short), (JobId(0), JobId(1)), "jobs are numbered from 0 beside reservations");
     s.schedule(SimTime(0), &mut started);
     assert_eq!(started, vec![short]);
     assert_eq!(s.next_wakeup(), Some(SimTime(1_000)));
     assert_eq!(
         s.explain(long).unwrap().reasons[0],
-        Reason::BehindReservation { holder: rid, start_at: SimTime(1_000) }
+        Reason::BehindAdvanceReservation { reservation: "block".into(), start_at: SimTime(1_000) }
     );
     s.finish(short, SimTime(500)).unwrap();
     s.schedule(SimTime(500), &mut started);
     assert!(started.is_empty(), "the long job would overlap the window");
     s.schedule(SimTime(1_000), &mut started);
     assert!(started.is_empty());
-    assert!(s.job(rid).state.is_running());
-    assert_eq!(s.job(rid).start(), Some(SimTime(1_000)));
+    assert!(matches!(s.window(rid), Some(Window::Open { start: SimTime(1_000), .. })));
     assert_eq!(s.busy_gpus(), 0, "a reservation is not busy until its jobs run");
     let inner = s.submit(job(P, 32, 1_500, 1_000), SimTime(1_500)).unwrap();
     let outsider = s.submit(job(Q, 8, 2_000, 100), SimTime(2_000)).unwrap();
@@ -641,10 +642,7 @@ fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside
     s.finish(inner, SimTime(2_500)).unwrap();
     assert_eq!(s.next_wakeup(), Some(SimTime(5_000)));
     s.schedule(SimTime(5_000), &mut started);
-    assert_eq!(
-        s.job(rid).state,
-        JobState::Ended { start: Some(SimTime(1_000)), end: SimTime(5_000), outcome: Outcome::Closed }
-    );
+    assert!(matches!(s.window(rid), Some(Window::Closed { start: Some(SimTime(1_000)), end: SimTime(5_000) })));
     // the window closed: FIFO order, the long job first, then the others
     assert_eq!(started, vec![long, outsider, too_long]);
     assert_eq!(s.cluster().free_gpus(), 128 - 64 - 8 - 8);
@@ -661,10 +659,7 @@ fn jobs_inside_a_reservation_keep_their_gpus_when_the_window_closes() {
     s.schedule(SimTime(10), &mut started);
     assert_eq!(started, vec![j]);
     s.schedule(SimTime(100), &mut started);
-    assert_eq!(
-        s.job(rid).state,
-        JobState::Ended { start: Some(SimTime(0)), end: SimTime(100), outcome: Outcome::Closed }
-    );
+    assert!(matches!(s.window(rid), Some(Window::Closed { start: Some(SimTime(0)), end: SimTime(100) })));
     assert_eq!((s.job(j).inside, s.cluster().free_gpus()), (None, 8));
     s.finish(j, SimTime(100)).unwrap();
     assert_eq!(s.cluster().free_gpus(), 16);

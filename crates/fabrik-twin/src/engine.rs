@@ -122,8 +122,6 @@ pub struct Twin<'a> {
     passes: u64,
     done: u64,
     wakeup_pushed: Option<SimTime>,
-    /// Scheduler ids of jobs start after the advance reservations' pseudo-jobs.
-    offset: usize,
 }
 
 impl<'a> Twin<'a> {
@@ -175,7 +173,6 @@ impl<'a> Twin<'a> {
         }
         let mut sched = Scheduler::for_facility(facility, &cfg.policy, cfg.sched.clone(), SimTime::ZERO)?;
         sched.set_clock_origin(workload.clock_origin.unwrap_or(0));
-        let offset = facility.reservations.len();
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
         let cap_w = cfg
             .energy
@@ -220,7 +217,6 @@ impl<'a> Twin<'a> {
             passes: 0,
             done: 0,
             wakeup_pushed: None,
-            offset,
         })
     }
 
@@ -241,7 +237,7 @@ impl<'a> Twin<'a> {
         self.events_handled += 1;
         match ev.kind {
             Kind::End(id, epoch) => {
-                let i = id.idx() - self.offset;
+                let i = id.idx();
                 if epoch != self.log[i].epoch {
                     return Ok(());
                 }
@@ -257,7 +253,7 @@ impl<'a> Twin<'a> {
             }
             Kind::Arrival(i) => {
                 let id = self.sched.submit(self.workload.jobs[i as usize].spec.clone(), ev.time)?;
-                debug_assert_eq!(id.idx(), i as usize + self.offset, "the twin submits in arrival order");
+                debug_assert_eq!(id.idx(), i as usize, "the twin submits in arrival order");
                 self.push_next_arrival();
             }
             Kind::Wakeup => {}
@@ -371,7 +367,7 @@ impl<'a> Twin<'a> {
         self.sched.drain_interrupted(&mut moved);
         for &id in &moved {
             if true_positive.is_some() {
-                let i = id.idx() - self.offset;
+                let i = id.idx();
                 let l = &self.log[i];
                 let g = f64::from(self.workload.jobs[i].spec.gpus);
                 let unsaved =
@@ -453,7 +449,7 @@ impl<'a> Twin<'a> {
     /// overhead when it runs again (the configured one after a preemption; detection plus a cold
     /// restart that grows with the job's size after a failure).
     fn stopped(&mut self, id: JobId, now: SimTime, why: Stop) {
-        let i = id.idx() - self.offset;
+        let i = id.idx();
         let spec = &self.workload.jobs[i].spec;
         let gpus = f64::from(spec.gpus);
         let l = &mut self.log[i];
@@ -549,11 +545,11 @@ impl<'a> Twin<'a> {
             }
         }
         if self.done < total {
-            let stuck = self.sched.pending().iter().find(|j| !self.sched.is_reservation(**j)).copied();
+            let stuck = self.sched.pending().first().copied();
             let why = stuck.and_then(|j| self.sched.explain(j).ok()).map(|e| e.to_string()).unwrap_or_default();
             return Err(TwinError::Stuck(total - self.done, why));
         }
-        let end = self.sched.jobs().iter().skip(self.offset).filter_map(|j| j.end()).max().unwrap_or_default();
+        let end = self.sched.jobs().iter().filter_map(|j| j.end()).max().unwrap_or_default();
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(self.report(end))
     }
@@ -615,9 +611,9 @@ impl<'a> Twin<'a> {
     /// A run of a job the pass started: its checkpointing, restart overhead, speed and power
     /// profile, and its end (or its kill at the brain's walltime).
     fn begin_run(&mut self, id: JobId, now: SimTime) {
-        let tj = &self.workload.jobs[id.idx() - self.offset];
+        let tj = &self.workload.jobs[id.idx()];
         let tau = self.checkpoint_interval(&tj.spec);
-        let l = &mut self.log[id.idx() - self.offset];
+        let l = &mut self.log[id.idx()];
         l.ckpt_interval = tau;
         l.ckpt_cost = if tau > 0 { self.cfg.checkpoint_write_s } else { 0 };
         l.first_start.get_or_insert(now);
@@ -681,7 +677,6 @@ impl<'a> Twin<'a> {
             queue: &self.queue,
             events: self.events_handled,
             passes: self.passes,
-            offset: self.offset,
             failures: (self.failures.is_some() || !self.cfg.failure_trace.is_empty())
                 .then(|| report::FailureCounts { total: self.fail_count, by_cause: self.fail_by_cause.clone() }),
             down: &self.down,

@@ -268,7 +268,6 @@ pub(crate) struct Inputs<'a> {
     pub queue: &'a TimeSeries,
     pub events: u64,
     pub passes: u64,
-    pub offset: usize,
     pub failures: Option<FailureCounts>,
     pub down: &'a TimeSeries,
     pub maintenance: Option<Maintenance>,
@@ -349,9 +348,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_size = vec![SizeTally::default(); SIZE_CLASSES.len()];
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
-    for (idx, e) in i.sched.jobs().iter().enumerate().skip(i.offset) {
+    for (idx, e) in i.sched.jobs().iter().enumerate() {
         debug_assert!(e.state.is_ended());
-        let idx = idx - i.offset;
         let log = &i.log[idx];
         let (Some(start), Some(end)) = (log.first_start, e.end()) else {
             continue;
@@ -480,7 +478,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
-    let last_end = i.sched.jobs().iter().skip(i.offset).filter_map(|j| j.end()).max().map_or(0, |t| t.0);
+    let last_end = i.sched.jobs().iter().filter_map(|j| j.end()).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
     let killed = i.log.iter().filter(|l| l.killed).count() as u64;
     // the time buckets of the charts

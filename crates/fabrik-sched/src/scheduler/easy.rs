@@ -3,18 +3,28 @@
 //! where they cannot delay it — per-domain budgets of GPUs that jobs running past the shadow
 //! time may still take.
 
-use super::{Hold, Scheduler};
-use fabrik_model::{JobId, SimTime};
+use super::{Freed, Hold, Scheduler};
+use fabrik_model::{GpuTypeId, GroupId, SimTime};
 
 impl Scheduler {
-    /// Finds the head's shadow time by releasing running jobs in walltime order on the real
-    /// allocation state until the head fits, records per-domain budgets for the GPUs it would
-    /// take, and restores the state.
-    pub(super) fn reserve(&mut self, head: JobId, now: SimTime) -> SimTime {
-        let (gpus, gpu_type) = (self.jobs[head.idx()].spec.gpus, self.jobs[head.idx()].spec.gpu_type);
+    /// Finds the head's shadow time (the head asks for `gpus` of `gpu_type`, inside leaf group
+    /// `group` if given) by releasing running jobs and open advance reservations in end order on
+    /// the real allocation state until the head fits, records per-domain budgets for the GPUs
+    /// it would take, and restores the state. At equal ends a reservation goes first.
+    pub(super) fn reserve(
+        &mut self,
+        gpus: u32,
+        gpu_type: Option<GpuTypeId>,
+        group: Option<GroupId>,
+        now: SimTime,
+    ) -> SimTime {
         self.released.clear();
         self.holds.clear();
-        if self.cluster.may_fit(gpus, gpu_type) && self.find_for(head).is_ok() {
+        let find = |s: &mut Scheduler| match group {
+            Some(g) => s.cluster.find_in_leaf_group(gpus, g, &mut s.scratch).is_ok(),
+            None => s.cluster.find(gpus, gpu_type, &mut s.scratch).is_ok(),
+        };
+        if self.cluster.may_fit(gpus, gpu_type) && find(self) {
             // It fits already (an advance reservation whose window has not opened): hold these.
             for &(d, n) in &self.scratch {
                 self.hold_slot[d.idx()] = self.holds.len() as u32;
@@ -23,21 +33,41 @@ impl Scheduler {
             return now;
         }
         let mut start_at = SimTime::MAX;
-        let group = self.jobs[head.idx()].reservation.and_then(|k| self.advance[k as usize].group);
-        let mut it = self.running.iter().peekable();
-        while let Some(&(end, id)) = it.next() {
-            if self.jobs[id.idx()].inside.is_none() {
-                self.cluster.release(self.jobs[id.idx()].parts());
-                self.released.push(id);
-            }
-            if it.peek().is_some_and(|&&(e, _)| e == end) {
+        let windows = self.open_window_ends();
+        let mut released_windows = 0;
+        let running = std::mem::take(&mut self.running);
+        let mut it = running.iter().peekable();
+        loop {
+            // the next end: a window's, if it ends no later than the next job
+            let end = match (windows.get(released_windows), it.peek()) {
+                (Some(&(we, k)), next) if next.is_none_or(|&&(je, _)| we <= je) => {
+                    if let Some(parts) = self.advance[k].open_parts() {
+                        self.cluster.release(parts);
+                    }
+                    released_windows += 1;
+                    self.released.push(Freed::Window(k));
+                    we
+                }
+                (_, Some(&&(end, id))) => {
+                    it.next();
+                    if self.jobs[id.idx()].inside.is_none() {
+                        self.cluster.release(self.jobs[id.idx()].parts());
+                        self.released.push(Freed::Job(id));
+                    }
+                    end
+                }
+                _ => break,
+            };
+            let next_end = match (windows.get(released_windows), it.peek()) {
+                (Some(&(we, _)), Some(&&(je, _))) => Some(we.min(je)),
+                (Some(&(we, _)), None) => Some(we),
+                (None, Some(&&(je, _))) => Some(je),
+                (None, None) => None,
+            };
+            if next_end == Some(end) {
                 continue;
             }
-            let fits = self.cluster.may_fit(gpus, gpu_type)
-                && match group {
-                    Some(g) => self.cluster.find_in_leaf_group(gpus, g, &mut self.scratch).is_ok(),
-                    None => self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok(),
-                };
+            let fits = self.cluster.may_fit(gpus, gpu_type) && find(self);
             if fits {
                 start_at = end.max(now);
                 for &(d, n) in &self.scratch {
@@ -47,8 +77,16 @@ impl Scheduler {
                 break;
             }
         }
-        for &id in &self.released {
-            self.cluster.allocate(self.jobs[id.idx()].parts());
+        self.running = running;
+        for &f in &self.released {
+            match f {
+                Freed::Job(id) => self.cluster.allocate(self.jobs[id.idx()].parts()),
+                Freed::Window(k) => {
+                    if let Some(parts) = self.advance[k].open_parts() {
+                        self.cluster.allocate(parts);
+                    }
+                }
+            }
         }
         start_at
     }

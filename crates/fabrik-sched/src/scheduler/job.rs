@@ -14,7 +14,7 @@ pub enum JobState {
     /// A flexible job the energy-aware modifier holds back until `until` (out of the queue, or
     /// holding a claim on GPUs that free up by then).
     Deferred { until: SimTime },
-    /// Running since `start` on `parts` (for an advance reservation's entry: holding them).
+    /// Running since `start` on `parts`.
     Running { start: SimTime, parts: Parts },
     /// Gone: `start` of its last run if it ran.
     Ended { start: Option<SimTime>, end: SimTime, outcome: Outcome },
@@ -28,8 +28,6 @@ pub enum Outcome {
     Finished,
     /// Withdrawn before or while running.
     Cancelled,
-    /// An advance reservation whose window closed.
-    Closed,
 }
 
 impl JobState {
@@ -67,10 +65,8 @@ pub struct JobEntry {
     /// Whether the job was within a guarantee of its account's subtree when submitted: its wait
     /// is the time-to-guarantee.
     pub guaranteed_demand: bool,
-    /// Ordering tier: 3 advance reservation, 2 starving, 1 within a guarantee, 0 other.
+    /// Ordering tier: 2 starving, 1 within a guarantee, 0 other.
     pub(super) tier: u8,
-    /// This entry is the advance reservation with this index (not a job).
-    pub reservation: Option<u32>,
     /// The job runs inside the advance reservation with this index.
     pub inside: Option<u32>,
     /// Its GPUs' power limit in this run, as a fraction of their training draw above idle.
@@ -94,7 +90,6 @@ impl JobEntry {
             interruptions: 0,
             guaranteed_demand: false,
             tier: 0,
-            reservation: None,
             inside: None,
             power_fraction: 1.0,
             deferrals: 0,
@@ -172,6 +167,15 @@ impl JobEntry {
 /// The head's reservation in the last pass.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Reservation {
-    pub job: JobId,
+    pub holder: Holder,
     pub start_at: SimTime,
+}
+
+/// Who holds the EASY reservation: the blocked queue head, or an advance reservation waiting
+/// for its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holder {
+    Job(JobId),
+    Window(super::ResvId),
 }

@@ -1,28 +1,28 @@
 //! The scheduling pass: a short driver over the pending queue in order, asking
-//! [`Scheduler::consider`] for a [`Verdict`] on each job. `consider` runs the stages below in
-//! this order; the first that decides ends it:
+//! [`Scheduler::consider`] for a [`Verdict`] on each job. Before the jobs, waiting advance
+//! reservations open when their window has come, and until then the first of them holds the
+//! head (`advance_windows`). `consider` runs the stages below in this order; the first that
+//! decides ends it:
 //!
 //! 1. [`eligibility`](Scheduler::eligibility) — a job before its earliest start waits;
-//! 2. [`advance_window`](Scheduler::advance_window) — an advance reservation's pseudo-job starts
-//!    when its window opens, and until then holds the head;
-//! 3. [`energy_deferral`](Scheduler::energy_deferral) — the energy-aware modifier may hold a
+//! 2. [`energy_deferral`](Scheduler::energy_deferral) — the energy-aware modifier may hold a
 //!    flexible job back (it leaves the queue until released);
-//! 4. [`power_cap`](Scheduler::power_cap) — under the power cap a job starts only if the hourly
+//! 3. [`power_cap`](Scheduler::power_cap) — under the power cap a job starts only if the hourly
 //!    budget holds until its walltime ends (possibly power-limited);
-//! 5. [`inside_reservation`](Scheduler::inside_reservation) — a job of a reservation's subtree
+//! 4. [`inside_reservation`](Scheduler::inside_reservation) — a job of a reservation's subtree
 //!    starts on the reservation's GPUs when they fit it;
-//! 6. [`account_limit`](Scheduler::account_limit) — a job over its subtree's GPU limit waits;
-//! 7. [`placement`](Scheduler::placement) — the first job that does not fit becomes the head:
+//! 5. [`account_limit`](Scheduler::account_limit) — a job over its subtree's GPU limit waits;
+//! 6. [`placement`](Scheduler::placement) — the first job that does not fit becomes the head:
 //!    it may preempt (guarantee reclaim, preemptive policies); without backfill the pass stops
 //!    there; with EASY backfill the head's GPUs are held at the shadow time and later jobs (up
 //!    to the backfill depth) start only where they cannot delay it.
 //!
 //! Around the walk: priorities are recomputed when due, advance reservations whose window
-//! passed end, due claims start and due deferrals return; after it, jobs preempted in the pass
+//! passed close, due claims start and due deferrals return; after it, jobs preempted in the pass
 //! are requeued and claimed GPUs are counted. The `slurm` policy has its own pass
 //! (`slurm_pass`). Explanations (why a job waits) are set as typed [`Reason`]s.
 
-use super::{Reservation, Scheduler};
+use super::{Holder, Reservation, Scheduler};
 use crate::explain::Reason;
 use fabrik_model::{JobId, SimTime};
 use std::cmp::Ordering;
@@ -45,8 +45,6 @@ pub(super) enum Verdict {
 pub(super) enum Site {
     /// On the facility's free GPUs.
     Facility,
-    /// An advance reservation's pseudo-job takes its window's GPUs.
-    Window,
     /// Inside the open advance reservation with this index.
     Inside(usize),
 }
@@ -93,6 +91,7 @@ impl Scheduler {
             depth_left: self.cfg.backfill_depth,
         };
         self.blocked_head = None;
+        self.advance_windows(now, pass.cached, &mut pass.started_ahead);
         let (mut i, mut kept, n) = (0, 0, self.pending.len());
         while i < n {
             if !self.claims_applied {
@@ -103,9 +102,12 @@ impl Scheduler {
             let id = self.pending[i];
             match self.consider(id, &mut pass) {
                 Verdict::Start(Site::Facility) => self.start(id, now, started),
-                Verdict::Start(Site::Window) => self.start_reservation(id, now),
-                Verdict::Start(Site::Inside(k)) => self.start_inside(id, k, now, started),
+                Verdict::Start(Site::Inside(k)) if self.start_inside(id, k, now, started) => {}
                 Verdict::Leave => {}
+                Verdict::Start(Site::Inside(_)) => {
+                    self.pending[kept] = id;
+                    kept += 1;
+                }
                 Verdict::Keep(why) => {
                     if let Some(why) = why {
                         self.set_why(id, why);
@@ -139,9 +141,6 @@ impl Scheduler {
         if let Some(v) = self.eligibility(id, pass.now) {
             return v;
         }
-        if let Some(v) = self.advance_window(id, pass) {
-            return v;
-        }
         if let Some(v) = self.energy_deferral(id, pass.now) {
             return v;
         }
@@ -160,13 +159,7 @@ impl Scheduler {
     /// Reservation boundaries and deferral ends are wake-ups: windows open and close, and
     /// deferred jobs return, without other events.
     fn window_and_deferral_wakeup(&self, now: SimTime) -> Option<SimTime> {
-        let w = self
-            .advance
-            .iter()
-            .filter(|r| !self.jobs[r.job.idx()].state.is_ended())
-            .map(|r| if r.start > now { r.start } else { r.end })
-            .filter(|&t| t > now)
-            .min();
+        let w = self.window_wakeups(now);
         match self.next_deferral_end().filter(|&t| t > now) {
             Some(t) => Some(w.map_or(t, |w| w.min(t))),
             None => w,
@@ -184,29 +177,7 @@ impl Scheduler {
         Some(Verdict::Keep(Some(Reason::WaitingForEarliestStart { at })))
     }
 
-    /// Stage 2: an advance reservation's pseudo-job starts when its window is open and its GPUs
-    /// are free; until then it is the head, and nothing may start that would still hold its
-    /// GPUs when the window opens. (One reservation is the head per pass.)
-    fn advance_window(&mut self, id: JobId, pass: &mut Pass) -> Option<Verdict> {
-        let k = self.jobs[id.idx()].reservation? as usize;
-        if self.reservation.is_some() {
-            return Some(Verdict::Keep(None));
-        }
-        let start = self.advance[k].start;
-        if pass.now >= start && self.find_for(id).is_ok() {
-            pass.started_ahead = true;
-            return Some(Verdict::Start(Site::Window));
-        }
-        let start_at = match pass.cached {
-            Some(r) if r.job == id && r.start_at > pass.now && !pass.started_ahead => r.start_at,
-            _ => self.reserve(id, pass.now).max(start),
-        };
-        self.blocked_head = Some(id);
-        self.reservation = Some(Reservation { job: id, start_at });
-        Some(Verdict::Keep(Some(Reason::WaitingForEarliestStart { at: start_at })))
-    }
-
-    /// Stage 3: the energy-aware modifier holds a flexible job back until a cleaner or cheaper
+    /// Stage 2: the energy-aware modifier holds a flexible job back until a cleaner or cheaper
     /// hour: it leaves the queue until released (see `release_due_deferrals`,
     /// `start_due_claims`).
     fn energy_deferral(&mut self, id: JobId, now: SimTime) -> Option<Verdict> {
@@ -215,7 +186,7 @@ impl Scheduler {
         Some(Verdict::Leave)
     }
 
-    /// Stage 4: under the power cap, the power fraction the job may start with, or it waits.
+    /// Stage 3: under the power cap, the power fraction the job may start with, or it waits.
     fn power_cap(&mut self, id: JobId, now: SimTime) -> Option<Verdict> {
         match self.power_admission(id, now) {
             Ok(f) => {
@@ -233,16 +204,16 @@ impl Scheduler {
         }
     }
 
-    /// Stage 5: a job of an open reservation's subtree that fits its GPUs starts inside it.
+    /// Stage 4: a job of an open reservation's subtree that fits its GPUs starts inside it.
     fn inside_reservation(&mut self, id: JobId, now: SimTime) -> Option<Verdict> {
         let spec = &self.jobs[id.idx()].spec;
         let (gpus, gpu_type) = (spec.gpus, spec.gpu_type);
         let k = self.member_of(spec.account, now, spec.walltime)?;
-        let inner = self.advance[k].inner.as_mut()?;
+        let inner = self.advance[k].inner_mut()?;
         inner.find(gpus, gpu_type, &mut self.scratch).is_ok().then_some(Verdict::Start(Site::Inside(k)))
     }
 
-    /// Stage 6: a job that would take its subtree over a GPU limit waits (it does not block).
+    /// Stage 5: a job that would take its subtree over a GPU limit waits (it does not block).
     fn account_limit(&mut self, id: JobId) -> Option<Verdict> {
         let spec = &self.jobs[id.idx()].spec;
         let (node, limit) = self.over_limit(spec.account, spec.gpus)?;
@@ -250,7 +221,7 @@ impl Scheduler {
         Some(Verdict::Keep(Some(Reason::AccountAtLimit { account, limit })))
     }
 
-    /// Stage 7: where the job runs now, if anywhere. Before the head: wherever it fits (or by
+    /// Stage 6: where the job runs now, if anywhere. Before the head: wherever it fits (or by
     /// preemption). The first that does not fit is the head: without backfill the pass stops;
     /// with EASY backfill its GPUs are held at the shadow time. After the head (up to the
     /// backfill depth): a job ending by the shadow time may use held GPUs; a longer one only
@@ -281,10 +252,10 @@ impl Scheduler {
                         return Verdict::Stop(Some(Reason::Resources { no_fit }));
                     }
                     let start_at = match pass.cached {
-                        Some(r) if r.job == id && r.start_at > now && !pass.started_ahead => r.start_at,
-                        _ => self.reserve(id, now),
+                        Some(r) if r.holder == Holder::Job(id) && r.start_at > now && !pass.started_ahead => r.start_at,
+                        _ => self.reserve(gpus, gpu_type, None, now),
                     };
-                    self.reservation = Some(Reservation { job: id, start_at });
+                    self.reservation = Some(Reservation { holder: Holder::Job(id), start_at });
                     Verdict::Keep(Some(Reason::HoldsReservation { start_at }))
                 }
             };
@@ -318,7 +289,7 @@ impl Scheduler {
             Err(held_no_fit) => {
                 // A long job would fit only on GPUs the head needs: it waits for it.
                 let why = if self.cluster.free_for(gpu_type) + self.held_total >= u64::from(gpus) {
-                    Reason::BehindReservation { holder: resv.job, start_at: resv.start_at }
+                    self.behind(resv)
                 } else {
                     Reason::Resources { no_fit: held_no_fit }
                 };

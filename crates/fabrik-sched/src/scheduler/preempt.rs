@@ -58,11 +58,7 @@ impl Scheduler {
             .filter(|&r| {
                 let j = &self.jobs[r.idx()];
                 // a job started at this instant has done nothing yet and is not a victim
-                j.spec.preemptible
-                    && j.start() != Some(now)
-                    && j.inside.is_none()
-                    && j.reservation.is_none()
-                    && victim(self, j)
+                j.spec.preemptible && j.start() != Some(now) && j.inside.is_none() && victim(self, j)
             })
             .map(|r| (key(self, &self.jobs[r.idx()]), r))
             .collect();
@@ -75,7 +71,7 @@ impl Scheduler {
         for &(_, r) in &cands {
             self.cluster.release(self.jobs[r.idx()].parts());
             taken.push(r);
-            if self.cluster.may_fit(gpus, gpu_type) && self.find_for(id).is_ok() {
+            if self.cluster.may_fit(gpus, gpu_type) && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
                 fits = true;
                 break;
             }
