@@ -349,7 +349,6 @@ impl Cluster {
     pub fn find(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>, out: &mut Parts) -> Result<(), NoFit> {
         out.clear();
         let mut best_err: Option<(u64, NoFit)> = None;
-        let mut any_pool_large_enough = false;
         for p in 0..self.pools.len() {
             let pool = &self.pools[p];
             if gpu_type.is_some_and(|t| t != pool.gpu_type) {
@@ -358,7 +357,6 @@ impl Cluster {
             if u64::from(gpus) > pool.total {
                 continue;
             }
-            any_pool_large_enough = true;
             let free = pool.free;
             let r = if u64::from(gpus) > free {
                 Err(NoFit::NotEnoughFree { free, need: gpus })
@@ -381,10 +379,8 @@ impl Cluster {
                 }
             }
         }
-        if !any_pool_large_enough {
-            return Err(NoFit::TooLarge { need: gpus });
-        }
-        Err(best_err.expect("some pool was tried").1)
+        // no pool tried: none of the type is large enough
+        Err(best_err.map_or(NoFit::TooLarge { need: gpus }, |(_, e)| e))
     }
 
     /// Like [`Cluster::find`], but only inside leaf group `group` (advance reservations pinned to

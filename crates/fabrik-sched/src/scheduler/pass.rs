@@ -65,8 +65,10 @@ impl Scheduler {
     pub fn schedule(&mut self, now: SimTime, started: &mut Vec<JobId>) {
         started.clear();
         self.recalc_if_due(now);
-        if self.slurm.is_some() {
-            self.schedule_slurm(now, started);
+        if let Some(mut st) = self.slurm.take() {
+            // the slurm policy's own pass works on its state beside the scheduler's
+            self.schedule_slurm(&mut st, now, started);
+            self.slurm = Some(st);
             return;
         }
         self.end_reservations(now);

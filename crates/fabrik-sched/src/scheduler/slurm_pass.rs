@@ -255,8 +255,7 @@ impl Scheduler {
     }
 
     /// One pass of the `slurm` policy at `now` (see the module documentation).
-    pub(super) fn schedule_slurm(&mut self, now: SimTime, started: &mut Vec<JobId>) {
-        let Some(st) = self.slurm.as_mut() else { return };
+    pub(super) fn schedule_slurm(&mut self, st: &mut SlurmState, now: SimTime, started: &mut Vec<JobId>) {
         let interval = st.cfg.bf_interval_s.max(1);
         let backfill = self.policy.backfill();
         if self.wakeup.is_some_and(|w| w <= now) {
@@ -276,17 +275,15 @@ impl Scheduler {
         self.wakeup = None;
         if self.dirty {
             self.dirty = false;
-            self.slurm_main(now, started);
+            self.slurm_main(st, now, started);
         }
         if bf_due {
             let before = started.len();
-            self.slurm_backfill(now, started);
+            self.slurm_backfill(st, now, started);
             // the cycle's own starts are a change the next cycle sees
-            let st = self.slurm.as_mut().expect("slurm");
             st.changed_at = (started.len() > before).then_some(SimTime(now.0 + 1));
         }
         self.pending.retain(|&id| self.jobs[id.idx()].state.is_waiting());
-        let st = self.slurm.as_ref().expect("slurm state");
         // wake for the next cycle while anything waits and changed, and when a job becomes
         // eligible
         let mut wake = if backfill && !self.pending.is_empty() { st.changed_at.map(grid) } else { None };
@@ -299,8 +296,8 @@ impl Scheduler {
     }
 
     /// The main scheduler: strict priority order until the first job that cannot start.
-    fn slurm_main(&mut self, now: SimTime, started: &mut Vec<JobId>) {
-        let depth = self.slurm.as_ref().map_or(100, |s| s.cfg.default_queue_depth as usize);
+    fn slurm_main(&mut self, st: &SlurmState, now: SimTime, started: &mut Vec<JobId>) {
+        let depth = st.cfg.default_queue_depth as usize;
         let (mut free, up) = self.slurm_free();
         let mut tested = 0;
         let mut head: Option<JobId> = None;
@@ -326,7 +323,7 @@ impl Scheduler {
             }
             tested += 1;
             let mut parts = std::mem::take(&mut self.scratch);
-            let fits = self.slurm.as_ref().expect("slurm").select(gpus, gpu_type, &free, &up, &mut parts);
+            let fits = st.select(gpus, gpu_type, &free, &up, &mut parts);
             self.scratch = parts;
             if fits {
                 for &(d, n) in &self.scratch {
@@ -334,15 +331,14 @@ impl Scheduler {
                 }
                 self.start(id, now, started);
             } else {
-                let no_fit = self.slurm_no_fit(gpus, gpu_type, &free);
+                let no_fit = self.slurm_no_fit(st, gpus, gpu_type, &free);
                 self.set_why(id, Reason::Resources { no_fit });
                 head = Some(id);
             }
         }
     }
 
-    fn slurm_no_fit(&self, gpus: u32, gpu_type: Option<GpuTypeId>, free: &[u32]) -> NoFit {
-        let st = self.slurm.as_ref().expect("slurm");
+    fn slurm_no_fit(&self, st: &SlurmState, gpus: u32, gpu_type: Option<GpuTypeId>, free: &[u32]) -> NoFit {
         let total: u64 = (0..free.len())
             .filter(|&d| gpu_type.is_none_or(|t| st.classes[st.node_class[d]].0 == t))
             .map(|d| u64::from(free[d]))
@@ -355,8 +351,7 @@ impl Scheduler {
     }
 
     /// One backfill cycle (see the module documentation).
-    fn slurm_backfill(&mut self, now: SimTime, started: &mut Vec<JobId>) {
-        let st = self.slurm.as_mut().expect("slurm");
+    fn slurm_backfill(&mut self, st: &mut SlurmState, now: SimTime, started: &mut Vec<JobId>) {
         st.map.clear();
         let (max_test, max_user) = (st.cfg.bf_max_job_test as usize, st.cfg.bf_max_job_user as usize);
         let res = st.cfg.bf_resolution_s.max(1);
@@ -400,8 +395,9 @@ impl Scheduler {
                 if start_res > window_end {
                     break;
                 }
-                let (usable, later_start) = self.slurm_usable(&up, start_res, start_res + limit, map_start, window_end);
-                let Some((t, parts)) = self.will_run(gpus, gpu_type, &free, &usable, now) else {
+                let (usable, later_start) =
+                    self.slurm_usable(st, &up, start_res, start_res + limit, map_start, window_end);
+                let Some((t, parts)) = self.will_run(st, gpus, gpu_type, &free, &usable, now) else {
                     match later_start {
                         Some(l) => {
                             start_res = l;
@@ -419,7 +415,6 @@ impl Scheduler {
                     self.start(id, now, started);
                     break;
                 }
-                let st = self.slurm.as_ref().expect("slurm");
                 // backfill.c: start and end both rounded *down* to bf_resolution (so a reservation
                 // may end before the job's limit does), and at least one resolution long
                 let begin = floor(t);
@@ -441,7 +436,7 @@ impl Scheduler {
                 self.set_why(id, Reason::HoldsReservation { start_at: t });
                 if t <= window_end {
                     let nodes = parts.iter().map(|p| p.0).collect();
-                    self.slurm.as_mut().expect("slurm").map.push(Resv { begin, end, nodes });
+                    st.map.push(Resv { begin, end, nodes });
                 }
                 break;
             }
@@ -456,13 +451,13 @@ impl Scheduler {
     /// after the first one beyond the window.
     fn slurm_usable(
         &self,
+        st: &SlurmState,
         up: &[bool],
         from: SimTime,
         to: SimTime,
         map_start: SimTime,
         map_end: SimTime,
     ) -> (Vec<bool>, Option<SimTime>) {
-        let st = self.slurm.as_ref().expect("slurm");
         let n = up.len();
         let mut bounds: Vec<SimTime> = vec![map_start, map_end.max(map_start + Secs(1))];
         for r in &st.map {
@@ -519,13 +514,13 @@ impl Scheduler {
     /// batches.
     fn will_run(
         &self,
+        st: &SlurmState,
         gpus: u32,
         gpu_type: Option<GpuTypeId>,
         free_now: &[u32],
         usable: &[bool],
         now: SimTime,
     ) -> Option<(SimTime, Vec<(DomainId, u32)>)> {
-        let st = self.slurm.as_ref().expect("slurm");
         let mut free = free_now.to_vec();
         let mut out = Vec::new();
         if st.select(gpus, gpu_type, &free, usable, &mut out) {
