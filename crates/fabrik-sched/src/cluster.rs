@@ -142,6 +142,10 @@ impl Cluster {
         c
     }
 
+    /// NVLink domains in the facility.
+    pub fn domain_count(&self) -> usize {
+        self.free.len()
+    }
     pub fn domain_free(&self, d: DomainId) -> u32 {
         self.free[d.idx()]
     }

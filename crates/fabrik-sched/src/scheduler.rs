@@ -2,20 +2,23 @@
 //! share. The caller delivers events (`submit`, `finish`, `cancel`, `fail_domain`, …) and
 //! carries out the starts a pass returns; nothing here does I/O or reads a clock.
 //!
-//! By concern, each in its own module:
-//! - `pass`: the pass — a driver over `consider(job) → Verdict` and its stages in order
-//!   (eligibility, advance window, energy deferral, power cap, inside a reservation, account
+//! By concern, each in its own module (sub-states in brackets, each with its own small API):
+//! - `pass`: the pass — advance windows first, then a driver over `consider(job) → Verdict` and
+//!   its stages in order (eligibility, energy deferral, power cap, inside a reservation, account
 //!   limit, placement with EASY backfill); read its header first;
-//! - `job`: a job's entry (spec, state, placement, priority, tier, why it waits);
-//! - `quotas`: running GPUs per tenant node, guarantees, limits, the tier a quota gives;
-//! - `advance`: advance reservations (pseudo-jobs holding a window of GPUs);
-//! - `easy`: the EASY hold at the head's shadow time and the budgets backfill respects;
+//! - `queue`: the pending order (tier, priority, submit, id), `enqueue`, the recalculation;
+//! - `job`: a job's entry (spec, state as an enum carrying its data, priority, tier, reason);
+//! - `quotas` (`Quotas`): running GPUs per tenant node, guarantees, limits, the quota's tier;
+//! - `advance` (`AdvanceState`, `Window`): advance reservations, ids of their own (`ResvId`);
+//! - `easy` (`EasyHold`): the head's reservation at the shadow time and the budgets backfill
+//!   respects;
 //! - `preempt`: guarantee reclaim and priority preemption;
-//! - `energy`: the power cap's admission and the energy-aware modifier's deferrals and claims;
+//! - `energy` (`Deferrals`; the power budget is `PowerState`): the power cap's admission and the
+//!   energy-aware modifier's deferrals and claims;
 //! - `views`: accessors and `explain`;
-//! - `slurm_pass`: the `slurm` policy's own main and backfill scheduler.
+//! - `slurm_pass` (`SlurmState`): the `slurm` policy's own main and backfill scheduler.
 //!
-//! This module holds the state, construction, the event API and priority recalculation.
+//! This module holds the state, construction and the event API.
 //!
 //! The head's reservation is kept across passes while the same job stays the blocked head and
 //! no job started ahead of it: ends only bring the shadow time closer, and backfilled jobs were
@@ -27,6 +30,7 @@ mod energy;
 mod job;
 mod pass;
 mod preempt;
+mod queue;
 mod quotas;
 mod slurm_pass;
 mod views;
@@ -44,7 +48,6 @@ use crate::power::{EnergyAware, PowerLimits, PowerState};
 use crate::SchedError;
 use fabrik_model::{DomainId, Facility, JobId, JobSpec, Secs, SimTime, TenantTree};
 use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,13 +86,6 @@ enum Freed {
     Window(usize),
 }
 
-struct Hold {
-    domain: DomainId,
-    /// GPUs on this domain that jobs running past the shadow time may still take.
-    budget: u32,
-    held: u32,
-}
-
 pub struct Scheduler {
     tenants: TenantTree,
     max_gang: u64,
@@ -104,53 +100,25 @@ pub struct Scheduler {
     last_recalc: Option<SimTime>,
     pass: u64,
     wakeup: Option<SimTime>,
-    reservation: Option<Reservation>,
+    /// The EASY hold: the head's reservation and the per-domain budgets backfill respects.
+    easy: easy::EasyHold,
     blocked_head: Option<JobId>,
-    holds: Vec<Hold>,
-    holds_applied: bool,
-    held_total: u64,
-    hold_slot: Vec<u32>,
     scratch: Parts,
     /// What `reserve` released to find the shadow time, in order (restored after).
     released: Vec<Freed>,
     busy_gpus: u64,
-    /// Running GPUs per tenant node (its whole subtree).
-    node_running: Vec<u64>,
-    guarantee: Vec<Option<u64>>,
-    /// Whether any node has a guarantee (skips the tree walk per job when none has).
-    any_guarantee: bool,
-    limit: Vec<Option<u64>>,
-    reclaim: Vec<bool>,
+    quotas: quotas::Quotas,
     total_gpus: u64,
     preempted: Vec<JobId>,
     interrupted: Vec<JobId>,
     power: PowerState,
     energy_aware: Option<EnergyAware>,
-    /// GPUs claimed by deferred flexible jobs: hidden from every other job during a pass.
-    claims: Vec<Claim>,
-    claims_applied: bool,
-    /// Claims by start time with the IT watts their hidden GPUs add at or after it (suffix sums):
-    /// a job that ends before a claim starts does not share its power.
-    claim_w: Vec<(SimTime, f64)>,
-    /// Queue-mode deferrals by planned start. Deferred jobs (of either mode) leave `pending`, so
-    /// a pass does not walk over them; they return when released.
-    deferred: BTreeSet<(SimTime, JobId)>,
+    /// The energy-aware modifier's deferred jobs and their claims.
+    deferrals: energy::Deferrals,
     requeue: Vec<JobId>,
     advance: Vec<AdvanceState>,
     /// The `slurm` policy's own pass state (main and backfill scheduler); `None` otherwise.
     slurm: Option<Box<slurm_pass::SlurmState>>,
-}
-
-/// A deferred flexible job's GPUs, chosen when it could have started: no other job may take
-/// them, so it starts on them when its deferral ends.
-struct Claim {
-    job: JobId,
-    /// When the job starts on them.
-    at: SimTime,
-    parts: Parts,
-    /// GPUs hidden per part while applied (fewer where a short job borrowed some).
-    hidden: Vec<u32>,
-    applied: bool,
 }
 
 impl Scheduler {
@@ -169,20 +137,12 @@ impl Scheduler {
             last_recalc: None,
             pass: 0,
             wakeup: None,
-            reservation: None,
+            easy: easy::EasyHold::new(facility.domains.len()),
             blocked_head: None,
-            holds: Vec::new(),
-            holds_applied: false,
-            held_total: 0,
-            hold_slot: vec![u32::MAX; facility.domains.len()],
             scratch: Parts::new(),
             released: Vec::new(),
             busy_gpus: 0,
-            node_running: Vec::new(),
-            guarantee: Vec::new(),
-            any_guarantee: false,
-            limit: Vec::new(),
-            reclaim: Vec::new(),
+            quotas: quotas::Quotas::default(),
             total_gpus: facility.total_gpus(),
             preempted: Vec::new(),
             interrupted: Vec::new(),
@@ -206,10 +166,7 @@ impl Scheduler {
                 claimed_idle_gpus: 0,
             },
             energy_aware: None,
-            claims: Vec::new(),
-            claims_applied: false,
-            claim_w: Vec::new(),
-            deferred: BTreeSet::new(),
+            deferrals: energy::Deferrals::default(),
             requeue: Vec::new(),
             advance: Vec::new(),
             slurm: None,
@@ -225,7 +182,7 @@ impl Scheduler {
     /// A domain (node or rack) failed or is drained: every job holding GPUs on it stops and is
     /// requeued (see `drain_interrupted`), and the domain takes no work until `repair_domain`.
     pub fn fail_domain(&mut self, d: DomainId, now: SimTime) -> Result<(), SchedError> {
-        if d.idx() >= self.hold_slot.len() {
+        if d.idx() >= self.cluster.domain_count() {
             return Err(SchedError::Invalid(format!("no domain {}", d.0)));
         }
         if self.cluster.is_down(d) {
@@ -245,15 +202,14 @@ impl Scheduler {
             j.why_pass = pass;
             let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
             self.jobs[id.idx()].priority = p;
-            let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
-            self.pending.insert(pos, id);
+            self.enqueue(id);
             self.interrupted.push(id);
         }
         let broken: Vec<JobId> =
-            self.claims.iter().filter(|c| c.parts.iter().any(|p| p.0 == d)).map(|c| c.job).collect();
+            self.deferrals.claims.iter().filter(|c| c.parts.iter().any(|p| p.0 == d)).map(|c| c.job).collect();
         for id in broken {
             // its GPUs are gone: back into the queue in the top tier (it is not deferred again)
-            self.claims.retain(|c| c.job != id);
+            self.deferrals.claims.retain(|c| c.job != id);
             self.requeue_urgent(id, now);
         }
         self.cluster.set_down(d, true);
@@ -263,14 +219,14 @@ impl Scheduler {
             }
         }
         // capacity shrank: a kept reservation may no longer hold
-        self.reservation = None;
+        self.easy.reservation = None;
         self.dirty = true;
         Ok(())
     }
 
     /// A failed or drained domain is back in service with all its GPUs free.
     pub fn repair_domain(&mut self, d: DomainId) -> Result<(), SchedError> {
-        if d.idx() >= self.hold_slot.len() {
+        if d.idx() >= self.cluster.domain_count() {
             return Err(SchedError::Invalid(format!("no domain {}", d.0)));
         }
         // a domain held by an active reservation returns to the reservation
@@ -343,9 +299,8 @@ impl Scheduler {
         let j = self.stop_to_pending(id, now);
         j.why = Reason::StartUndone { at: now };
         j.why_pass = pass;
-        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
-        self.pending.insert(pos, id);
-        self.reservation = None;
+        self.enqueue(id);
+        self.easy.reservation = None;
         self.dirty = true;
         Ok(())
     }
@@ -380,8 +335,7 @@ impl Scheduler {
         entry.guaranteed_demand = self.within_guarantee(entry.spec.account, entry.spec.gpus).is_some();
         entry.tier = self.tier_of(&entry, now);
         self.jobs.push(entry);
-        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
-        self.pending.insert(pos, id);
+        self.enqueue(id);
         self.dirty = true;
         Ok(id)
     }
@@ -400,11 +354,7 @@ impl Scheduler {
                 spec.name
             )));
         }
-        if let Some((node, limit)) = self
-            .path_ids(spec.account)
-            .find_map(|x| self.limit[x.idx()].map(|l| (x, l)))
-            .filter(|&(_, l)| u64::from(spec.gpus) > l)
-        {
+        if let Some((node, limit)) = self.quotas.never_fits(&self.tenants, spec.account, spec.gpus) {
             return Err(SchedError::Invalid(format!(
                 "job '{}' asks for {} GPUs, more than account {}'s limit of {limit}",
                 spec.name,
@@ -442,15 +392,6 @@ impl Scheduler {
         PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang }
     }
 
-    /// Queue order: higher priority first, then earlier submission, then lower id.
-    fn queue_cmp(&self, a: JobId, b: JobId) -> Ordering {
-        let key = |id: JobId| {
-            let j = &self.jobs[id.idx()];
-            queue_key(j.tier, j.priority, j.spec.submit, id)
-        };
-        key(a).cmp(&key(b))
-    }
-
     /// Restores a job that is already running on known GPUs — after a control-plane restart, or
     /// to mirror work started elsewhere. Refuses an allocation that is not free.
     pub fn adopt(&mut self, mut spec: JobSpec, parts: &[(DomainId, u32)], start: SimTime) -> Result<JobId, SchedError> {
@@ -466,7 +407,7 @@ impl Scheduler {
             )));
         }
         for &(d, n) in parts {
-            if d.idx() >= self.hold_slot.len() || n > self.cluster.domain_free(d) {
+            if d.idx() >= self.cluster.domain_count() || n > self.cluster.domain_free(d) {
                 return Err(SchedError::Invalid(format!(
                     "job '{}': GPUs on domain {} are not free (or no such domain)",
                     spec.name, d.0
@@ -481,7 +422,7 @@ impl Scheduler {
         let mut entry = JobEntry::new(spec, self.pass);
         entry.state = JobState::Running { start, parts: parts.to_vec() };
         self.jobs.push(entry);
-        self.reservation = None;
+        self.easy.reservation = None;
         self.dirty = true;
         Ok(id)
     }
@@ -558,8 +499,8 @@ impl Scheduler {
             Some(JobState::Running { .. }) => self.end_running(id, now, Outcome::Cancelled),
             Some(JobState::Ended { .. }) => Err(SchedError::NotRunning(id)),
             Some(&JobState::Deferred { until }) => {
-                self.claims.retain(|c| c.job != id);
-                self.deferred.remove(&(until, id));
+                self.deferrals.claims.retain(|c| c.job != id);
+                self.deferrals.queued.remove(&(until, id));
                 self.withdraw(id, now);
                 Ok(())
             }
@@ -573,40 +514,6 @@ impl Scheduler {
 
     fn withdraw(&mut self, id: JobId, now: SimTime) {
         self.jobs[id.idx()].state = JobState::Ended { start: None, end: now, outcome: Outcome::Cancelled };
-        self.dirty = true;
-    }
-
-    fn recalc_if_due(&mut self, now: SimTime) {
-        if self.last_recalc.is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval) {
-            return;
-        }
-        self.last_recalc = Some(now);
-        self.usage.decay_to(now);
-        self.usage.refresh_factors(&self.tenants);
-        self.policy.refresh(&PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang });
-        let dynamic = self.policy.dynamic();
-        // One walk over the queue computes each job's tier and priority and its sort key (the
-        // entries are large: touching each once matters at 100,000 pending). A job is within a
-        // guarantee when its GPUs fit the largest headroom on its path, known per account.
-        let room = self.guarantee_headroom();
-        let mut keys: Vec<(u8, u64, u64, u32)> = Vec::with_capacity(self.pending.len());
-        let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
-        for &id in &self.pending {
-            let j = &self.jobs[id.idx()];
-            let room_a = room.get(j.spec.account.idx()).copied().flatten();
-            let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
-            let p = if dynamic { self.policy.priority(&ctx, j) } else { j.priority };
-            let j = &mut self.jobs[id.idx()];
-            j.priority = p;
-            j.tier = tier;
-            keys.push(queue_key(j.tier, j.priority, j.spec.submit, id));
-        }
-        // static priorities mostly keep their order: an O(n) check spares the sort
-        if !keys.is_sorted() {
-            keys.sort_unstable();
-        }
-        self.pending.clear();
-        self.pending.extend(keys.into_iter().map(|k| JobId(k.3)));
         self.dirty = true;
     }
 
@@ -628,15 +535,4 @@ impl Scheduler {
         self.account_change(account, i64::from(gpus), now);
         started.push(id);
     }
-}
-
-/// The queue's order as an integer key sorted ascending: tier (higher first), priority (higher
-/// first, in `f64::total_cmp`'s order), submission, id. `queue_cmp` and the recalculation's sort
-/// both use it.
-fn queue_key(tier: u8, priority: f64, submit: SimTime, id: JobId) -> (u8, u64, u64, u32) {
-    let bits = priority.to_bits();
-    // total_cmp: flip all bits of negatives, the sign bit of the others; then invert for
-    // descending priority
-    let total = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
-    (u8::MAX - tier, !total, submit.0, id.0)
 }

@@ -103,7 +103,7 @@ impl Scheduler {
     /// `max(start, shadow time)` (one head per pass; later windows wait behind it).
     pub(super) fn advance_windows(&mut self, now: SimTime, cached: Option<Reservation>, started_ahead: &mut bool) {
         for k in 0..self.advance.len() {
-            if !matches!(self.advance[k].window, Window::Waiting) || self.reservation.is_some() {
+            if !matches!(self.advance[k].window, Window::Waiting) || self.easy.reservation.is_some() {
                 continue;
             }
             let start = self.advance[k].start;
@@ -121,7 +121,7 @@ impl Scheduler {
                 }
             };
             self.blocked_head = None;
-            self.reservation = Some(Reservation { holder, start_at });
+            self.easy.reservation = Some(Reservation { holder, start_at });
         }
     }
 
@@ -182,7 +182,7 @@ impl Scheduler {
                 }
                 self.advance[k].window = Window::Closed { start: Some(start), end: now };
             }
-            self.reservation = None;
+            self.easy.reservation = None;
             self.dirty = true;
         }
     }

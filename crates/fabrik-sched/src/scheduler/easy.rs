@@ -3,8 +3,90 @@
 //! where they cannot delay it — per-domain budgets of GPUs that jobs running past the shadow
 //! time may still take.
 
-use super::{Freed, Hold, Scheduler};
-use fabrik_model::{GpuTypeId, GroupId, SimTime};
+use super::{Freed, Reservation, Scheduler};
+use crate::cluster::Cluster;
+use fabrik_model::{DomainId, GpuTypeId, GroupId, SimTime};
+
+struct Hold {
+    domain: DomainId,
+    /// GPUs on this domain that jobs running past the shadow time may still take.
+    budget: u32,
+    held: u32,
+}
+
+/// The EASY hold's sub-state: the head's reservation (kept across passes while it stands) and
+/// the per-domain holds on the GPUs it will take, applied to the allocation state while long
+/// backfill candidates are placed.
+pub(super) struct EasyHold {
+    /// The head's reservation in the last pass.
+    pub(super) reservation: Option<Reservation>,
+    holds: Vec<Hold>,
+    /// Whether the holds are taken out of the allocation state now.
+    pub(super) applied: bool,
+    /// GPUs the applied holds take.
+    pub(super) held_total: u64,
+    /// Per domain, its index in `holds` (valid only where `holds` names the domain).
+    slot: Vec<u32>,
+}
+
+impl EasyHold {
+    pub(super) fn new(domains: usize) -> EasyHold {
+        EasyHold { reservation: None, holds: Vec::new(), applied: false, held_total: 0, slot: vec![u32::MAX; domains] }
+    }
+
+    /// Holds the GPUs of `parts` on `cluster`, where jobs running past the shadow time may
+    /// still take the GPUs the head does not need.
+    fn hold(&mut self, parts: &[(DomainId, u32)], cluster: &Cluster) {
+        for &(d, n) in parts {
+            self.slot[d.idx()] = self.holds.len() as u32;
+            self.holds.push(Hold { domain: d, budget: cluster.domain_free(d) - n, held: 0 });
+        }
+    }
+
+    /// Drops the holds (no head holds a reservation).
+    pub(super) fn clear(&mut self) {
+        self.holds.clear();
+    }
+
+    /// Takes away, on each reserved domain, the free GPUs beyond what long jobs may use.
+    /// Idempotent.
+    pub(super) fn apply(&mut self, cluster: &mut Cluster) {
+        if self.applied {
+            return;
+        }
+        self.applied = true;
+        for h in &mut self.holds {
+            let free = cluster.domain_free(h.domain);
+            h.held = free.saturating_sub(h.budget);
+            self.held_total += u64::from(h.held);
+            if h.held > 0 {
+                cluster.allocate(&[(h.domain, h.held)]);
+            }
+        }
+    }
+
+    /// Gives the held GPUs back to the allocation state.
+    pub(super) fn unapply(&mut self, cluster: &mut Cluster) {
+        self.applied = false;
+        self.held_total = 0;
+        for h in &mut self.holds {
+            if h.held > 0 {
+                cluster.release(&[(h.domain, h.held)]);
+                h.held = 0;
+            }
+        }
+    }
+
+    /// A long job placed on `parts` uses up the budgets of reserved domains.
+    fn charge(&mut self, parts: &[(DomainId, u32)]) {
+        for &(d, n) in parts {
+            let slot = self.slot[d.idx()];
+            if let Some(h) = self.holds.get_mut(slot as usize).filter(|h| h.domain == d) {
+                h.budget -= n.min(h.budget);
+            }
+        }
+    }
+}
 
 impl Scheduler {
     /// Finds the head's shadow time (the head asks for `gpus` of `gpu_type`, inside leaf group
@@ -19,17 +101,14 @@ impl Scheduler {
         now: SimTime,
     ) -> SimTime {
         self.released.clear();
-        self.holds.clear();
+        self.easy.clear();
         let find = |s: &mut Scheduler| match group {
             Some(g) => s.cluster.find_in_leaf_group(gpus, g, &mut s.scratch).is_ok(),
             None => s.cluster.find(gpus, gpu_type, &mut s.scratch).is_ok(),
         };
         if self.cluster.may_fit(gpus, gpu_type) && find(self) {
             // It fits already (an advance reservation whose window has not opened): hold these.
-            for &(d, n) in &self.scratch {
-                self.hold_slot[d.idx()] = self.holds.len() as u32;
-                self.holds.push(Hold { domain: d, budget: self.cluster.domain_free(d) - n, held: 0 });
-            }
+            self.easy.hold(&self.scratch, &self.cluster);
             return now;
         }
         let mut start_at = SimTime::MAX;
@@ -70,10 +149,7 @@ impl Scheduler {
             let fits = self.cluster.may_fit(gpus, gpu_type) && find(self);
             if fits {
                 start_at = end.max(now);
-                for &(d, n) in &self.scratch {
-                    self.hold_slot[d.idx()] = self.holds.len() as u32;
-                    self.holds.push(Hold { domain: d, budget: self.cluster.domain_free(d) - n, held: 0 });
-                }
+                self.easy.hold(&self.scratch, &self.cluster);
                 break;
             }
         }
@@ -91,41 +167,16 @@ impl Scheduler {
         start_at
     }
 
-    /// Takes away, on each reserved domain, the free GPUs beyond what long jobs may use.
-    /// Idempotent.
     pub(super) fn apply_holds(&mut self) {
-        if self.holds_applied {
-            return;
-        }
-        self.holds_applied = true;
-        for h in &mut self.holds {
-            let free = self.cluster.domain_free(h.domain);
-            h.held = free.saturating_sub(h.budget);
-            self.held_total += u64::from(h.held);
-            if h.held > 0 {
-                self.cluster.allocate(&[(h.domain, h.held)]);
-            }
-        }
+        self.easy.apply(&mut self.cluster);
     }
 
     pub(super) fn unapply_holds(&mut self) {
-        self.holds_applied = false;
-        self.held_total = 0;
-        for h in &mut self.holds {
-            if h.held > 0 {
-                self.cluster.release(&[(h.domain, h.held)]);
-                h.held = 0;
-            }
-        }
+        self.easy.unapply(&mut self.cluster);
     }
 
-    /// A long job placed on reserved domains uses up their budget.
+    /// A long job placed (in `scratch`) on reserved domains uses up their budget.
     pub(super) fn charge_budgets(&mut self) {
-        for &(d, n) in &self.scratch {
-            let slot = self.hold_slot[d.idx()];
-            if let Some(h) = self.holds.get_mut(slot as usize).filter(|h| h.domain == d) {
-                h.budget -= n.min(h.budget);
-            }
-        }
+        self.easy.charge(&self.scratch);
     }
 }

@@ -3,11 +3,39 @@
 //! queue mode (the job leaves the queue until its planned hour, then returns urgent) and claim
 //! mode (its GPUs are claimed and hidden from every other job until it starts on them).
 
-use super::{Claim, JobEntry, JobState, Scheduler};
+use super::{JobEntry, JobState, Scheduler};
+use crate::cluster::Parts;
 use crate::explain::Reason;
 use crate::power::EnergyAware;
 use fabrik_model::{DomainId, JobId, SimTime};
-use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+/// The energy-aware modifier's sub-state: flexible jobs it holds back, in either mode.
+#[derive(Default)]
+pub(super) struct Deferrals {
+    /// Claim mode: GPUs claimed by deferred jobs, hidden from every other job during a pass.
+    pub(super) claims: Vec<Claim>,
+    /// Whether the claims are taken out of the allocation state now.
+    pub(super) applied: bool,
+    /// Claims by start time with the IT watts their hidden GPUs add at or after it (suffix
+    /// sums): a job that ends before a claim starts does not share its power.
+    pub(super) claim_w: Vec<(SimTime, f64)>,
+    /// Queue mode: deferrals by planned start. Deferred jobs (of either mode) leave `pending`,
+    /// so a pass does not walk over them; they return when released.
+    pub(super) queued: BTreeSet<(SimTime, JobId)>,
+}
+
+/// A deferred flexible job's GPUs, chosen when it could have started: no other job may take
+/// them, so it starts on them when its deferral ends.
+pub(super) struct Claim {
+    pub(super) job: JobId,
+    /// When the job starts on them.
+    pub(super) at: SimTime,
+    pub(super) parts: Parts,
+    /// GPUs hidden per part while applied (fewer where a short job borrowed some).
+    pub(super) hidden: Vec<u32>,
+    pub(super) applied: bool,
+}
 
 impl Scheduler {
     /// Caps facility power (the grid connection) at a constant `cap_w` with a constant PUE; see
@@ -101,11 +129,11 @@ impl Scheduler {
     /// claims that start after its walltime ends, so a claimed GPU is free again when its claim
     /// starts.
     pub(super) fn apply_claims(&mut self) {
-        if self.claims_applied {
+        if self.deferrals.applied {
             return;
         }
-        self.claims_applied = true;
-        for c in self.claims.iter_mut().filter(|c| !c.applied) {
+        self.deferrals.applied = true;
+        for c in self.deferrals.claims.iter_mut().filter(|c| !c.applied) {
             c.applied = true;
             c.hidden.clear();
             for &(d, n) in &c.parts {
@@ -121,15 +149,16 @@ impl Scheduler {
 
     /// IT watts (above idle) of the GPUs hidden for claims that start at or after `t`.
     pub(super) fn claims_w_from(&self, t: SimTime) -> f64 {
-        if !self.claims_applied {
+        if !self.deferrals.applied {
             return 0.0;
         }
-        let k = self.claim_w.partition_point(|x| x.0 < t);
-        self.claim_w.get(k).map_or(0.0, |x| x.1)
+        let k = self.deferrals.claim_w.partition_point(|x| x.0 < t);
+        self.deferrals.claim_w.get(k).map_or(0.0, |x| x.1)
     }
 
     pub(super) fn rebuild_claim_w(&mut self) {
         let mut v: Vec<(SimTime, f64)> = self
+            .deferrals
             .claims
             .iter()
             .map(|c| {
@@ -149,12 +178,12 @@ impl Scheduler {
         for k in (0..v.len().saturating_sub(1)).rev() {
             v[k].1 += v[k + 1].1;
         }
-        self.claim_w = v;
+        self.deferrals.claim_w = v;
     }
 
     pub(super) fn unapply_claims(&mut self) {
-        self.claims_applied = false;
-        for c in self.claims.iter_mut().filter(|c| c.applied) {
+        self.deferrals.applied = false;
+        for c in self.deferrals.claims.iter_mut().filter(|c| c.applied) {
             c.applied = false;
             for (&(d, _), &h) in c.parts.iter().zip(&c.hidden) {
                 if h > 0 {
@@ -166,9 +195,9 @@ impl Scheduler {
 
     /// Lends the GPUs of claims starting at or after `t` (until the next job is considered).
     pub(super) fn lend_from(&mut self, t: SimTime) {
-        for c in self.claims.iter_mut().filter(|c| c.applied && c.at >= t) {
+        for c in self.deferrals.claims.iter_mut().filter(|c| c.applied && c.at >= t) {
             c.applied = false;
-            self.claims_applied = false;
+            self.deferrals.applied = false;
             for (&(d, _), &h) in c.parts.iter().zip(&c.hidden) {
                 if h > 0 {
                     self.cluster.release(&[(d, h)]);
@@ -186,18 +215,18 @@ impl Scheduler {
     /// covers now) as urgent work: the top tier, so the first of them holds the EASY reservation.
     pub(super) fn release_due_deferrals(&mut self, now: SimTime) {
         let mut released: Vec<JobId> = Vec::new();
-        while let Some(&(at, id)) = self.deferred.first().filter(|d| d.0 <= now) {
-            self.deferred.remove(&(at, id));
+        while let Some(&(at, id)) = self.deferrals.queued.first().filter(|d| d.0 <= now) {
+            self.deferrals.queued.remove(&(at, id));
             released.push(id);
         }
         if self.power.green_headroom_w > 0.0 {
-            let early: Vec<(SimTime, JobId)> = self.deferred.iter().copied().collect();
+            let early: Vec<(SimTime, JobId)> = self.deferrals.queued.iter().copied().collect();
             for (at, id) in early {
                 let spec = &self.jobs[id.idx()].spec;
                 let need = self.power.delta_w(spec.gpus, spec.gpu_type);
                 if need <= self.power.green_headroom_w {
                     self.power.green_headroom_w -= need;
-                    self.deferred.remove(&(at, id));
+                    self.deferrals.queued.remove(&(at, id));
                     released.push(id);
                 }
             }
@@ -218,16 +247,15 @@ impl Scheduler {
         j.urgent = true;
         j.tier = 2;
         j.priority = p;
-        let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
-        self.pending.insert(pos, id);
-        self.reservation = None;
+        self.enqueue(id);
+        self.easy.reservation = None;
         self.dirty = true;
     }
 
     /// The earliest planned start of a deferred job, for wake-ups.
     pub(super) fn next_deferral_end(&self) -> Option<SimTime> {
-        let q = self.deferred.first().map(|d| d.0);
-        let c = self.claims.first().map(|c| c.at);
+        let q = self.deferrals.queued.first().map(|d| d.0);
+        let c = self.deferrals.claims.first().map(|c| c.at);
         q.into_iter().chain(c).min()
     }
 
@@ -236,13 +264,13 @@ impl Scheduler {
     /// cap's later window were checked then), so neither the queue order nor a reservation can
     /// hold them back. Called with claims applied, before the queue walk.
     pub(super) fn start_due_claims(&mut self, now: SimTime, started: &mut Vec<JobId>) {
-        if self.claims.is_empty() {
+        if self.deferrals.claims.is_empty() {
             return;
         }
         let mut due = Vec::new();
         let mut k = 0;
-        while k < self.claims.len() {
-            let c = &self.claims[k];
+        while k < self.deferrals.claims.len() {
+            let c = &self.deferrals.claims[k];
             let spec = &self.jobs[c.job.idx()].spec;
             let need = self.power.delta_w(spec.gpus, spec.gpu_type);
             let green = need <= self.power.green_headroom_w;
@@ -250,7 +278,7 @@ impl Scheduler {
                 if c.at > now {
                     self.power.green_headroom_w -= need;
                 }
-                let c = self.claims.remove(k);
+                let c = self.deferrals.claims.remove(k);
                 for (&(d, _), &h) in c.parts.iter().zip(&c.hidden) {
                     if h > 0 {
                         self.cluster.release(&[(d, h)]);
@@ -279,7 +307,7 @@ impl Scheduler {
             self.start(c.job, now, started);
         }
         // capacity changed under a kept head reservation
-        self.reservation = None;
+        self.easy.reservation = None;
     }
 
     /// The energy-aware modifier's decision for `id` at `now`: the time it is held back until, or
@@ -304,7 +332,7 @@ impl Scheduler {
             return None;
         }
         // it must fit now, beside the head's reservation, and under the cap of its later window
-        if self.reservation.is_some() {
+        if self.easy.reservation.is_some() {
             self.apply_holds();
         }
         if !self.cluster.may_fit(gpus, gpu_type) || self.cluster.find(gpus, gpu_type, &mut self.scratch).is_err() {
@@ -323,10 +351,10 @@ impl Scheduler {
         j.why_pass = self.pass;
         if mode == crate::power::DeferMode::Queue {
             self.unapply_holds();
-            self.deferred.insert((until, id));
+            self.deferrals.queued.insert((until, id));
             return Some(until);
         }
-        if self.reservation.is_some_and(|r| until + walltime > r.start_at) {
+        if self.easy.reservation.is_some_and(|r| until + walltime > r.start_at) {
             self.charge_budgets();
         }
         self.unapply_holds();
@@ -335,8 +363,8 @@ impl Scheduler {
         let hidden = parts.iter().map(|p| p.1).collect();
         // kept in start order: earlier claims are hidden first, so GPUs lent against later
         // claims never come out of an earlier one
-        let pos = self.claims.partition_point(|c| c.at <= until);
-        self.claims.insert(pos, Claim { job: id, at: until, parts, hidden, applied: true });
+        let pos = self.deferrals.claims.partition_point(|c| c.at <= until);
+        self.deferrals.claims.insert(pos, Claim { job: id, at: until, parts, hidden, applied: true });
         self.rebuild_claim_w();
         Some(until)
     }

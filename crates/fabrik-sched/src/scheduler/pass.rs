@@ -25,7 +25,6 @@
 use super::{Holder, Reservation, Scheduler};
 use crate::explain::Reason;
 use fabrik_model::{JobId, SimTime};
-use std::cmp::Ordering;
 
 /// What the pass does with one pending job.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +86,7 @@ impl Scheduler {
         self.wakeup = self.window_and_deferral_wakeup(now);
         let mut pass = Pass {
             now,
-            cached: self.reservation.take(),
+            cached: self.easy.reservation.take(),
             started_ahead: false,
             backfill: self.policy.backfill(),
             depth_left: self.cfg.backfill_depth,
@@ -96,7 +95,7 @@ impl Scheduler {
         self.advance_windows(now, pass.cached, &mut pass.started_ahead);
         let (mut i, mut kept, n) = (0, 0, self.pending.len());
         while i < n {
-            if !self.claims_applied {
+            if !self.deferrals.applied {
                 // the last job borrowed claimed GPUs: hide them again (holds go on top)
                 self.unapply_holds();
                 self.apply_claims();
@@ -131,10 +130,11 @@ impl Scheduler {
         self.requeue_preempted(now);
         self.unapply_holds();
         self.apply_claims();
-        self.power.claimed_idle_gpus = self.claims.iter().flat_map(|c| c.hidden.iter()).map(|&h| u64::from(h)).sum();
+        self.power.claimed_idle_gpus =
+            self.deferrals.claims.iter().flat_map(|c| c.hidden.iter()).map(|&h| u64::from(h)).sum();
         self.unapply_claims();
-        if self.reservation.is_none() {
-            self.holds.clear();
+        if self.easy.reservation.is_none() {
+            self.easy.clear();
         }
     }
 
@@ -234,11 +234,11 @@ impl Scheduler {
         let (gpus, gpu_type, walltime) = (spec.gpus, spec.gpu_type, spec.walltime);
         // a job that does not fit otherwise may borrow the GPUs of claims that start after its
         // walltime ends
-        if self.claims_applied && !self.claims.is_empty() && !self.cluster.may_fit(gpus, gpu_type) {
+        if self.deferrals.applied && !self.deferrals.claims.is_empty() && !self.cluster.may_fit(gpus, gpu_type) {
             self.unapply_holds();
             self.lend_from(now + walltime);
         }
-        let Some(resv) = self.reservation else {
+        let Some(resv) = self.easy.reservation else {
             return match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
                 Ok(()) => {
                     pass.started_ahead = true;
@@ -257,7 +257,7 @@ impl Scheduler {
                         Some(r) if r.holder == Holder::Job(id) && r.start_at > now && !pass.started_ahead => r.start_at,
                         _ => self.reserve(gpus, gpu_type, None, now),
                     };
-                    self.reservation = Some(Reservation { holder: Holder::Job(id), start_at });
+                    self.easy.reservation = Some(Reservation { holder: Holder::Job(id), start_at });
                     Verdict::Keep(Some(Reason::HoldsReservation { start_at }))
                 }
             };
@@ -268,7 +268,7 @@ impl Scheduler {
         pass.depth_left -= 1;
         let short = now + walltime <= resv.start_at;
         // Holds go on lazily: most passes have no candidate that could fit at all.
-        if !self.holds_applied && !self.cluster.may_fit(gpus, gpu_type) {
+        if !self.easy.applied && !self.cluster.may_fit(gpus, gpu_type) {
             let no_fit = self.cluster.find(gpus, gpu_type, &mut self.scratch).err();
             return Verdict::Keep(no_fit.map(|no_fit| Reason::Resources { no_fit }));
         }
@@ -290,7 +290,7 @@ impl Scheduler {
             }
             Err(held_no_fit) => {
                 // A long job would fit only on GPUs the head needs: it waits for it.
-                let why = if self.cluster.free_for(gpu_type) + self.held_total >= u64::from(gpus) {
+                let why = if self.cluster.free_for(gpu_type) + self.easy.held_total >= u64::from(gpus) {
                     self.behind(resv)
                 } else {
                     Reason::Resources { no_fit: held_no_fit }
@@ -311,8 +311,7 @@ impl Scheduler {
             j.tier = tier;
             j.why = Reason::Preempted { at: now };
             j.why_pass = self.pass;
-            let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
-            self.pending.insert(pos, id);
+            self.enqueue(id);
             self.dirty = true;
         }
     }

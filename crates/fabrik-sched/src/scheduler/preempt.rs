@@ -14,7 +14,7 @@ impl Scheduler {
     /// borrowers (where configured), or, under a preemptive policy, from lower-priority jobs.
     pub(super) fn try_preemption(&mut self, id: JobId, now: SimTime) -> bool {
         let (account, gpus) = (self.jobs[id.idx()].spec.account, self.jobs[id.idx()].spec.gpus);
-        if let Some(node) = self.within_guarantee(account, gpus).filter(|n| self.reclaim[n.idx()]) {
+        if let Some(node) = self.within_guarantee(account, gpus).filter(|&n| self.quotas.reclaims(n)) {
             let victim =
                 move |s: &Scheduler, r: &JobEntry| !s.in_subtree(r.spec.account, node) && s.is_borrower(r.spec.account);
             let key = move |_: &Scheduler, r: &JobEntry| (r.unsaved_at(now), f64::from(r.spec.gpus));
@@ -37,7 +37,7 @@ impl Scheduler {
         job.preemptions += 1;
         self.preempted.push(id);
         self.requeue.push(id);
-        self.reservation = None;
+        self.easy.reservation = None;
     }
 
     /// Makes room for `id` by preempting running jobs `victim` accepts, cheapest first (`key`):

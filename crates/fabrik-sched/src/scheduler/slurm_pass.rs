@@ -248,7 +248,7 @@ impl Scheduler {
 
     /// Free GPUs per node now (0 on nodes out of service) and whether each is in service.
     fn slurm_free(&self) -> (Vec<u32>, Vec<bool>) {
-        let n = self.hold_slot.len();
+        let n = self.cluster.domain_count();
         let up: Vec<bool> = (0..n).map(|d| !self.cluster.is_down(DomainId(d as u32))).collect();
         let free = (0..n).map(|d| if up[d] { self.cluster.domain_free(DomainId(d as u32)) } else { 0 }).collect();
         (free, up)

@@ -26,7 +26,7 @@ impl Scheduler {
 
     /// Flexible jobs held back by the energy-aware modifier (out of `pending` until released).
     pub fn deferred_len(&self) -> usize {
-        self.deferred.len() + self.claims.len()
+        self.deferrals.queued.len() + self.deferrals.claims.len()
     }
 
     pub fn running_len(&self) -> usize {
@@ -50,7 +50,7 @@ impl Scheduler {
     }
 
     pub fn reservation(&self) -> Option<Reservation> {
-        self.reservation
+        self.easy.reservation
     }
 
     /// The next time at which a pass could start something without any other event (a pending
