@@ -276,6 +276,9 @@ fn serve_output(user: Option<&str>, args: &[&str], until: &str) -> String {
         }
         None => Command::new(BIN),
     };
+    // a group of its own: runuser forks, and killing runuser alone left the server running
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
     let mut child = cmd.arg("serve").args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -308,7 +311,8 @@ fn serve_output(user: Option<&str>, args: &[&str], until: &str) -> String {
             Err(_) => break,
         }
     }
-    let _ = child.kill();
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
     out
 }
