@@ -46,6 +46,8 @@ struct PoolState {
     domain_gpus: u32,
     /// heads[k]: first domain with exactly k free GPUs.
     heads: Vec<u32>,
+    /// group_heads[k]: first group with exactly k whole free domains.
+    group_heads: Vec<u32>,
     first_group: u32,
     groups: u32,
     free: u64,
@@ -79,11 +81,21 @@ pub struct Cluster {
     dom_pool: Vec<u32>,
     next: Vec<u32>,
     prev: Vec<u32>,
+    /// Groups listed by their count of whole free domains, per pool (as domains by free GPUs).
+    group_next: Vec<u32>,
+    group_prev: Vec<u32>,
     pools: Vec<PoolState>,
     groups: Vec<GroupState>,
     scratch: Vec<(u64, u32)>,
     /// Failed or drained domains: no free GPUs, and GPUs returned to them vanish.
     down: Vec<bool>,
+    /// Bumped on every change of free counts or of what is in service: a failed search stays
+    /// failed while it stands.
+    version: u64,
+    /// Per pool, the smallest gangs a search found no room for at `failed_version`, within one
+    /// group (`.0`) and spanning groups (`.1`); `u32::MAX` when none failed. See `known_failure`.
+    failed: Vec<(u32, u32)>,
+    failed_version: u64,
 }
 
 impl Cluster {
@@ -95,6 +107,8 @@ impl Cluster {
             dom_pool: f.domains.iter().map(|d| d.pool.0).collect(),
             next: vec![NIL; n],
             prev: vec![NIL; n],
+            group_next: vec![NIL; f.groups.len()],
+            group_prev: vec![NIL; f.groups.len()],
             pools: f
                 .pools
                 .iter()
@@ -103,6 +117,14 @@ impl Cluster {
                     gpu_type: p.gpu_type,
                     domain_gpus: p.domain_gpus,
                     heads: vec![NIL; p.domain_gpus as usize + 1],
+                    group_heads: vec![
+                        NIL;
+                        (p.first_group..p.first_group + p.groups)
+                            .map(|g| f.groups[g as usize].domains as usize)
+                            .max()
+                            .unwrap_or(0)
+                            + 1
+                    ],
                     first_group: p.first_group,
                     groups: p.groups,
                     free: 0,
@@ -129,9 +151,15 @@ impl Cluster {
                 .collect(),
             scratch: Vec::new(),
             down: vec![false; n],
+            version: 0,
+            failed: vec![(u32::MAX, u32::MAX); f.pools.len()],
+            failed_version: u64::MAX,
         };
         for pool in &mut c.pools {
             pool.max_group_in_service = pool.max_group_gpus;
+        }
+        for g in 0..c.groups.len() as u32 {
+            c.link_group(g, 0);
         }
         // Link in reverse so that the lowest domain id heads each list at the start.
         for d in (0..n as u32).rev() {
@@ -219,19 +247,57 @@ impl Cluster {
         }
     }
 
+    fn link_group(&mut self, g: u32, k: u32) {
+        let pool = &mut self.pools[self.dom_pool[self.groups[g as usize].first_domain as usize] as usize];
+        let head = pool.group_heads[k as usize];
+        self.group_next[g as usize] = head;
+        self.group_prev[g as usize] = NIL;
+        if head != NIL {
+            self.group_prev[head as usize] = g;
+        }
+        pool.group_heads[k as usize] = g;
+    }
+
+    fn unlink_group(&mut self, g: u32, k: u32) {
+        let (p, n) = (self.group_prev[g as usize], self.group_next[g as usize]);
+        if p != NIL {
+            self.group_next[p as usize] = n;
+        } else {
+            let pool = self.dom_pool[self.groups[g as usize].first_domain as usize] as usize;
+            self.pools[pool].group_heads[k as usize] = n;
+        }
+        if n != NIL {
+            self.group_prev[n as usize] = p;
+        }
+    }
+
+    /// Groups of pool `p` with at least `k` whole free domains, in no particular order.
+    fn groups_with_full_free(&self, p: usize, k: u32) -> impl Iterator<Item = u32> + '_ {
+        let heads = &self.pools[p].group_heads;
+        heads[(k as usize).min(heads.len())..].iter().flat_map(move |&h| {
+            std::iter::successors((h != NIL).then_some(h), move |&g| {
+                let n = self.group_next[g as usize];
+                (n != NIL).then_some(n)
+            })
+        })
+    }
+
     fn set_free(&mut self, d: u32, new: u32) {
         let old = self.free[d as usize];
         if old == new {
             return;
         }
+        self.version += 1;
         self.unlink(d, old);
         self.link(d, new);
         self.free[d as usize] = new;
         let pool = &mut self.pools[self.dom_pool[d as usize] as usize];
         let cap = pool.domain_gpus;
         pool.free = pool.free + u64::from(new) - u64::from(old);
-        let g = &mut self.groups[self.dom_group[d as usize] as usize];
+        let gi = self.dom_group[d as usize];
+        let g = &mut self.groups[gi as usize];
         g.free = g.free + new - old;
+        let full_before = g.full_free;
         if old == cap {
             g.full_free -= 1;
             pool.full_free -= 1;
@@ -239,6 +305,11 @@ impl Cluster {
         if new == cap {
             g.full_free += 1;
             pool.full_free += 1;
+        }
+        let full_after = g.full_free;
+        if full_after != full_before {
+            self.unlink_group(gi, full_before);
+            self.link_group(gi, full_after);
         }
     }
 
@@ -293,6 +364,7 @@ impl Cluster {
     /// Keeps the group's count of domains out of service and its pool's largest in-service
     /// group up to date (failures and repairs are rare: a scan of the pool's groups is fine).
     fn count_group_down(&mut self, d: DomainId, down: bool) {
+        self.version += 1;
         let g = &mut self.groups[self.dom_group[d.idx()] as usize];
         if down {
             g.down += 1;
@@ -352,6 +424,66 @@ impl Cluster {
     /// Does not allocate them.
     pub fn find(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>, out: &mut Parts) -> Result<(), NoFit> {
         out.clear();
+        if self.failed_version != self.version {
+            self.failed.fill((u32::MAX, u32::MAX));
+            self.failed_version = self.version;
+        } else if let Some(e) = self.known_failure(gpus, gpu_type) {
+            return Err(e);
+        }
+        let r = self.search(gpus, gpu_type, out);
+        if r.is_err() {
+            for (p, pool) in self.pools.iter().enumerate() {
+                if gpu_type.is_none_or(|t| t == pool.gpu_type) && u64::from(gpus) <= pool.total {
+                    let f = &mut self.failed[p];
+                    let slot = if gpus > pool.max_group_in_service { &mut f.1 } else { &mut f.0 };
+                    *slot = (*slot).min(gpus);
+                }
+            }
+        }
+        r
+    }
+
+    /// What `search` would answer, when a smaller gang already failed in every pool it could
+    /// use since the last change — free GPUs only shrink between changes, and no room for a
+    /// gang means no room for a larger one placed the same way: within one NVLink domain or
+    /// group, or spanning groups. A gang that found no domain with enough free GPUs, or not
+    /// enough free GPUs at all, also rules out every larger one (those need whole free
+    /// domains). The error is built as `search` builds it, from the pools' counts.
+    fn known_failure(&self, gpus: u32, gpu_type: Option<GpuTypeId>) -> Option<NoFit> {
+        let mut best: Option<(u64, NoFit)> = None;
+        for (p, pool) in self.pools.iter().enumerate() {
+            if gpu_type.is_some_and(|t| t != pool.gpu_type) || u64::from(gpus) > pool.total {
+                continue;
+            }
+            let (within, spanning) = self.failed[p];
+            let fails = u64::from(gpus) > pool.free
+                || if gpus > pool.max_group_in_service {
+                    gpus >= spanning || within <= pool.domain_gpus
+                } else {
+                    gpus >= within
+                };
+            if !fails {
+                return None;
+            }
+            let free = pool.free;
+            let e = if u64::from(gpus) > free {
+                NoFit::NotEnoughFree { free, need: gpus }
+            } else if gpus <= pool.domain_gpus {
+                NoFit::NoDomain { need: gpus }
+            } else if gpus <= pool.max_group_in_service {
+                NoFit::NoGroup { need: gpus }
+            } else {
+                let need_domains = gpus.div_ceil(pool.domain_gpus);
+                NoFit::NoWholeDomains { need_domains, free_domains: pool.full_free }
+            };
+            if best.is_none_or(|(f, _)| free > f) {
+                best = Some((free, e));
+            }
+        }
+        Some(best.map_or(NoFit::TooLarge { need: gpus }, |(_, e)| e))
+    }
+
+    fn search(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>, out: &mut Parts) -> Result<(), NoFit> {
         let mut best_err: Option<(u64, NoFit)> = None;
         for p in 0..self.pools.len() {
             let pool = &self.pools[p];
@@ -457,9 +589,9 @@ impl Cluster {
         let (full, rem) = (gpus / dsize, gpus % dsize);
         let mut cands = std::mem::take(&mut self.scratch);
         cands.clear();
-        for g in pool.first_group..pool.first_group + pool.groups {
+        for g in self.groups_with_full_free(p, full) {
             let gs = &self.groups[g as usize];
-            if gs.free >= gpus && gs.full_free >= full {
+            if gs.free >= gpus {
                 cands.push((u64::from(gs.free), g));
             }
         }
@@ -486,14 +618,10 @@ impl Cluster {
         let need_domains = full + u32::from(rem > 0);
         let mut cands = std::mem::take(&mut self.scratch);
         cands.clear();
-        let mut free_domains = 0;
-        for g in pool.first_group..pool.first_group + pool.groups {
-            let ff = self.groups[g as usize].full_free;
-            free_domains += ff;
-            if ff > 0 {
-                // most whole free domains first, then lowest id
-                cands.push((u64::from(u32::MAX - ff), g));
-            }
+        let free_domains = pool.full_free;
+        for g in self.groups_with_full_free(p, 1) {
+            // most whole free domains first, then lowest id
+            cands.push((u64::from(u32::MAX - self.groups[g as usize].full_free), g));
         }
         cands.sort_unstable();
         let mut taken = 0;
@@ -634,5 +762,65 @@ mod tests {
         let mut c = Cluster::new(&f);
         c.allocate(&[(DomainId(0), 8)]);
         c.allocate(&[(DomainId(0), 1)]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// `find` answers from its memory of failed searches exactly what a fresh search
+        /// answers, through allocations, releases, failures and repairs.
+        #[test]
+        fn remembered_failures_answer_like_a_search(ops in proptest::collection::vec((0u8..6, 1u32..80, 0u8..3), 1..200)) {
+            let text = "name='mix'\n[[pool]]\ngpu='H100'\ndomain_gpus=8\ndomains_per_group=4\ngroups=3\n\
+                        [[pool]]\ngpu='A100'\ndomain_gpus=4\ndomains_per_group=2\ngroups=2\n";
+            let f = Facility::from_toml(text, "mix").unwrap();
+            let types = [None, f.gpu_type_id("H100"), f.gpu_type_id("A100")];
+            let mut c = Cluster::new(&f);
+            let mut held: Vec<Parts> = Vec::new();
+            let mut out = Parts::new();
+            for (op, n, t) in ops {
+                let ty = types[t as usize];
+                match op {
+                    0 | 1 => {
+                        let mut fresh = c.clone();
+                        fresh.failed_version = u64::MAX;
+                        let mut fresh_out = Parts::new();
+                        let want = fresh.find(n, ty, &mut fresh_out);
+                        let got = c.find(n, ty, &mut out);
+                        proptest::prop_assert_eq!(got, want);
+                        if got.is_ok() {
+                            proptest::prop_assert_eq!(&out, &fresh_out);
+                            if op == 0 {
+                                c.allocate(&out);
+                                held.push(out.clone());
+                            }
+                        }
+                    }
+                    2 if !held.is_empty() => {
+                        let p = held.swap_remove(n as usize % held.len());
+                        c.release(&p);
+                    }
+                    3 => {
+                        // a domain fails: the jobs on it stop first
+                        let d = DomainId(n % f.domains.len() as u32);
+                        let (on, off): (Vec<Parts>, Vec<Parts>) = held.drain(..).partition(|p| p.iter().any(|x| x.0 == d));
+                        held = off;
+                        for p in on {
+                            c.release(&p);
+                        }
+                        c.set_down(d, true);
+                    }
+                    4 => c.set_down(DomainId(n % f.domains.len() as u32), false),
+                    _ => {
+                        // a run of queries of falling sizes at one state, as a pass asks them
+                        for m in (1..=n).rev().step_by(3) {
+                            let mut fresh = c.clone();
+                            fresh.failed_version = u64::MAX;
+                            let want = fresh.find(m, ty, &mut Parts::new());
+                            proptest::prop_assert_eq!(c.find(m, ty, &mut out), want);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
