@@ -510,35 +510,8 @@ impl<'a> Twin<'a> {
         let total = self.workload.jobs.len() as u64;
         while let Some(Reverse(ev)) = self.events.pop() {
             let now = ev.time;
-            if self.done < total {
-                // hour ticks may outlive the last job by an hour: the run's energy ends with it
-                self.ledger.advance(&self.cfg.energy, now);
-            }
-            self.handle(ev)?;
-            while self.events.peek().is_some_and(|Reverse(e)| e.time == now) {
-                let Reverse(ev) = self.events.pop().expect("peeked");
-                self.handle(ev)?;
-            }
-            if self.hourly {
-                let w = self.ledger.green_headroom_it_w(&self.cfg.energy, now);
-                self.sched.set_green_headroom_w(w);
-            }
-            self.sched.schedule(now, &mut started);
-            self.passes += 1;
-            self.sched.drain_preempted(&mut self.preempted);
-            for k in 0..self.preempted.len() {
-                let id = self.preempted[k];
-                self.stopped(id, now, Stop::Preempted);
-            }
-            for &id in &started {
-                self.begin_run(id, now);
-            }
-            if let Some(w) = self.sched.next_wakeup().filter(|&w| w > now) {
-                if self.wakeup_pushed != Some(w) {
-                    self.wakeup_pushed = Some(w);
-                    self.push(w, Kind::Wakeup);
-                }
-            }
+            self.instant(ev)?;
+            self.pass(now, &mut started);
             self.record(now);
             if self.events_handled.is_multiple_of(8192) {
                 progress(Progress { now, jobs_done: self.done, jobs_total: total });
@@ -552,6 +525,46 @@ impl<'a> Twin<'a> {
         let end = self.sched.jobs().iter().filter_map(|j| j.end()).max().unwrap_or_default();
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(self.report(end))
+    }
+
+    /// The events of one instant: `first` and every other event at its time.
+    fn instant(&mut self, first: Event) -> Result<(), TwinError> {
+        let now = first.time;
+        if self.done < self.workload.jobs.len() as u64 {
+            // hour ticks may outlive the last job by an hour: the run's energy ends with it
+            self.ledger.advance(&self.cfg.energy, now);
+        }
+        self.handle(first)?;
+        while self.events.peek().is_some_and(|Reverse(e)| e.time == now) {
+            let Reverse(ev) = self.events.pop().expect("peeked");
+            self.handle(ev)?;
+        }
+        Ok(())
+    }
+
+    /// One scheduling pass at `now` and what follows from it: preempted runs stop, started
+    /// runs begin, the next wake-up is queued.
+    fn pass(&mut self, now: SimTime, started: &mut Vec<JobId>) {
+        if self.hourly {
+            let w = self.ledger.green_headroom_it_w(&self.cfg.energy, now);
+            self.sched.set_green_headroom_w(w);
+        }
+        self.sched.schedule(now, started);
+        self.passes += 1;
+        self.sched.drain_preempted(&mut self.preempted);
+        for k in 0..self.preempted.len() {
+            let id = self.preempted[k];
+            self.stopped(id, now, Stop::Preempted);
+        }
+        for &id in started.iter() {
+            self.begin_run(id, now);
+        }
+        if let Some(w) = self.sched.next_wakeup().filter(|&w| w > now) {
+            if self.wakeup_pushed != Some(w) {
+                self.wakeup_pushed = Some(w);
+                self.push(w, Kind::Wakeup);
+            }
+        }
     }
 
     /// Takes the spare domains of every group out of service before the run (when the failure
