@@ -13,8 +13,11 @@ pub struct BenchArgs {
     /// Where the Microsoft ITP trace lives.
     #[arg(long, default_value = "../shared/traces/microsoft-itp")]
     traces: PathBuf,
-    /// Run only one scenario: a (ITP cluster04), b (eu-gigafactory, 30 days), serve (durable
-    /// submissions on loopback) or pass (scheduling pass with 100,000 pending jobs on eu-gigafactory and gw-campus).
+    /// Run only one scenario: a (ITP cluster04), b (eu-gigafactory, 30 days), c (las with
+    /// preemption on ITP cluster04 replicated ×10), serve (durable submissions on loopback),
+    /// pass (scheduling pass with 100,000 pending jobs on eu-gigafactory and gw-campus); the long
+    /// ones only when named: year (eu-gigafactory, 365 days) and campus (gw-campus, 30 days),
+    /// with the process's peak memory.
     #[arg(long)]
     only: Option<String>,
     /// Submissions for the serve scenario.
@@ -33,25 +36,44 @@ fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Opt
     let t0 = Instant::now();
     let w = load_workload(workload, &f, days, 0.85, 1)?;
     let load_s = t0.elapsed().as_secs_f64();
+    timed(label, &f, &w, policy, load_s, repeat)
+}
+
+/// The process's peak resident memory so far, MiB.
+fn peak_rss_mib() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map_or(0.0, |u| u.max_rss() as f64 / 1024.0)
+}
+
+fn timed(
+    label: &str,
+    f: &fabrik_model::Facility,
+    w: &fabrik_twin::Workload,
+    policy: &str,
+    load_s: f64,
+    repeat: u32,
+) -> Result<()> {
+    let (f, w) = (f, w);
     let mut best = f64::MAX;
     let mut events = 0;
     let mut util = 0.0;
     for _ in 0..repeat.max(1) {
         let cfg = TwinConfig::new(policy, SchedConfig::default(), 1);
         let t = Instant::now();
-        let r = simulate(&f, &w, cfg)?;
+        let r = simulate(f, w, cfg)?;
         best = best.min(t.elapsed().as_secs_f64());
         events = r.summary.events;
         util = r.summary.utilisation;
     }
     println!(
-        "{label:<44} {policy:<12} jobs {:>7}  events {:>8}  sim {:>8.3} s  {:>10.0} events/s  (workload load {:.3} s, utilisation {:.1}%)",
+        "{label:<44} {policy:<12} jobs {:>7}  events {:>8}  sim {:>8.3} s  {:>10.0} events/s  (workload load {:.3} s, utilisation {:.1}%, peak RSS {:.0} MiB)",
         w.jobs.len(),
         events,
         best,
         events as f64 / best,
         load_s,
-        util * 100.0
+        util * 100.0,
+        peak_rss_mib()
     );
     Ok(())
 }
@@ -59,13 +81,13 @@ fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Opt
 pub fn run(a: &BenchArgs) -> Result<()> {
     let only = a.only.as_deref();
     if let Some(o) = only {
-        if !["a", "b", "serve", "pass"].contains(&o) {
-            bail!("--only takes a, b, serve or pass, got '{o}'");
+        if !["a", "b", "c", "serve", "pass", "year", "campus"].contains(&o) {
+            bail!("--only takes a, b, c, serve, pass, year or campus, got '{o}'");
         }
     }
     let want = |x: &str| only.is_none_or(|o| o == x);
+    let trace = a.traces.join("raw/cluster04.csv");
     if want("a") {
-        let trace = a.traces.join("raw/cluster04.csv");
         if !trace.is_file() {
             bail!("ITP trace not found at {} (pass --traces DIR, or --only b)", trace.display());
         }
@@ -83,6 +105,41 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             Some(30.0),
             a.repeat.min(1),
         )?;
+    }
+    if want("c") {
+        if !trace.is_file() {
+            bail!("ITP trace not found at {} (pass --traces DIR, or --only b)", trace.display());
+        }
+        // ten copies of every job, all preemptible, on ten times the GPUs
+        let f = load_facility("800x8:20")?;
+        let t0 = Instant::now();
+        let one = load_workload(&format!("itp:{}", trace.display()), &f, None, 0.85, 1)?;
+        let mut w = one.clone();
+        w.jobs = (0..10)
+            .flat_map(|k| {
+                one.jobs.iter().map(move |j| {
+                    let mut j = j.clone();
+                    j.spec.name = format!("{}#{k}", j.spec.name);
+                    j.spec.preemptible = true;
+                    j
+                })
+            })
+            .collect();
+        w.sort();
+        timed("(c) ITP cluster04 ×10 on 800x8:20, preemptible", &f, &w, "las", t0.elapsed().as_secs_f64(), a.repeat)?;
+    }
+    if only == Some("year") {
+        scenario(
+            "(year) eu-gigafactory, 365 days synthetic",
+            "eu-gigafactory",
+            "synthetic",
+            "fair-share",
+            Some(365.0),
+            1,
+        )?;
+    }
+    if only == Some("campus") {
+        scenario("(campus) gw-campus, 30 days synthetic", "gw-campus", "synthetic", "fair-share", Some(30.0), 1)?;
     }
     if want("pass") {
         crate::bench_serve::pass("eu-gigafactory", "fifo-backfill")?;

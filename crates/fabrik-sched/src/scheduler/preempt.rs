@@ -4,6 +4,31 @@
 
 use super::{JobEntry, Scheduler};
 use fabrik_model::{AccountId, JobId, SimTime};
+use std::cmp::Ordering;
+
+/// A victim's cost: lower goes first.
+type Key = (f64, f64);
+
+/// A candidate victim, ordered by its key (in `f64::total_cmp`'s order), then by id.
+#[derive(Debug, Clone, Copy)]
+struct Victim(Key, JobId);
+
+impl Ord for Victim {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0 .0.total_cmp(&o.0 .0).then(self.0 .1.total_cmp(&o.0 .1)).then(self.1.cmp(&o.1))
+    }
+}
+impl PartialOrd for Victim {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Victim {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Victim {}
 
 impl Scheduler {
     pub(super) fn in_subtree(&self, a: AccountId, node: AccountId) -> bool {
@@ -15,8 +40,9 @@ impl Scheduler {
     pub(super) fn try_preemption(&mut self, id: JobId, now: SimTime) -> bool {
         let (account, gpus) = (self.jobs[id.idx()].spec.account, self.jobs[id.idx()].spec.gpus);
         if let Some(node) = self.within_guarantee(account, gpus).filter(|&n| self.quotas.reclaims(n)) {
-            let victim =
-                move |s: &Scheduler, r: &JobEntry| !s.in_subtree(r.spec.account, node) && s.is_borrower(r.spec.account);
+            let victim = move |s: &Scheduler, r: &JobEntry, _: Key| {
+                !s.in_subtree(r.spec.account, node) && s.is_borrower(r.spec.account)
+            };
             let key = move |_: &Scheduler, r: &JobEntry| (r.unsaved_at(now), f64::from(r.spec.gpus));
             if self.start_by_preempting(id, now, &victim, &key) {
                 return true;
@@ -24,7 +50,8 @@ impl Scheduler {
         }
         if self.policy.preempts_lower_priority() {
             let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
-            let victim = move |s: &Scheduler, r: &JobEntry| s.policy.priority(&s.ctx(now), r) < p;
+            // the key's first part is the victim's priority
+            let victim = move |_: &Scheduler, _: &JobEntry, k: Key| k.0 < p;
             let key = move |s: &Scheduler, r: &JobEntry| (s.policy.priority(&s.ctx(now), r), r.unsaved_at(now));
             return self.start_by_preempting(id, now, &victim, &key);
         }
@@ -47,28 +74,31 @@ impl Scheduler {
         &mut self,
         id: JobId,
         now: SimTime,
-        victim: &dyn Fn(&Scheduler, &JobEntry) -> bool,
-        key: &dyn Fn(&Scheduler, &JobEntry) -> (f64, f64),
+        victim: &dyn Fn(&Scheduler, &JobEntry, Key) -> bool,
+        key: &dyn Fn(&Scheduler, &JobEntry) -> Key,
     ) -> bool {
         let (gpus, gpu_type) = (self.jobs[id.idx()].spec.gpus, self.jobs[id.idx()].spec.gpu_type);
-        let mut cands: Vec<((f64, f64), JobId)> = self
+        let cands: Vec<std::cmp::Reverse<Victim>> = self
             .running
             .iter()
-            .map(|&(_, r)| r)
-            .filter(|&r| {
+            .filter_map(|&(_, r)| {
                 let j = &self.jobs[r.idx()];
                 // a job started at this instant has done nothing yet and is not a victim
-                j.spec.preemptible && j.start() != Some(now) && j.inside.is_none() && victim(self, j)
+                if !j.spec.preemptible || j.start() == Some(now) || j.inside.is_some() {
+                    return None;
+                }
+                let k = key(self, j);
+                victim(self, j, k).then_some(std::cmp::Reverse(Victim(k, r)))
             })
-            .map(|r| (key(self, &self.jobs[r.idx()]), r))
             .collect();
         if cands.is_empty() {
             return false;
         }
-        cands.sort_by(|a, b| a.0 .0.total_cmp(&b.0 .0).then(a.0 .1.total_cmp(&b.0 .1)).then(a.1.cmp(&b.1)));
+        // cheapest first, taken lazily from a heap: usually a few victims suffice
+        let mut heap = std::collections::BinaryHeap::from(cands);
         let mut taken = Vec::new();
         let mut fits = false;
-        for &(_, r) in &cands {
+        while let Some(std::cmp::Reverse(Victim(_, r))) = heap.pop() {
             self.cluster.release(self.jobs[r.idx()].parts());
             taken.push(r);
             if self.cluster.may_fit(gpus, gpu_type) && self.cluster.find(gpus, gpu_type, &mut self.scratch).is_ok() {
