@@ -58,7 +58,9 @@ fn timed(
     let mut events = 0;
     let mut util = 0.0;
     for _ in 0..repeat.max(1) {
-        let cfg = TwinConfig::new(policy, SchedConfig::default(), 1);
+        let mut cfg = TwinConfig::new(policy, SchedConfig::default(), 1);
+        // as `fabrik simulate` without --jobs-csv
+        cfg.keep_job_rows = false;
         let t = Instant::now();
         let r = simulate(f, w, cfg)?;
         best = best.min(t.elapsed().as_secs_f64());

@@ -528,6 +528,8 @@ fn simulate(a: &SimArgs) -> Result<()> {
     }
     let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
+    // per-job rows only for the CSV that prints them
+    cfg.keep_job_rows = a.jobs_csv.is_some();
     if a.predictive && !(a.failures || a.failure_rate.is_some()) {
         bail!("--predictive needs --failures (or --failure-rate)");
     }

@@ -26,6 +26,10 @@ pub struct TwinConfig {
     /// Seconds a job stops computing to write one checkpoint (0: asynchronous checkpoints).
     pub checkpoint_write_s: u64,
     pub energy: EnergyConfig,
+    /// Keep one row per job in the report (`Report::jobs`, for `jobs_csv`). A year of a large
+    /// facility has millions of jobs: without the rows the report needs a few hundred MB less.
+    #[serde(skip)]
+    pub keep_job_rows: bool,
 }
 
 impl TwinConfig {
@@ -40,6 +44,7 @@ impl TwinConfig {
             checkpoint: CheckpointPolicy::AsSubmitted,
             checkpoint_write_s: 0,
             energy: EnergyConfig::default(),
+            keep_job_rows: true,
         }
     }
 }

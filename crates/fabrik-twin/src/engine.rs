@@ -173,6 +173,7 @@ impl<'a> Twin<'a> {
         }
         let mut sched = Scheduler::for_facility(facility, &cfg.policy, cfg.sched.clone(), SimTime::ZERO)?;
         sched.set_clock_origin(workload.clock_origin.unwrap_or(0));
+        sched.reserve_jobs(workload.jobs.len());
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
         let cap_w = cfg
             .energy

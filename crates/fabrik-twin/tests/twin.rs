@@ -85,6 +85,18 @@ fn one_seed_gives_a_byte_identical_json_report() {
 }
 
 #[test]
+fn a_run_without_job_rows_reports_the_same_but_keeps_no_rows() {
+    let f = Facility::preset("ai-factory").unwrap();
+    let sc = synthetic::SyntheticConfig { days: 1.0, ..Default::default() };
+    let w = synthetic::generate(&sc, &f, 5).unwrap();
+    let with = simulate(&f, &w, cfg("fair-share")).unwrap();
+    let without = simulate(&f, &w, TwinConfig { keep_job_rows: false, ..cfg("fair-share") }).unwrap();
+    assert_eq!(with.to_json(), without.to_json());
+    assert_eq!((with.jobs.len(), without.jobs.len()), (w.jobs.len(), 0));
+    assert_eq!(without.jobs_csv(), "", "no rows, no CSV");
+}
+
+#[test]
 fn a_job_larger_than_the_facility_is_an_error_naming_it() {
     let f = Facility::preset("tiny").unwrap();
     let text = "name,submit,account,gpus,walltime,runtime\nbig,0,eval,32,1h,1h\n";

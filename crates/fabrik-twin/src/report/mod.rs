@@ -336,7 +336,7 @@ struct Tally {
 pub(crate) fn build(i: Inputs<'_>) -> Report {
     let tenants = &i.facility.tenants;
     let total_gpus = i.facility.total_gpus() as f64;
-    let mut jobs = Vec::with_capacity(i.workload.jobs.len());
+    let mut jobs = Vec::with_capacity(if i.cfg.keep_job_rows { i.workload.jobs.len() } else { 0 });
     let (mut waits, mut jcts, mut sld, mut bsld) = (vec![], vec![], vec![], vec![]);
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
@@ -418,6 +418,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         per_size[c].gpu_hours += gh;
         per_size[c].waits.push(wait as f64);
         hist[WAIT_BINS.iter().position(|&(lim, _)| wait < lim).unwrap_or(WAIT_BINS.len() - 1)] += 1;
+        if !i.cfg.keep_job_rows {
+            continue;
+        }
         jobs.push(JobRow {
             name: s.name.clone(),
             account: tenants.get(s.account).path.clone(),

@@ -13,7 +13,8 @@ impl Report {
         serde_json::to_string_pretty(self).expect("report serialises")
     }
 
-    /// Per-job outcomes as CSV.
+    /// Per-job outcomes as CSV (empty when the run did not keep job rows:
+    /// `TwinConfig::keep_job_rows`).
     pub fn jobs_csv(&self) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         for j in &self.jobs {
