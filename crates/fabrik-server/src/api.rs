@@ -314,6 +314,9 @@ async fn metrics(State(s): St, h: HeaderMap) -> Result<Response, ApiError> {
     if s.metrics_token {
         s.identity(&h)?;
     }
+    // the gauges are computed when scraped, not on every tick (they walk every job); a stopped
+    // engine leaves them as they were
+    let _ = s.call(Cmd::RefreshMetrics).await;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
         .into_response())
 }

@@ -53,6 +53,8 @@ pub enum Cmd {
     /// Drain (reason) or resume (`None`) a node, by name or domain index.
     Drain(Identity, String, Option<String>, Reply<NodeView>),
     Dashboard(Identity, Reply<DashboardView>),
+    /// Bring the gauges up to date (before `/metrics` renders them).
+    RefreshMetrics(Reply<()>),
     Shutdown,
 }
 
@@ -334,6 +336,10 @@ impl Engine {
             Cmd::Dashboard(who, reply) => {
                 let _ = reply.send(Ok(self.dashboard(&who)));
             }
+            Cmd::RefreshMetrics(reply) => {
+                self.update_metrics();
+                let _ = reply.send(Ok(()));
+            }
             Cmd::Submit(..) | Cmd::Shutdown => unreachable!("handled by the loop"),
         }
     }
@@ -426,7 +432,6 @@ impl Engine {
         self.save(&mut changed);
         if !self.unsaved.is_empty() {
             self.sample(now);
-            self.update_metrics();
             return;
         }
         let t0 = Instant::now();
@@ -456,7 +461,6 @@ impl Engine {
         }
         self.started = started;
         self.sample(now);
-        self.update_metrics();
     }
 
     /// A domain leaves service: its jobs stop and go back to the queue.
