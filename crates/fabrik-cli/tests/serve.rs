@@ -342,8 +342,10 @@ fn the_local_executor_never_runs_jobs_as_the_server_unless_told() {
     let base = ["--data-dir", od.as_str(), "--bind", bind.as_str()];
     let out = serve_output(Some(users[0]), &base, "listening");
     assert!(out.contains("which needs root") && out.contains("pass --single-user"), "{out}");
-    let out = serve_output(Some(users[0]), &[&base[..], &["--single-user"]].concat(), "WARNING");
-    assert!(out.contains("WARNING: single-user mode: every job runs as Unix user 'fabrik-ta'"), "{out}");
+    // wait for the whole sentence: stopping at "WARNING" raced the rest of the line
+    let warning = "WARNING: single-user mode: every job runs as Unix user 'fabrik-ta'";
+    let out = serve_output(Some(users[0]), &[&base[..], &["--single-user"]].concat(), warning);
+    assert!(out.contains(warning), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
