@@ -98,6 +98,29 @@ pub struct Cluster {
     failed_version: u64,
 }
 
+/// Puts `x` at the front of the intrusive list starting at `head` (links in `next`/`prev`).
+fn push_front(next: &mut [u32], prev: &mut [u32], head: &mut u32, x: u32) {
+    next[x as usize] = *head;
+    prev[x as usize] = NIL;
+    if *head != NIL {
+        prev[*head as usize] = x;
+    }
+    *head = x;
+}
+
+/// Takes `x` out of the intrusive list starting at `head`.
+fn remove(next: &mut [u32], prev: &mut [u32], head: &mut u32, x: u32) {
+    let (p, n) = (prev[x as usize], next[x as usize]);
+    if p != NIL {
+        next[p as usize] = n;
+    } else {
+        *head = n;
+    }
+    if n != NIL {
+        prev[n as usize] = p;
+    }
+}
+
 impl Cluster {
     pub fn new(f: &Facility) -> Cluster {
         let n = f.domains.len();
@@ -226,49 +249,22 @@ impl Cluster {
 
     fn link(&mut self, d: u32, k: u32) {
         let pool = &mut self.pools[self.dom_pool[d as usize] as usize];
-        let head = pool.heads[k as usize];
-        self.next[d as usize] = head;
-        self.prev[d as usize] = NIL;
-        if head != NIL {
-            self.prev[head as usize] = d;
-        }
-        pool.heads[k as usize] = d;
+        push_front(&mut self.next, &mut self.prev, &mut pool.heads[k as usize], d);
     }
 
     fn unlink(&mut self, d: u32, k: u32) {
-        let (p, n) = (self.prev[d as usize], self.next[d as usize]);
-        if p != NIL {
-            self.next[p as usize] = n;
-        } else {
-            self.pools[self.dom_pool[d as usize] as usize].heads[k as usize] = n;
-        }
-        if n != NIL {
-            self.prev[n as usize] = p;
-        }
+        let pool = &mut self.pools[self.dom_pool[d as usize] as usize];
+        remove(&mut self.next, &mut self.prev, &mut pool.heads[k as usize], d);
     }
 
     fn link_group(&mut self, g: u32, k: u32) {
         let pool = &mut self.pools[self.dom_pool[self.groups[g as usize].first_domain as usize] as usize];
-        let head = pool.group_heads[k as usize];
-        self.group_next[g as usize] = head;
-        self.group_prev[g as usize] = NIL;
-        if head != NIL {
-            self.group_prev[head as usize] = g;
-        }
-        pool.group_heads[k as usize] = g;
+        push_front(&mut self.group_next, &mut self.group_prev, &mut pool.group_heads[k as usize], g);
     }
 
     fn unlink_group(&mut self, g: u32, k: u32) {
-        let (p, n) = (self.group_prev[g as usize], self.group_next[g as usize]);
-        if p != NIL {
-            self.group_next[p as usize] = n;
-        } else {
-            let pool = self.dom_pool[self.groups[g as usize].first_domain as usize] as usize;
-            self.pools[pool].group_heads[k as usize] = n;
-        }
-        if n != NIL {
-            self.group_prev[n as usize] = p;
-        }
+        let pool = &mut self.pools[self.dom_pool[self.groups[g as usize].first_domain as usize] as usize];
+        remove(&mut self.group_next, &mut self.group_prev, &mut pool.group_heads[k as usize], g);
     }
 
     /// Groups of pool `p` with at least `k` whole free domains, in no particular order.

@@ -282,7 +282,7 @@ impl Scheduler {
                 end: SimTime(origin.0.saturating_add(r.end.0)),
                 ..r.clone()
             };
-            s.add_reservation(&shifted, origin)?;
+            s.add_reservation(&shifted)?;
         }
         Ok(s)
     }

@@ -592,7 +592,7 @@ fn a_reservation_pinned_to_a_leaf_group_holds_gpus_there() {
     let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
     let mut r = advance(P, 16, 0, 100);
     r.group = Some(fabrik_model::GroupId(2));
-    let rid = s.add_reservation(&r, SimTime(0)).unwrap();
+    let rid = s.add_reservation(&r).unwrap();
     let mut started = vec![];
     s.schedule(SimTime(0), &mut started);
     let Some(Window::Open { parts, .. }) = s.window(rid) else { panic!("the window is open at 0") };
@@ -609,7 +609,7 @@ fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside
     // 32-GPU job runs inside the reservation; q's 8-GPU job at 2,000 finds no GPU outside it.
     let f = fac("small");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
-    let rid = s.add_reservation(&advance(P, 128, 1_000, 5_000), SimTime(0)).unwrap();
+    let rid = s.add_reservation(&advance(P, 128, 1_000, 5_000)).unwrap();
     assert_eq!(rid, ResvId(0), "reservations have ids of their own");
     let mut started = vec![];
     let long = s.submit(job(Q, 64, 0, 2_000), SimTime(0)).unwrap();
@@ -652,7 +652,7 @@ fn an_advance_reservation_is_honoured_under_backfill_and_its_account_runs_inside
 fn jobs_inside_a_reservation_keep_their_gpus_when_the_window_closes() {
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo", SchedConfig::default()).unwrap();
-    let rid = s.add_reservation(&advance(P, 8, 0, 100), SimTime(0)).unwrap();
+    let rid = s.add_reservation(&advance(P, 8, 0, 100)).unwrap();
     let mut started = vec![];
     s.schedule(SimTime(0), &mut started);
     let j = s.submit(job(P, 8, 10, 90), SimTime(10)).unwrap();

@@ -62,7 +62,7 @@ impl AdvanceState {
 
 impl Scheduler {
     /// Adds an advance reservation; its window's offsets are absolute times here.
-    pub fn add_reservation(&mut self, r: &AdvanceReservation, _now: SimTime) -> Result<ResvId, SchedError> {
+    pub fn add_reservation(&mut self, r: &AdvanceReservation) -> Result<ResvId, SchedError> {
         if u64::from(r.gpus) > self.cluster.max_gang(r.gpu_type) || r.gpus == 0 {
             return Err(SchedError::TooLarge { job: format!("reservation {}", r.name), gpus: r.gpus });
         }
