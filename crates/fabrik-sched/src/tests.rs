@@ -159,6 +159,41 @@ fn backfill_starts_a_long_job_on_gpus_the_reservation_does_not_need() {
 }
 
 #[test]
+fn a_long_backfill_job_may_take_a_reserved_node_up_to_its_budget() {
+    // tiny = 2 nodes × 8. J0 (4 GPUs, 100 s) goes to node 0, J1 (8 GPUs, 1000 s) to node 1.
+    // J2 (6 GPUs) waits: at 100 node 0 is free and it takes 6 of its 8 GPUs, so jobs running
+    // past 100 may still take 2 there (the budget). J3 (2 GPUs, 500 s) is placed on node 0's
+    // free GPUs within that budget and starts; J4 (2 GPUs, 500 s) would exceed it and waits;
+    // J5 (2 GPUs, 50 s) ends by 100 and takes node 0's last free GPUs.
+    let jobs = vec![
+        (job(P, 4, 0, 100), 100),
+        (job(P, 8, 1, 1000), 1000),
+        (job(P, 6, 2, 100), 100),
+        (job(Q, 2, 3, 500), 500),
+        (job(Q, 2, 4, 500), 500),
+        (job(Q, 2, 5, 50), 50),
+    ];
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    for (spec, _) in &jobs {
+        s.submit(spec.clone(), spec.submit).unwrap();
+        s.schedule(spec.submit, &mut started);
+    }
+    assert_eq!(s.job(JobId(3)).parts(), &[(fabrik_model::DomainId(0), 2)]);
+    assert_eq!(s.job(JobId(5)).parts(), &[(fabrik_model::DomainId(0), 2)]);
+    assert!(s.job(JobId(4)).state.is_waiting());
+    assert_eq!(
+        s.explain(JobId(4)).unwrap().reasons[0],
+        Reason::BehindReservation { holder: JobId(2), start_at: SimTime(100) }
+    );
+    let (r, _) = run(&f, "fifo-backfill", SchedConfig::default(), &jobs);
+    // When J5 ends at 55 node 0 has 2 free, but the budget is spent: J4 still waits. At 100
+    // J2 takes node 0's 6 free GPUs; J4 starts when J2 ends at 200.
+    assert_eq!(r.spans, vec![(0, 100), (1, 1001), (100, 200), (3, 503), (200, 700), (5, 55)]);
+}
+
+#[test]
 fn fair_share_puts_the_idle_account_first() {
     // p uses the whole machine from 0 to 100. At 50 p submits J1, at 60 q submits J2, both
     // 16 GPUs. Recalculated at 60 with no age weight: F_p = 2^(-1/0.5) = 0.25, F_q = 1, so

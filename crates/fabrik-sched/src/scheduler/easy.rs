@@ -77,6 +77,15 @@ impl EasyHold {
         }
     }
 
+    /// Whether a long job placed on `parts` (found among all free GPUs, holds not applied)
+    /// leaves the head what it needs: on every reserved domain it takes no more than the budget.
+    fn within_budgets(&self, parts: &[(DomainId, u32)]) -> bool {
+        parts.iter().all(|&(d, n)| {
+            let slot = self.slot[d.idx()];
+            self.holds.get(slot as usize).filter(|h| h.domain == d).is_none_or(|h| n <= h.budget)
+        })
+    }
+
     /// A long job placed on `parts` uses up the budgets of reserved domains.
     fn charge(&mut self, parts: &[(DomainId, u32)]) {
         for &(d, n) in parts {
@@ -173,6 +182,11 @@ impl Scheduler {
 
     pub(super) fn unapply_holds(&mut self) {
         self.easy.unapply(&mut self.cluster);
+    }
+
+    /// Whether the long job placed in `scratch` leaves the head's GPUs alone.
+    pub(super) fn within_budgets(&self) -> bool {
+        self.easy.within_budgets(&self.scratch)
     }
 
     /// A long job placed (in `scratch`) on reserved domains uses up their budget.

@@ -267,10 +267,20 @@ impl Scheduler {
         }
         pass.depth_left -= 1;
         let short = now + walltime <= resv.start_at;
-        // Holds go on lazily: most passes have no candidate that could fit at all.
-        if !self.easy.applied && !self.cluster.may_fit(gpus, gpu_type) {
-            let no_fit = self.cluster.find(gpus, gpu_type, &mut self.scratch).err();
-            return Verdict::Keep(no_fit.map(|no_fit| Reason::Resources { no_fit }));
+        // Holds go on lazily: most candidates are placed among all free GPUs first — a short
+        // job may use any of them, a long one as long as it stays within the reserved domains'
+        // budgets — and taking the held GPUs out of the allocation state (and putting them back)
+        // costs a relink per reserved domain.
+        if !self.easy.applied {
+            match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
+                Err(no_fit) => return Verdict::Keep(Some(Reason::Resources { no_fit })),
+                Ok(()) if short => return Verdict::Start(Site::Facility),
+                Ok(()) if self.within_budgets() => {
+                    self.charge_budgets();
+                    return Verdict::Start(Site::Facility);
+                }
+                Ok(()) => {}
+            }
         }
         self.apply_holds();
         match self.cluster.find(gpus, gpu_type, &mut self.scratch) {
