@@ -416,6 +416,37 @@ impl Cluster {
         })
     }
 
+    /// [`may_fit`](Cluster::may_fit) as it would answer if on each domain of `caps` jobs could
+    /// take at most the given number of GPUs (the EASY hold's budgets): a cheap test that
+    /// spares taking the capped GPUs out and back when the gang cannot fit either way.
+    pub fn may_fit_capped(
+        &mut self,
+        gpus: u32,
+        gpu_type: Option<GpuTypeId>,
+        caps: impl Iterator<Item = (DomainId, u32)>,
+    ) -> bool {
+        // per pool: free GPUs and whole free domains the caps hide
+        let mut hidden = std::mem::take(&mut self.scratch);
+        hidden.clear();
+        hidden.resize(self.pools.len(), (0, 0));
+        for (d, cap) in caps {
+            let (free, p) = (self.free[d.idx()], self.dom_pool[d.idx()] as usize);
+            if free > cap {
+                hidden[p].0 += u64::from(free - cap);
+                if free == self.pools[p].domain_gpus {
+                    hidden[p].1 += 1;
+                }
+            }
+        }
+        let fits = self.pools.iter().zip(&hidden).any(|(p, &(free, full))| {
+            gpu_type.is_none_or(|t| t == p.gpu_type)
+                && p.free - free >= u64::from(gpus)
+                && (gpus <= p.domain_gpus || p.full_free - full >= gpus / p.domain_gpus)
+        });
+        self.scratch = hidden;
+        fits
+    }
+
     /// Finds GPUs for a gang of `gpus` GPUs of `gpu_type` (any type when `None`), filling `out`.
     /// Does not allocate them.
     pub fn find(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>, out: &mut Parts) -> Result<(), NoFit> {
@@ -654,6 +685,48 @@ mod tests {
 
     fn ids(parts: &Parts) -> Vec<(u32, u32)> {
         parts.iter().map(|&(d, n)| (d.0, n)).collect()
+    }
+
+    #[test]
+    fn capped_domains_count_only_up_to_their_cap() {
+        // small = 4 groups × 4 nodes × 8 GPUs (128). Node 0 has 3 free, nodes 1–15 are whole.
+        let f = Facility::preset("small").unwrap();
+        let mut c = Cluster::new(&f);
+        c.allocate(&[(DomainId(0), 5)]);
+        let caps = [(DomainId(0), 1), (DomainId(1), 0), (DomainId(2), 8)];
+        // hidden: 2 GPUs on node 0, node 1 whole (8 GPUs, one whole domain); node 2's cap is its size
+        assert!(c.may_fit_capped(113, None, caps.iter().copied()));
+        assert!(!c.may_fit_capped(114, None, caps.iter().copied()));
+        // whole domains: 15 free, one hidden -> a 14-node gang may fit, a 15-node one not
+        assert!(c.may_fit_capped(14 * 8, None, caps.iter().copied()));
+        assert!(!c.may_fit_capped(15 * 8, None, caps.iter().copied()));
+        assert!(c.may_fit(15 * 8, None));
+    }
+
+    proptest::proptest! {
+        /// The capped test answers as `may_fit` does once the capped GPUs are taken out.
+        #[test]
+        fn the_capped_test_answers_like_taking_the_gpus_out(
+            used in proptest::collection::vec(0u32..=8, 16),
+            caps in proptest::collection::vec((0u32..16, 0u32..=8), 0..10),
+            gpus in 1u32..=128,
+        ) {
+            let f = Facility::preset("small").unwrap();
+            let mut c = Cluster::new(&f);
+            for (d, &n) in used.iter().enumerate() {
+                c.allocate(&[(DomainId(d as u32), n)]);
+            }
+            // one cap per domain (the hold names each domain once)
+            let mut seen = [false; 16];
+            let caps: Vec<(DomainId, u32)> =
+                caps.into_iter().filter(|&(d, _)| !std::mem::replace(&mut seen[d as usize], true)).map(|(d, k)| (DomainId(d), k)).collect();
+            let capped = c.may_fit_capped(gpus, None, caps.iter().copied());
+            for &(d, k) in &caps {
+                let hide = c.domain_free(d).saturating_sub(k);
+                c.allocate(&[(d, hide)]);
+            }
+            proptest::prop_assert_eq!(capped, c.may_fit(gpus, None));
+        }
     }
 
     #[test]

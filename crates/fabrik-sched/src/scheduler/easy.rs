@@ -184,6 +184,12 @@ impl Scheduler {
         self.easy.unapply(&mut self.cluster);
     }
 
+    /// Whether a gang could fit at all with the holds applied (without applying them).
+    pub(super) fn may_fit_held(&mut self, gpus: u32, gpu_type: Option<GpuTypeId>) -> bool {
+        let holds = self.easy.holds.iter().map(|h| (h.domain, h.budget));
+        self.cluster.may_fit_capped(gpus, gpu_type, holds)
+    }
+
     /// Whether the long job placed in `scratch` leaves the head's GPUs alone.
     pub(super) fn within_budgets(&self) -> bool {
         self.easy.within_budgets(&self.scratch)

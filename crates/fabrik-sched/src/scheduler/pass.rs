@@ -279,6 +279,8 @@ impl Scheduler {
                     self.charge_budgets();
                     return Verdict::Start(Site::Facility);
                 }
+                // it fits only on GPUs the head needs (it fits, so enough are free)
+                Ok(()) if !self.may_fit_held(gpus, gpu_type) => return Verdict::Keep(Some(self.behind(resv))),
                 Ok(()) => {}
             }
         }
