@@ -110,8 +110,11 @@ impl Policy for Las {
     fn backfill(&self) -> bool {
         true
     }
+    /// Static in the queue: a pending job's attained service does not grow, and every path
+    /// back into the queue (preemption, interruption, an undone start) computes its priority
+    /// anew. Running jobs' priorities, which do grow, are computed when victims are chosen.
     fn dynamic(&self) -> bool {
-        true
+        false
     }
     fn preempts_lower_priority(&self) -> bool {
         true

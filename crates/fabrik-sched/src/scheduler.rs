@@ -299,6 +299,8 @@ impl Scheduler {
         let j = self.stop_to_pending(id, now);
         j.why = Reason::StartUndone { at: now };
         j.why_pass = pass;
+        let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+        self.jobs[id.idx()].priority = p;
         self.enqueue(id);
         self.easy.reservation = None;
         self.dirty = true;

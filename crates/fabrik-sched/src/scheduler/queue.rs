@@ -75,7 +75,9 @@ impl Scheduler {
             let ids: Vec<JobId> = packed.iter().map(|&k| order[(k & u128::from(u32::MAX)) as usize]).collect();
             order = ids;
         } else {
-            keys.sort_unstable();
+            // mostly in order with a few jobs moved (a tier changed): the stable sort finds the
+            // sorted runs (the keys are unique, so it orders as an unstable sort would)
+            keys.sort();
             order.clear();
             order.extend(keys.iter().map(|k| JobId(k.3)));
         }
