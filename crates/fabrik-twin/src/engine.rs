@@ -4,7 +4,7 @@
 
 use crate::config::{young_daly_s, CheckpointPolicy, PredictiveConfig, TwinConfig};
 use crate::failure_model::{Drawn, Failures, SWITCH_CAUSE};
-use crate::joblog::{JobLog, Run};
+use crate::joblog::JobLog;
 use crate::metrics::TimeSeries;
 use crate::report::{self, Report};
 use crate::workload::Workload;
@@ -247,7 +247,7 @@ impl<'a> Twin<'a> {
                 let ran = (ev.time - l.run_start).0;
                 l.held_gpu_s += gpus * ran as f64;
                 l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
-                l.runs.push(Run { start: l.run_start, end: ev.time, it_w: l.watts });
+                l.end_run(ev.time);
                 self.phase_saving_w -= std::mem::take(&mut l.saving_w);
                 self.sched.finish(id, ev.time)?;
                 self.done += 1;
@@ -456,7 +456,7 @@ impl<'a> Twin<'a> {
         let l = &mut self.log[i];
         l.epoch += 1;
         let ran = (now - l.run_start).0;
-        l.runs.push(Run { start: l.run_start, end: now, it_w: l.watts });
+        l.end_run(now);
         self.phase_saving_w -= std::mem::take(&mut l.saving_w);
         // work done at the run's speed (power-limited runs compute slower)
         let useful = (ran.saturating_sub(l.run_overhead) as f64 * l.speed) as u64;
