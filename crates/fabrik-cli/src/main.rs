@@ -116,9 +116,15 @@ pub struct SimArgs {
     /// Scheduler settings as TOML (backfill_depth, [fair_share] weights and half-life).
     #[arg(long)]
     sched_config: Option<PathBuf>,
-    /// Seconds a preempted job spends restarting before it computes again.
+    /// Seconds a preempted job (or one moved off a drained node) spends restarting before it
+    /// computes again.
     #[arg(long, default_value_t = 300)]
     restart_overhead_s: u64,
+    /// Restart after a node failure interrupted a job: a duration (90s, 10m …), or auto —
+    /// detection (150 s) plus a cold restart that grows with the job's size (200 s up to 16k
+    /// GPUs, 900 s at 98k).
+    #[arg(long, default_value = "auto")]
+    failure_restart_s: String,
     /// Model random node failures (published rate and root causes; see README).
     #[arg(long)]
     failures: bool,
@@ -528,6 +534,13 @@ fn simulate(a: &SimArgs) -> Result<()> {
     }
     let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
+    cfg.failure_restart_s = match a.failure_restart_s.as_str() {
+        "auto" => None,
+        other => Some(
+            fabrik_model::units::parse_duration(other)
+                .map_err(|e| anyhow::anyhow!("--failure-restart-s: {e} (or auto)"))?,
+        ),
+    };
     // per-job rows only for the CSV that prints them
     cfg.keep_job_rows = a.jobs_csv.is_some();
     if a.predictive && !(a.failures || a.failure_rate.is_some()) {

@@ -13,10 +13,14 @@ pub struct TwinConfig {
     pub sched: SchedConfig,
     /// Recorded in the report; the twin itself draws no random numbers.
     pub seed: u64,
-    /// Time a preempted job spends reloading before it computes again (restart overhead;
-    /// 5–20 min after failures at RSC, Kokolis et al. 2024 — we take the low end for planned
-    /// preemptions).
+    /// Time a preempted job, or one moved off a drained node, spends reloading before it
+    /// computes again (restart overhead; 5–20 min after failures at RSC, Kokolis et al. 2024 —
+    /// we take the low end for planned stops).
     pub restart_overhead_s: u64,
+    /// Time a job interrupted by a node failure is out before it computes again, seconds;
+    /// `None`: the published model — detection (`reliability::DETECTION_S`) plus a cold
+    /// restart that grows with the job's size (`reliability::cold_restart_s`).
+    pub failure_restart_s: Option<u64>,
     /// Random node failures, when modelled.
     pub failures: Option<FailureConfig>,
     /// Failures replayed from a trace (in addition to any random ones).
@@ -33,12 +37,20 @@ pub struct TwinConfig {
 }
 
 impl TwinConfig {
+    /// The restart a `gpus`-GPU job pays after a node failure interrupted it, seconds.
+    pub fn failure_restart(&self, gpus: f64) -> u64 {
+        self.failure_restart_s.unwrap_or_else(|| {
+            (fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(gpus)) as u64
+        })
+    }
+
     pub fn new(policy: &str, sched: SchedConfig, seed: u64) -> TwinConfig {
         TwinConfig {
             policy: policy.to_string(),
             sched,
             seed,
             restart_overhead_s: 300,
+            failure_restart_s: None,
             failures: None,
             failure_trace: Vec::new(),
             checkpoint: CheckpointPolicy::AsSubmitted,

@@ -4,7 +4,7 @@
 
 use crate::config::{young_daly_s, CheckpointPolicy, PredictiveConfig, TwinConfig};
 use crate::failure_model::{Drawn, Failures, SWITCH_CAUSE};
-use crate::joblog::JobLog;
+use crate::joblog::{JobLog, RestartCause};
 use crate::metrics::TimeSeries;
 use crate::report::{self, Report};
 use crate::workload::Workload;
@@ -119,6 +119,8 @@ pub struct Twin<'a> {
     busy: TimeSeries,
     queue: TimeSeries,
     events_handled: u64,
+    /// Restarts by cause: how many, their configured cost and the GPU-hours they took.
+    restarts: crate::report::Restarts,
     passes: u64,
     done: u64,
     wakeup_pushed: Option<SimTime>,
@@ -215,6 +217,7 @@ impl<'a> Twin<'a> {
             busy: TimeSeries::new(bucket),
             queue: TimeSeries::new(bucket),
             events_handled: 0,
+            restarts: Default::default(),
             passes: 0,
             done: 0,
             wakeup_pushed: None,
@@ -244,11 +247,9 @@ impl<'a> Twin<'a> {
                 }
                 let gpus = f64::from(self.workload.jobs[i].spec.gpus);
                 let l = &mut self.log[i];
-                let ran = (ev.time - l.run_start).0;
-                l.held_gpu_s += gpus * ran as f64;
-                l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
-                l.end_run(ev.time);
+                let paid = l.end_run(ev.time, gpus);
                 self.phase_saving_w -= std::mem::take(&mut l.saving_w);
+                self.restarts.paid(paid);
                 self.sched.finish(id, ev.time)?;
                 self.done += 1;
             }
@@ -373,8 +374,7 @@ impl<'a> Twin<'a> {
                 let g = f64::from(self.workload.jobs[i].spec.gpus);
                 let unsaved =
                     if l.ckpt_interval > 0 { l.ckpt_interval as f64 / 2.0 } else { (now - l.run_start).0 as f64 / 2.0 };
-                let failure_restart =
-                    fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(g);
+                let failure_restart = self.cfg.failure_restart(g) as f64;
                 let saved = g * (unsaved + failure_restart - self.cfg.restart_overhead_s as f64).max(0.0) / 3600.0;
                 if let Some(f) = self.failures.as_mut() {
                     f.maintenance.gpu_hours_saved_estimate += saved;
@@ -456,8 +456,9 @@ impl<'a> Twin<'a> {
         let l = &mut self.log[i];
         l.epoch += 1;
         let ran = (now - l.run_start).0;
-        l.end_run(now);
+        let paid = l.end_run(now, gpus);
         self.phase_saving_w -= std::mem::take(&mut l.saving_w);
+        self.restarts.paid(paid);
         // work done at the run's speed (power-limited runs compute slower)
         let useful = (ran.saturating_sub(l.run_overhead) as f64 * l.speed) as u64;
         // completed (work + write) cycles are saved; the partial cycle is lost
@@ -470,18 +471,20 @@ impl<'a> Twin<'a> {
         }
         .min(l.remaining);
         l.remaining -= saved;
-        l.held_gpu_s += gpus * ran as f64;
         let lost = gpus * (useful - saved.min(useful)) as f64;
-        l.overhead_gpu_s += gpus * ran.min(l.run_overhead) as f64;
+        let (cause, overhead) = match why {
+            Stop::Failure => (RestartCause::Failure, self.cfg.failure_restart(gpus)),
+            Stop::Preempted => (RestartCause::Preemption, self.cfg.restart_overhead_s),
+            Stop::Drain => (RestartCause::Drain, self.cfg.restart_overhead_s),
+        };
         if why == Stop::Failure {
             l.fail_lost_gpu_s += lost;
             l.interruptions += 1;
-            l.next_overhead =
-                (fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(gpus)) as u64;
         } else {
             l.lost_gpu_s += lost;
-            l.next_overhead = self.cfg.restart_overhead_s;
         }
+        l.next_overhead = overhead;
+        l.next_cause = Some(cause);
     }
 
     /// The checkpoint interval a job runs with, seconds (0: none).
@@ -633,6 +636,10 @@ impl<'a> Twin<'a> {
         l.first_start.get_or_insert(now);
         l.run_start = now;
         l.run_overhead = std::mem::take(&mut l.next_overhead);
+        l.run_cause = l.next_cause.take();
+        if let Some(c) = l.run_cause {
+            self.restarts.started(c, l.run_overhead);
+        }
         l.epoch += 1;
         let entry = self.sched.job(id);
         let fraction = entry.power_fraction;
@@ -682,6 +689,7 @@ impl<'a> Twin<'a> {
         self.down.set(end, 0.0);
         self.queue.set(end, 0.0);
         report::build(report::Inputs {
+            restarts: &self.restarts,
             facility: self.facility,
             workload: self.workload,
             sched: &self.sched,

@@ -40,14 +40,32 @@ pub(crate) struct JobLog {
     pub saving_w: f64,
     /// Lowest power fraction over its runs.
     pub min_power_fraction: f64,
+    /// Why the next run starts with a restart, and why the current one did.
+    pub next_cause: Option<RestartCause>,
+    pub run_cause: Option<RestartCause>,
     pub runs: Vec<Run>,
 }
 
+/// What a run's restart overhead follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestartCause {
+    Preemption,
+    Failure,
+    Drain,
+}
+
 impl JobLog {
-    /// Ends the current run at `end`. Most jobs run once: the list grows one run at a time
-    /// (a `Vec`'s first push reserves four, which a year of 2.6 M jobs pays for in memory).
-    pub fn end_run(&mut self, end: SimTime) {
+    /// Ends the current run of a `gpus`-GPU job at `end`: counts the GPU-seconds it held and
+    /// spent restarting; returns the latter with their cause (none for a first run). Most jobs
+    /// run once: the list grows one run at a time (a `Vec`'s first push reserves four, which a
+    /// year of 2.6 M jobs pays for in memory).
+    pub fn end_run(&mut self, end: SimTime, gpus: f64) -> Option<(RestartCause, f64)> {
+        let ran = (end - self.run_start).0;
+        self.held_gpu_s += gpus * ran as f64;
+        let overhead = gpus * ran.min(self.run_overhead) as f64;
+        self.overhead_gpu_s += overhead;
         self.runs.reserve_exact(1);
         self.runs.push(Run { start: self.run_start, end, it_w: self.watts });
+        self.run_cause.take().map(|c| (c, overhead))
     }
 }

@@ -158,6 +158,10 @@ fn a_preempted_borrower_loses_work_since_its_checkpoint_and_pays_the_restart() {
     assert_eq!(s.preemptions, 1);
     assert!((s.lost_gpu_hours - 80.0 / 3600.0).abs() < 1e-12);
     assert!((s.restart_overhead_gpu_hours - 8.0 * 300.0 / 3600.0).abs() < 1e-12);
+    let p = &s.restarts.after_preemption;
+    assert_eq!((p.restarts, p.mean_s), (1, 300.0));
+    assert!((p.gpu_hours - 8.0 * 300.0 / 3600.0).abs() < 1e-12);
+    assert_eq!((s.restarts.after_failure.restarts, s.restarts.after_drain.restarts), (0, 0));
     let b0 = r.jobs.iter().find(|j| j.name == "b0").unwrap();
     assert_eq!((b0.start_s, b0.end_s, b0.preemptions), (0, 1360, 1));
     let owner = r.jobs.iter().find(|j| j.name == "owner").unwrap();
@@ -237,8 +241,29 @@ fn a_traced_failure_interrupts_the_job_on_that_node_and_costs_work_since_its_che
     assert!((s.ettr.mean - (1000.0 / 2000.0 + 1.0) / 2.0).abs() < 1e-12);
     assert!((s.goodput.mean - (8000.0 / (8.0 * 1400.0) + 1.0) / 2.0).abs() < 1e-12);
     assert_eq!(r.failure_causes.iter().find(|c| c.cause == "software bug").unwrap().failures, 1);
+    let fr = &s.restarts.after_failure;
+    assert_eq!((fr.restarts, fr.mean_s), (1, 350.0));
+    assert!((fr.gpu_hours - 8.0 * 350.0 / 3600.0).abs() < 1e-12);
+    assert_eq!(s.restarts.after_preemption.restarts, 0);
     // the same trace gives the same report
     assert_eq!(r.to_json(), simulate(&f, &w, c).unwrap().to_json());
+}
+
+#[test]
+fn the_restart_after_a_failure_is_the_configured_one() {
+    // As above with a 60 s failure restart: A restarts at 850, pays 60 s and runs its remaining
+    // 800 s: it ends at 850 + 60 + 800 = 1,710; the restart took 8 GPUs × 60 s.
+    let (f, w, mut c) = node_0_fails_at_250();
+    c.failure_restart_s = Some(60);
+    // the preemption restart is another setting and changes nothing here
+    c.restart_overhead_s = 1;
+    let r = simulate(&f, &w, c).unwrap();
+    let a = r.jobs.iter().find(|j| j.name == "a").unwrap();
+    assert_eq!((a.start_s, a.end_s), (0, 1710));
+    let fr = &r.summary.restarts.after_failure;
+    assert_eq!((fr.restarts, fr.mean_s), (1, 60.0));
+    assert!((fr.gpu_hours - 8.0 * 60.0 / 3600.0).abs() < 1e-12);
+    assert!((r.summary.restart_overhead_gpu_hours - 8.0 * 60.0 / 3600.0).abs() < 1e-12);
 }
 
 #[test]
@@ -335,6 +360,12 @@ fn predictive_maintenance_drains_degrading_nodes_before_they_fail() {
     assert_eq!(m.counts.true_drains + m.counts.false_drains, m.counts.drains);
     assert!(with.summary.failures < without.summary.failures);
     assert!(with.summary.failure_lost_gpu_hours < without.summary.failure_lost_gpu_hours);
+    // jobs moved off drained nodes pay the planned restart (300 s), failed ones the failure's
+    let (d, fr) = (&with.summary.restarts.after_drain, &with.summary.restarts.after_failure);
+    assert!(d.restarts > 0 && d.mean_s == 300.0, "{d:?}");
+    assert_eq!(without.summary.restarts.after_drain.restarts, 0);
+    assert_eq!(fr.restarts, with.summary.interruptions);
+    assert!(fr.mean_s >= 350.0, "{fr:?}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use crate::config::TwinConfig;
 use crate::failure_model::Maintenance;
-use crate::joblog::JobLog;
+use crate::joblog::{JobLog, RestartCause};
 use crate::metrics::{jain, Stats, TimeSeries};
 use crate::workload::{Workload, WorkloadStats};
 use fabrik_model::{Facility, FacilitySummary, SimTime};
@@ -71,8 +71,10 @@ pub struct Summary {
     pub preemptions: u64,
     /// GPU-hours of work lost to preemption (done since the last checkpoint).
     pub lost_gpu_hours: f64,
-    /// GPU-hours spent restarting preempted jobs.
+    /// GPU-hours completed jobs spent restarting (after preemptions, failures and drains).
     pub restart_overhead_gpu_hours: f64,
+    /// Every restart by its cause: how many, what each cost, the GPU-hours they took.
+    pub restarts: Restarts,
     /// Longest time-to-guarantee over the classes (see `classes`).
     pub max_time_to_guarantee_s: f64,
     /// Node failures (when modelled) and the job interruptions they caused.
@@ -87,6 +89,52 @@ pub struct Summary {
     pub goodput: Stats,
     /// Failed or drained domains replaced at once by a spare of their group.
     pub spare_swaps: u64,
+}
+
+/// Restarts by cause (`--restart-overhead-s` after a preemption or a drain; after a failure
+/// `--failure-restart-s`, by default detection plus a cold restart growing with job size).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Restarts {
+    pub after_preemption: RestartStat,
+    pub after_failure: RestartStat,
+    pub after_drain: RestartStat,
+}
+
+/// Restarts of one cause over all runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RestartStat {
+    pub restarts: u64,
+    /// Mean cost of one restart, seconds (what the run was to spend restarting).
+    pub mean_s: f64,
+    /// GPU-hours spent restarting (a run stopped during its restart pays only part of it).
+    pub gpu_hours: f64,
+    #[serde(skip)]
+    total_s: u64,
+}
+
+impl Restarts {
+    fn stat(&mut self, c: RestartCause) -> &mut RestartStat {
+        match c {
+            RestartCause::Preemption => &mut self.after_preemption,
+            RestartCause::Failure => &mut self.after_failure,
+            RestartCause::Drain => &mut self.after_drain,
+        }
+    }
+
+    /// A run starts with a restart of `seconds`.
+    pub(crate) fn started(&mut self, c: RestartCause, seconds: u64) {
+        let st = self.stat(c);
+        st.restarts += 1;
+        st.total_s += seconds;
+        st.mean_s = st.total_s as f64 / st.restarts as f64;
+    }
+
+    /// A run ended having spent these GPU-seconds restarting.
+    pub(crate) fn paid(&mut self, paid: Option<(RestartCause, f64)>) {
+        if let Some((c, gpu_s)) = paid {
+            self.stat(c).gpu_hours += gpu_s / 3600.0;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -261,6 +309,7 @@ pub struct JobRow {
 }
 
 pub(crate) struct Inputs<'a> {
+    pub restarts: &'a Restarts,
     pub facility: &'a Facility,
     pub workload: &'a Workload,
     pub sched: &'a Scheduler,
@@ -520,6 +569,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             preemptions,
             lost_gpu_hours: lost,
             restart_overhead_gpu_hours: overhead,
+            restarts: i.restarts.clone(),
             max_time_to_guarantee_s: max_ttg,
             failures: i.failures.as_ref().map_or(0, |f| f.total),
             interruptions,

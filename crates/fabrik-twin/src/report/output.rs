@@ -87,11 +87,19 @@ impl Report {
         }
         let _ = writeln!(o, "fairness (Jain's index of used/entitled share over accounts): {:.3}", s.jain_index);
         if s.preemptions > 0 {
-            let _ = writeln!(
-                o,
-                "preemptions {}: {:.1} GPU-hours of work lost, {:.1} GPU-hours restarting",
-                s.preemptions, s.lost_gpu_hours, s.restart_overhead_gpu_hours
-            );
+            let _ = writeln!(o, "preemptions {}: {:.1} GPU-hours of work lost", s.preemptions, s.lost_gpu_hours);
+        }
+        let r = &s.restarts;
+        for (what, st) in
+            [("preemptions", &r.after_preemption), ("failures", &r.after_failure), ("drains", &r.after_drain)]
+        {
+            if st.restarts > 0 {
+                let _ = writeln!(
+                    o,
+                    "restarts after {what}: {} of {:.0} s on average, {:.1} GPU-hours restarting",
+                    st.restarts, st.mean_s, st.gpu_hours
+                );
+            }
         }
         if s.failures > 0 {
             let _ = writeln!(
