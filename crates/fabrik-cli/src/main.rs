@@ -107,9 +107,15 @@ pub struct SimArgs {
     facility: String,
     #[command(flatten)]
     w: WorkloadArgs,
-    /// fifo, fifo-backfill, fair-share, las or slurm (see `fabrik policies`).
-    #[arg(long, default_value = "fair-share")]
-    policy: String,
+    /// fifo, fifo-backfill, fair-share, las or slurm (see `fabrik policies`) [default: fair-share,
+    /// or the preset's].
+    #[arg(long)]
+    policy: Option<String>,
+    /// Set the run up as a published simulator runs it: tiresias (las with Tiresias' queue
+    /// thresholds of 3,250 and 7,200 GPU-seconds, no starvation tier, lossless preemption
+    /// without restart cost, every job preemptible unless --preemptible says otherwise).
+    #[arg(long, value_name = "tiresias")]
+    preset: Option<fabrik_twin::config::Preset>,
     /// How many queued jobs after the head a pass considers for backfilling.
     #[arg(long)]
     backfill_depth: Option<usize>,
@@ -199,6 +205,10 @@ pub struct WorkloadArgs {
     /// 6–48 h of slack.
     #[arg(long, default_value_t = 0.0)]
     flexible_share: f64,
+    /// Which jobs may be preempted: as-recorded (traces that do not record it: none; sacct and
+    /// synthetic: low QoS), all or none. `las` preempts only preemptible jobs.
+    #[arg(long, value_name = "all|none|as-recorded")]
+    preemptible: Option<fabrik_twin::workload::Preemptible>,
 }
 
 impl WorkloadArgs {
@@ -209,7 +219,10 @@ impl WorkloadArgs {
             bail!("--flexible-share applies to the synthetic workload (traces carry their own deadlines)");
         }
         let tz = time_zone(&self.tz)?;
-        load_workload_with(&self.workload, facility, self.days, self.load, self.seed, self.flexible_share, &tz)
+        let (mut w, tenants) =
+            load_workload_with(&self.workload, facility, self.days, self.load, self.seed, self.flexible_share, &tz)?;
+        w.set_preemptible(self.preemptible.unwrap_or(fabrik_twin::workload::Preemptible::AsRecorded));
+        Ok((w, tenants))
     }
 }
 
@@ -525,15 +538,30 @@ pub fn sched_config(path: Option<&Path>, depth: Option<usize>) -> Result<SchedCo
 }
 
 fn simulate(a: &SimArgs) -> Result<()> {
-    check_policy(&a.policy)?;
+    let policy = match (a.preset, a.policy.as_deref()) {
+        (Some(p), Some(other)) if other != p.policy() => {
+            bail!("--preset {} runs the {} policy, not --policy {other}", p.name(), p.policy())
+        }
+        (Some(p), _) => p.policy(),
+        (None, Some(p)) => p,
+        (None, None) => "fair-share",
+    };
+    check_policy(policy)?;
     let facility = load_facility(&a.facility)?;
-    let (workload, tenants) = a.w.load(&facility)?;
+    let (mut workload, tenants) = a.w.load(&facility)?;
+    if a.preset == Some(fabrik_twin::config::Preset::Tiresias) && a.w.preemptible.is_none() {
+        workload.set_preemptible(fabrik_twin::workload::Preemptible::All);
+    }
     let mut facility = facility;
     if let Some(t) = tenants {
         facility.tenants = t;
     }
-    let mut cfg = TwinConfig::new(&a.policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
+    let mut cfg = TwinConfig::new(policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
+    if let Some(p) = a.preset {
+        // after the flags it overrides (restart overhead, scheduler settings)
+        p.apply(&mut cfg);
+    }
     cfg.failure_restart_s = match a.failure_restart_s.as_str() {
         "auto" => None,
         other => Some(

@@ -62,9 +62,24 @@ pub struct SchedConfig {
     pub starvation_after: Secs,
     /// `las` queue thresholds in attained GPU-hours (Tiresias' discretised 2D-LAS).
     pub las_thresholds_gpu_hours: Vec<f64>,
+    /// Under a preemptive policy (`las`), a job is not preempted before it has run this long
+    /// since its last (re)start (Slurm's `PreemptExemptTime`): without it, a job that just
+    /// restarted, with nothing unsaved, is the cheapest victim again.
+    pub preempt_exempt: Secs,
+    /// Under a preemptive policy, a job is preempted only if it loses at most this much of
+    /// its run (time since its last checkpoint or start): a job without checkpoints that ran
+    /// longer is not thrown away to reorder the queue. Guarantee reclaim ignores both limits
+    /// (it takes back what an account is entitled to).
+    pub preempt_max_unsaved: Secs,
+    /// What restarting a preempted job costs, seconds of its GPUs (the twin sets it to its
+    /// restart overhead): part of a victim's cost with its unsaved work.
+    pub restart_cost: Secs,
     /// How far each QoS may be power-limited when the facility cap binds.
     pub power_limits: PowerLimits,
 }
+
+/// The default `preempt_exempt`, seconds.
+pub const PREEMPT_EXEMPT_S: u64 = 1800;
 
 impl Default for SchedConfig {
     fn default() -> Self {
@@ -74,6 +89,9 @@ impl Default for SchedConfig {
             fair_share: FairShareConfig::default(),
             starvation_after: Secs(86_400),
             las_thresholds_gpu_hours: vec![1.0, 10.0, 100.0],
+            preempt_exempt: Secs(PREEMPT_EXEMPT_S),
+            preempt_max_unsaved: Secs(PREEMPT_EXEMPT_S),
+            restart_cost: Secs(300),
             power_limits: PowerLimits::default(),
         }
     }

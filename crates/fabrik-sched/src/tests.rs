@@ -536,14 +536,92 @@ fn an_account_at_its_limit_waits_even_with_free_gpus() {
     assert_eq!(e.to_string(), "job 'j2' asks for 16 GPUs, more than account b's limit of 8");
 }
 
+/// tiny; las with one threshold at 360 GPU-s; J0 (16 GPUs, preemptible, checkpoint `ckpt`)
+/// runs from 0, J1 (16 GPUs) arrives at 10 in the top queue. Returns the first of `times` at
+/// which a pass preempts J0.
+fn las_preempts_j0_at(cfg: SchedConfig, ckpt: Option<u64>, times: &[u64]) -> Option<u64> {
+    // a pass at every call: the priority recalculation every second marks the queue dirty
+    let fair_share = FairShareConfig { recalc_interval: Secs(1), ..FairShareConfig::default() };
+    let cfg = SchedConfig { las_thresholds_gpu_hours: vec![0.1], fair_share, ..cfg };
+    let mut s = Scheduler::with_policy(&fac("tiny"), "las", cfg).unwrap();
+    let (mut started, mut preempted) = (vec![], vec![]);
+    let mut j0 = job(P, 16, 0, 100_000);
+    j0.preemptible = true;
+    j0.checkpoint_interval = ckpt.map(Secs);
+    s.submit(j0, SimTime(0)).unwrap();
+    s.schedule(SimTime(0), &mut started);
+    s.submit(job(Q, 16, 10, 100_000), SimTime(10)).unwrap();
+    for &t in times {
+        s.schedule(SimTime(t), &mut started);
+        s.drain_preempted(&mut preempted);
+        if !preempted.is_empty() {
+            return Some(t);
+        }
+    }
+    None
+}
+
+#[test]
+fn las_spares_a_job_within_its_exempt_time_and_one_that_would_lose_too_much() {
+    let cfg = SchedConfig { preempt_exempt: Secs(1000), preempt_max_unsaved: Secs(1500), ..SchedConfig::default() };
+    // demoted at 23 s (360 / 16), but exempt until it has run 1,000 s; then 1,000 s unsaved ≤ 1,500
+    assert_eq!(las_preempts_j0_at(cfg.clone(), None, &[100, 999, 1000]), Some(1000));
+    // first looked at after 1,600 s without a checkpoint: it would lose 1,600 s > 1,500: spared
+    assert_eq!(las_preempts_j0_at(cfg.clone(), None, &[1600, 5000]), None);
+    // checkpointing every 500 s it would lose 100 s at 1,600
+    assert_eq!(las_preempts_j0_at(cfg, Some(500), &[1600]), Some(1600));
+    // the defaults: 30 minutes each
+    assert_eq!(las_preempts_j0_at(SchedConfig::default(), None, &[1799, 1800, 1801]), Some(1800));
+    assert_eq!(las_preempts_j0_at(SchedConfig::default(), None, &[1801]), None);
+}
+
+#[test]
+fn a_victims_cost_weighs_its_restart_with_its_unsaved_work() {
+    // tiny (2 nodes × 8). X (4 GPUs, not preemptible) and A (4 GPUs, no checkpoints) share node
+    // 0, B (8 GPUs, checkpoint every 100 s) has node 1, all from 0. H (4 GPUs) arrives at 2,050:
+    // A and B have more service (queue 1). Unsaved: A 4 × 2,050 = 8,200, B 8 × 50 = 400 GPU-s.
+    // With no restart cost B is cheaper; with 3,000 s A is (8,200 + 12,000 < 400 + 24,000).
+    let victim = |restart: u64| {
+        let cfg = SchedConfig {
+            las_thresholds_gpu_hours: vec![0.1],
+            preempt_exempt: Secs(0),
+            preempt_max_unsaved: Secs(u64::MAX),
+            restart_cost: Secs(restart),
+            ..SchedConfig::default()
+        };
+        let mut s = Scheduler::with_policy(&fac("tiny"), "las", cfg).unwrap();
+        let (mut started, mut preempted) = (vec![], vec![]);
+        let mut a = job(P, 4, 0, 100_000);
+        a.preemptible = true;
+        let mut b = job(Q, 8, 0, 100_000);
+        b.preemptible = true;
+        b.checkpoint_interval = Some(Secs(100));
+        for spec in [job(P, 4, 0, 100_000), a, b] {
+            s.submit(spec, SimTime(0)).unwrap();
+        }
+        s.schedule(SimTime(0), &mut started);
+        assert_eq!(started.len(), 3);
+        s.submit(job(Q, 4, 2050, 100), SimTime(2050)).unwrap();
+        s.schedule(SimTime(2050), &mut started);
+        s.drain_preempted(&mut preempted);
+        assert_eq!(started, vec![JobId(3)]);
+        preempted.clone()
+    };
+    assert_eq!(victim(0), vec![JobId(2)]);
+    assert_eq!(victim(3000), vec![JobId(1)]);
+}
+
 #[test]
 fn las_demotes_across_a_threshold_and_preempts_the_job_with_more_service() {
     // Threshold 0.1 GPU-hours = 360 GPU-s. J0 (16 GPUs) runs from 0; at t = 10 it has 160 GPU-s,
     // the same queue as the new J1: no preemption. At t = 100 J0 has 1,600 GPU-s: demoted to
     // queue 1, and J1 (queue 0) preempts it.
+    // (No exempt time and no bound on the loss: those have tests of their own.)
     let cfg = SchedConfig {
         las_thresholds_gpu_hours: vec![0.1],
         fair_share: FairShareConfig { recalc_interval: Secs(1), ..FairShareConfig::default() },
+        preempt_exempt: Secs(0),
+        preempt_max_unsaved: Secs(u64::MAX),
         ..SchedConfig::default()
     };
     let f = fac("tiny");

@@ -21,6 +21,9 @@ pub struct TwinConfig {
     /// `None`: the published model — detection (`reliability::DETECTION_S`) plus a cold
     /// restart that grows with the job's size (`reliability::cold_restart_s`).
     pub failure_restart_s: Option<u64>,
+    /// A preempted job keeps all its work (it saves its state when told to stop, as
+    /// Tiresias' simulator assumes); otherwise it keeps the work up to its last checkpoint.
+    pub lossless_preemption: bool,
     /// Random node failures, when modelled.
     pub failures: Option<FailureConfig>,
     /// Failures replayed from a trace (in addition to any random ones).
@@ -51,12 +54,64 @@ impl TwinConfig {
             seed,
             restart_overhead_s: 300,
             failure_restart_s: None,
+            lossless_preemption: false,
             failures: None,
             failure_trace: Vec::new(),
             checkpoint: CheckpointPolicy::AsSubmitted,
             checkpoint_write_s: 0,
             energy: EnergyConfig::default(),
             keep_job_rows: true,
+        }
+    }
+}
+
+/// Named settings that set a run up the way a published simulator runs its experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Tiresias (Gu et al., NSDI '19) as its simulator runs `dlas-gpu` (SymbioticLab/Tiresias,
+    /// simulator/jobs.py and run_sim.py): discretised 2D-LAS with three queues split at 3,250
+    /// and 7,200 attained GPU-seconds, no starvation fix (`solve_starvation = 0`), lossless
+    /// preemption without restart cost; every job preemptible (the caller marks the workload).
+    Tiresias,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Preset, String> {
+        match s {
+            "tiresias" => Ok(Preset::Tiresias),
+            other => Err(format!("unknown preset '{other}' (known: tiresias)")),
+        }
+    }
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiresias => "tiresias",
+        }
+    }
+
+    /// The policy the preset runs.
+    pub fn policy(self) -> &'static str {
+        match self {
+            Preset::Tiresias => "las",
+        }
+    }
+
+    /// Sets `cfg` up as the preset says (its policy included).
+    pub fn apply(self, cfg: &mut TwinConfig) {
+        match self {
+            Preset::Tiresias => {
+                cfg.policy = self.policy().to_string();
+                cfg.sched.las_thresholds_gpu_hours = vec![3250.0 / 3600.0, 7200.0 / 3600.0];
+                cfg.sched.starvation_after = fabrik_model::Secs(u64::MAX);
+                cfg.sched.preempt_exempt = fabrik_model::Secs(0);
+                cfg.sched.preempt_max_unsaved = fabrik_model::Secs(u64::MAX);
+                cfg.restart_overhead_s = 0;
+                cfg.lossless_preemption = true;
+            }
         }
     }
 }

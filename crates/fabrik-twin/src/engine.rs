@@ -173,7 +173,10 @@ impl<'a> Twin<'a> {
             )
             .into());
         }
-        let mut sched = Scheduler::for_facility(facility, &cfg.policy, cfg.sched.clone(), SimTime::ZERO)?;
+        // the brain weighs a victim's restart at what this body charges for it
+        let mut sched_cfg = cfg.sched.clone();
+        sched_cfg.restart_cost = Secs(cfg.restart_overhead_s);
+        let mut sched = Scheduler::for_facility(facility, &cfg.policy, sched_cfg, SimTime::ZERO)?;
         sched.set_clock_origin(workload.clock_origin.unwrap_or(0));
         sched.reserve_jobs(workload.jobs.len());
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
@@ -254,7 +257,11 @@ impl<'a> Twin<'a> {
                 self.done += 1;
             }
             Kind::Arrival(i) => {
-                let id = self.sched.submit(self.workload.jobs[i as usize].spec.clone(), ev.time)?;
+                let mut spec = self.workload.jobs[i as usize].spec.clone();
+                // the brain judges a victim's unsaved work by the interval this body checkpoints at
+                let tau = self.checkpoint_interval(&spec);
+                spec.checkpoint_interval = (tau > 0).then_some(Secs(tau));
+                let id = self.sched.submit(spec, ev.time)?;
                 debug_assert_eq!(id.idx(), i as usize, "the twin submits in arrival order");
                 self.push_next_arrival();
             }
@@ -463,8 +470,9 @@ impl<'a> Twin<'a> {
         let useful = (ran.saturating_sub(l.run_overhead) as f64 * l.speed) as u64;
         // completed (work + write) cycles are saved; the partial cycle is lost
         let cycles = if l.ckpt_interval > 0 { useful / (l.ckpt_interval + l.ckpt_cost) } else { 0 };
-        let saved = if why == Stop::Drain {
-            // a drained node's jobs write a checkpoint before they move: all work done is kept
+        let saved = if why == Stop::Drain || (why == Stop::Preempted && self.cfg.lossless_preemption) {
+            // a drained node's jobs write a checkpoint before they move (and, when preemption
+            // is lossless, a preempted job saves its state): all work done is kept
             useful - cycles * l.ckpt_cost
         } else {
             cycles * l.ckpt_interval

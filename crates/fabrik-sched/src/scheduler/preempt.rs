@@ -6,7 +6,8 @@ use super::{JobEntry, Scheduler};
 use fabrik_model::{AccountId, JobId, SimTime};
 use std::cmp::Ordering;
 
-/// A victim's cost: lower goes first.
+/// A victim's cost: lower goes first. Guarantee reclaim: (unsaved GPU-seconds plus the
+/// restart's, GPUs); preemptive policies: (priority, unsaved plus restart GPU-seconds).
 type Key = (f64, f64);
 
 /// A candidate victim, ordered by its key (in `f64::total_cmp`'s order), then by id.
@@ -43,16 +44,29 @@ impl Scheduler {
             let victim = move |s: &Scheduler, r: &JobEntry, _: Key| {
                 !s.in_subtree(r.spec.account, node) && s.is_borrower(r.spec.account)
             };
-            let key = move |_: &Scheduler, r: &JobEntry| (r.unsaved_at(now), f64::from(r.spec.gpus));
+            let restart = self.cfg.restart_cost.0 as f64;
+            let key = move |_: &Scheduler, r: &JobEntry| {
+                let gpus = f64::from(r.spec.gpus);
+                (r.unsaved_at(now) + gpus * restart, gpus)
+            };
             if self.start_by_preempting(id, now, &victim, &key) {
                 return true;
             }
         }
         if self.policy.preempts_lower_priority() {
             let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
-            // the key's first part is the victim's priority
-            let victim = move |_: &Scheduler, _: &JobEntry, k: Key| k.0 < p;
-            let key = move |s: &Scheduler, r: &JobEntry| (s.policy.priority(&s.ctx(now), r), r.unsaved_at(now));
+            let restart = self.cfg.restart_cost.0 as f64;
+            let (exempt, max_unsaved) = (self.cfg.preempt_exempt, self.cfg.preempt_max_unsaved.0 as f64);
+            // the key's first part is the victim's priority; one within its exempt time, or
+            // whose preemption would lose too much of its run, is no victim
+            let victim = move |_: &Scheduler, r: &JobEntry, k: Key| {
+                k.0 < p
+                    && r.start().is_some_and(|s| now >= s + exempt)
+                    && r.unsaved_at(now) <= max_unsaved * f64::from(r.spec.gpus)
+            };
+            let key = move |s: &Scheduler, r: &JobEntry| {
+                (s.policy.priority(&s.ctx(now), r), r.unsaved_at(now) + f64::from(r.spec.gpus) * restart)
+            };
             return self.start_by_preempting(id, now, &victim, &key);
         }
         false
@@ -84,7 +98,7 @@ impl Scheduler {
             .filter_map(|&(_, r)| {
                 let j = &self.jobs[r.idx()];
                 // a job started at this instant has done nothing yet and is not a victim
-                if !j.spec.preemptible || j.start() == Some(now) || j.inside.is_some() {
+                if !j.spec.preemptible || j.start().is_none_or(|s| s == now) || j.inside.is_some() {
                     return None;
                 }
                 let k = key(self, j);

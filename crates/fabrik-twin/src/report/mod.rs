@@ -69,6 +69,8 @@ pub struct Summary {
     /// Jain's index over accounts with jobs of (share of GPU-hours used / entitled share).
     pub jain_index: f64,
     pub preemptions: u64,
+    /// Over completed jobs preempted at least once: how often each was.
+    pub preemptions_per_preempted_job: Stats,
     /// GPU-hours of work lost to preemption (done since the last checkpoint).
     pub lost_gpu_hours: f64,
     /// GPU-hours completed jobs spent restarting (after preemptions, failures and drains).
@@ -389,6 +391,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let (mut waits, mut jcts, mut sld, mut bsld) = (vec![], vec![], vec![], vec![]);
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
+    let mut per_preempted: Vec<f64> = Vec::new();
     let (mut interruptions, mut fail_lost) = (0u64, 0.0);
     let mut energy_by_account: BTreeMap<usize, crate::energy::Share> = BTreeMap::new();
     let mut flex = FlexibleSummary::default();
@@ -408,6 +411,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         completed += 1;
         let s = &e.spec;
         preemptions += u64::from(e.preemptions);
+        if e.preemptions > 0 {
+            per_preempted.push(f64::from(e.preemptions));
+        }
         lost += log.lost_gpu_s / 3600.0;
         overhead += log.overhead_gpu_s / 3600.0;
         let wait = (start - s.submit).0;
@@ -567,6 +573,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             bounded_slowdown: Stats::of(&mut bsld),
             jain_index: jain(&ratios),
             preemptions,
+            preemptions_per_preempted_job: Stats::of(&mut per_preempted),
             lost_gpu_hours: lost,
             restart_overhead_gpu_hours: overhead,
             restarts: i.restarts.clone(),

@@ -32,7 +32,44 @@ pub struct Workload {
     pub clock_origin: Option<u64>,
 }
 
+/// Which jobs of a replayed trace may be preempted. Traces rarely record it (ITP, Philly, Helios,
+/// PAI and SWF do not; sacct has the QoS): readers mark such jobs non-preemptible, under which
+/// a preemptive policy (`las`) cannot preempt at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preemptible {
+    /// As the reader set it (sacct: low QoS; the synthetic workload: low QoS; others: none).
+    AsRecorded,
+    All,
+    None,
+}
+
+impl std::str::FromStr for Preemptible {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Preemptible, String> {
+        match s {
+            "as-recorded" => Ok(Preemptible::AsRecorded),
+            "all" => Ok(Preemptible::All),
+            "none" => Ok(Preemptible::None),
+            other => Err(format!("'{other}' is not all, none or as-recorded")),
+        }
+    }
+}
+
 impl Workload {
+    /// Marks every job preemptible or none (noting it for the report), or leaves them as read.
+    pub fn set_preemptible(&mut self, p: Preemptible) {
+        let value = match p {
+            Preemptible::AsRecorded => return,
+            Preemptible::All => true,
+            Preemptible::None => false,
+        };
+        for j in &mut self.jobs {
+            j.spec.preemptible = value;
+        }
+        self.notes.push(format!("every job marked {}preemptible (--preemptible)", if value { "" } else { "non-" }));
+    }
+
     pub fn sort(&mut self) {
         self.jobs.sort_by_key(|j| j.spec.submit);
     }
