@@ -66,9 +66,10 @@ pub struct SchedConfig {
     /// since its last (re)start (Slurm's `PreemptExemptTime`): without it, a job that just
     /// restarted, with nothing unsaved, is the cheapest victim again.
     pub preempt_exempt: Secs,
-    /// Under a preemptive policy, a job is preempted only if it loses at most this much of
-    /// its run (time since its last checkpoint or start): a job without checkpoints that ran
-    /// longer is not thrown away to reorder the queue. Guarantee reclaim ignores both limits
+    /// Under a preemptive policy, a job is preempted only if it loses less than this much of
+    /// its run (time since its last checkpoint or start): with the defaults a job without
+    /// checkpoints is never thrown away to reorder the queue (it is exempt until it has run
+    /// as long as it would then lose). Guarantee reclaim ignores both limits
     /// (it takes back what an account is entitled to).
     pub preempt_max_unsaved: Secs,
     /// What restarting a preempted job costs, seconds of its GPUs (the twin sets it to its

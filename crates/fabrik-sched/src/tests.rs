@@ -564,15 +564,16 @@ fn las_preempts_j0_at(cfg: SchedConfig, ckpt: Option<u64>, times: &[u64]) -> Opt
 #[test]
 fn las_spares_a_job_within_its_exempt_time_and_one_that_would_lose_too_much() {
     let cfg = SchedConfig { preempt_exempt: Secs(1000), preempt_max_unsaved: Secs(1500), ..SchedConfig::default() };
-    // demoted at 23 s (360 / 16), but exempt until it has run 1,000 s; then 1,000 s unsaved ≤ 1,500
+    // demoted at 23 s (360 / 16), but exempt until it has run 1,000 s; then 1,000 s unsaved < 1,500
     assert_eq!(las_preempts_j0_at(cfg.clone(), None, &[100, 999, 1000]), Some(1000));
     // first looked at after 1,600 s without a checkpoint: it would lose 1,600 s > 1,500: spared
     assert_eq!(las_preempts_j0_at(cfg.clone(), None, &[1600, 5000]), None);
     // checkpointing every 500 s it would lose 100 s at 1,600
     assert_eq!(las_preempts_j0_at(cfg, Some(500), &[1600]), Some(1600));
-    // the defaults: 30 minutes each
-    assert_eq!(las_preempts_j0_at(SchedConfig::default(), None, &[1799, 1800, 1801]), Some(1800));
-    assert_eq!(las_preempts_j0_at(SchedConfig::default(), None, &[1801]), None);
+    // the defaults, 30 minutes each: a job without checkpoints is never a victim, one that
+    // checkpoints every 10 minutes is once it has run 30 minutes
+    assert_eq!(las_preempts_j0_at(SchedConfig::default(), None, &[1799, 1800, 1801, 100_000]), None);
+    assert_eq!(las_preempts_j0_at(SchedConfig::default(), Some(600), &[1799, 1800]), Some(1800));
 }
 
 #[test]

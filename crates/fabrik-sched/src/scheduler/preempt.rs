@@ -62,7 +62,7 @@ impl Scheduler {
             let victim = move |_: &Scheduler, r: &JobEntry, k: Key| {
                 k.0 < p
                     && r.start().is_some_and(|s| now >= s + exempt)
-                    && r.unsaved_at(now) <= max_unsaved * f64::from(r.spec.gpus)
+                    && r.unsaved_at(now) < max_unsaved * f64::from(r.spec.gpus)
             };
             let key = move |s: &Scheduler, r: &JobEntry| {
                 (s.policy.priority(&s.ctx(now), r), r.unsaved_at(now) + f64::from(r.spec.gpus) * restart)
