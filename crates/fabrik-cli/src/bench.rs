@@ -36,7 +36,7 @@ fn scenario(label: &str, facility: &str, workload: &str, policy: &str, days: Opt
     let t0 = Instant::now();
     let w = load_workload(workload, &f, days, 0.85, 1)?;
     let load_s = t0.elapsed().as_secs_f64();
-    timed(label, &f, &w, policy, load_s, repeat)
+    timed(label, &f, &w, policy, load_s, repeat, &|_| {})
 }
 
 /// The process's peak resident memory so far, MiB.
@@ -52,29 +52,34 @@ fn timed(
     policy: &str,
     load_s: f64,
     repeat: u32,
+    tweak: &dyn Fn(&mut TwinConfig),
 ) -> Result<()> {
     let (f, w) = (f, w);
     let mut best = f64::MAX;
     let mut events = 0;
     let mut util = 0.0;
+    let mut preemptions = 0;
     for _ in 0..repeat.max(1) {
         let mut cfg = TwinConfig::new(policy, SchedConfig::default(), 1);
         // as `fabrik simulate` without --jobs-csv
         cfg.keep_job_rows = false;
+        tweak(&mut cfg);
         let t = Instant::now();
         let r = simulate(f, w, cfg)?;
         best = best.min(t.elapsed().as_secs_f64());
         events = r.summary.events;
         util = r.summary.utilisation;
+        preemptions = r.summary.preemptions;
     }
     println!(
-        "{label:<44} {policy:<12} jobs {:>7}  events {:>8}  sim {:>8.3} s  {:>10.0} events/s  (workload load {:.3} s, utilisation {:.1}%, peak RSS {:.0} MiB)",
+        "{label:<44} {policy:<12} jobs {:>7}  events {:>8}  sim {:>8.3} s  {:>10.0} events/s  (workload load {:.3} s, utilisation {:.1}%, {} preemptions, peak RSS {:.0} MiB)",
         w.jobs.len(),
         events,
         best,
         events as f64 / best,
         load_s,
         util * 100.0,
+        preemptions,
         peak_rss_mib()
     );
     Ok(())
@@ -112,7 +117,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if !trace.is_file() {
             bail!("ITP trace not found at {} (pass --traces DIR, or --only b)", trace.display());
         }
-        // ten copies of every job, all preemptible, on ten times the GPUs
+        // ten copies of every job, all preemptible and checkpointing, on ten times the GPUs
         let f = load_facility("800x8:20")?;
         let t0 = Instant::now();
         let one = load_workload(&format!("itp:{}", trace.display()), &f, None, 0.85, 1)?;
@@ -128,7 +133,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             })
             .collect();
         w.sort();
-        timed("(c) ITP cluster04 ×10 on 800x8:20, preemptible", &f, &w, "las", t0.elapsed().as_secs_f64(), a.repeat)?;
+        // checkpoints every 30 minutes: las preempts (a run without checkpoints it never throws away)
+        let ckpt = |c: &mut TwinConfig| c.checkpoint = fabrik_twin::config::CheckpointPolicy::Every(1800);
+        timed(
+            "(c) ITP cluster04 ×10 on 800x8:20, preemptible",
+            &f,
+            &w,
+            "las",
+            t0.elapsed().as_secs_f64(),
+            a.repeat,
+            &ckpt,
+        )?;
     }
     if only == Some("year") {
         scenario(
