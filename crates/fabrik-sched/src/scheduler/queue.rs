@@ -17,6 +17,12 @@ impl Scheduler {
         key(a).cmp(&key(b))
     }
 
+    /// The key of a pending job as its entry has it.
+    fn key_of(&self, id: JobId) -> (u8, u64, u64, u32) {
+        let j = &self.jobs[id.idx()];
+        queue_key(j.tier, j.priority, j.spec.submit, id)
+    }
+
     /// Puts a pending job into the queue at its place.
     pub(super) fn enqueue(&mut self, id: JobId) {
         let pos = self.pending.partition_point(|&o| self.queue_cmp(o, id) == Ordering::Less);
@@ -38,48 +44,45 @@ impl Scheduler {
         // Dynamic priorities reorder the queue anyway: walk it in id order, which reads the
         // entries front to back instead of at random (memory latency was most of the cost).
         let room = self.guarantee_headroom();
-        let mut keys: Vec<(u8, u64, u64, u32)> = Vec::with_capacity(self.pending.len());
         let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
         let mut order = std::mem::take(&mut self.pending);
         if dynamic {
             order.sort_unstable();
-        }
-        // whether id order is also submission order (the twin submits in arrival order)
-        let mut submit_ordered = true;
-        let mut last_submit = SimTime::ZERO;
-        for &id in &order {
-            let j = &self.jobs[id.idx()];
-            let room_a = room.get(j.spec.account.idx()).copied().flatten();
-            let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
-            let p = if dynamic { self.policy.priority(&ctx, j) } else { j.priority };
-            let j = &mut self.jobs[id.idx()];
-            j.priority = p;
-            j.tier = tier;
-            submit_ordered &= j.spec.submit >= last_submit;
-            last_submit = j.spec.submit;
-            keys.push(queue_key(j.tier, j.priority, j.spec.submit, id));
-        }
-        if keys.is_sorted() {
-            // static priorities mostly keep their order: an O(n) check spares the sort
-            order.clear();
-            order.extend(keys.iter().map(|k| JobId(k.3)));
-        } else if submit_ordered && dynamic {
-            // ids sorted and in submission order: a job's position stands for (submit, id), and
-            // the key fits in 128 bits, which sort faster than the tuples
-            let mut packed: Vec<u128> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| u128::from(k.0) << 96 | u128::from(k.1) << 32 | i as u128)
-                .collect();
-            packed.sort_unstable();
-            let ids: Vec<JobId> = packed.iter().map(|&k| order[(k & u128::from(u32::MAX)) as usize]).collect();
-            order = ids;
+            // Where id order is submission order (the twin submits in arrival order), a job's
+            // position stands for (submit, id) and its key fits in 128 bits, which sort faster
+            // than tuples; built in the same walk.
+            let mut packed: Vec<u128> = Vec::with_capacity(order.len());
+            let mut submit_ordered = true;
+            let mut last_submit = SimTime::ZERO;
+            for (i, &id) in order.iter().enumerate() {
+                let j = &self.jobs[id.idx()];
+                let room_a = room.get(j.spec.account.idx()).copied().flatten();
+                let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
+                let p = self.policy.priority(&ctx, j);
+                let j = &mut self.jobs[id.idx()];
+                j.priority = p;
+                j.tier = tier;
+                submit_ordered &= j.spec.submit >= last_submit;
+                last_submit = j.spec.submit;
+                packed.push(packed_key(tier, p, i as u32));
+            }
+            if !submit_ordered {
+                order = in_key_order(order.iter().map(|&id| self.key_of(id)).collect());
+            } else if !packed.is_sorted() {
+                packed.sort_unstable();
+                order = packed.iter().map(|&k| order[(k & u128::from(u32::MAX)) as usize]).collect();
+            }
         } else {
-            // mostly in order with a few jobs moved (a tier changed): the stable sort finds the
-            // sorted runs (the keys are unique, so it orders as an unstable sort would)
-            keys.sort();
-            order.clear();
-            order.extend(keys.iter().map(|k| JobId(k.3)));
+            // static priorities: only tiers move, and the order mostly stands
+            let mut keys = Vec::with_capacity(order.len());
+            for &id in &order {
+                let j = &self.jobs[id.idx()];
+                let room_a = room.get(j.spec.account.idx()).copied().flatten();
+                let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
+                self.jobs[id.idx()].tier = tier;
+                keys.push(self.key_of(id));
+            }
+            order = in_key_order(keys);
         }
         self.pending = order;
         self.dirty = true;
@@ -90,11 +93,28 @@ impl Scheduler {
 /// first, in `f64::total_cmp`'s order), submission, id. `queue_cmp` and the recalculation's sort
 /// both use it.
 pub(super) fn queue_key(tier: u8, priority: f64, submit: SimTime, id: JobId) -> (u8, u64, u64, u32) {
+    (u8::MAX - tier, descending(priority), submit.0, id.0)
+}
+
+/// The ids of `keys` in their order. The keys are unique, so the stable sort (which finds the
+/// sorted runs of a queue that barely moved) orders as an unstable one would.
+fn in_key_order(mut keys: Vec<(u8, u64, u64, u32)>) -> Vec<JobId> {
+    if !keys.is_sorted() {
+        keys.sort();
+    }
+    keys.iter().map(|k| JobId(k.3)).collect()
+}
+
+/// `queue_key` with a position that stands for (submission, id), in 128 bits.
+fn packed_key(tier: u8, priority: f64, position: u32) -> u128 {
+    u128::from(u8::MAX - tier) << 96 | u128::from(descending(priority)) << 32 | u128::from(position)
+}
+
+/// Priority as an integer sorting higher priorities first, in `f64::total_cmp`'s order.
+fn descending(priority: f64) -> u64 {
     let bits = priority.to_bits();
-    // total_cmp: flip all bits of negatives, the sign bit of the others; then invert for
-    // descending priority
-    let total = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
-    (u8::MAX - tier, !total, submit.0, id.0)
+    // total_cmp: flip all bits of negatives, the sign bit of the others; then invert
+    !(if bits >> 63 == 1 { !bits } else { bits | (1 << 63) })
 }
 
 #[cfg(test)]
