@@ -156,8 +156,15 @@ pub struct CheckpointArgs {
     /// Restart overhead, s (default: 150 s detection + cold restart by scale).
     #[arg(long)]
     restart_s: Option<f64>,
+    /// Node failures per 1,000 node-days (Kokolis et al. 2024: 6.5).
     #[arg(long, default_value_t = checkpoint::FAILURES_PER_1000_NODE_DAYS)]
     failures_per_1000_node_days: f64,
+    /// The job's mean time between interruptions (90m, 2h …), instead of the failure rate.
+    #[arg(long)]
+    mtbf: Option<String>,
+    /// Checkpoint intervals to evaluate besides the optima, comma-separated (5m,15m,1h).
+    #[arg(long, value_delimiter = ',')]
+    interval: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -343,9 +350,20 @@ pub fn run(cmd: &PlanCmd) -> Result<()> {
             i.failures_per_1000_node_days = a.failures_per_1000_node_days;
             if let Some(c) = a.checkpoint_s {
                 i.checkpoint_s = c;
+                i.checkpoint_given = true;
             }
             if let Some(r) = a.restart_s {
                 i.restart_s = r;
+                i.restart_given = true;
+            }
+            let duration = |flag: &str, s: &str| {
+                fabrik_model::units::parse_duration(s).map(|v| v as f64).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+            };
+            if let Some(m) = &a.mtbf {
+                i.mtbf_s = Some(duration("mtbf", m)?);
+            }
+            if !a.interval.is_empty() {
+                i.intervals_s = a.interval.iter().map(|s| duration("interval", s)).collect::<Result<_>>()?;
             }
             let p = checkpoint::plan(&i)?;
             if a.json {

@@ -29,6 +29,14 @@ pub struct CheckpointInputs {
     pub restart_s: f64,
     /// Intervals to evaluate besides the optima, s.
     pub intervals_s: Vec<f64>,
+    /// The job's mean time between interruptions, s, when given instead of derived from the
+    /// failure rate and its node count.
+    pub mtbf_s: Option<f64>,
+    /// Whether C and R were given rather than derived (their assumptions say so).
+    #[serde(skip)]
+    pub checkpoint_given: bool,
+    #[serde(skip)]
+    pub restart_given: bool,
 }
 
 impl CheckpointInputs {
@@ -41,6 +49,9 @@ impl CheckpointInputs {
             checkpoint_s: params * CHECKPOINT_BYTES_PER_PARAM / CHECKPOINT_WRITE_BPS,
             restart_s: DETECTION_S + cold_restart_s(gpus),
             intervals_s: vec![300.0, 900.0, 3600.0],
+            mtbf_s: None,
+            checkpoint_given: false,
+            restart_given: false,
         }
     }
 }
@@ -64,10 +75,12 @@ pub struct CheckpointPlan {
     pub assumptions: Vec<Assumption>,
 }
 
-/// ETTR at checkpoint interval `tau` (see the module doc).
+/// ETTR at checkpoint interval `tau` (see the module doc). With free checkpoints (C = 0) the
+/// optimum is to checkpoint continuously: τ → 0 loses no work, and ETTR tends to 1 − R/M, the
+/// value given for τ = 0 then.
 pub fn ettr(tau: f64, c: f64, m: f64, r: f64) -> f64 {
     if tau <= 0.0 {
-        return 0.0;
+        return if c == 0.0 { (1.0 - r / m).max(0.0) } else { 0.0 };
     }
     tau / (tau + c) * (1.0 - ((tau + c) / 2.0 + r) / m).max(0.0)
 }
@@ -81,9 +94,17 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
     for &t in &i.intervals_s {
         crate::positive("interval", t)?;
     }
+    if let Some(m) = i.mtbf_s {
+        crate::positive("mtbf", m)?;
+    }
     let nodes = (i.gpus / i.gpus_per_node).ceil();
-    let per_day = nodes * i.failures_per_1000_node_days / 1000.0;
-    let m = 86_400.0 / per_day;
+    let (per_day, m) = match i.mtbf_s {
+        Some(m) => (86_400.0 / m, m),
+        None => {
+            let per_day = nodes * i.failures_per_1000_node_days / 1000.0;
+            (per_day, 86_400.0 / per_day)
+        }
+    };
     let c = i.checkpoint_s;
     let young = (2.0 * c * m).sqrt();
     let daly = if c < 2.0 * m { young - c } else { m };
@@ -107,16 +128,35 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
         daly_s: daly,
         rows,
         assumptions: vec![
+            match i.mtbf_s {
+                Some(m) => assumption("job MTBF", format!("{:.2} h", m / 3600.0), "given (--mtbf)"),
+                None => assumption(
+                    "failure rate",
+                    format!("{} per 1,000 node-days", i.failures_per_1000_node_days),
+                    if i.failures_per_1000_node_days == FAILURES_PER_1000_NODE_DAYS {
+                        "Kokolis et al. 2024 (arXiv 2410.21680), RSC-1"
+                    } else {
+                        "given (--failures-per-1000-node-days)"
+                    },
+                ),
+            },
             assumption(
-                "failure rate",
-                format!("{} per 1,000 node-days", i.failures_per_1000_node_days),
-                "Kokolis et al. 2024 (arXiv 2410.21680), RSC-1",
+                "checkpoint time C",
+                format!("{:.1} s", c),
+                if i.checkpoint_given {
+                    "given (--checkpoint-s)"
+                } else {
+                    "params x 14 B at 2 TB/s (Llama 3 paper; Epoch)"
+                },
             ),
-            assumption("checkpoint time C", format!("{:.1} s", c), "params x 14 B at 2 TB/s (Llama 3 paper; Epoch)"),
             assumption(
                 "restart overhead R",
                 format!("{:.0} s", i.restart_s),
-                "150 s detection (5-min health checks, Kokolis et al.) + cold restart by scale (FT-HSDP, arXiv 2602.00277)",
+                if i.restart_given {
+                    "given (--restart-s)"
+                } else {
+                    "150 s detection (5-min health checks, Kokolis et al.) + cold restart by scale (FT-HSDP, arXiv 2602.00277)"
+                },
             ),
             assumption("optimal interval", "Young: sqrt(2CM); Daly: sqrt(2CM) - C", "Young 1974; Daly 2006"),
         ],
@@ -147,6 +187,47 @@ mod tests {
         // the optimum beats the fixed intervals
         let best = p.rows.iter().map(|r| r.ettr).fold(0.0, f64::max);
         assert!(p.rows.iter().find(|r| r.label == "Daly").unwrap().ettr >= best - 1e-3);
+    }
+
+    #[test]
+    fn free_checkpoints_give_the_no_checkpoint_cost_limit() {
+        // C = 0: Young = Daly = 0 (checkpoint continuously) and ETTR = 1 − R/M; R = 350 s,
+        // M = 86,400 / 13.312 s for 16,384 GPUs.
+        let mut i = CheckpointInputs::defaults(16_384.0, 405e9);
+        i.checkpoint_s = 0.0;
+        let p = plan(&i).unwrap();
+        let m = 86_400.0 / 13.312;
+        assert_eq!((p.young_s, p.daly_s), (0.0, 0.0));
+        for label in ["Young", "Daly"] {
+            let e = p.rows.iter().find(|r| r.label == label).unwrap().ettr;
+            assert!((e - (1.0 - 350.0 / m)).abs() < 1e-12, "{label}: {e}");
+        }
+        // and it bounds every interval's ETTR from above
+        assert!(p.rows.iter().all(|r| r.ettr <= 1.0 - 350.0 / m + 1e-12));
+    }
+
+    #[test]
+    fn a_given_mtbf_intervals_and_overrides_are_used_and_labelled() {
+        // M = 2 h = 7,200 s, C = 50 s: Young = sqrt(2·50·7,200) = sqrt(720,000); 12 interruptions/day.
+        let mut i = CheckpointInputs::defaults(1024.0, 7e9);
+        i.mtbf_s = Some(7200.0);
+        i.checkpoint_s = 50.0;
+        i.checkpoint_given = true;
+        i.restart_s = 100.0;
+        i.restart_given = true;
+        i.intervals_s = vec![600.0, 7200.0];
+        let p = plan(&i).unwrap();
+        assert_eq!((p.mtbf_s, p.interruptions_per_day), (7200.0, 12.0));
+        assert!((p.young_s - 720_000f64.sqrt()).abs() < 1e-9);
+        let labels: Vec<&str> = p.rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["10 min", "120 min", "Young", "Daly"]);
+        // 10 min: 600/650 · (1 − (325 + 100)/7,200)
+        assert!((p.rows[0].ettr - 600.0 / 650.0 * (1.0 - 425.0 / 7200.0)).abs() < 1e-12);
+        let source = |what: &str| p.assumptions.iter().find(|a| a.name == what).unwrap().source.clone();
+        assert_eq!(source("job MTBF"), "given (--mtbf)");
+        assert_eq!(source("checkpoint time C"), "given (--checkpoint-s)");
+        assert_eq!(source("restart overhead R"), "given (--restart-s)");
+        assert!(plan(&CheckpointInputs { mtbf_s: Some(0.0), ..i }).is_err());
     }
 
     #[test]
