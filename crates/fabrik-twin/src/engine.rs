@@ -3,7 +3,7 @@
 //! freed at t are usable by a job submitted at t), then one scheduling pass runs.
 
 use crate::config::{young_daly_s, CheckpointPolicy, PredictiveConfig, TwinConfig};
-use crate::failure_model::{Drawn, Failures, SWITCH_CAUSE};
+use crate::failure_model::{Drawn, Failures, Interruption, SWITCH_CAUSE};
 use crate::joblog::{JobLog, RestartCause};
 use crate::metrics::TimeSeries;
 use crate::report::{self, Report};
@@ -121,6 +121,8 @@ pub struct Twin<'a> {
     events_handled: u64,
     /// Restarts by cause: how many, their configured cost and the GPU-hours they took.
     restarts: crate::report::Restarts,
+    /// Every interruption by a failure, in time order.
+    interruptions: Vec<Interruption>,
     passes: u64,
     done: u64,
     wakeup_pushed: Option<SimTime>,
@@ -221,6 +223,7 @@ impl<'a> Twin<'a> {
             queue: TimeSeries::new(bucket),
             events_handled: 0,
             restarts: Default::default(),
+            interruptions: Vec::new(),
             passes: 0,
             done: 0,
             wakeup_pushed: None,
@@ -431,7 +434,7 @@ impl<'a> Twin<'a> {
             let mut hit = Vec::new();
             self.sched.drain_interrupted(&mut hit);
             for id in hit {
-                self.stopped(id, now, Stop::Failure);
+                self.interrupted(id, now, d, cause);
             }
             self.down.set(now, self.sched.cluster().down_gpus() as f64);
             return Ok(());
@@ -445,11 +448,17 @@ impl<'a> Twin<'a> {
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
         for id in hit {
-            self.stopped(id, now, Stop::Failure);
+            self.interrupted(id, now, d, cause);
         }
         self.push(now + Secs(repair.ceil() as u64), Kind::Repair(d));
         self.down.set(now, self.sched.cluster().down_gpus() as f64);
         Ok(())
+    }
+
+    /// A failure of node `node` interrupted a running job: it is recorded for the timeline.
+    fn interrupted(&mut self, id: JobId, now: SimTime, node: u32, cause: u8) {
+        self.interruptions.push(Interruption { at: now, job: id, node, cause });
+        self.stopped(id, now, Stop::Failure);
     }
 
     /// A run stopped early — preempted, or interrupted by a failure: the work since the last
@@ -698,6 +707,7 @@ impl<'a> Twin<'a> {
         self.queue.set(end, 0.0);
         report::build(report::Inputs {
             restarts: &self.restarts,
+            interruptions: &self.interruptions,
             facility: self.facility,
             workload: self.workload,
             sched: &self.sched,

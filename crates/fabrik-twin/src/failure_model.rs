@@ -104,6 +104,21 @@ pub struct Maintenance {
 /// The cause index of a leaf-switch failure (after the node-level `ROOT_CAUSES`).
 pub const SWITCH_CAUSE: usize = ROOT_CAUSES.len();
 
+/// The name of a cause index (a `ROOT_CAUSES` entry, or the leaf switch).
+pub fn cause_name(cause: usize) -> &'static str {
+    ROOT_CAUSES.get(cause).map_or("leaf switch (whole group)", |c| c.0)
+}
+
+/// A running job interrupted by a failure: when, which job, the failed node (the first node
+/// of the group for a leaf switch) and the cause index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Interruption {
+    pub at: fabrik_model::SimTime,
+    pub job: fabrik_model::JobId,
+    pub node: u32,
+    pub cause: u8,
+}
+
 /// The failure process's state.
 pub(crate) struct Failures {
     pub(crate) rng: ChaCha8Rng,

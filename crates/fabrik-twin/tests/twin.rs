@@ -246,6 +246,14 @@ fn a_traced_failure_interrupts_the_job_on_that_node_and_costs_work_since_its_che
     assert_eq!(r.failure_causes.iter().find(|c| c.cause == "software bug").unwrap().failures, 1);
     let fr = &s.restarts.after_failure;
     assert_eq!((fr.restarts, fr.mean_s), (1, 350.0));
+    // the timeline: when, which job, node and cause; per job in the rows
+    let row =
+        fabrik_twin::report::InterruptionRow { at_s: 250, job: "a".into(), node: 0, cause: "software bug".into() };
+    assert_eq!(r.interruptions, vec![row]);
+    let b = r.jobs.iter().find(|j| j.name == "b").unwrap();
+    assert_eq!((a.interruptions, a.interrupted_at_s.as_str()), (1, "250"));
+    assert_eq!((b.interruptions, b.interrupted_at_s.as_str()), (0, ""));
+    assert!(r.jobs_csv().lines().next().unwrap().contains("interruptions,interrupted_at_s"));
     assert!((fr.gpu_hours - 8.0 * 350.0 / 3600.0).abs() < 1e-12);
     assert_eq!(s.restarts.after_preemption.restarts, 0);
     // the same trace gives the same report
@@ -334,6 +342,13 @@ fn a_leaf_switch_failure_takes_its_whole_group_down() {
     let hit: Vec<&str> = r.jobs.iter().filter(|j| j.end_s > 1000).map(|j| j.name.as_str()).collect();
     assert_eq!(hit, vec!["g1"]);
     assert_eq!(r.failure_causes.last().unwrap().failures, 1);
+    let row = fabrik_twin::report::InterruptionRow {
+        at_s: 100,
+        job: "g1".into(),
+        node: 5,
+        cause: "leaf switch (whole group)".into(),
+    };
+    assert_eq!(r.interruptions, vec![row]);
     // hourly buckets: 32 GPUs down from 100 s to 3,700 s → the first hour averages 32 × 3,500 / 3,600
     assert!((r.timeseries.down_gpus[0] - 32.0 * 3500.0 / 3600.0).abs() < 1e-9);
 }
@@ -836,4 +851,21 @@ fn a_replay_may_mark_every_job_preemptible_or_none() {
     assert_eq!(w, before);
     assert_eq!("all".parse::<Preemptible>(), Ok(Preemptible::All));
     assert!("some".parse::<Preemptible>().unwrap_err().contains("all, none or as-recorded"));
+}
+
+#[test]
+fn a_job_interrupted_twice_lists_both_times() {
+    // As node_0_fails_at_250, and node 0 fails again at 1,000 (A restarted on it at 850).
+    let (f, w, mut c) = node_0_fails_at_250();
+    c.failure_trace = fabrik_twin::failures::read_trace(
+        "time,node,component,repair\n250,0,software bug,10m\n1000,0,software bug,10m\n".as_bytes(),
+        "f.csv",
+        &f,
+    )
+    .unwrap();
+    let r = simulate(&f, &w, c).unwrap();
+    let a = r.jobs.iter().find(|j| j.name == "a").unwrap();
+    assert_eq!((a.interruptions, a.interrupted_at_s.as_str()), (2, "250;1000"));
+    let at: Vec<(u64, &str)> = r.interruptions.iter().map(|x| (x.at_s, x.job.as_str())).collect();
+    assert_eq!(at, vec![(250, "a"), (1000, "a")]);
 }

@@ -30,6 +30,8 @@ pub struct Report {
     pub size_classes: Vec<SizeRow>,
     pub reliability: Vec<ReliabilityRow>,
     pub failure_causes: Vec<CauseRow>,
+    /// Every interruption of a running job by a failure: when, which job, node and cause.
+    pub interruptions: Vec<InterruptionRow>,
     /// Predictive maintenance, when modelled.
     pub maintenance: Option<MaintenanceReport>,
     pub energy: EnergySummary,
@@ -297,6 +299,9 @@ pub struct JobRow {
     pub bounded_slowdown: f64,
     pub killed_at_walltime: bool,
     pub preemptions: u32,
+    /// Failures that interrupted it, and when (seconds, `;`-separated).
+    pub interruptions: u32,
+    pub interrupted_at_s: String,
     /// Its IT energy, the facility energy, grid emissions and cost that carries, its lowest
     /// power limit.
     pub it_kwh: f64,
@@ -311,6 +316,7 @@ pub struct JobRow {
 }
 
 pub(crate) struct Inputs<'a> {
+    pub interruptions: &'a [crate::failure_model::Interruption],
     pub restarts: &'a Restarts,
     pub facility: &'a Facility,
     pub workload: &'a Workload,
@@ -357,6 +363,17 @@ pub(crate) struct FailureCounts {
     pub by_cause: Vec<u64>,
 }
 
+/// One interruption of a running job by a failure, in the order they happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InterruptionRow {
+    pub at_s: u64,
+    pub job: String,
+    /// The failed node (domain index, as in a failure trace; for a leaf switch, the node the
+    /// failure was drawn or traced at).
+    pub node: u32,
+    pub cause: String,
+}
+
 /// Per job-size class: jobs, GPU-hours and waits.
 #[derive(Debug, Clone, Default)]
 struct SizeTally {
@@ -392,6 +409,17 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
     let mut per_preempted: Vec<f64> = Vec::new();
+    // per job, the times failures interrupted it (only for the per-job rows)
+    let mut interrupted_at: BTreeMap<u32, String> = BTreeMap::new();
+    if i.cfg.keep_job_rows {
+        for x in i.interruptions {
+            let t = interrupted_at.entry(x.job.0).or_default();
+            if !t.is_empty() {
+                t.push(';');
+            }
+            t.push_str(&x.at.0.to_string());
+        }
+    }
     let (mut interruptions, mut fail_lost) = (0u64, 0.0);
     let mut energy_by_account: BTreeMap<usize, crate::energy::Share> = BTreeMap::new();
     let mut flex = FlexibleSummary::default();
@@ -488,6 +516,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             bounded_slowdown: b,
             killed_at_walltime: log.killed,
             preemptions: e.preemptions,
+            interruptions: log.interruptions,
+            interrupted_at_s: interrupted_at.remove(&(idx as u32)).unwrap_or_default(),
             it_kwh: share.it_mwh * 1000.0,
             facility_kwh: share.facility_mwh * 1000.0,
             emissions_kg: share.emissions_t * 1000.0,
@@ -621,15 +651,23 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             .failures
             .as_ref()
             .map(|f| {
-                fabrik_model::reliability::ROOT_CAUSES
+                f.by_cause
                     .iter()
-                    .map(|c| c.0)
-                    .chain(std::iter::once("leaf switch (whole group)"))
-                    .zip(&f.by_cause)
-                    .map(|(c, &n)| CauseRow { cause: c.to_string(), failures: n })
+                    .enumerate()
+                    .map(|(c, &n)| CauseRow { cause: crate::failure_model::cause_name(c).to_string(), failures: n })
                     .collect()
             })
             .unwrap_or_default(),
+        interruptions: i
+            .interruptions
+            .iter()
+            .map(|x| InterruptionRow {
+                at_s: x.at.0,
+                job: i.workload.jobs[x.job.idx()].spec.name.clone(),
+                node: x.node,
+                cause: crate::failure_model::cause_name(usize::from(x.cause)).to_string(),
+            })
+            .collect(),
         maintenance: i.maintenance.clone().map(|m| {
             let all = i.failures.as_ref().map_or(0, |f| f.total) + m.failures_avoided;
             MaintenanceReport {
