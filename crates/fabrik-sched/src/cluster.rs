@@ -38,6 +38,9 @@ pub enum NoFit {
     NoWholeDomains { need_domains: u32, free_domains: u32 },
     /// No pool of the requested type could ever hold it.
     TooLarge { need: u32 },
+    /// Its pool could hold it, but not with the domains now out of service (failed or
+    /// drained): `in_service` GPUs are left.
+    OutOfService { need: u32, in_service: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -493,7 +496,9 @@ impl Cluster {
                 return None;
             }
             let free = pool.free;
-            let e = if u64::from(gpus) > free {
+            let e = if u64::from(gpus) > pool.total - pool.down {
+                NoFit::OutOfService { need: gpus, in_service: pool.total - pool.down }
+            } else if u64::from(gpus) > free {
                 NoFit::NotEnoughFree { free, need: gpus }
             } else if gpus <= pool.domain_gpus {
                 NoFit::NoDomain { need: gpus }
@@ -521,7 +526,9 @@ impl Cluster {
                 continue;
             }
             let free = pool.free;
-            let r = if u64::from(gpus) > free {
+            let r = if u64::from(gpus) > pool.total - pool.down {
+                Err(NoFit::OutOfService { need: gpus, in_service: pool.total - pool.down })
+            } else if u64::from(gpus) > free {
                 Err(NoFit::NotEnoughFree { free, need: gpus })
             } else if gpus <= pool.domain_gpus {
                 self.find_in_domain(p, gpus, out)

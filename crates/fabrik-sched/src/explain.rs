@@ -137,6 +137,9 @@ impl Reason {
                 NoFit::TooLarge { need } => {
                     write!(f, "{need} GPUs is more than any pool of its type holds")
                 }
+                NoFit::OutOfService { need, in_service } => {
+                    write!(f, "cannot run now: needs {need} GPUs, only {in_service} in service (nodes out of service)")
+                }
             },
             Reason::HoldsReservation { start_at } => {
                 write!(f, "queue head; GPUs reserved, starts by {}", t(*start_at))

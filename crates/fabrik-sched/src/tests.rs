@@ -1060,3 +1060,29 @@ fn a_group_sized_gang_spans_groups_when_every_group_has_a_node_out() {
     s.schedule(SimTime(20), &mut started);
     assert_eq!(groups(&s, JobId(2)), BTreeSet::from([0]));
 }
+
+#[test]
+fn a_gang_larger_than_what_is_in_service_says_so() {
+    // tiny (2 nodes × 8): node 1 fails; a 16-GPU job cannot run until it is back.
+    let mut s = Scheduler::with_policy(&fac("tiny"), "fifo-backfill", SchedConfig::default()).unwrap();
+    s.fail_domain(fabrik_model::DomainId(1), SimTime(0)).unwrap();
+    let id = s.submit(job(P, 16, 0, 100), SimTime(0)).unwrap();
+    let mut started = vec![];
+    s.schedule(SimTime(0), &mut started);
+    assert!(started.is_empty());
+    let no_fit = crate::cluster::NoFit::OutOfService { need: 16, in_service: 8 };
+    let r = s.explain(id).unwrap().reasons[0].clone();
+    // no reservation at the end of time: it says why it cannot run
+    assert_eq!(r, Reason::Resources { no_fit });
+    assert!(s.reservation().is_none());
+    let mut out = crate::cluster::Parts::new();
+    let mut c = s.cluster().clone();
+    assert_eq!(c.find(16, None, &mut out), Err(no_fit));
+    assert_eq!(
+        Reason::Resources { no_fit }.to_string(),
+        "cannot run now: needs 16 GPUs, only 8 in service (nodes out of service)"
+    );
+    s.repair_domain(fabrik_model::DomainId(1)).unwrap();
+    s.schedule(SimTime(50), &mut started);
+    assert_eq!(started, vec![id]);
+}

@@ -33,11 +33,21 @@ pub enum TwinError {
     },
     #[error("workload {workload}: job '{job}' (#{index}) has a {what} of {secs} s; the twin accepts at most {max} s (5 years) per job and a workload spanning at most 20 years")]
     TooLong { workload: String, job: String, index: usize, what: &'static str, secs: u64, max: u64 },
+    #[error("{unfinished} job(s) unfinished {years} years after the last submission, the twin's horizon; the first, '{job}', was interrupted {interruptions} times by failures and preempted {preemptions} times (a job that needs more uninterrupted time than its nodes' mean time between failures, without checkpoints, rarely finishes: see `fabrik plan checkpoint`); now: {why}")]
+    Horizon { unfinished: u64, years: u64, job: String, interruptions: u32, preemptions: u32, why: String },
     #[error("workload {0} has no jobs")]
     Empty(String),
     #[error("{0} jobs can never start; the first: {1}")]
     Stuck(u64, String),
 }
+
+/// How long after the last submission a run may go on: twice the longest job, 10 years. Past
+/// it the run stops with an error naming the first unfinished job, so a job that keeps failing
+/// cannot make a run (and its hourly energy ledger) grow without bound.
+pub const HORIZON_AFTER_LAST_SUBMIT_S: u64 = 2 * MAX_JOB_S;
+
+/// Interruptions listed in a report's timeline (the count is always complete).
+pub const MAX_TIMELINE: usize = 100_000;
 
 /// The longest walltime or runtime of one job the twin accepts: 5 years.
 pub const MAX_JOB_S: u64 = 5 * 366 * 86_400;
@@ -455,9 +465,12 @@ impl<'a> Twin<'a> {
         Ok(())
     }
 
-    /// A failure of node `node` interrupted a running job: it is recorded for the timeline.
+    /// A failure of node `node` interrupted a running job: it is recorded for the timeline (the
+    /// first `MAX_TIMELINE` of the run: the report stays bounded when a job keeps failing).
     fn interrupted(&mut self, id: JobId, now: SimTime, node: u32, cause: u8) {
-        self.interruptions.push(Interruption { at: now, job: id, node, cause });
+        if self.interruptions.len() < MAX_TIMELINE {
+            self.interruptions.push(Interruption { at: now, job: id, node, cause });
+        }
         self.stopped(id, now, Stop::Failure);
     }
 
@@ -529,8 +542,13 @@ impl<'a> Twin<'a> {
         self.seed_events();
         let mut started = Vec::new();
         let total = self.workload.jobs.len() as u64;
+        let last_submit = self.workload.jobs.last().map_or(SimTime::ZERO, |j| j.spec.submit);
+        let horizon = last_submit + Secs(HORIZON_AFTER_LAST_SUBMIT_S);
         while let Some(Reverse(ev)) = self.events.pop() {
             let now = ev.time;
+            if now > horizon {
+                return Err(self.beyond_horizon(total));
+            }
             self.instant(ev)?;
             self.pass(now, &mut started);
             self.record(now);
@@ -546,6 +564,20 @@ impl<'a> Twin<'a> {
         let end = self.sched.jobs().iter().filter_map(|j| j.end()).max().unwrap_or_default();
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(self.report(end))
+    }
+
+    /// The error for a run that passed its horizon, naming the first unfinished job.
+    fn beyond_horizon(&self, total: u64) -> TwinError {
+        let first = self.sched.jobs().iter().position(|j| !j.state.is_ended()).unwrap_or(0);
+        let e = self.sched.job(JobId(first as u32));
+        TwinError::Horizon {
+            unfinished: total - self.done,
+            years: HORIZON_AFTER_LAST_SUBMIT_S / (366 * 86_400),
+            job: e.spec.name.clone(),
+            interruptions: self.log[first].interruptions,
+            preemptions: e.preemptions,
+            why: self.sched.explain(JobId(first as u32)).map(|x| x.to_string()).unwrap_or_default(),
+        }
     }
 
     /// The events of one instant: `first` and every other event at its time.

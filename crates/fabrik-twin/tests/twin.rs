@@ -869,3 +869,24 @@ fn a_job_interrupted_twice_lists_both_times() {
     let at: Vec<(u64, &str)> = r.interruptions.iter().map(|x| (x.at_s, x.job.as_str())).collect();
     assert_eq!(at, vec![(250, "a"), (1000, "a")]);
 }
+
+#[test]
+fn a_job_that_cannot_outlast_its_failures_stops_the_run_at_the_horizon() {
+    // 256 GPUs on all 32 nodes for 20 days without checkpoints, 20 failures per 1,000
+    // node-days: an interruption every 1.6 days, so a 20-day run (almost) never completes. The
+    // run stops 10 years after the last submission and names the job.
+    let f = Facility::from_shorthand("32x8:32").unwrap();
+    let jobs = "name,submit,account,gpus,walltime,runtime\nbig,0,eval,256,30d,20d\n";
+    let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
+    let mut c = cfg("fifo");
+    c.failures = Some(fabrik_twin::config::FailureConfig { per_1000_node_days: 20.0, ..Default::default() });
+    match simulate(&f, &w, c) {
+        Err(fabrik_twin::TwinError::Horizon { unfinished, years, job, interruptions, .. }) => {
+            assert_eq!((unfinished, years, job.as_str()), (1, 10, "big"));
+            // 0.64 failures a day for ten years is ~2,340; the job waits out each repair, so it
+            // is interrupted by fewer of them
+            assert!((1000..2400).contains(&interruptions), "{interruptions}");
+        }
+        other => panic!("expected the horizon error, got {:?}", other.map(|r| r.summary.completed)),
+    }
+}

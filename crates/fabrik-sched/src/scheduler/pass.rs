@@ -257,6 +257,13 @@ impl Scheduler {
                         Some(r) if r.holder == Holder::Job(id) && r.start_at > now && !pass.started_ahead => r.start_at,
                         _ => self.reserve(gpus, gpu_type, None, now),
                     };
+                    if start_at == SimTime::MAX {
+                        // it does not fit even when every running job has ended (domains out
+                        // of service): no reservation to hold; the next job may be the head
+                        self.blocked_head = None;
+                        self.easy.clear();
+                        return Verdict::Keep(Some(Reason::Resources { no_fit }));
+                    }
                     self.easy.reservation = Some(Reservation { holder: Holder::Job(id), start_at });
                     Verdict::Keep(Some(Reason::HoldsReservation { start_at }))
                 }

@@ -30,7 +30,8 @@ pub struct Report {
     pub size_classes: Vec<SizeRow>,
     pub reliability: Vec<ReliabilityRow>,
     pub failure_causes: Vec<CauseRow>,
-    /// Every interruption of a running job by a failure: when, which job, node and cause.
+    /// Interruptions of running jobs by failures: when, which job, node and cause — the first
+    /// `engine::MAX_TIMELINE` of the run (`summary.interruptions` counts them all).
     pub interruptions: Vec<InterruptionRow>,
     /// Predictive maintenance, when modelled.
     pub maintenance: Option<MaintenanceReport>,
