@@ -67,7 +67,10 @@ impl Workload {
         for j in &mut self.jobs {
             j.spec.preemptible = value;
         }
-        self.notes.push(format!("every job marked {}preemptible (--preemptible)", if value { "" } else { "non-" }));
+        self.notes.push(format!(
+            "every job marked {}preemptible (--preemptible or a preset)",
+            if value { "" } else { "non-" }
+        ));
     }
 
     pub fn sort(&mut self) {
