@@ -7,7 +7,7 @@ use fabrik_model::GpuType;
 use fabrik_plan::checkpoint::{self, CheckpointInputs};
 use fabrik_plan::facility::{self, FacilityInputs, FacilityPlan};
 use fabrik_plan::inputs::{self, parse_quantity, Assumption, Zone, ZONES};
-use fabrik_plan::train::{self, TrainInputs, TrainPlan};
+use fabrik_plan::train::{self, TrainInputs, TrainPlan, UsageInputs, UsagePlan};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -71,21 +71,25 @@ pub struct Site {
 
 #[derive(Args, Clone)]
 pub struct TrainArgs {
-    /// Total parameters (405e9, 405B).
+    /// Total parameters (405e9, 405B). With --tokens: plan a run; without them give a
+    /// finished run's usage (--gpu-hours, or --gpus with --days).
     #[arg(long)]
-    params: String,
+    params: Option<String>,
     /// Active parameters per token, for mixture-of-experts models.
     #[arg(long)]
     active_params: Option<String>,
     /// Training tokens (15e12, 15T).
     #[arg(long)]
-    tokens: String,
+    tokens: Option<String>,
+    /// A finished run's measured GPU-hours (30.8M): its energy, emissions and cost.
+    #[arg(long)]
+    gpu_hours: Option<String>,
     #[arg(long, default_value = "H100")]
     gpu: String,
-    /// GPU count; or give --days to solve for it.
-    #[arg(long, conflicts_with = "days")]
+    /// GPU count; or give --days to solve for it (for a finished run: with --days, its usage).
+    #[arg(long)]
     gpus: Option<String>,
-    /// Target wall-clock days: solve for the GPU count.
+    /// Target wall-clock days: solve for the GPU count (for a finished run: its duration).
     #[arg(long)]
     days: Option<f64>,
     #[arg(long)]
@@ -191,17 +195,25 @@ fn opt_q(v: &Option<String>, field: &str) -> Result<Option<f64>> {
 
 fn train_inputs(a: &TrainArgs, gpu_override: Option<&str>, zone: Option<&str>) -> Result<TrainInputs> {
     let (z, g, p) = site(&a.site, zone)?;
+    let (Some(params), Some(tokens)) = (&a.params, &a.tokens) else {
+        bail!("give --params and --tokens to plan a run, or a finished run's --gpu-hours H (or --gpus N --days D)");
+    };
+    if a.gpu_hours.is_some() {
+        bail!("--gpu-hours is a finished run's usage; --params and --tokens plan a run: give one or the other");
+    }
     let mut i = TrainInputs::new(
-        parse_quantity(&a.params, "params")?,
-        parse_quantity(&a.tokens, "tokens")?,
+        parse_quantity(params, "params")?,
+        parse_quantity(tokens, "tokens")?,
         gpu(gpu_override.unwrap_or(&a.gpu))?,
         0.0,
         z,
     );
     i.gpus = opt_q(&a.gpus, "gpus")?;
     i.target_days = a.days;
-    if i.gpus.is_none() && i.target_days.is_none() {
-        bail!("give --gpus N or --days D");
+    match (i.gpus, i.target_days) {
+        (None, None) => bail!("give --gpus N or --days D"),
+        (Some(_), Some(_)) => bail!("give --gpus N (how long it takes) or --days D (how many GPUs it needs), not both"),
+        _ => {}
     }
     i.active_params = opt_q(&a.active_params, "active_params")?;
     i.mfu = a.mfu;
@@ -274,6 +286,48 @@ fn print_assumptions(a: &[Assumption]) {
     }
 }
 
+/// A finished run's usage at the site the flags give.
+fn usage_inputs(a: &TrainArgs) -> Result<UsageInputs> {
+    if a.mfu.is_some() || a.ettr.is_some() || a.active_params.is_some() {
+        bail!("--mfu, --ettr and --active-params plan a run; a finished run's usage does not need them");
+    }
+    let (z, g, p) = site(&a.site, None)?;
+    let mut u = UsageInputs::at_site_of(&TrainInputs::new(1.0, 1.0, gpu(&a.gpu)?, 1.0, z));
+    u.gpu_hours = opt_q(&a.gpu_hours, "gpu_hours")?;
+    u.gpus = opt_q(&a.gpus, "gpus")?;
+    u.days = a.days;
+    if u.gpu_hours.is_none() && (u.gpus.is_none() || u.days.is_none()) {
+        bail!("give --params and --tokens to plan a run, or a finished run's --gpu-hours H (or --gpus N --days D)");
+    }
+    if u.gpu_hours.is_some() && u.days.is_some() {
+        bail!("give --gpu-hours (optionally with --gpus) or --gpus with --days, not both");
+    }
+    u.pue = a.site.pue;
+    u.gco2_per_kwh = g;
+    u.price_eur_per_mwh = p;
+    u.gpu_hour_price_eur = a.gpu_hour_price_eur;
+    u.depreciation_years = a.depreciation_years;
+    u.avg_power_w = a.avg_power_w;
+    Ok(u)
+}
+
+fn print_usage(p: &UsagePlan) {
+    let rows = [
+        ("GPU-hours", format!("{:.3e} x {}", p.gpu_hours, p.gpu_type)),
+        ("GPUs", p.gpus.map_or("not given".into(), |g| format!("{g:.0}"))),
+        ("wall-clock", p.wall_clock_days.map_or("not given".into(), |d| format!("{d:.1} days"))),
+        ("energy (IT / facility)", format!("{:.0} MWh / {:.0} MWh", p.it_energy_mwh, p.facility_energy_mwh)),
+        ("emissions (location-based)", format!("{:.0} tCO2e", p.emissions_t)),
+        ("energy cost", eur(p.energy_cost_eur)),
+        ("hardware or rental", eur(p.hardware_or_rental_eur)),
+        ("total compute cost", eur(p.total_cost_eur)),
+    ];
+    for (k, v) in rows {
+        println!("{k:<30} {v}");
+    }
+    print_assumptions(&p.assumptions);
+}
+
 fn print_train(p: &TrainPlan) {
     let rows = [
         ("training FLOPs", format!("{:.3e}", p.training_flops)),
@@ -320,6 +374,14 @@ fn print_facility(p: &FacilityPlan) {
 
 pub fn run(cmd: &PlanCmd) -> Result<()> {
     match cmd {
+        PlanCmd::Train(a) if a.params.is_none() && a.tokens.is_none() => {
+            let p = train::from_usage(&usage_inputs(a)?)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print_usage(&p);
+            }
+        }
         PlanCmd::Train(a) => {
             let p = train::plan(&train_inputs(a, None, None)?)?;
             if a.json {

@@ -105,3 +105,23 @@ fn invalid_plan_inputs_fail_clearly() {
     fails_with(&["plan", "facility", "--preset", "moonbase"], "unknown planning preset 'moonbase'");
     fails_with(&["plan", "facility", "--gpus", "100", "--utilisation", "1.5"], "utilisation: 1.5 is outside (0, 1]");
 }
+
+#[test]
+fn train_from_a_finished_runs_usage() {
+    // 16,384 H100 for 54 days = 21,233,664 GPU-hours × 969 W × PUE 1.25 × 384 g/kWh.
+    let v = json(&["plan", "train", "--gpus", "16384", "--days", "54", "--json"]);
+    let gh = 16_384.0 * 54.0 * 24.0;
+    assert_eq!(v["gpu_hours"].as_f64().unwrap(), gh);
+    let mwh = gh * 0.76 * 1275.0 * 1.25 / 1e6;
+    assert!((v["facility_energy_mwh"].as_f64().unwrap() - mwh).abs() < 1e-6);
+    assert!((v["emissions_t"].as_f64().unwrap() - mwh * 0.384).abs() < 1e-6);
+    // the same GPU-hours given directly
+    let w = json(&["plan", "train", "--gpu-hours", &gh.to_string(), "--json"]);
+    assert_eq!(w["emissions_t"], v["emissions_t"]);
+    assert!(w["wall_clock_days"].is_null());
+    fails_with(&["plan", "train", "--days", "54"], "--gpu-hours H (or --gpus N --days D)");
+    fails_with(&["plan", "train", "--gpu-hours", "1M", "--days", "3"], "not both");
+    fails_with(&["plan", "train", "--gpu-hours", "1M", "--mfu", "0.4"], "--mfu");
+    fails_with(&["plan", "train", "--params", "7B", "--tokens", "1T", "--gpu-hours", "1M"], "one or the other");
+    fails_with(&["plan", "train", "--params", "7B", "--tokens", "1T", "--gpus", "8", "--days", "3"], "not both");
+}

@@ -173,35 +173,7 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     let seconds = flops / (gpus * peak * mfu) / ettr;
     let hours = seconds / 3600.0;
     let gpu_hours = gpus * hours;
-    let rating = i.gpu.max_power_w + i.gpu.host_overhead_w;
-    let avg_w = i.avg_power_w.unwrap_or(inputs::TRAINING_POWER_FRACTION * rating);
-    let it_mwh = gpu_hours * avg_w / 1e6;
-    let facility_mwh = it_mwh * i.pue;
-    let emissions_t = facility_mwh * i.gco2_per_kwh / 1000.0;
-    let energy_cost = facility_mwh * i.price_eur_per_mwh;
-    let (hw, total, cost_note) = match i.gpu_hour_price_eur {
-        Some(p) => {
-            (gpu_hours * p, gpu_hours * p, assumption("GPU-hour price", format!("EUR {p}, energy included"), "given"))
-        }
-        None => {
-            let per_hour = hardware_eur_per_gpu(&i.gpu) / (i.depreciation_years * 8760.0);
-            let building = rating * i.pue / 1e6 * inputs::BUILDING_EUR_PER_MW / (inputs::BUILDING_YEARS * 8760.0);
-            let hw = gpu_hours * (per_hour + building);
-            (
-                hw,
-                hw + energy_cost,
-                assumption(
-                    "owned hardware",
-                    format!(
-                        "EUR {:.0} per GPU installed, over {} years, plus building",
-                        hardware_eur_per_gpu(&i.gpu),
-                        i.depreciation_years
-                    ),
-                    inputs::COST_SRC,
-                ),
-            )
-        }
-    };
+    let c = costs(&Site::of(i), gpu_hours);
     let mut assumptions = vec![
         assumption("training FLOPs", "6 x active parameters x tokens", "reference: dense transformer rule"),
         assumption(
@@ -219,24 +191,10 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
                 "checkpoint model at the Daly interval (6.5 failures/1,000 node-days, Kokolis et al. 2024)"
             },
         ),
-        assumption(
-            "average IT power per GPU",
-            format!("{avg_w:.0} W"),
-            if i.avg_power_w.is_some() { "given" } else { inputs::TRAINING_POWER_SRC },
-        ),
-        assumption("PUE", format!("{}", i.pue), inputs::PUE_SRC),
-        assumption(
-            "grid",
-            format!("{}: {} gCO2/kWh, EUR {}/MWh", i.zone, i.gco2_per_kwh, i.price_eur_per_mwh),
-            "zone table (see `fabrik plan zones`)",
-        ),
-        cost_note,
     ];
-    if i.gpu_hour_price_eur.is_none() {
-        assumptions.push(assumption("USD to EUR", format!("{}", inputs::USD_TO_EUR), inputs::USD_TO_EUR_SRC));
-        assumptions.push(assumption("building", "EUR 10 M per MW over 15 years", inputs::BUILDING_SRC));
-    }
+    assumptions.extend(c.assumptions);
     assumptions.extend(notes);
+    let avg_w = c.avg_w;
     Ok(TrainPlan {
         gpu_type: i.gpu.name.clone(),
         training_flops: flops,
@@ -248,12 +206,209 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
         avg_it_power_w_per_gpu: avg_w,
         it_power_mw: gpus * avg_w / 1e6,
         facility_power_mw: gpus * avg_w * i.pue / 1e6,
-        it_energy_mwh: it_mwh,
-        facility_energy_mwh: facility_mwh,
-        emissions_t,
-        energy_cost_eur: energy_cost,
-        hardware_or_rental_eur: hw,
-        total_cost_eur: total,
+        it_energy_mwh: c.it_mwh,
+        facility_energy_mwh: c.facility_mwh,
+        emissions_t: c.emissions_t,
+        energy_cost_eur: c.energy_cost,
+        hardware_or_rental_eur: c.hw,
+        total_cost_eur: c.total,
+        assumptions,
+    })
+}
+
+/// Where and how GPU-hours are run: what turns them into energy, emissions and cost.
+struct Site<'a> {
+    gpu: &'a GpuType,
+    pue: f64,
+    zone: &'a str,
+    gco2_per_kwh: f64,
+    price_eur_per_mwh: f64,
+    gpu_hour_price_eur: Option<f64>,
+    depreciation_years: f64,
+    avg_power_w: Option<f64>,
+}
+
+impl<'a> Site<'a> {
+    fn of(i: &'a TrainInputs) -> Site<'a> {
+        Site {
+            gpu: &i.gpu,
+            pue: i.pue,
+            zone: &i.zone,
+            gco2_per_kwh: i.gco2_per_kwh,
+            price_eur_per_mwh: i.price_eur_per_mwh,
+            gpu_hour_price_eur: i.gpu_hour_price_eur,
+            depreciation_years: i.depreciation_years,
+            avg_power_w: i.avg_power_w,
+        }
+    }
+}
+
+/// Energy, emissions and cost of some GPU-hours at a site, with the assumptions they rest on.
+struct Costs {
+    avg_w: f64,
+    it_mwh: f64,
+    facility_mwh: f64,
+    emissions_t: f64,
+    energy_cost: f64,
+    hw: f64,
+    total: f64,
+    assumptions: Vec<Assumption>,
+}
+
+fn costs(s: &Site<'_>, gpu_hours: f64) -> Costs {
+    let rating = s.gpu.max_power_w + s.gpu.host_overhead_w;
+    let avg_w = s.avg_power_w.unwrap_or(inputs::TRAINING_POWER_FRACTION * rating);
+    let it_mwh = gpu_hours * avg_w / 1e6;
+    let facility_mwh = it_mwh * s.pue;
+    let emissions_t = facility_mwh * s.gco2_per_kwh / 1000.0;
+    let energy_cost = facility_mwh * s.price_eur_per_mwh;
+    let (hw, total, cost_note) = match s.gpu_hour_price_eur {
+        Some(p) => {
+            (gpu_hours * p, gpu_hours * p, assumption("GPU-hour price", format!("EUR {p}, energy included"), "given"))
+        }
+        None => {
+            let per_hour = hardware_eur_per_gpu(s.gpu) / (s.depreciation_years * 8760.0);
+            let building = rating * s.pue / 1e6 * inputs::BUILDING_EUR_PER_MW / (inputs::BUILDING_YEARS * 8760.0);
+            let hw = gpu_hours * (per_hour + building);
+            let note = assumption(
+                "owned hardware",
+                format!(
+                    "EUR {:.0} per GPU installed, over {} years, plus building",
+                    hardware_eur_per_gpu(s.gpu),
+                    s.depreciation_years
+                ),
+                inputs::COST_SRC,
+            );
+            (hw, hw + energy_cost, note)
+        }
+    };
+    let mut assumptions = vec![
+        assumption(
+            "average IT power per GPU",
+            format!("{avg_w:.0} W"),
+            if s.avg_power_w.is_some() { "given" } else { inputs::TRAINING_POWER_SRC },
+        ),
+        assumption("PUE", format!("{}", s.pue), inputs::PUE_SRC),
+        assumption(
+            "grid",
+            format!("{}: {} gCO2/kWh, EUR {}/MWh", s.zone, s.gco2_per_kwh, s.price_eur_per_mwh),
+            "zone table (see `fabrik plan zones`)",
+        ),
+        cost_note,
+    ];
+    if s.gpu_hour_price_eur.is_none() {
+        assumptions.push(assumption("USD to EUR", format!("{}", inputs::USD_TO_EUR), inputs::USD_TO_EUR_SRC));
+        assumptions.push(assumption("building", "EUR 10 M per MW over 15 years", inputs::BUILDING_SRC));
+    }
+    Costs { avg_w, it_mwh, facility_mwh, emissions_t, energy_cost, hw, total, assumptions }
+}
+
+/// A finished run as it reports its usage — GPU-hours, or a GPU count and wall-clock days — at a
+/// site, to compute its energy, emissions and cost from what it measured rather than from a
+/// model of its training. The site fields mean what they mean in [`TrainInputs`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageInputs {
+    pub gpu: GpuType,
+    pub gpu_hours: Option<f64>,
+    pub gpus: Option<f64>,
+    pub days: Option<f64>,
+    pub pue: f64,
+    pub zone: String,
+    pub gco2_per_kwh: f64,
+    pub price_eur_per_mwh: f64,
+    pub gpu_hour_price_eur: Option<f64>,
+    pub depreciation_years: f64,
+    pub avg_power_w: Option<f64>,
+}
+
+impl UsageInputs {
+    /// The site settings of `t` (GPU, PUE, grid, prices, power) with no usage yet.
+    pub fn at_site_of(t: &TrainInputs) -> UsageInputs {
+        UsageInputs {
+            gpu: t.gpu.clone(),
+            gpu_hours: None,
+            gpus: None,
+            days: None,
+            pue: t.pue,
+            zone: t.zone.clone(),
+            gco2_per_kwh: t.gco2_per_kwh,
+            price_eur_per_mwh: t.price_eur_per_mwh,
+            gpu_hour_price_eur: t.gpu_hour_price_eur,
+            depreciation_years: t.depreciation_years,
+            avg_power_w: t.avg_power_w,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsagePlan {
+    pub gpu_type: String,
+    pub gpu_hours: f64,
+    /// GPU count and wall-clock days, when given (or derived: days from GPU-hours and GPUs).
+    pub gpus: Option<f64>,
+    pub wall_clock_days: Option<f64>,
+    pub avg_it_power_w_per_gpu: f64,
+    pub it_energy_mwh: f64,
+    pub facility_energy_mwh: f64,
+    pub emissions_t: f64,
+    pub energy_cost_eur: f64,
+    pub hardware_or_rental_eur: f64,
+    pub total_cost_eur: f64,
+    pub assumptions: Vec<Assumption>,
+}
+
+/// Energy, emissions and cost of a run from its measured usage: `gpu_hours` (with `gpus`, its
+/// wall-clock follows), or `gpus` and `days` (GPU-hours = gpus × days × 24).
+pub fn from_usage(i: &UsageInputs) -> Result<UsagePlan, PlanError> {
+    crate::positive("pue", i.pue)?;
+    if i.pue < 1.0 {
+        return Err(PlanError::Invalid(format!("pue: {} is below 1", i.pue)));
+    }
+    crate::non_negative("gco2_per_kwh", i.gco2_per_kwh)?;
+    crate::non_negative("price_eur_per_mwh", i.price_eur_per_mwh)?;
+    crate::positive("depreciation_years", i.depreciation_years)?;
+    for (name, v) in [("gpu_hours", i.gpu_hours), ("gpus", i.gpus), ("days", i.days), ("avg_power_w", i.avg_power_w)] {
+        if let Some(x) = v {
+            crate::positive(name, x)?;
+        }
+    }
+    if let Some(p) = i.gpu_hour_price_eur {
+        crate::non_negative("gpu_hour_price_eur", p)?;
+    }
+    let (gpu_hours, days, source) = match (i.gpu_hours, i.gpus, i.days) {
+        (Some(h), g, None) => (h, g.map(|g| h / g / 24.0), "given (--gpu-hours)"),
+        (None, Some(g), Some(d)) => (g * d * 24.0, Some(d), "GPUs x days x 24 (given)"),
+        _ => {
+            return Err(PlanError::Invalid(
+                "measured usage: give gpu_hours (optionally with gpus), or gpus and days".into(),
+            ))
+        }
+    };
+    let site = Site {
+        gpu: &i.gpu,
+        pue: i.pue,
+        zone: &i.zone,
+        gco2_per_kwh: i.gco2_per_kwh,
+        price_eur_per_mwh: i.price_eur_per_mwh,
+        gpu_hour_price_eur: i.gpu_hour_price_eur,
+        depreciation_years: i.depreciation_years,
+        avg_power_w: i.avg_power_w,
+    };
+    let c = costs(&site, gpu_hours);
+    let mut assumptions = vec![assumption("GPU-hours", format!("{gpu_hours:.0}"), source)];
+    assumptions.extend(c.assumptions);
+    Ok(UsagePlan {
+        gpu_type: i.gpu.name.clone(),
+        gpu_hours,
+        gpus: i.gpus,
+        wall_clock_days: days,
+        avg_it_power_w_per_gpu: c.avg_w,
+        it_energy_mwh: c.it_mwh,
+        facility_energy_mwh: c.facility_mwh,
+        emissions_t: c.emissions_t,
+        energy_cost_eur: c.energy_cost,
+        hardware_or_rental_eur: c.hw,
+        total_cost_eur: c.total,
         assumptions,
     })
 }
@@ -265,6 +420,40 @@ mod tests {
 
     fn h100() -> GpuType {
         find(&builtin_catalog(), "H100").unwrap().clone()
+    }
+
+    #[test]
+    fn measured_usage_gives_the_same_chain_without_a_model() {
+        // The run above as it would report itself: 24,000 GPU-hours (or 1,000 GPUs for 1 day)
+        // at 700 W, PUE 1.1, DE's 384 gCO2/kWh, EUR 200/MWh, rented at EUR 2: 18.48 MWh,
+        // 7.09632 t, EUR 48,000.
+        let de = inputs::zone("DE").unwrap();
+        let mut t = TrainInputs::new(1e9, 1e12, h100(), 1_000.0, de);
+        t.pue = 1.1;
+        t.avg_power_w = Some(700.0);
+        t.price_eur_per_mwh = 200.0;
+        t.gpu_hour_price_eur = Some(2.0);
+        let mut u = UsageInputs::at_site_of(&t);
+        u.gpu_hours = Some(24_000.0);
+        let a = from_usage(&u).unwrap();
+        assert!((a.facility_energy_mwh - 18.48).abs() < 1e-9);
+        assert!((a.emissions_t - 7.09632).abs() < 1e-9);
+        assert!((a.energy_cost_eur - 3_696.0).abs() < 1e-6);
+        assert!((a.total_cost_eur - 48_000.0).abs() < 1e-6);
+        assert_eq!((a.gpus, a.wall_clock_days), (None, None));
+        assert_eq!(a.assumptions[0].source, "given (--gpu-hours)");
+        // GPUs and days: the same GPU-hours; GPU-hours with GPUs: the wall-clock follows
+        let b =
+            from_usage(&UsageInputs { gpu_hours: None, gpus: Some(1_000.0), days: Some(1.0), ..u.clone() }).unwrap();
+        assert_eq!((b.gpu_hours, b.wall_clock_days), (24_000.0, Some(1.0)));
+        assert_eq!(b.emissions_t, a.emissions_t);
+        let c = from_usage(&UsageInputs { gpus: Some(500.0), ..u.clone() }).unwrap();
+        assert_eq!(c.wall_clock_days, Some(2.0));
+        // neither, or both ways at once, or a non-positive figure: a named error
+        assert!(from_usage(&UsageInputs { gpu_hours: None, ..u.clone() }).is_err());
+        assert!(from_usage(&UsageInputs { days: Some(1.0), ..u.clone() }).is_err());
+        let e = from_usage(&UsageInputs { gpu_hours: Some(-1.0), ..u }).unwrap_err().to_string();
+        assert!(e.contains("gpu_hours"), "{e}");
     }
 
     #[test]
