@@ -316,16 +316,32 @@ fn print_usage(p: &UsagePlan) {
         ("GPU-hours", format!("{:.3e} x {}", p.gpu_hours, p.gpu_type)),
         ("GPUs", p.gpus.map_or("not given".into(), |g| format!("{g:.0}"))),
         ("wall-clock", p.wall_clock_days.map_or("not given".into(), |d| format!("{d:.1} days"))),
-        ("energy (IT / facility)", format!("{:.0} MWh / {:.0} MWh", p.it_energy_mwh, p.facility_energy_mwh)),
-        ("emissions (location-based)", format!("{:.0} tCO2e", p.emissions_t)),
-        ("energy cost", eur(p.energy_cost_eur)),
-        ("hardware or rental", eur(p.hardware_or_rental_eur)),
-        ("total compute cost", eur(p.total_cost_eur)),
     ];
-    for (k, v) in rows {
+    let costs = [
+        p.it_energy_mwh,
+        p.facility_energy_mwh,
+        p.emissions_t,
+        p.energy_cost_eur,
+        p.hardware_or_rental_eur,
+        p.total_cost_eur,
+    ];
+    print_table(rows, costs, &p.assumptions);
+}
+
+/// A plan's rows, then its energy, emissions and cost (IT MWh, facility MWh, t, energy EUR,
+/// hardware or rental EUR, total EUR), then its assumptions.
+fn print_table<const N: usize>(rows: [(&str, String); N], c: [f64; 6], assumptions: &[Assumption]) {
+    let cost_rows = [
+        ("energy (IT / facility)", format!("{:.0} MWh / {:.0} MWh", c[0], c[1])),
+        ("emissions (location-based)", format!("{:.0} tCO2e", c[2])),
+        ("energy cost", eur(c[3])),
+        ("hardware or rental", eur(c[4])),
+        ("total compute cost", eur(c[5])),
+    ];
+    for (k, v) in rows.into_iter().chain(cost_rows) {
         println!("{k:<30} {v}");
     }
-    print_assumptions(&p.assumptions);
+    print_assumptions(assumptions);
 }
 
 fn print_train(p: &TrainPlan) {
@@ -336,16 +352,16 @@ fn print_train(p: &TrainPlan) {
         ("wall-clock", format!("{:.1} days", p.wall_clock_days)),
         ("GPU-hours", format!("{:.3e}", p.gpu_hours)),
         ("power drawn (IT / facility)", format!("{:.2} MW / {:.2} MW", p.it_power_mw, p.facility_power_mw)),
-        ("energy (IT / facility)", format!("{:.0} MWh / {:.0} MWh", p.it_energy_mwh, p.facility_energy_mwh)),
-        ("emissions (location-based)", format!("{:.0} tCO2e", p.emissions_t)),
-        ("energy cost", eur(p.energy_cost_eur)),
-        ("hardware or rental", eur(p.hardware_or_rental_eur)),
-        ("total compute cost", eur(p.total_cost_eur)),
     ];
-    for (k, v) in rows {
-        println!("{k:<30} {v}");
-    }
-    print_assumptions(&p.assumptions);
+    let costs = [
+        p.it_energy_mwh,
+        p.facility_energy_mwh,
+        p.emissions_t,
+        p.energy_cost_eur,
+        p.hardware_or_rental_eur,
+        p.total_cost_eur,
+    ];
+    print_table(rows, costs, &p.assumptions);
 }
 
 fn print_facility(p: &FacilityPlan) {

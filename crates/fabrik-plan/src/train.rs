@@ -173,7 +173,7 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     let seconds = flops / (gpus * peak * mfu) / ettr;
     let hours = seconds / 3600.0;
     let gpu_hours = gpus * hours;
-    let c = costs(&Site::of(i), gpu_hours);
+    let c = costs(&UsageInputs::at_site_of(i), gpu_hours);
     let mut assumptions = vec![
         assumption("training FLOPs", "6 x active parameters x tokens", "reference: dense transformer rule"),
         assumption(
@@ -216,33 +216,6 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     })
 }
 
-/// Where and how GPU-hours are run: what turns them into energy, emissions and cost.
-struct Site<'a> {
-    gpu: &'a GpuType,
-    pue: f64,
-    zone: &'a str,
-    gco2_per_kwh: f64,
-    price_eur_per_mwh: f64,
-    gpu_hour_price_eur: Option<f64>,
-    depreciation_years: f64,
-    avg_power_w: Option<f64>,
-}
-
-impl<'a> Site<'a> {
-    fn of(i: &'a TrainInputs) -> Site<'a> {
-        Site {
-            gpu: &i.gpu,
-            pue: i.pue,
-            zone: &i.zone,
-            gco2_per_kwh: i.gco2_per_kwh,
-            price_eur_per_mwh: i.price_eur_per_mwh,
-            gpu_hour_price_eur: i.gpu_hour_price_eur,
-            depreciation_years: i.depreciation_years,
-            avg_power_w: i.avg_power_w,
-        }
-    }
-}
-
 /// Energy, emissions and cost of some GPU-hours at a site, with the assumptions they rest on.
 struct Costs {
     avg_w: f64,
@@ -255,7 +228,9 @@ struct Costs {
     assumptions: Vec<Assumption>,
 }
 
-fn costs(s: &Site<'_>, gpu_hours: f64) -> Costs {
+/// The energy, emissions and cost of `gpu_hours` at the site `s` describes (its usage fields
+/// are not read).
+fn costs(s: &UsageInputs, gpu_hours: f64) -> Costs {
     let rating = s.gpu.max_power_w + s.gpu.host_overhead_w;
     let avg_w = s.avg_power_w.unwrap_or(inputs::TRAINING_POWER_FRACTION * rating);
     let it_mwh = gpu_hours * avg_w / 1e6;
@@ -267,14 +242,14 @@ fn costs(s: &Site<'_>, gpu_hours: f64) -> Costs {
             (gpu_hours * p, gpu_hours * p, assumption("GPU-hour price", format!("EUR {p}, energy included"), "given"))
         }
         None => {
-            let per_hour = hardware_eur_per_gpu(s.gpu) / (s.depreciation_years * 8760.0);
+            let per_hour = hardware_eur_per_gpu(&s.gpu) / (s.depreciation_years * 8760.0);
             let building = rating * s.pue / 1e6 * inputs::BUILDING_EUR_PER_MW / (inputs::BUILDING_YEARS * 8760.0);
             let hw = gpu_hours * (per_hour + building);
             let note = assumption(
                 "owned hardware",
                 format!(
                     "EUR {:.0} per GPU installed, over {} years, plus building",
-                    hardware_eur_per_gpu(s.gpu),
+                    hardware_eur_per_gpu(&s.gpu),
                     s.depreciation_years
                 ),
                 inputs::COST_SRC,
@@ -384,17 +359,7 @@ pub fn from_usage(i: &UsageInputs) -> Result<UsagePlan, PlanError> {
             ))
         }
     };
-    let site = Site {
-        gpu: &i.gpu,
-        pue: i.pue,
-        zone: &i.zone,
-        gco2_per_kwh: i.gco2_per_kwh,
-        price_eur_per_mwh: i.price_eur_per_mwh,
-        gpu_hour_price_eur: i.gpu_hour_price_eur,
-        depreciation_years: i.depreciation_years,
-        avg_power_w: i.avg_power_w,
-    };
-    let c = costs(&site, gpu_hours);
+    let c = costs(i, gpu_hours);
     let mut assumptions = vec![assumption("GPU-hours", format!("{gpu_hours:.0}"), source)];
     assumptions.extend(c.assumptions);
     Ok(UsagePlan {

@@ -101,6 +101,14 @@ pub struct Cluster {
     failed_version: u64,
 }
 
+/// Whether a gang might fit pool `p` (its type, enough free GPUs, enough whole free domains when
+/// it spans domains) with `hidden` (free GPUs, whole free domains) taken out of its counts.
+fn pool_may_fit(p: &PoolState, gpus: u32, gpu_type: Option<GpuTypeId>, hidden: (u64, u32)) -> bool {
+    gpu_type.is_none_or(|t| t == p.gpu_type)
+        && p.free - hidden.0 >= u64::from(gpus)
+        && (gpus <= p.domain_gpus || p.full_free - hidden.1 >= gpus / p.domain_gpus)
+}
+
 /// Puts `x` at the front of the intrusive list starting at `head` (links in `next`/`prev`).
 fn push_front(next: &mut [u32], prev: &mut [u32], head: &mut u32, x: u32) {
     next[x as usize] = *head;
@@ -412,11 +420,7 @@ impl Cluster {
     /// A cheap necessary condition for [`Cluster::find`] to succeed: some allowed pool has
     /// enough free GPUs and, for a gang larger than a domain, enough whole free domains.
     pub fn may_fit(&self, gpus: u32, gpu_type: Option<GpuTypeId>) -> bool {
-        self.pools.iter().any(|p| {
-            gpu_type.is_none_or(|t| t == p.gpu_type)
-                && p.free >= u64::from(gpus)
-                && (gpus <= p.domain_gpus || p.full_free >= gpus / p.domain_gpus)
-        })
+        self.pools.iter().any(|p| pool_may_fit(p, gpus, gpu_type, (0, 0)))
     }
 
     /// [`may_fit`](Cluster::may_fit) as it would answer if on each domain of `caps` jobs could
@@ -441,11 +445,7 @@ impl Cluster {
                 }
             }
         }
-        let fits = self.pools.iter().zip(&hidden).any(|(p, &(free, full))| {
-            gpu_type.is_none_or(|t| t == p.gpu_type)
-                && p.free - free >= u64::from(gpus)
-                && (gpus <= p.domain_gpus || p.full_free - full >= gpus / p.domain_gpus)
-        });
+        let fits = self.pools.iter().zip(&hidden).any(|(p, &h)| pool_may_fit(p, gpus, gpu_type, h));
         self.scratch = hidden;
         fits
     }

@@ -678,7 +678,8 @@ impl<'a> Twin<'a> {
     /// profile, and its end (or its kill at the brain's walltime).
     fn begin_run(&mut self, id: JobId, now: SimTime) {
         let tj = &self.workload.jobs[id.idx()];
-        let tau = self.checkpoint_interval(&tj.spec);
+        // the interval it was submitted to the brain with (see the arrival)
+        let tau = self.sched.job(id).spec.checkpoint_interval.map_or(0, |s| s.0);
         let l = &mut self.log[id.idx()];
         l.ckpt_interval = tau;
         l.ckpt_cost = if tau > 0 { self.cfg.checkpoint_write_s } else { 0 };
