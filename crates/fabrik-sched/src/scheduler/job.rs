@@ -162,6 +162,11 @@ impl JobEntry {
         };
         f64::from(self.spec.gpus) * since as f64
     }
+
+    /// GPU-seconds a preemption now would cost: the unsaved work and a restart of `restart_s`.
+    pub fn preemption_cost_at(&self, now: SimTime, restart_s: f64) -> f64 {
+        self.unsaved_at(now) + f64::from(self.spec.gpus) * restart_s
+    }
 }
 
 /// The head's reservation in the last pass.

@@ -45,10 +45,7 @@ impl Scheduler {
                 !s.in_subtree(r.spec.account, node) && s.is_borrower(r.spec.account)
             };
             let restart = self.cfg.restart_cost.0 as f64;
-            let key = move |_: &Scheduler, r: &JobEntry| {
-                let gpus = f64::from(r.spec.gpus);
-                (r.unsaved_at(now) + gpus * restart, gpus)
-            };
+            let key = move |_: &Scheduler, r: &JobEntry| (r.preemption_cost_at(now, restart), f64::from(r.spec.gpus));
             if self.start_by_preempting(id, now, &victim, &key) {
                 return true;
             }
@@ -65,7 +62,7 @@ impl Scheduler {
                     && r.unsaved_at(now) < max_unsaved * f64::from(r.spec.gpus)
             };
             let key = move |s: &Scheduler, r: &JobEntry| {
-                (s.policy.priority(&s.ctx(now), r), r.unsaved_at(now) + f64::from(r.spec.gpus) * restart)
+                (s.policy.priority(&s.ctx(now), r), r.preemption_cost_at(now, restart))
             };
             return self.start_by_preempting(id, now, &victim, &key);
         }
