@@ -100,10 +100,9 @@ pub fn pass(preset: &str, policy: &str) -> Result<()> {
     let mut times = Vec::new();
     for k in 0..50u64 {
         // one running job ends, then a pass
-        let running: Vec<_> =
-            s.jobs().iter().enumerate().filter(|(_, j)| j.state.is_running()).map(|(i, _)| i).take(1).collect();
-        if let Some(&i) = running.first() {
-            s.finish(fabrik_model::JobId(i as u32), SimTime(2 + k))?;
+        let running = s.jobs().find(|(_, j)| j.state.is_running()).map(|(id, _)| id);
+        if let Some(id) = running {
+            s.finish(id, SimTime(2 + k))?;
         }
         let t = Instant::now();
         s.schedule(SimTime(2 + k), &mut started);

@@ -19,7 +19,9 @@ pub use explain::{Explanation, Reason};
 pub use fairshare::{FairShareConfig, Usage};
 pub use policy::{Policy, POLICIES};
 pub use power::{DeferMode, EnergyAware, PowerLimits};
-pub use scheduler::{Holder, JobEntry, JobState, Outcome, Reservation, ResvId, SchedConfig, Scheduler, Window};
+pub use scheduler::{
+    Holder, IdTable, JobEntry, JobState, Outcome, Reservation, ResvId, SchedConfig, Scheduler, Window,
+};
 
 use fabrik_model::JobId;
 use thiserror::Error;
@@ -36,6 +38,8 @@ pub enum SchedError {
     UnknownJob(JobId),
     #[error("job {} is not running", .0 .0)]
     NotRunning(JobId),
+    #[error("job {} has not ended", .0 .0)]
+    NotEnded(JobId),
 }
 
 #[cfg(test)]

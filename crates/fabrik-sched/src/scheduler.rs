@@ -33,10 +33,12 @@ mod preempt;
 mod queue;
 mod quotas;
 mod slurm_pass;
+mod table;
 mod views;
 
 pub use advance::{ResvId, Window};
 pub use job::{Holder, JobEntry, JobState, Outcome, Reservation};
+pub use table::IdTable;
 
 use advance::AdvanceState;
 
@@ -109,7 +111,7 @@ pub struct Scheduler {
     tenants: TenantTree,
     max_gang: u64,
     cluster: Cluster,
-    jobs: Vec<JobEntry>,
+    jobs: table::JobTable,
     pending: Vec<JobId>,
     running: BTreeSet<(SimTime, JobId)>,
     policy: Box<dyn Policy>,
@@ -146,7 +148,7 @@ impl Scheduler {
             tenants: facility.tenants.clone(),
             max_gang: facility.max_gang(None),
             cluster: Cluster::new(facility),
-            jobs: Vec::new(),
+            jobs: table::JobTable::default(),
             pending: Vec::new(),
             running: BTreeSet::new(),
             usage: Usage::new(facility.tenants.len(), cfg.fair_share.half_life),
@@ -350,12 +352,11 @@ impl Scheduler {
             sl.admit(&mut spec)?;
         }
         self.validate(&spec)?;
-        let id = JobId(self.jobs.len() as u32);
         let mut entry = JobEntry::new(spec, self.pass);
         entry.priority = self.policy.priority(&self.ctx(now), &entry);
         entry.guaranteed_demand = self.within_guarantee(entry.spec.account, entry.spec.gpus).is_some();
         entry.tier = self.tier_of(&entry, now);
-        self.jobs.push(entry);
+        let id = self.jobs.push(entry);
         self.enqueue(id);
         self.dirty = true;
         Ok(id)
@@ -436,7 +437,7 @@ impl Scheduler {
             }
         }
         self.cluster.allocate(parts);
-        let id = JobId(self.jobs.len() as u32);
+        let id = self.jobs.next_id();
         self.running.insert((start + spec.walltime, id));
         self.busy_gpus += u64::from(spec.gpus);
         self.account_change(spec.account, i64::from(spec.gpus), start);
@@ -530,6 +531,18 @@ impl Scheduler {
                 self.withdraw(id, now);
                 Ok(())
             }
+        }
+    }
+
+    /// Takes an ended job out of the brain and hands back its entry: a body that keeps its own
+    /// record of ended jobs (the twin) retires each one as it ends, so the brain's memory
+    /// follows the jobs alive. A retired id is unknown afterwards (`job` panics on it, the
+    /// event API answers `UnknownJob`); its usage stays charged.
+    pub fn retire(&mut self, id: JobId) -> Result<JobEntry, SchedError> {
+        match self.jobs.get(id.idx()) {
+            None => Err(SchedError::UnknownJob(id)),
+            Some(j) if !j.state.is_ended() => Err(SchedError::NotEnded(id)),
+            Some(_) => self.jobs.retire(id.idx()).ok_or(SchedError::UnknownJob(id)),
         }
     }
 

@@ -85,7 +85,7 @@ fn run(facility: &Facility, policy: &str, cfg: SchedConfig, jobs: &[(JobSpec, u6
             }
         }
         // No GPU allocated twice: busy GPUs equal the running jobs' gangs and never exceed capacity.
-        let busy: u64 = s.jobs().iter().filter(|j| j.state.is_running()).map(|j| u64::from(j.spec.gpus)).sum();
+        let busy: u64 = s.jobs().filter(|(_, j)| j.state.is_running()).map(|(_, j)| u64::from(j.spec.gpus)).sum();
         assert_eq!(busy, s.busy_gpus());
         assert_eq!(s.cluster().free_gpus() + busy, s.cluster().total_gpus());
     }
@@ -849,7 +849,7 @@ proptest! {
                     s.submit(j, now).unwrap();
                 }
                 2 => {
-                    let running: Vec<JobId> = (0..s.jobs().len() as u32).map(JobId).filter(|&j| s.job(j).state.is_running()).collect();
+                    let running: Vec<JobId> = s.jobs().filter(|(_, j)| j.state.is_running()).map(|(id, _)| id).collect();
                     if let Some(&j) = running.get(x as usize % running.len().max(1)) {
                         s.finish(j, now).unwrap();
                     }
@@ -860,13 +860,13 @@ proptest! {
             s.schedule(now, &mut started);
             s.drain_interrupted(&mut sink);
             let c = s.cluster();
-            for j in s.jobs().iter().filter(|j| j.state.is_running()) {
+            for (_, j) in s.jobs().filter(|(_, j)| j.state.is_running()) {
                 prop_assert!(j.parts().iter().all(|p| !c.is_down(p.0)), "a job runs on a failed node");
                 prop_assert_eq!(j.parts().iter().map(|p| p.1).sum::<u32>(), j.spec.gpus);
             }
             prop_assert_eq!(c.free_gpus() + s.busy_gpus() + c.down_gpus(), c.total_gpus());
             // every pending job is queued or deferred, never lost
-            let waiting = s.jobs().iter().filter(|j| j.state.is_waiting()).count();
+            let waiting = s.jobs().filter(|(_, j)| j.state.is_waiting()).count();
             prop_assert_eq!(waiting, s.pending().len() + s.deferred_len());
         }
     }

@@ -112,7 +112,7 @@ pub struct Twin<'a> {
     events: BinaryHeap<Reverse<Event>>,
     seq: u64,
     next_arrival: usize,
-    log: Vec<JobLog>,
+    log: JobLog,
     preempted: Vec<JobId>,
     failures: Option<Failures>,
     fail_count: u64,
@@ -214,11 +214,7 @@ impl<'a> Twin<'a> {
             events: BinaryHeap::new(),
             seq: 0,
             next_arrival: 0,
-            log: workload
-                .jobs
-                .iter()
-                .map(|j| JobLog { remaining: j.runtime.0, speed: 1.0, min_power_fraction: 1.0, ..JobLog::default() })
-                .collect(),
+            log: JobLog::with_capacity(workload.jobs.len()),
             preempted: Vec::new(),
             failures,
             fail_count: 0,
@@ -258,15 +254,18 @@ impl<'a> Twin<'a> {
         match ev.kind {
             Kind::End(id, epoch) => {
                 let i = id.idx();
-                if epoch != self.log[i].epoch {
+                // an end of a run that was stopped (the job may have ended since)
+                if self.log.live.get(i).map(|l| l.epoch) != Some(epoch) {
                     return Ok(());
                 }
                 let gpus = f64::from(self.workload.jobs[i].spec.gpus);
-                let l = &mut self.log[i];
-                let paid = l.end_run(ev.time, gpus);
-                self.phase_saving_w -= std::mem::take(&mut l.saving_w);
+                let paid = self.log.end_run(i, ev.time, gpus);
+                self.phase_saving_w -= std::mem::take(&mut self.log.live[i].saving_w);
                 self.restarts.paid(paid);
                 self.sched.finish(id, ev.time)?;
+                // the record keeps what the report needs; the brain forgets the job
+                let entry = self.sched.retire(id)?;
+                self.log.ended(i, ev.time, &entry);
                 self.done += 1;
             }
             Kind::Arrival(i) => {
@@ -275,7 +274,8 @@ impl<'a> Twin<'a> {
                 let tau = self.checkpoint_interval(&spec);
                 spec.checkpoint_interval = (tau > 0).then_some(Secs(tau));
                 let id = self.sched.submit(spec, ev.time)?;
-                debug_assert_eq!(id.idx(), i as usize, "the twin submits in arrival order");
+                let at = self.log.arrive(self.workload.jobs[i as usize].runtime.0);
+                debug_assert_eq!((id.idx(), at), (i as usize, i as usize), "the twin submits in arrival order");
                 self.push_next_arrival();
             }
             Kind::Wakeup => {}
@@ -390,7 +390,7 @@ impl<'a> Twin<'a> {
         for &id in &moved {
             if true_positive.is_some() {
                 let i = id.idx();
-                let l = &self.log[i];
+                let l = &self.log.live[i];
                 let g = f64::from(self.workload.jobs[i].spec.gpus);
                 let unsaved =
                     if l.ckpt_interval > 0 { l.ckpt_interval as f64 / 2.0 } else { (now - l.run_start).0 as f64 / 2.0 };
@@ -482,10 +482,10 @@ impl<'a> Twin<'a> {
         let i = id.idx();
         let spec = &self.workload.jobs[i].spec;
         let gpus = f64::from(spec.gpus);
-        let l = &mut self.log[i];
+        let ran = (now - self.log.live[i].run_start).0;
+        let paid = self.log.end_run(i, now, gpus);
+        let (l, r) = (&mut self.log.live[i], &mut self.log.records[i]);
         l.epoch += 1;
-        let ran = (now - l.run_start).0;
-        let paid = l.end_run(now, gpus);
         self.phase_saving_w -= std::mem::take(&mut l.saving_w);
         self.restarts.paid(paid);
         // work done at the run's speed (power-limited runs compute slower)
@@ -508,10 +508,10 @@ impl<'a> Twin<'a> {
             Stop::Drain => (RestartCause::Drain, self.cfg.restart_overhead_s),
         };
         if why == Stop::Failure {
-            l.fail_lost_gpu_s += lost;
-            l.interruptions += 1;
+            r.fail_lost_gpu_s += lost;
+            r.interruptions += 1;
         } else {
-            l.lost_gpu_s += lost;
+            r.lost_gpu_s += lost;
         }
         l.next_overhead = overhead;
         l.next_cause = Some(cause);
@@ -561,22 +561,24 @@ impl<'a> Twin<'a> {
             let why = stuck.and_then(|j| self.sched.explain(j).ok()).map(|e| e.to_string()).unwrap_or_default();
             return Err(TwinError::Stuck(total - self.done, why));
         }
-        let end = self.sched.jobs().iter().filter_map(|j| j.end()).max().unwrap_or_default();
+        let end = self.log.records.iter().filter_map(|r| r.end).max().unwrap_or_default();
         progress(Progress { now: end, jobs_done: self.done, jobs_total: total });
         Ok(self.report(end))
     }
 
     /// The error for a run that passed its horizon, naming the first unfinished job.
     fn beyond_horizon(&self, total: u64) -> TwinError {
-        let first = self.sched.jobs().iter().position(|j| !j.state.is_ended()).unwrap_or(0);
-        let e = self.sched.job(JobId(first as u32));
+        // ended jobs were retired: the brain's first job is the first unfinished one
+        let Some((first, e)) = self.sched.jobs().next() else {
+            return TwinError::Stuck(total - self.done, String::new());
+        };
         TwinError::Horizon {
             unfinished: total - self.done,
             years: HORIZON_AFTER_LAST_SUBMIT_S / (366 * 86_400),
             job: e.spec.name.clone(),
-            interruptions: self.log[first].interruptions,
+            interruptions: self.log.records[first.idx()].interruptions,
             preemptions: e.preemptions,
-            why: self.sched.explain(JobId(first as u32)).map(|x| x.to_string()).unwrap_or_default(),
+            why: self.sched.explain(first).map(|x| x.to_string()).unwrap_or_default(),
         }
     }
 
@@ -680,10 +682,10 @@ impl<'a> Twin<'a> {
         let tj = &self.workload.jobs[id.idx()];
         // the interval it was submitted to the brain with (see the arrival)
         let tau = self.sched.job(id).spec.checkpoint_interval.map_or(0, |s| s.0);
-        let l = &mut self.log[id.idx()];
+        let (l, r) = (&mut self.log.live[id.idx()], &mut self.log.records[id.idx()]);
         l.ckpt_interval = tau;
         l.ckpt_cost = if tau > 0 { self.cfg.checkpoint_write_s } else { 0 };
-        l.first_start.get_or_insert(now);
+        r.first_start.get_or_insert(now);
         l.run_start = now;
         l.run_overhead = std::mem::take(&mut l.next_overhead);
         l.run_cause = l.next_cause.take();
@@ -694,7 +696,7 @@ impl<'a> Twin<'a> {
         let entry = self.sched.job(id);
         let fraction = entry.power_fraction;
         l.speed = fabrik_model::energy::speed_at_power(fraction).max(1e-3);
-        l.min_power_fraction = l.min_power_fraction.min(fraction);
+        r.min_power_fraction = r.min_power_fraction.min(fraction);
         let (busy, idle) = entry.parts().first().map_or((0.0, 0.0), |&(d, _)| {
             let g = self.facility.gpu(self.facility.pools[self.facility.domains[d.idx()].pool.idx()].gpu_type);
             (g.average_it_power_w(1.0), g.average_it_power_w(0.0))
@@ -713,7 +715,7 @@ impl<'a> Twin<'a> {
         self.phase_saving_w += l.saving_w;
         // the brain's walltime: a policy may round it (slurm: whole minutes)
         let walltime = self.sched.job(id).spec.walltime.0;
-        l.killed = need > walltime;
+        r.killed = need > walltime;
         let (end, epoch) = (now + Secs(need.min(walltime)), l.epoch);
         self.push(end, Kind::End(id, epoch));
     }
@@ -743,7 +745,6 @@ impl<'a> Twin<'a> {
             interruptions: &self.interruptions,
             facility: self.facility,
             workload: self.workload,
-            sched: &self.sched,
             cfg: &self.cfg,
             log: &self.log,
             busy: &self.busy,

@@ -16,8 +16,14 @@ impl Scheduler {
         &self.jobs[id.idx()]
     }
 
-    pub fn jobs(&self) -> &[JobEntry] {
-        &self.jobs
+    /// The jobs in the table, in id order: all submitted but those retired.
+    pub fn jobs(&self) -> impl Iterator<Item = (JobId, &JobEntry)> {
+        self.jobs.iter()
+    }
+
+    /// Jobs the table holds (retired ones between live ones included).
+    pub fn jobs_held(&self) -> usize {
+        self.jobs.held()
     }
 
     pub fn pending(&self) -> &[JobId] {
@@ -31,7 +37,7 @@ impl Scheduler {
 
     /// Room for `n` more jobs (a caller that knows its workload spares the growth's copies).
     pub fn reserve_jobs(&mut self, n: usize) {
-        self.jobs.reserve_exact(n);
+        self.jobs.reserve(n);
     }
 
     pub fn running_len(&self) -> usize {

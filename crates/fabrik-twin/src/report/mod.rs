@@ -8,7 +8,6 @@ use crate::joblog::{JobLog, RestartCause};
 use crate::metrics::{jain, Stats, TimeSeries};
 use crate::workload::{Workload, WorkloadStats};
 use fabrik_model::{Facility, FacilitySummary, SimTime};
-use fabrik_sched::Scheduler;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -321,9 +320,8 @@ pub(crate) struct Inputs<'a> {
     pub restarts: &'a Restarts,
     pub facility: &'a Facility,
     pub workload: &'a Workload,
-    pub sched: &'a Scheduler,
     pub cfg: &'a TwinConfig,
-    pub log: &'a [JobLog],
+    pub log: &'a JobLog,
     pub busy: &'a TimeSeries,
     pub queue: &'a TimeSeries,
     pub events: u64,
@@ -431,23 +429,22 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut per_size = vec![SizeTally::default(); SIZE_CLASSES.len()];
     let mut hist = vec![0u64; WAIT_BINS.len()];
     let mut completed = 0;
-    for (idx, e) in i.sched.jobs().iter().enumerate() {
-        debug_assert!(e.state.is_ended());
-        let log = &i.log[idx];
-        let (Some(start), Some(end)) = (log.first_start, e.end()) else {
+    let mut runs = Vec::new();
+    for (idx, log) in i.log.records.iter().enumerate() {
+        let (Some(start), Some(end)) = (log.first_start, log.end) else {
             continue;
         };
         completed += 1;
-        let s = &e.spec;
-        preemptions += u64::from(e.preemptions);
-        if e.preemptions > 0 {
-            per_preempted.push(f64::from(e.preemptions));
+        let s = &i.workload.jobs[idx].spec;
+        preemptions += u64::from(log.preemptions);
+        if log.preemptions > 0 {
+            per_preempted.push(f64::from(log.preemptions));
         }
         lost += log.lost_gpu_s / 3600.0;
         overhead += log.overhead_gpu_s / 3600.0;
         let wait = (start - s.submit).0;
         // the run a dedicated machine would give it
-        let run = i.workload.jobs[idx].runtime.0.min(s.walltime.0);
+        let run = i.workload.jobs[idx].runtime.0.min(log.walltime.0);
         let jct = (end - s.submit).0;
         let b = (jct as f64 / (run as f64).max(BSLD_TAU_S)).max(1.0);
         waits.push(wait as f64);
@@ -456,7 +453,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         bsld.push(b);
         let gh = log.held_gpu_s / 3600.0;
         let mut share = crate::energy::Share::default();
-        for run in &log.runs {
+        i.log.runs_of(idx, &mut runs);
+        for run in &runs {
             share += i.ledger.attribute(run.start, run.end, run.it_w);
         }
         *energy_by_account.entry(s.account.idx()).or_default() += share;
@@ -466,7 +464,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         let deadline_met = s.deadline.map(|d| end <= d);
         if let Some(met) = deadline_met {
             flex.jobs += 1;
-            flex.deferred_jobs += u64::from(e.deferrals > 0);
+            flex.deferred_jobs += u64::from(log.deferrals > 0);
             flex_waits += wait as f64;
             if met {
                 flex.deadlines_met += 1;
@@ -494,7 +492,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         a.jobs += 1;
         a.gpu_hours += gh;
         a.waits.push(wait as f64);
-        if e.guaranteed_demand {
+        if log.guaranteed_demand {
             a.ttg.push(wait as f64);
         }
         let c = SIZE_CLASSES.iter().position(|&(lo, hi, _)| s.gpus >= lo && s.gpus <= hi).unwrap_or(0);
@@ -516,7 +514,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             jct_s: jct,
             bounded_slowdown: b,
             killed_at_walltime: log.killed,
-            preemptions: e.preemptions,
+            preemptions: log.preemptions,
             interruptions: log.interruptions,
             interrupted_at_s: interrupted_at.remove(&(idx as u32)).unwrap_or_default(),
             it_kwh: share.it_mwh * 1000.0,
@@ -526,7 +524,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             power_fraction: log.min_power_fraction,
             deadline_s: s.deadline.map(|d| d.0),
             deadline_met,
-            deferrals: e.deferrals,
+            deferrals: log.deferrals,
         });
     }
     let gpu_hours: f64 = per_account.values().map(|a| a.gpu_hours).sum();
@@ -569,9 +567,9 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let ratios: Vec<f64> = accounts.iter().map(|a: &AccountRow| a.ratio).collect();
     let first_submit = i.workload.jobs.first().map_or(0, |j| j.spec.submit.0);
     let last_submit = i.workload.jobs.last().map_or(0, |j| j.spec.submit.0);
-    let last_end = i.sched.jobs().iter().filter_map(|j| j.end()).max().map_or(0, |t| t.0);
+    let last_end = i.log.records.iter().filter_map(|r| r.end).max().map_or(0, |t| t.0);
     let makespan = last_end.saturating_sub(first_submit);
-    let killed = i.log.iter().filter(|l| l.killed).count() as u64;
+    let killed = i.log.records.iter().filter(|l| l.killed).count() as u64;
     // the time buckets of the charts
     // series that coarsened further than others set the common width
     let b = i.busy.bucket_s().max(i.queue.bucket_s()).max(i.down.bucket_s());
