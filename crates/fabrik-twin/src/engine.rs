@@ -190,7 +190,6 @@ impl<'a> Twin<'a> {
         sched_cfg.restart_cost = Secs(cfg.restart_overhead_s);
         let mut sched = Scheduler::for_facility(facility, &cfg.policy, sched_cfg, SimTime::ZERO)?;
         sched.set_clock_origin(workload.clock_origin.unwrap_or(0));
-        sched.reserve_jobs(workload.jobs.len());
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
         let cap_w = cfg
             .energy

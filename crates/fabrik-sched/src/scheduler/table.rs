@@ -15,8 +15,10 @@ use std::ops::{Index, IndexMut};
 pub struct IdTable<T> {
     /// Id of `entries[0]`: every job below it was retired.
     base: usize,
-    /// `None`: retired, but a job older than it is still live.
-    entries: VecDeque<Option<T>>,
+    /// `None`: retired, but a job older than it is still live. Boxed: a slot held only
+    /// because an older job lives (one pending for weeks keeps every later slot) costs a
+    /// pointer, not an entry.
+    entries: VecDeque<Option<Box<T>>>,
 }
 
 pub(crate) type JobTable = IdTable<JobEntry>;
@@ -35,21 +37,17 @@ impl<T> IdTable<T> {
 
     pub fn push(&mut self, e: T) -> JobId {
         let id = self.next_id();
-        self.entries.push_back(Some(e));
+        self.entries.push_back(Some(Box::new(e)));
         id
-    }
-
-    pub fn reserve(&mut self, n: usize) {
-        self.entries.reserve_exact(n);
     }
 
     /// The job at index `idx`, unless it was retired or never submitted.
     pub fn get(&self, idx: usize) -> Option<&T> {
-        idx.checked_sub(self.base).and_then(|k| self.entries.get(k)).and_then(Option::as_ref)
+        idx.checked_sub(self.base).and_then(|k| self.entries.get(k)).and_then(|e| e.as_deref())
     }
 
     pub fn get_mut(&mut self, idx: usize) -> Option<&mut T> {
-        idx.checked_sub(self.base).and_then(|k| self.entries.get_mut(k)).and_then(Option::as_mut)
+        idx.checked_sub(self.base).and_then(|k| self.entries.get_mut(k)).and_then(|e| e.as_deref_mut())
     }
 
     /// Takes a job out of the table; the front of the table shrinks past every retired entry.
@@ -59,17 +57,17 @@ impl<T> IdTable<T> {
             self.entries.pop_front();
             self.base += 1;
         }
-        Some(e)
+        Some(*e)
     }
 
     /// The live jobs in id order.
     pub fn iter(&self) -> impl Iterator<Item = (JobId, &T)> {
         let base = self.base;
-        self.entries.iter().enumerate().filter_map(move |(k, e)| e.as_ref().map(|e| (JobId((base + k) as u32), e)))
+        self.entries.iter().enumerate().filter_map(move |(k, e)| e.as_deref().map(|e| (JobId((base + k) as u32), e)))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.entries.iter_mut().flatten()
+        self.entries.iter_mut().flatten().map(|e| &mut **e)
     }
 
     /// Entries held, retired ones between live ones included (what the table's memory follows).

@@ -35,11 +35,6 @@ impl Scheduler {
         self.deferrals.queued.len() + self.deferrals.claims.len()
     }
 
-    /// Room for `n` more jobs (a caller that knows its workload spares the growth's copies).
-    pub fn reserve_jobs(&mut self, n: usize) {
-        self.jobs.reserve(n);
-    }
-
     pub fn running_len(&self) -> usize {
         self.running.len()
     }
