@@ -653,11 +653,27 @@ impl Cluster {
         let mut cands = std::mem::take(&mut self.scratch);
         cands.clear();
         let free_domains = pool.full_free;
-        for g in self.groups_with_full_free(p, 1) {
-            // most whole free domains first, then lowest id
-            cands.push((u64::from(u32::MAX - self.groups[g as usize].full_free), g));
+        // Groups with the most whole free domains first, then lowest id: the buckets of groups
+        // by their count of whole free domains, from the fullest, each in id order, and only
+        // as many groups as the gang still needs.
+        let mut need = u64::from(need_domains);
+        let heads = &pool.group_heads;
+        for k in (1..heads.len()).rev() {
+            if need == 0 {
+                break;
+            }
+            let from = cands.len();
+            let mut g = heads[k];
+            while g != NIL {
+                cands.push((0, g));
+                g = self.group_next[g as usize];
+            }
+            cands[from..].sort_unstable();
+            let groups = (cands.len() - from) as u64;
+            let take = groups.min(need.div_ceil(k as u64));
+            cands.truncate(from + take as usize);
+            need = need.saturating_sub(take * k as u64);
         }
-        cands.sort_unstable();
         let mut taken = 0;
         let mut remainder_done = rem == 0;
         for &(_, g) in &cands {
