@@ -668,11 +668,15 @@ impl Cluster {
                 cands.push((0, g));
                 g = self.group_next[g as usize];
             }
-            cands[from..].sort_unstable();
             let groups = (cands.len() - from) as u64;
-            let take = groups.min(need.div_ceil(k as u64));
-            cands.truncate(from + take as usize);
-            need = need.saturating_sub(take * k as u64);
+            let take = groups.min(need.div_ceil(k as u64)) as usize;
+            if take < cands.len() - from {
+                // the `take` lowest ids, then in order
+                cands[from..].select_nth_unstable(take);
+                cands.truncate(from + take);
+            }
+            cands[from..].sort_unstable();
+            need = need.saturating_sub(take as u64 * k as u64);
         }
         let mut taken = 0;
         let mut remainder_done = rem == 0;
