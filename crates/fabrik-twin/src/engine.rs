@@ -143,6 +143,10 @@ impl<'a> Twin<'a> {
         if workload.jobs.is_empty() {
             return Err(TwinError::Empty(workload.source.clone()));
         }
+        // the largest gang of any type, then of each type (once: a year has 2.6 M jobs)
+        let max_any = facility.max_gang(None);
+        let max_of: Vec<u64> =
+            (0..facility.catalog.len()).map(|t| facility.max_gang(Some(fabrik_model::GpuTypeId(t as u32)))).collect();
         for (index, j) in workload.jobs.iter().enumerate() {
             // A run's horizon (events, the hourly ledger, the failure process) follows its
             // jobs: absurd durations are input errors, not a reason to run for hours.
@@ -165,7 +169,7 @@ impl<'a> Twin<'a> {
                     });
                 }
             }
-            let max = facility.max_gang(j.spec.gpu_type);
+            let max = j.spec.gpu_type.map_or(max_any, |t| max_of.get(t.idx()).copied().unwrap_or(0));
             if u64::from(j.spec.gpus) > max {
                 return Err(TwinError::TooLarge {
                     workload: workload.source.clone(),
