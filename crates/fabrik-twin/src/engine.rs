@@ -262,7 +262,9 @@ impl<'a> Twin<'a> {
                     return Ok(());
                 }
                 let gpus = f64::from(self.workload.jobs[i].spec.gpus);
-                let paid = self.log.end_run(i, ev.time, gpus);
+                // a run killed at its walltime wrote at most what a whole run would
+                let ckpt_s = self.log.live[i].run_ckpt_s;
+                let paid = self.log.end_run(i, ev.time, gpus, ckpt_s);
                 self.phase_saving_w -= std::mem::take(&mut self.log.live[i].saving_w);
                 self.restarts.paid(paid);
                 self.sched.finish(id, ev.time)?;
@@ -485,16 +487,17 @@ impl<'a> Twin<'a> {
         let i = id.idx();
         let spec = &self.workload.jobs[i].spec;
         let gpus = f64::from(spec.gpus);
-        let ran = (now - self.log.live[i].run_start).0;
-        let paid = self.log.end_run(i, now, gpus);
-        let (l, r) = (&mut self.log.live[i], &mut self.log.records[i]);
-        l.epoch += 1;
-        self.phase_saving_w -= std::mem::take(&mut l.saving_w);
-        self.restarts.paid(paid);
+        let l = &self.log.live[i];
+        let ran = (now - l.run_start).0;
         // work done at the run's speed (power-limited runs compute slower)
         let useful = (ran.saturating_sub(l.run_overhead) as f64 * l.speed) as u64;
         // completed (work + write) cycles are saved; the partial cycle is lost
         let cycles = if l.ckpt_interval > 0 { useful / (l.ckpt_interval + l.ckpt_cost) } else { 0 };
+        let paid = self.log.end_run(i, now, gpus, cycles * l.ckpt_cost);
+        let (l, r) = (&mut self.log.live[i], &mut self.log.records[i]);
+        l.epoch += 1;
+        self.phase_saving_w -= std::mem::take(&mut l.saving_w);
+        self.restarts.paid(paid);
         let saved = if why == Stop::Drain || (why == Stop::Preempted && self.cfg.lossless_preemption) {
             // a drained node's jobs write a checkpoint before they move (and, when preemption
             // is lossless, a preempted job saves its state): all work done is kept
@@ -504,7 +507,8 @@ impl<'a> Twin<'a> {
         }
         .min(l.remaining);
         l.remaining -= saved;
-        let lost = gpus * (useful - saved.min(useful)) as f64;
+        // what it computed and will compute again (its checkpoint writes were writes, not work)
+        let lost = gpus * useful.saturating_sub(cycles * l.ckpt_cost).saturating_sub(saved) as f64;
         let (cause, overhead) = match why {
             Stop::Failure => (RestartCause::Failure, self.cfg.failure_restart(gpus)),
             Stop::Preempted => (RestartCause::Preemption, self.cfg.restart_overhead_s),
@@ -711,7 +715,8 @@ impl<'a> Twin<'a> {
         // Its power profile: computing at `full`; restarting and writing blocking checkpoints
         // near idle (H100 ~100 W while checkpointing, Morrison et al. 2025: we take the idle
         // draw). The scheduler admits at `full`; the ledger books the run's mean.
-        let low_s = l.run_overhead + (work - l.remaining.min(work));
+        l.run_ckpt_s = work - l.remaining.min(work);
+        let low_s = l.run_overhead + l.run_ckpt_s;
         let low_frac = if need > 0 { (low_s as f64 / need as f64).min(1.0) } else { 0.0 };
         l.watts = full - (full - gpus * idle) * low_frac;
         l.saving_w = full - l.watts;

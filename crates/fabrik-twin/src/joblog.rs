@@ -38,6 +38,8 @@ pub(crate) struct JobRecord {
     pub lost_gpu_s: f64,
     pub fail_lost_gpu_s: f64,
     pub overhead_gpu_s: f64,
+    /// GPU-seconds spent writing blocking checkpoints.
+    pub ckpt_gpu_s: f64,
     /// Lowest power fraction over its runs.
     pub min_power_fraction: f64,
     /// The brain's walltime (a policy may round it: slurm to whole minutes).
@@ -62,6 +64,7 @@ impl Default for JobRecord {
             lost_gpu_s: 0.0,
             fail_lost_gpu_s: 0.0,
             overhead_gpu_s: 0.0,
+            ckpt_gpu_s: 0.0,
             min_power_fraction: 1.0,
             walltime: Secs(0),
             interruptions: 0,
@@ -88,6 +91,8 @@ pub(crate) struct Live {
     /// Checkpoint interval (0: none) and blocking write time of this job's runs.
     pub ckpt_interval: u64,
     pub ckpt_cost: u64,
+    /// Seconds of blocking checkpoint writes the current run makes if it runs to its end.
+    pub run_ckpt_s: u64,
     /// Relative speed of the current run (below 1 when power-limited) and its mean IT draw over
     /// the run, W; `saving_w` is how far that mean is below the scheduler's full-run estimate.
     pub speed: f64,
@@ -127,15 +132,18 @@ impl JobLog {
         self.records.len() - 1
     }
 
-    /// Ends the current run of job `idx` (`gpus` GPUs) at `end`: counts the GPU-seconds it held
-    /// and spent restarting; returns the latter with their cause (none for a first run).
-    pub fn end_run(&mut self, idx: usize, end: SimTime, gpus: f64) -> Option<(RestartCause, f64)> {
+    /// Ends the current run of job `idx` (`gpus` GPUs) at `end`, after `ckpt_s` seconds of
+    /// checkpoint writes: counts the GPU-seconds it held, spent restarting and writing
+    /// checkpoints; returns the restart's with its cause (none for a first run).
+    pub fn end_run(&mut self, idx: usize, end: SimTime, gpus: f64, ckpt_s: u64) -> Option<(RestartCause, f64)> {
         let l = &mut self.live[idx];
         let r = &mut self.records[idx];
         let ran = (end - l.run_start).0;
         r.held_gpu_s += gpus * ran as f64;
-        let overhead = gpus * ran.min(l.run_overhead) as f64;
+        let restarting = ran.min(l.run_overhead);
+        let overhead = gpus * restarting as f64;
         r.overhead_gpu_s += overhead;
+        r.ckpt_gpu_s += gpus * ckpt_s.min(ran - restarting) as f64;
         self.runs.push(Run { start: l.run_start, end, it_w: l.watts, prev: r.last_run });
         r.last_run = (self.runs.len() - 1) as u32;
         l.run_cause.take().map(|c| (c, overhead))
@@ -179,14 +187,14 @@ mod tests {
         // job 0 runs 0-10 (restarting after nothing), job 1 runs 5-55, job 0 runs again 20-110
         // after a preemption with 30 s of restart overhead
         log.live[0].watts = 700.0;
-        assert_eq!(log.end_run(0, SimTime(10), 8.0), None);
+        assert_eq!(log.end_run(0, SimTime(10), 8.0, 0), None);
         log.live[1].run_start = SimTime(5);
         log.live[1].watts = 100.0;
-        log.end_run(1, SimTime(55), 1.0);
+        log.end_run(1, SimTime(55), 1.0, 0);
         let l = &mut log.live[0];
         (l.run_start, l.run_overhead, l.run_cause, l.watts) = (SimTime(20), 30, Some(RestartCause::Preemption), 650.0);
-        // 8 GPUs × 30 s restarting
-        assert_eq!(log.end_run(0, SimTime(110), 8.0), Some((RestartCause::Preemption, 240.0)));
+        // 8 GPUs × 30 s restarting; 10 s of checkpoint writes
+        assert_eq!(log.end_run(0, SimTime(110), 8.0, 10), Some((RestartCause::Preemption, 240.0)));
         let mut runs = Vec::new();
         log.runs_of(0, &mut runs);
         let spans: Vec<_> = runs.iter().map(|r| (r.start.0, r.end.0, r.it_w)).collect();
@@ -194,7 +202,8 @@ mod tests {
         log.runs_of(1, &mut runs);
         assert_eq!(runs.iter().map(|r| (r.start.0, r.end.0)).collect::<Vec<_>>(), vec![(5, 55)]);
         // 8 × (10 + 90) held, 240 restarting
-        assert_eq!((log.records[0].held_gpu_s, log.records[0].overhead_gpu_s), (800.0, 240.0));
+        let r = &log.records[0];
+        assert_eq!((r.held_gpu_s, r.overhead_gpu_s, r.ckpt_gpu_s), (800.0, 240.0, 80.0));
         // the brain's entry of a job that ended: its walltime and counts go to the record
         let f = Facility::from_shorthand("1x8:8").unwrap();
         let mut s = Scheduler::for_facility(&f, "fifo", SchedConfig::default(), SimTime(0)).unwrap();

@@ -303,15 +303,33 @@ fn random_failures_hit_large_jobs_more_often() {
 #[test]
 fn blocking_checkpoints_cost_time_and_the_partial_cycle_is_lost() {
     // As above, but each checkpoint blocks 10 s: a runs (100 s work + 10 s write) cycles. At 250
-    // it has finished two cycles (220 s) and keeps 200 s of work, losing 50 s × 8 GPUs. It
-    // restarts at 850 with 350 s overhead and 800 s of work = 800 + 7 × 10 s of writes:
-    // it ends at 850 + 350 + 870 = 2,070. b (no interval) writes no checkpoints: 1,000 s.
+    // it has finished two cycles (220 s) and keeps 200 s of work, losing the 30 s it computed
+    // since × 8 GPUs (the 20 s of writes are checkpointing, not work). It restarts at 850 with
+    // 350 s overhead and 800 s of work = 800 + 7 × 10 s of writes: it ends at
+    // 850 + 350 + 870 = 2,070. b (no interval) writes no checkpoints: 1,000 s.
     let (f, w, mut c) = node_0_fails_at_250();
     c.checkpoint_write_s = 10;
     let r = simulate(&f, &w, c).unwrap();
     let end = |n: &str| r.jobs.iter().find(|j| j.name == n).unwrap().end_s;
     assert_eq!((end("a"), end("b")), (2070, 1000));
-    assert!((r.summary.failure_lost_gpu_hours - 400.0 / 3600.0).abs() < 1e-12);
+    assert!((r.summary.failure_lost_gpu_hours - 240.0 / 3600.0).abs() < 1e-12);
+    // The facility's GPU time (16 GPUs × 2,070 s = 33,120 GPU-s). a held 8 × 250 (run 1:
+    // 200 s kept, 20 s writing, 30 s lost) + 8 × 1,220 (run 2: 350 s restarting, 70 s writing,
+    // 800 s work); b held 8 × 1,000 of work. Node 0 was out of service 250-850: 8 × 600.
+    // Productive 8 × (200 + 800 + 1,000) = 16,000; idle 33,120 − 19,760 held − 4,800 = 8,560.
+    let g = &r.summary.gpu_time;
+    let h = |gpu_s: f64| gpu_s / 3600.0;
+    for (got, want) in [
+        (g.productive_gpu_hours, h(16_000.0)),
+        (g.lost_work_gpu_hours, h(240.0)),
+        (g.restarting_gpu_hours, h(2_800.0)),
+        (g.checkpointing_gpu_hours, h(720.0)),
+        (g.idle_gpu_hours, h(8_560.0)),
+        (g.out_of_service_gpu_hours, h(4_800.0)),
+        (g.goodput, 16_000.0 / (33_120.0 - 4_800.0)),
+    ] {
+        assert!((got - want).abs() < 1e-9, "{g:?}");
+    }
 }
 
 #[test]

@@ -93,6 +93,25 @@ pub struct Summary {
     pub goodput: Stats,
     /// Failed or drained domains replaced at once by a spare of their group.
     pub spare_swaps: u64,
+    /// The facility's GPU time over the makespan by what it went to.
+    pub gpu_time: GpuTime,
+}
+
+/// GPU-hours over the makespan by state; they sum to GPUs × makespan. Busy GPUs are
+/// productive (computing work that was kept), computing work later lost (to a preemption or a
+/// failure, redone), restarting, or writing blocking checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GpuTime {
+    pub productive_gpu_hours: f64,
+    pub lost_work_gpu_hours: f64,
+    pub restarting_gpu_hours: f64,
+    pub checkpointing_gpu_hours: f64,
+    /// In service and not allocated.
+    pub idle_gpu_hours: f64,
+    /// Failed, drained, under repair or held as spares.
+    pub out_of_service_gpu_hours: f64,
+    /// Productive GPU time / GPU time in service: the facility's goodput.
+    pub goodput: f64,
 }
 
 /// Restarts by cause (`--restart-overhead-s` after a preemption or a drain; after a failure
@@ -407,6 +426,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let (mut waits, mut jcts, mut sld, mut bsld) = (vec![], vec![], vec![], vec![]);
     let mut per_account: BTreeMap<usize, Tally> = BTreeMap::new();
     let (mut preemptions, mut lost, mut overhead) = (0u64, 0.0, 0.0);
+    let (mut held_all, mut ckpt_all) = (0.0, 0.0);
     let mut per_preempted: Vec<f64> = Vec::new();
     // per job, the times failures interrupted it (only for the per-job rows)
     let mut interrupted_at: BTreeMap<u32, String> = BTreeMap::new();
@@ -442,6 +462,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         }
         lost += log.lost_gpu_s / 3600.0;
         overhead += log.overhead_gpu_s / 3600.0;
+        held_all += log.held_gpu_s / 3600.0;
+        ckpt_all += log.ckpt_gpu_s / 3600.0;
         let wait = (start - s.submit).0;
         // the run a dedicated machine would give it
         let run = i.workload.jobs[idx].runtime.0.min(log.walltime.0);
@@ -614,6 +636,21 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             ettr: Stats::of(&mut ettrs),
             goodput: Stats::of(&mut goodputs),
             spare_swaps: i.spare_swaps,
+            gpu_time: {
+                let capacity = total_gpus * makespan as f64 / 3600.0;
+                let out = i.down.integral() / 3600.0;
+                let busy = [lost + fail_lost, overhead, ckpt_all];
+                let productive = (held_all - busy.iter().sum::<f64>()).max(0.0);
+                GpuTime {
+                    productive_gpu_hours: productive,
+                    lost_work_gpu_hours: busy[0],
+                    restarting_gpu_hours: busy[1],
+                    checkpointing_gpu_hours: busy[2],
+                    idle_gpu_hours: (capacity - held_all - out).max(0.0),
+                    out_of_service_gpu_hours: out,
+                    goodput: if capacity > out { productive / (capacity - out) } else { 0.0 },
+                }
+            },
         },
         accounts,
         classes,

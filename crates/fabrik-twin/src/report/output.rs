@@ -86,6 +86,25 @@ impl Report {
                 writeln!(o, "{:<18} {:>10} {:>10} {:>10} {:>10}", name, v(st.mean), v(st.median), v(st.p95), v(st.max));
         }
         let _ = writeln!(o, "fairness (Jain's index of used/entitled share over accounts): {:.3}", s.jain_index);
+        let g = &s.gpu_time;
+        let all = g.productive_gpu_hours
+            + g.lost_work_gpu_hours
+            + g.restarting_gpu_hours
+            + g.checkpointing_gpu_hours
+            + g.idle_gpu_hours
+            + g.out_of_service_gpu_hours;
+        let pct = |x: f64| if all > 0.0 { 100.0 * x / all } else { 0.0 };
+        let _ = writeln!(
+            o,
+            "GPU time: productive {:.1}%, lost work {:.1}%, restarting {:.1}%, checkpointing {:.1}%, idle {:.1}%, out of service {:.1}%; goodput {:.3}",
+            pct(g.productive_gpu_hours),
+            pct(g.lost_work_gpu_hours),
+            pct(g.restarting_gpu_hours),
+            pct(g.checkpointing_gpu_hours),
+            pct(g.idle_gpu_hours),
+            pct(g.out_of_service_gpu_hours),
+            g.goodput
+        );
         if s.preemptions > 0 {
             let _ = writeln!(o, "preemptions {}: {:.1} GPU-hours of work lost", s.preemptions, s.lost_gpu_hours);
         }
