@@ -131,6 +131,11 @@ pub struct SimArgs {
     /// GPUs, 900 s at 98k).
     #[arg(long, default_value = "auto")]
     failure_restart_s: String,
+    /// Fault-tolerant training (hot spares, in-memory redundancy): after a node failure a job
+    /// stalls this long (90s, 2m …) and keeps all its work instead of rolling back to its last
+    /// checkpoint (replaces --failure-restart-s).
+    #[arg(long, value_name = "STALL")]
+    fault_tolerant: Option<String>,
     /// Model random node failures (published rate and root causes; see README).
     #[arg(long)]
     failures: bool,
@@ -569,6 +574,13 @@ fn simulate(a: &SimArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--failure-restart-s: {e} (or auto)"))?,
         ),
     };
+    if let Some(s) = &a.fault_tolerant {
+        if a.failure_restart_s != "auto" {
+            bail!("--fault-tolerant sets the restart after a failure: leave out --failure-restart-s");
+        }
+        cfg.fault_tolerant_stall_s =
+            Some(fabrik_model::units::parse_duration(s).map_err(|e| anyhow::anyhow!("--fault-tolerant: {e}"))?);
+    }
     // per-job rows only for the CSV that prints them
     cfg.keep_job_rows = a.jobs_csv.is_some();
     if a.predictive && !(a.failures || a.failure_rate.is_some()) {

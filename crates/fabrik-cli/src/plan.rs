@@ -166,6 +166,11 @@ pub struct CheckpointArgs {
     /// The job's mean time between interruptions (90m, 2h …), instead of the failure rate.
     #[arg(long)]
     mtbf: Option<String>,
+    /// Fault-tolerant training (hot spares, in-memory redundancy): each failure stalls the job
+    /// this long (90s, 2m …) and loses no work; the table adds its best (no checkpoints) and
+    /// rolling back at Daly's interval.
+    #[arg(long, value_name = "STALL")]
+    fault_tolerant: Option<String>,
     /// Checkpoint intervals to evaluate besides the optima, comma-separated (5m,15m,1h).
     #[arg(long, value_delimiter = ',')]
     interval: Vec<String>,
@@ -440,6 +445,9 @@ pub fn run(cmd: &PlanCmd) -> Result<()> {
             if let Some(m) = &a.mtbf {
                 i.mtbf_s = Some(duration("mtbf", m)?);
             }
+            if let Some(s) = &a.fault_tolerant {
+                i.fault_tolerant_stall_s = Some(duration("fault-tolerant", s)?);
+            }
             if !a.interval.is_empty() {
                 i.intervals_s = a.interval.iter().map(|s| duration("interval", s)).collect::<Result<_>>()?;
             }
@@ -453,7 +461,8 @@ pub fn run(cmd: &PlanCmd) -> Result<()> {
             println!("  Young interval {:.1} min; Daly interval {:.1} min", p.young_s / 60.0, p.daly_s / 60.0);
             println!("  {:<10} {:>12} {:>8}", "interval", "minutes", "ETTR");
             for r in &p.rows {
-                println!("  {:<10} {:>12.1} {:>8.3}", r.label, r.interval_s / 60.0, r.ettr);
+                let minutes = if r.label == "none" { "-".to_string() } else { format!("{:.1}", r.interval_s / 60.0) };
+                println!("  {:<10} {:>12} {:>8.3}", r.label, minutes, r.ettr);
             }
             print_assumptions(&p.assumptions);
         }

@@ -5,6 +5,10 @@
 //! a blocking checkpoint of C seconds; failures arrive at rate 1/M; each costs a restart of R
 //! seconds plus, on average, half a cycle of lost work. Then
 //! ETTR(τ) = τ/(τ+C) · max(0, 1 − ((τ+C)/2 + R)/M).
+//!
+//! Fault-tolerant training (hot spares, in-memory redundancy) survives a failure without
+//! rolling back: each failure costs a stall of S seconds and no work, so
+//! ETTR(τ) = τ/(τ+C) · max(0, 1 − S/M), best without checkpoints (1 − S/M).
 
 use crate::inputs::{assumption, Assumption};
 use crate::PlanError;
@@ -32,6 +36,9 @@ pub struct CheckpointInputs {
     /// The job's mean time between interruptions, s, when given instead of derived from the
     /// failure rate and its node count.
     pub mtbf_s: Option<f64>,
+    /// Fault-tolerant restart: the stall S per failure, s (no rollback); `None`: roll back to
+    /// the last checkpoint and restart in R.
+    pub fault_tolerant_stall_s: Option<f64>,
     /// Whether C and R were given rather than derived (their assumptions say so).
     #[serde(skip)]
     pub checkpoint_given: bool,
@@ -50,6 +57,7 @@ impl CheckpointInputs {
             restart_s: DETECTION_S + cold_restart_s(gpus),
             intervals_s: vec![300.0, 900.0, 3600.0],
             mtbf_s: None,
+            fault_tolerant_stall_s: None,
             checkpoint_given: false,
             restart_given: false,
         }
@@ -97,6 +105,9 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
     if let Some(m) = i.mtbf_s {
         crate::positive("mtbf", m)?;
     }
+    if let Some(s) = i.fault_tolerant_stall_s {
+        crate::non_negative("fault_tolerant_stall_s", s)?;
+    }
     let nodes = (i.gpus / i.gpus_per_node).ceil();
     let (per_day, m) = match i.mtbf_s {
         Some(m) => (86_400.0 / m, m),
@@ -108,17 +119,29 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
     let c = i.checkpoint_s;
     let young = (2.0 * c * m).sqrt();
     let daly = if c < 2.0 * m { young - c } else { m };
+    let at = |t: f64| match i.fault_tolerant_stall_s {
+        Some(s) if t > 0.0 => t / (t + c) * (1.0 - s / m).max(0.0),
+        Some(s) => {
+            if c == 0.0 {
+                (1.0 - s / m).max(0.0)
+            } else {
+                0.0
+            }
+        }
+        None => ettr(t, c, m, i.restart_s),
+    };
     let mut rows: Vec<IntervalRow> = i
         .intervals_s
         .iter()
-        .map(|&t| IntervalRow {
-            label: format!("{:.0} min", t / 60.0),
-            interval_s: t,
-            ettr: ettr(t, c, m, i.restart_s),
-        })
+        .map(|&t| IntervalRow { label: format!("{:.0} min", t / 60.0), interval_s: t, ettr: at(t) })
         .collect();
-    rows.push(IntervalRow { label: "Young".into(), interval_s: young, ettr: ettr(young, c, m, i.restart_s) });
-    rows.push(IntervalRow { label: "Daly".into(), interval_s: daly, ettr: ettr(daly, c, m, i.restart_s) });
+    rows.push(IntervalRow { label: "Young".into(), interval_s: young, ettr: at(young) });
+    rows.push(IntervalRow { label: "Daly".into(), interval_s: daly, ettr: at(daly) });
+    if let Some(s) = i.fault_tolerant_stall_s {
+        // its best: no checkpoints for failures; and what rolling back at Daly's interval gives
+        rows.push(IntervalRow { label: "none".into(), interval_s: 0.0, ettr: (1.0 - s / m).max(0.0) });
+        rows.push(IntervalRow { label: "rollback".into(), interval_s: daly, ettr: ettr(daly, c, m, i.restart_s) });
+    }
     Ok(CheckpointPlan {
         inputs: i.clone(),
         nodes,
@@ -159,7 +182,16 @@ pub fn plan(i: &CheckpointInputs) -> Result<CheckpointPlan, PlanError> {
                 },
             ),
             assumption("optimal interval", "Young: sqrt(2CM); Daly: sqrt(2CM) - C", "Young 1974; Daly 2006"),
-        ],
+        ]
+        .into_iter()
+        .chain(i.fault_tolerant_stall_s.map(|s| {
+            assumption(
+                "restart mode",
+                format!("fault-tolerant: {s:.0} s stall per failure, no work lost"),
+                "given (--fault-tolerant)",
+            )
+        }))
+        .collect(),
     })
 }
 
@@ -228,6 +260,27 @@ mod tests {
         assert_eq!(source("checkpoint time C"), "given (--checkpoint-s)");
         assert_eq!(source("restart overhead R"), "given (--restart-s)");
         assert!(plan(&CheckpointInputs { mtbf_s: Some(0.0), ..i }).is_err());
+    }
+
+    #[test]
+    fn fault_tolerant_restart_loses_only_its_stall() {
+        // M = 2 h = 7,200 s, C = 50 s, stall S = 72 s: at 10 min 600/650 · (1 − 72/7,200) =
+        // 600/650 · 0.99; without checkpoints 0.99; rolling back at Daly's interval
+        // (sqrt(720,000) − 50) with R = 100 s gives the module's first formula.
+        let mut i = CheckpointInputs::defaults(1024.0, 7e9);
+        (i.mtbf_s, i.checkpoint_s, i.restart_s) = (Some(7200.0), 50.0, 100.0);
+        i.intervals_s = vec![600.0];
+        i.fault_tolerant_stall_s = Some(72.0);
+        let p = plan(&i).unwrap();
+        let row = |l: &str| p.rows.iter().find(|r| r.label == l).unwrap().clone();
+        assert!((row("10 min").ettr - 600.0 / 650.0 * 0.99).abs() < 1e-12);
+        assert!((row("none").ettr - 0.99).abs() < 1e-12);
+        let daly = 720_000f64.sqrt() - 50.0;
+        let rollback = daly / (daly + 50.0) * (1.0 - ((daly + 50.0) / 2.0 + 100.0) / 7200.0);
+        assert!((row("rollback").ettr - rollback).abs() < 1e-12);
+        assert!(row("none").ettr > row("rollback").ettr);
+        assert!(p.assumptions.iter().any(|a| a.name == "restart mode"));
+        assert!(plan(&CheckpointInputs { fault_tolerant_stall_s: Some(-1.0), ..i }).is_err());
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct TwinConfig {
     /// `None`: the published model — detection (`reliability::DETECTION_S`) plus a cold
     /// restart that grows with the job's size (`reliability::cold_restart_s`).
     pub failure_restart_s: Option<u64>,
+    /// Fault-tolerant training (hot spares, in-memory redundancy): after a node failure a job
+    /// stalls this long, seconds, and keeps all its work instead of rolling back to its last
+    /// checkpoint; `None`: it rolls back and pays `failure_restart`.
+    pub fault_tolerant_stall_s: Option<u64>,
     /// A preempted job keeps all its work (it saves its state when told to stop, as
     /// Tiresias' simulator assumes); otherwise it keeps the work up to its last checkpoint.
     pub lossless_preemption: bool,
@@ -42,6 +46,9 @@ pub struct TwinConfig {
 impl TwinConfig {
     /// The restart a `gpus`-GPU job pays after a node failure interrupted it, seconds.
     pub fn failure_restart(&self, gpus: f64) -> u64 {
+        if let Some(s) = self.fault_tolerant_stall_s {
+            return s;
+        }
         self.failure_restart_s.unwrap_or_else(|| {
             (fabrik_model::reliability::DETECTION_S + fabrik_model::reliability::cold_restart_s(gpus)) as u64
         })
@@ -54,6 +61,7 @@ impl TwinConfig {
             seed,
             restart_overhead_s: 300,
             failure_restart_s: None,
+            fault_tolerant_stall_s: None,
             lossless_preemption: false,
             failures: None,
             failure_trace: Vec::new(),

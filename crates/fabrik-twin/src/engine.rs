@@ -498,9 +498,15 @@ impl<'a> Twin<'a> {
         l.epoch += 1;
         self.phase_saving_w -= std::mem::take(&mut l.saving_w);
         self.restarts.paid(paid);
-        let saved = if why == Stop::Drain || (why == Stop::Preempted && self.cfg.lossless_preemption) {
-            // a drained node's jobs write a checkpoint before they move (and, when preemption
-            // is lossless, a preempted job saves its state): all work done is kept
+        let keeps_all = match why {
+            Stop::Drain => true,
+            Stop::Preempted => self.cfg.lossless_preemption,
+            Stop::Failure => self.cfg.fault_tolerant_stall_s.is_some(),
+        };
+        let saved = if keeps_all {
+            // a drained node's jobs write a checkpoint before they move (when preemption is
+            // lossless, a preempted job saves its state; fault-tolerant training survives a
+            // failure without rolling back): all work done is kept
             useful - cycles * l.ckpt_cost
         } else {
             cycles * l.ckpt_interval

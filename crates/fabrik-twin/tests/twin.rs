@@ -278,6 +278,22 @@ fn the_restart_after_a_failure_is_the_configured_one() {
 }
 
 #[test]
+fn fault_tolerant_training_stalls_and_keeps_its_work() {
+    // As above with fault-tolerant training stalling 30 s: at 250 A keeps all 250 s of work
+    // (no rollback to its checkpoint at 200), restarts when node 0 is back at 850, stalls 30 s
+    // and runs its remaining 750 s: it ends at 850 + 30 + 750 = 1,630, losing nothing.
+    let (f, w, mut c) = node_0_fails_at_250();
+    c.fault_tolerant_stall_s = Some(30);
+    let r = simulate(&f, &w, c).unwrap();
+    let a = r.jobs.iter().find(|j| j.name == "a").unwrap();
+    assert_eq!((a.end_s, a.interruptions), (1630, 1));
+    let s = &r.summary;
+    assert_eq!(s.failure_lost_gpu_hours, 0.0);
+    assert_eq!((s.restarts.after_failure.restarts, s.restarts.after_failure.mean_s), (1, 30.0));
+    assert!((s.gpu_time.restarting_gpu_hours - 8.0 * 30.0 / 3600.0).abs() < 1e-12);
+}
+
+#[test]
 fn random_failures_hit_large_jobs_more_often() {
     // 512 nodes of 8 GPUs at 100 failures per 1,000 node-days (boosted for a short test): a
     // 2,048-GPU job spans 256 nodes, so it is interrupted far more often per hour than 1-GPU jobs.
