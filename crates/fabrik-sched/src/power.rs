@@ -168,9 +168,9 @@ pub enum DeferMode {
     /// It claims the GPUs it would have taken; only jobs that end before its planned start may
     /// borrow them, so it starts exactly then (a guarantee that costs idle GPU-hours).
     Claim,
-    /// It waits in the queue without GPUs and is released at its planned start as urgent work
-    /// (the top tier, with the EASY reservation): no GPU stands idle for it, but under contention
-    /// it may start later than planned.
+    /// It waits out of the queue without GPUs and returns at its planned start to its own tier
+    /// and place: no GPU stands idle for it, but under contention it may start later than
+    /// planned.
     Queue,
 }
 

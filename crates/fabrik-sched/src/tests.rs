@@ -1002,11 +1002,12 @@ fn the_energy_aware_modifier_defers_only_flexible_jobs_and_green_power_brings_th
 }
 
 #[test]
-fn queue_mode_deferral_releases_the_job_as_urgent_work() {
+fn queue_mode_deferral_returns_the_job_at_its_own_place() {
     // tiny (16 GPUs). A flexible 8-GPU job is deferred to hour 1 without claiming GPUs; a
     // 16-GPU job submitted later takes the whole facility at once (nothing is held idle). At
-    // hour 1 the flexible job is released into the top tier: it holds the EASY reservation
-    // ahead of an older normal job, and starts first when the big job ends.
+    // hour 1 the flexible job returns at its own tier and place (submitted first, it is ahead
+    // of a later normal job under fifo, without being made urgent): it holds the EASY
+    // reservation and starts first when the big job ends.
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
     let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
@@ -1023,12 +1024,36 @@ fn queue_mode_deferral_releases_the_job_as_urgent_work() {
     s.submit(job(Q, 8, 20, 3600), SimTime(20)).unwrap();
     s.schedule(SimTime(3600), &mut started);
     assert!(started.is_empty());
-    assert!(s.job(JobId(0)).urgent);
+    assert!(!s.job(JobId(0)).urgent);
     assert_eq!(s.pending()[0], JobId(0));
     assert!(matches!(s.explain(JobId(0)).unwrap().reasons[0], Reason::HoldsReservation { .. }));
     s.finish(JobId(1), SimTime(4010)).unwrap();
     s.schedule(SimTime(4010), &mut started);
     assert_eq!(started, vec![JobId(0), JobId(2)]);
+}
+
+#[test]
+fn queue_mode_deferrals_count_the_power_already_deferred_into_their_window() {
+    // tiny under a cap that powers one 8-GPU job (11,412 W, see the power cap test), the
+    // greener hour 1. Two flexible 8-GPU jobs (high QoS: no power limit) could each start now.
+    // The first is deferred to hour 1; the second would need 6,520 idle + 2 × 4,892 W there,
+    // over the cap, so it is not deferred into the same hour: it starts now.
+    let f = fac("tiny");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    s.set_power_cap(Some(11_412.0), 1.0);
+    let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
+    s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0), crate::DeferMode::Queue)));
+    for _ in 0..2 {
+        let mut j = job(P, 8, 0, 3600);
+        j.qos = Qos::High;
+        j.deadline = Some(SimTime(6 * 3600));
+        s.submit(j, SimTime(0)).unwrap();
+    }
+    let mut started = vec![];
+    s.schedule(SimTime(0), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    assert_eq!(s.job(JobId(0)).deferred_until(), Some(SimTime(3600)));
+    assert_eq!(s.job(JobId(1)).deferrals, 0);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Power and the energy-aware modifier: the facility power cap (hourly budget, power limits per
 //! QoS, admission of a job under the cap), and the modifier's deferrals of flexible jobs —
-//! queue mode (the job leaves the queue until its planned hour, then returns urgent) and claim
+//! queue mode (the job leaves the queue until its planned hour, then returns to its place) and claim
 //! mode (its GPUs are claimed and hidden from every other job until it starts on them).
 
 use super::{JobEntry, JobState, Scheduler};
@@ -212,7 +212,7 @@ impl Scheduler {
     }
 
     /// Releases queue-mode deferrals whose hour has come (or whose power the green headroom
-    /// covers now) as urgent work: the top tier, so the first of them holds the EASY reservation.
+    /// covers now) back into the queue at their own tier and place.
     pub(super) fn release_due_deferrals(&mut self, now: SimTime) {
         let mut released: Vec<JobId> = Vec::new();
         while let Some(&(at, id)) = self.deferrals.queued.first().filter(|d| d.0 <= now) {
@@ -235,8 +235,22 @@ impl Scheduler {
             if self.jobs[id.idx()].deferred_until().is_none() {
                 continue; // cancelled while deferred
             }
-            self.requeue_urgent(id, now);
+            self.requeue_released(id, now);
         }
+    }
+
+    /// Puts a queue-mode deferral whose hour has come back into the queue at its own tier and
+    /// priority (its submit time keeps its place among equals): taking the top tier and the EASY
+    /// reservation would make inflexible jobs behind it wait for the greener hour it chose.
+    fn requeue_released(&mut self, id: JobId, now: SimTime) {
+        let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+        let tier = self.tier_of(&self.jobs[id.idx()], now);
+        let j = &mut self.jobs[id.idx()];
+        j.state = JobState::Pending;
+        j.tier = tier;
+        j.priority = p;
+        self.enqueue(id);
+        self.dirty = true;
     }
 
     /// Puts a deferred job back into the queue in the top tier (it gave up its earlier start).
@@ -339,7 +353,17 @@ impl Scheduler {
             return None;
         }
         if let Some(b) = &self.power.budget_w {
-            if self.it_power_w() - self.claims_w_from(until + walltime) + need > b.min_between(until, until + walltime)
+            // queue mode: the power of jobs already deferred into an overlapping window
+            let queued: f64 = self
+                .deferrals
+                .queued
+                .iter()
+                .map(|&(u, q)| (u, &self.jobs[q.idx()].spec))
+                .filter(|(u, qs)| *u < until + walltime && until < *u + qs.walltime)
+                .map(|(_, qs)| self.power.delta_w(qs.gpus, qs.gpu_type))
+                .sum();
+            if self.it_power_w() - self.claims_w_from(until + walltime) + queued + need
+                > b.min_between(until, until + walltime)
             {
                 return None;
             }

@@ -1,4 +1,4 @@
-//! The queue: pending jobs in order — tier first (2 starving or released urgent, 1 within a
+//! The queue: pending jobs in order — tier first (2 starving or urgent — a claim whose GPUs failed —, 1 within a
 //! guarantee, 0 other), then priority (descending), submit time, id — and the periodic
 //! recalculation of priorities and tiers that re-sorts it.
 
