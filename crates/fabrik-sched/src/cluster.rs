@@ -280,12 +280,16 @@ impl Cluster {
 
     /// Groups of pool `p` with at least `k` whole free domains, in no particular order.
     fn groups_with_full_free(&self, p: usize, k: u32) -> impl Iterator<Item = u32> + '_ {
-        let heads = &self.pools[p].group_heads;
-        heads[(k as usize).min(heads.len())..].iter().flat_map(move |&h| {
-            std::iter::successors((h != NIL).then_some(h), move |&g| {
-                let n = self.group_next[g as usize];
-                (n != NIL).then_some(n)
-            })
+        let buckets = self.pools[p].group_heads.len();
+        ((k as usize).min(buckets)..buckets).flat_map(move |b| self.bucket(p, b))
+    }
+
+    /// Groups of pool `p` with exactly `k` whole free domains, in no particular order.
+    fn bucket(&self, p: usize, k: usize) -> impl Iterator<Item = u32> + '_ {
+        let h = self.pools[p].group_heads[k];
+        std::iter::successors((h != NIL).then_some(h), move |&g| {
+            let n = self.group_next[g as usize];
+            (n != NIL).then_some(n)
         })
     }
 
@@ -657,17 +661,12 @@ impl Cluster {
         // by their count of whole free domains, from the fullest, each in id order, and only
         // as many groups as the gang still needs.
         let mut need = u64::from(need_domains);
-        let heads = &pool.group_heads;
-        for k in (1..heads.len()).rev() {
+        for k in (1..pool.group_heads.len()).rev() {
             if need == 0 {
                 break;
             }
             let from = cands.len();
-            let mut g = heads[k];
-            while g != NIL {
-                cands.push((0, g));
-                g = self.group_next[g as usize];
-            }
+            cands.extend(self.bucket(p, k).map(|g| (0, g)));
             let groups = (cands.len() - from) as u64;
             let take = groups.min(need.div_ceil(k as u64)) as usize;
             if take < cands.len() - from {

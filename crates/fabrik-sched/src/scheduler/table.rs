@@ -71,6 +71,7 @@ impl<T> IdTable<T> {
     }
 
     /// Entries held, retired ones between live ones included (what the table's memory follows).
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.entries.len()
     }

@@ -21,11 +21,6 @@ impl Scheduler {
         self.jobs.iter()
     }
 
-    /// Jobs the table holds (retired ones between live ones included).
-    pub fn jobs_held(&self) -> usize {
-        self.jobs.held()
-    }
-
     pub fn pending(&self) -> &[JobId] {
         &self.pending
     }
