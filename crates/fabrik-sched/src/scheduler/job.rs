@@ -52,31 +52,36 @@ impl JobState {
     }
 }
 
+/// The fields the queue's recalculation reads and writes for every pending job lie together
+/// (`repr(C)`: the spec's account, GPUs, submission and QoS sit at its end, and the priority,
+/// tier and urgency right after it): at 100,000 pending the walk is bound by memory latency,
+/// and Rust's own layout spread them over four cache lines.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct JobEntry {
     pub spec: JobSpec,
-    pub state: JobState,
     pub priority: f64,
-    /// GPU-seconds received in earlier runs (runs ended by preemption).
-    pub attained: f64,
-    pub preemptions: u32,
-    /// Times a failure of a node it ran on interrupted it.
-    pub interruptions: u32,
+    /// Ordering tier: 2 starving, 1 within a guarantee, 0 other.
+    pub(super) tier: u8,
+    /// Released from a queue-mode deferral: top tier.
+    pub urgent: bool,
     /// Whether the job was within a guarantee of its account's subtree when submitted: its wait
     /// is the time-to-guarantee.
     pub guaranteed_demand: bool,
-    /// Ordering tier: 2 starving, 1 within a guarantee, 0 other.
-    pub(super) tier: u8,
-    /// The job runs inside the advance reservation with this index.
-    pub inside: Option<u32>,
+    pub state: JobState,
+    /// GPU-seconds received in earlier runs (runs ended by preemption).
+    pub attained: f64,
     /// Its GPUs' power limit in this run, as a fraction of their training draw above idle.
     pub power_fraction: f64,
+    pub(super) why_pass: u64,
+    pub(super) why: Reason,
+    /// The job runs inside the advance reservation with this index.
+    pub inside: Option<u32>,
+    pub preemptions: u32,
+    /// Times a failure of a node it ran on interrupted it.
+    pub interruptions: u32,
     /// How often the modifier held it back.
     pub deferrals: u32,
-    /// Released from a queue-mode deferral: top tier.
-    pub urgent: bool,
-    pub(super) why: Reason,
-    pub(super) why_pass: u64,
 }
 
 impl JobEntry {

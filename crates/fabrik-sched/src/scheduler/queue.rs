@@ -2,6 +2,7 @@
 //! guarantee, 0 other), then priority (descending), submit time, id — and the periodic
 //! recalculation of priorities and tiers that re-sorts it.
 
+use super::quotas::tier_rule;
 use super::Scheduler;
 use crate::policy::PriorityCtx;
 use fabrik_model::{JobId, SimTime};
@@ -29,6 +30,26 @@ impl Scheduler {
         self.pending.insert(pos, id);
     }
 
+    /// The queue's ids in id order, by a bitset over the table's span of ids (the queue is a
+    /// set: no id twice).
+    fn in_id_order(&self, mut order: Vec<JobId>) -> Vec<JobId> {
+        let base = self.jobs.base();
+        let mut bits = vec![0u64; (self.jobs.next_id().idx() - base).div_ceil(64)];
+        for id in &order {
+            let k = id.idx() - base;
+            bits[k / 64] |= 1 << (k % 64);
+        }
+        order.clear();
+        for (w, &word) in bits.iter().enumerate() {
+            let mut b = word;
+            while b != 0 {
+                order.push(JobId((base + w * 64 + b.trailing_zeros() as usize) as u32));
+                b &= b - 1;
+            }
+        }
+        order
+    }
+
     pub(super) fn recalc_if_due(&mut self, now: SimTime) {
         if self.last_recalc.is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval) {
             return;
@@ -47,24 +68,22 @@ impl Scheduler {
         let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
         let mut order = std::mem::take(&mut self.pending);
         if dynamic {
-            order.sort_unstable();
+            order = self.in_id_order(order);
             // Where id order is submission order (the twin submits in arrival order), a job's
             // position stands for (submit, id) and its key fits in 128 bits, which sort faster
             // than tuples; built in the same walk.
             let mut packed: Vec<u128> = Vec::with_capacity(order.len());
             let mut submit_ordered = true;
             let mut last_submit = SimTime::ZERO;
+            let (slurm, starve, policy) = (self.slurm.is_some(), self.cfg.starvation_after, &*self.policy);
             for (i, &id) in order.iter().enumerate() {
-                let j = &self.jobs[id.idx()];
-                let room_a = room.get(j.spec.account.idx()).copied().flatten();
-                let tier = self.tier_given(j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
-                let p = self.policy.priority(&ctx, j);
                 let j = &mut self.jobs[id.idx()];
-                j.priority = p;
-                j.tier = tier;
+                let room_a = room.get(j.spec.account.idx()).copied().flatten();
+                j.tier = tier_rule(slurm, starve, j, now, || room_a.is_some_and(|r| u64::from(j.spec.gpus) <= r));
+                j.priority = policy.priority(&ctx, j);
                 submit_ordered &= j.spec.submit >= last_submit;
                 last_submit = j.spec.submit;
-                packed.push(packed_key(tier, p, i as u32));
+                packed.push(packed_key(j.tier, j.priority, i as u32));
             }
             if !submit_ordered {
                 order = in_key_order(order.iter().map(|&id| self.key_of(id)).collect());

@@ -5,7 +5,7 @@
 //! wrappers below are what the pass's stages call.
 
 use super::{JobEntry, Scheduler};
-use fabrik_model::{AccountId, SimTime, TenantTree};
+use fabrik_model::{AccountId, Secs, SimTime, TenantTree};
 
 /// Per tenant node: running GPUs of its subtree, its guarantee and limit in GPUs, whether its
 /// guarantee is reclaimed by preemption.
@@ -127,15 +127,26 @@ impl Scheduler {
     /// The tier, with `within` telling whether the job fits under a guarantee on its path (the
     /// recalculation answers it from `guarantee_headroom`, once per account).
     pub(super) fn tier_given(&self, j: &JobEntry, now: SimTime, within: impl FnOnce() -> bool) -> u8 {
-        if self.slurm.is_some() {
-            // Slurm orders by priority alone: no starvation or guarantee tiers
-            0
-        } else if j.urgent || now - j.spec.submit >= self.cfg.starvation_after {
-            2
-        } else if within() {
-            1
-        } else {
-            0
-        }
+        tier_rule(self.slurm.is_some(), self.cfg.starvation_after, j, now, within)
+    }
+}
+
+/// The tier rule itself (`Scheduler::tier_given`), for a walk that holds the table mutably.
+pub(super) fn tier_rule(
+    slurm: bool,
+    starvation_after: Secs,
+    j: &JobEntry,
+    now: SimTime,
+    within: impl FnOnce() -> bool,
+) -> u8 {
+    if slurm {
+        // Slurm orders by priority alone: no starvation or guarantee tiers
+        0
+    } else if j.urgent || now - j.spec.submit >= starvation_after {
+        2
+    } else if within() {
+        1
+    } else {
+        0
     }
 }

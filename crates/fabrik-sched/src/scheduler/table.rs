@@ -60,6 +60,11 @@ impl<T> IdTable<T> {
         Some(*e)
     }
 
+    /// Id of the oldest entry held: every id below it was retired.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
     /// The live jobs in id order.
     pub fn iter(&self) -> impl Iterator<Item = (JobId, &T)> {
         let base = self.base;
