@@ -30,26 +30,6 @@ impl Scheduler {
         self.pending.insert(pos, id);
     }
 
-    /// The queue's ids in id order, by a bitset over the table's span of ids (the queue is a
-    /// set: no id twice).
-    fn in_id_order(&self, mut order: Vec<JobId>) -> Vec<JobId> {
-        let base = self.jobs.base();
-        let mut bits = vec![0u64; (self.jobs.next_id().idx() - base).div_ceil(64)];
-        for id in &order {
-            let k = id.idx() - base;
-            bits[k / 64] |= 1 << (k % 64);
-        }
-        order.clear();
-        for (w, &word) in bits.iter().enumerate() {
-            let mut b = word;
-            while b != 0 {
-                order.push(JobId((base + w * 64 + b.trailing_zeros() as usize) as u32));
-                b &= b - 1;
-            }
-        }
-        order
-    }
-
     pub(super) fn recalc_if_due(&mut self, now: SimTime) {
         if self.last_recalc.is_some_and(|t| now < t + self.cfg.fair_share.recalc_interval) {
             return;
@@ -68,7 +48,8 @@ impl Scheduler {
         let ctx = PriorityCtx { now, usage: &self.usage, tenants: &self.tenants, max_gang: self.max_gang };
         let mut order = std::mem::take(&mut self.pending);
         if dynamic {
-            order = self.in_id_order(order);
+            let set = IdSet::of(&order, self.jobs.base(), self.jobs.next_id().idx());
+            let old = std::mem::replace(&mut order, set.ids());
             // Where id order is submission order (the twin submits in arrival order), a job's
             // position stands for (submit, id) and its key fits in 128 bits, which sort faster
             // than tuples; built in the same walk.
@@ -87,9 +68,14 @@ impl Scheduler {
             }
             if !submit_ordered {
                 order = in_key_order(order.iter().map(|&id| self.key_of(id)).collect());
-            } else if !packed.is_sorted() {
-                packed.sort_unstable();
-                order = packed.iter().map(|&k| order[(k & u128::from(u32::MAX)) as usize]).collect();
+            } else {
+                // in the queue's old order: a queue that barely moved is a few sorted runs,
+                // which the stable sort finds and merges
+                let mut keyed: Vec<u128> = old.iter().map(|&id| packed[set.rank(id)]).collect();
+                if !keyed.is_sorted() {
+                    keyed.sort();
+                }
+                order = keyed.iter().map(|&k| order[(k & u128::from(u32::MAX)) as usize]).collect();
             }
         } else {
             // static priorities: only tiers move, and the order mostly stands
@@ -105,6 +91,50 @@ impl Scheduler {
         }
         self.pending = order;
         self.dirty = true;
+    }
+}
+
+/// A set of job ids as a bitset over a span of ids: in id order, and each one's rank in it.
+struct IdSet {
+    base: usize,
+    bits: Vec<u64>,
+    /// Members in the words before each word.
+    before: Vec<u32>,
+}
+
+impl IdSet {
+    /// `ids` (no id twice, all in `base..end`).
+    fn of(ids: &[JobId], base: usize, end: usize) -> IdSet {
+        let mut bits = vec![0u64; (end - base).div_ceil(64)];
+        for id in ids {
+            let k = id.idx() - base;
+            bits[k / 64] |= 1 << (k % 64);
+        }
+        let mut before = Vec::with_capacity(bits.len());
+        let mut n = 0;
+        for w in &bits {
+            before.push(n);
+            n += w.count_ones();
+        }
+        IdSet { base, bits, before }
+    }
+
+    fn ids(&self) -> Vec<JobId> {
+        let mut out = Vec::with_capacity(self.before.last().map_or(0, |&n| n as usize + 64));
+        for (w, &word) in self.bits.iter().enumerate() {
+            let mut b = word;
+            while b != 0 {
+                out.push(JobId((self.base + w * 64 + b.trailing_zeros() as usize) as u32));
+                b &= b - 1;
+            }
+        }
+        out
+    }
+
+    /// The position of a member in id order.
+    fn rank(&self, id: JobId) -> usize {
+        let k = id.idx() - self.base;
+        (self.before[k / 64] + (self.bits[k / 64] & ((1u64 << (k % 64)) - 1)).count_ones()) as usize
     }
 }
 
@@ -140,6 +170,18 @@ fn descending(priority: f64) -> u64 {
 mod tests {
     use crate::{SchedConfig, Scheduler};
     use fabrik_model::{AccountId, Facility, JobId, JobSpec, Secs, SimTime};
+
+    /// An id set over a span that starts past 0 and crosses words: members in id order, each
+    /// one's rank its position among them.
+    #[test]
+    fn an_id_set_lists_its_members_in_id_order_and_ranks_them() {
+        let ids: Vec<JobId> = [205u32, 70, 133, 71, 64, 199].into_iter().map(JobId).collect();
+        let set = super::IdSet::of(&ids, 60, 210);
+        let sorted: Vec<u32> = set.ids().iter().map(|id| id.0).collect();
+        assert_eq!(sorted, vec![64, 70, 71, 133, 199, 205]);
+        let ranks: Vec<usize> = ids.iter().map(|&id| set.rank(id)).collect();
+        assert_eq!(ranks, vec![5, 1, 3, 2, 0, 4]);
+    }
 
     /// After a recalculation the queue is in key order whichever way the keys were sorted:
     /// packed (ids in submission order) or as tuples (a job submitted with an earlier time
