@@ -67,6 +67,9 @@ pub struct Site {
     price_eur_per_mwh: Option<f64>,
     #[arg(long, default_value_t = inputs::DEFAULT_PUE)]
     pue: f64,
+    /// A facility file whose own [[gpu]] entries --gpu may name (besides the built-in catalog).
+    #[arg(long)]
+    facility: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -84,8 +87,12 @@ pub struct TrainArgs {
     /// A finished run's measured GPU-hours (30.8M): its energy, emissions and cost.
     #[arg(long)]
     gpu_hours: Option<String>,
+    /// GPU type: the built-in catalog (`fabrik facility gpus`) or a --facility file's own.
     #[arg(long, default_value = "H100")]
     gpu: String,
+    /// Precision of the training matmuls: bf16 or fp8 (FP8 peak, and its default MFU).
+    #[arg(long, default_value = "bf16", value_parser = ["bf16", "fp8"])]
+    precision: String,
     /// GPU count; or give --days to solve for it (for a finished run: with --days, its usage).
     #[arg(long)]
     gpus: Option<String>,
@@ -103,9 +110,14 @@ pub struct TrainArgs {
     gpu_hour_price_eur: Option<f64>,
     #[arg(long, default_value_t = inputs::DEPRECIATION_YEARS)]
     depreciation_years: f64,
-    /// Average IT power per GPU while training, W (default: 76% of GPU + host rating).
+    /// Average power per GPU while training, W, in the --power-scope (default: 76% of GPU +
+    /// host rating for `it`, the GPU's TDP for `gpu`).
     #[arg(long)]
     avg_power_w: Option<f64>,
+    /// What the energy counts: `it` (GPU and its host share: the facility's IT load) or `gpu`
+    /// (GPU board power only, the model-card convention).
+    #[arg(long, default_value = "it", value_parser = ["it", "gpu"])]
+    power_scope: String,
     #[arg(long)]
     json: bool,
 }
@@ -178,8 +190,13 @@ pub struct CheckpointArgs {
     json: bool,
 }
 
-fn gpu(name: &str) -> Result<GpuType> {
-    let cat = builtin_catalog();
+/// A GPU type by name: the built-in catalog, or the `--facility` file's catalog (its own
+/// entries added to or overriding the built-in ones).
+fn gpu(name: &str, s: &Site) -> Result<GpuType> {
+    let cat = match &s.facility {
+        Some(path) => crate::load_facility(path).with_context(|| format!("--facility {path}"))?.catalog,
+        None => builtin_catalog(),
+    };
     match find(&cat, name) {
         Some(g) => Ok(g.clone()),
         None => bail!(
@@ -187,6 +204,20 @@ fn gpu(name: &str) -> Result<GpuType> {
             cat.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
         ),
     }
+}
+
+/// The site the flags give for a run on `gpu_name` in `zone` (or --zone).
+fn site_inputs(a: &TrainArgs, gpu_name: &str, zone: Option<&str>) -> Result<train::SiteInputs> {
+    let (z, g, p) = site(&a.site, zone)?;
+    let mut s = train::SiteInputs::new(gpu(gpu_name, &a.site)?, z);
+    s.pue = a.site.pue;
+    s.gco2_per_kwh = g;
+    s.price_eur_per_mwh = p;
+    s.gpu_hour_price_eur = a.gpu_hour_price_eur;
+    s.depreciation_years = a.depreciation_years;
+    s.avg_power_w = a.avg_power_w;
+    s.power_scope = if a.power_scope == "gpu" { train::PowerScope::Gpu } else { train::PowerScope::It };
+    Ok(s)
 }
 
 fn site(s: &Site, zone_code: Option<&str>) -> Result<(&'static Zone, f64, f64)> {
@@ -199,36 +230,28 @@ fn opt_q(v: &Option<String>, field: &str) -> Result<Option<f64>> {
 }
 
 fn train_inputs(a: &TrainArgs, gpu_override: Option<&str>, zone: Option<&str>) -> Result<TrainInputs> {
-    let (z, g, p) = site(&a.site, zone)?;
     let (Some(params), Some(tokens)) = (&a.params, &a.tokens) else {
         bail!("give --params and --tokens to plan a run, or a finished run's --gpu-hours H (or --gpus N --days D)");
     };
     if a.gpu_hours.is_some() {
         bail!("--gpu-hours is a finished run's usage; --params and --tokens plan a run: give one or the other");
     }
-    let mut i = TrainInputs::new(
-        parse_quantity(params, "params")?,
-        parse_quantity(tokens, "tokens")?,
-        gpu(gpu_override.unwrap_or(&a.gpu))?,
-        0.0,
-        z,
-    );
-    i.gpus = opt_q(&a.gpus, "gpus")?;
-    i.target_days = a.days;
+    let i = TrainInputs {
+        params: parse_quantity(params, "params")?,
+        active_params: opt_q(&a.active_params, "active_params")?,
+        tokens: parse_quantity(tokens, "tokens")?,
+        gpus: opt_q(&a.gpus, "gpus")?,
+        target_days: a.days,
+        mfu: a.mfu,
+        ettr: a.ettr,
+        precision: if a.precision == "fp8" { inputs::Precision::Fp8 } else { inputs::Precision::Bf16 },
+        site: site_inputs(a, gpu_override.unwrap_or(&a.gpu), zone)?,
+    };
     match (i.gpus, i.target_days) {
         (None, None) => bail!("give --gpus N or --days D"),
         (Some(_), Some(_)) => bail!("give --gpus N (how long it takes) or --days D (how many GPUs it needs), not both"),
         _ => {}
     }
-    i.active_params = opt_q(&a.active_params, "active_params")?;
-    i.mfu = a.mfu;
-    i.ettr = a.ettr;
-    i.pue = a.site.pue;
-    i.gco2_per_kwh = g;
-    i.price_eur_per_mwh = p;
-    i.gpu_hour_price_eur = a.gpu_hour_price_eur;
-    i.depreciation_years = a.depreciation_years;
-    i.avg_power_w = a.avg_power_w;
     Ok(i)
 }
 
@@ -257,7 +280,7 @@ fn facility_inputs(a: &FacilityArgs, gpu_override: Option<&str>, zone: Option<&s
     let mut out = Vec::new();
     for (name, default_gpu, budget, gpus) in base.drain(..) {
         let ty = gpu_override.or(a.gpu.as_deref()).unwrap_or(default_gpu);
-        let mut i = FacilityInputs::new(&name, gpu(ty)?, z);
+        let mut i = FacilityInputs::new(&name, gpu(ty, &a.site)?, z);
         i.budget_eur = budget;
         i.gpus = gpus;
         i.gco2_per_kwh = g;
@@ -296,8 +319,10 @@ fn usage_inputs(a: &TrainArgs) -> Result<UsageInputs> {
     if a.mfu.is_some() || a.ettr.is_some() || a.active_params.is_some() {
         bail!("--mfu, --ettr and --active-params plan a run; a finished run's usage does not need them");
     }
-    let (z, g, p) = site(&a.site, None)?;
-    let mut u = UsageInputs::at_site_of(&TrainInputs::new(1.0, 1.0, gpu(&a.gpu)?, 1.0, z));
+    if a.precision != "bf16" {
+        bail!("--precision plans a run; a finished run's usage does not need it");
+    }
+    let mut u = UsageInputs::at(site_inputs(a, &a.gpu, None)?);
     u.gpu_hours = opt_q(&a.gpu_hours, "gpu_hours")?;
     u.gpus = opt_q(&a.gpus, "gpus")?;
     u.days = a.days;
@@ -307,12 +332,6 @@ fn usage_inputs(a: &TrainArgs) -> Result<UsageInputs> {
     if u.gpu_hours.is_some() && u.days.is_some() {
         bail!("give --gpu-hours (optionally with --gpus) or --gpus with --days, not both");
     }
-    u.pue = a.site.pue;
-    u.gco2_per_kwh = g;
-    u.price_eur_per_mwh = p;
-    u.gpu_hour_price_eur = a.gpu_hour_price_eur;
-    u.depreciation_years = a.depreciation_years;
-    u.avg_power_w = a.avg_power_w;
     Ok(u)
 }
 
@@ -509,7 +528,7 @@ fn compare(what: &CompareCmd) -> Result<()> {
             let mut plans = Vec::new();
             for (t, z) in combos(gpu_types, zones) {
                 let i = train_inputs(args, t.as_deref(), z.as_deref())?;
-                plans.push((i.zone.clone(), train::plan(&i)?));
+                plans.push((i.site.zone.clone(), train::plan(&i)?));
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plans.iter().map(|p| &p.1).collect::<Vec<_>>())?);

@@ -22,12 +22,16 @@ fn fails_with(args: &[&str], needle: &str) {
 
 #[test]
 fn train_400b_on_15t_tokens_on_16k_h100() {
-    // 6 · 400e9 · 15e12 = 3.6e25 FLOPs; at MFU 0.41 and a given ETTR of 0.9 on 16,384 H100:
-    // 3.6e25 / (16,384 · 989e12 · 0.41) / 0.9 s = 6.0208e6 s = 69.69 days.
+    // 6 · 400e9 · 15e12 = 3.6e25 FLOPs; at the default MFU and a given ETTR of 0.9 on 16,384
+    // H100. The MFU follows model size: 400B sits a hair below Llama 3's 405B anchor,
+    // 0.22 + 0.21 · log10(400)/log10(405) = 0.429565, times 41/43 at 16,384 GPUs = 0.409585:
+    // 3.6e25 / (16,384 · 989e12 · 0.409585) / 0.9 s = 6.0269e6 s = 69.76 days.
     let v =
         json(&["plan", "train", "--params", "400B", "--tokens", "15T", "--gpus", "16384", "--ettr", "0.9", "--json"]);
     assert!((v["training_flops"].as_f64().unwrap() - 3.6e25).abs() < 1e10);
-    let days = 3.6e25 / (16_384.0 * 989e12 * 0.41) / 0.9 / 86_400.0;
+    let mfu = (0.22 + 0.21 * 400f64.log10() / 405f64.log10()) * 0.41 / 0.43;
+    assert!((v["mfu"].as_f64().unwrap() - mfu).abs() < 1e-12 && (mfu - 0.409585).abs() < 1e-6);
+    let days = 3.6e25 / (16_384.0 * 989e12 * mfu) / 0.9 / 86_400.0;
     assert!((v["wall_clock_days"].as_f64().unwrap() - days).abs() < 1e-9);
     // GPU-hours × 969 W (76% of 1,275 W) × PUE 1.25 × 384 g/kWh
     let gh = 16_384.0 * days * 24.0;
@@ -124,4 +128,65 @@ fn train_from_a_finished_runs_usage() {
     fails_with(&["plan", "train", "--gpu-hours", "1M", "--mfu", "0.4"], "--mfu");
     fails_with(&["plan", "train", "--params", "7B", "--tokens", "1T", "--gpu-hours", "1M"], "one or the other");
     fails_with(&["plan", "train", "--params", "7B", "--tokens", "1T", "--gpus", "8", "--days", "3"], "not both");
+}
+
+#[test]
+fn train_on_a_facility_files_own_gpu_and_on_published_chips() {
+    // a facility file's custom GPU: 1,000 GPU-hours of X1 at its 300 W board power, PUE 1,
+    // 500 gCO2/kWh: 0.3 MWh and 0.15 t; in IT scope 76% of (300 + 100) W = 304 W, 0.304 MWh
+    let file = std::env::temp_dir().join(format!("fabrik-plan-x1-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        "name = \"lab\"\n[[gpu]]\nname = \"X1\"\nbf16_tflops = 100.0\nmemory_gb = 64.0\nmax_power_w = 300.0\n\
+         idle_power_w = 30.0\nhost_overhead_w = 100.0\nprice_usd = 5000.0\n\
+         [[pool]]\ngpu = \"X1\"\ndomain_gpus = 8\ndomains_per_group = 4\ngroups = 1\nhall = \"h\"\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let base = ["plan", "train", "--facility", f, "--gpu", "x1", "--gpu-hours", "1000", "--pue", "1.0"];
+    let gpu = json(&[&base[..], &["--gco2-per-kwh", "500", "--power-scope", "gpu", "--json"]].concat());
+    assert!((gpu["it_energy_mwh"].as_f64().unwrap() - 0.3).abs() < 1e-12);
+    assert!((gpu["emissions_t"].as_f64().unwrap() - 0.15).abs() < 1e-12);
+    assert_eq!(gpu["host_power_w_per_gpu"].as_f64(), Some(0.0));
+    let it = json(&[&base[..], &["--json"]].concat());
+    assert!((it["it_energy_mwh"].as_f64().unwrap() - 0.304).abs() < 1e-12);
+    assert!((it["gpu_power_w_per_gpu"].as_f64().unwrap() - 228.0).abs() < 1e-9);
+    // without the file X1 is unknown, and the error lists the catalog with the new chips
+    fails_with(&["plan", "train", "--gpu", "X1", "--gpu-hours", "1000"], "unknown GPU type 'X1'");
+    fails_with(&["plan", "train", "--gpu", "X1", "--gpu-hours", "1000"], "TPUv5p");
+    // a run on TPU v4: 6 · 1e9 · 1e12 FLOP on 64 chips at 275 TFLOP/s, MFU 0.4, ETTR 1
+    let v = json(&[
+        "plan", "train", "--params", "1B", "--tokens", "1T", "--gpus", "64", "--gpu", "TPUv4", "--mfu", "0.4",
+        "--ettr", "1", "--json",
+    ]);
+    let days = 6e21 / (64.0 * 275e12 * 0.4) / 86_400.0;
+    assert!((v["wall_clock_days"].as_f64().unwrap() - days).abs() < 1e-9);
+    // FP8 where the chip has none is refused, where it has one it uses the FP8 peak
+    fails_with(
+        &["plan", "train", "--params", "1B", "--tokens", "1T", "--gpus", "8", "--gpu", "V100", "--precision", "fp8"],
+        "V100 has no FP8 peak",
+    );
+    let h = json(&[
+        "plan",
+        "train",
+        "--params",
+        "1B",
+        "--tokens",
+        "1T",
+        "--gpus",
+        "8",
+        "--gpu",
+        "H800",
+        "--precision",
+        "fp8",
+        "--mfu",
+        "0.3",
+        "--ettr",
+        "1",
+        "--json",
+    ]);
+    let days = 6e21 / (8.0 * 1979e12 * 0.3) / 86_400.0;
+    assert!((h["wall_clock_days"].as_f64().unwrap() - days).abs() < 1e-9);
+    assert_eq!(h["precision"].as_str(), Some("fp8"));
+    let _ = std::fs::remove_file(&file);
 }

@@ -45,7 +45,9 @@ pub const ROOT_CAUSES: &[(&str, f64, f64)] = &[
 /// GPUs per failing unit ("node") of a GPU type: NVL72 systems fail per 4-GPU compute tray,
 /// HGX systems per 8-GPU node.
 pub fn gpus_per_node(gpu_name: &str) -> u32 {
-    if gpu_name.to_ascii_uppercase().starts_with("GB") {
+    let n = gpu_name.to_ascii_uppercase();
+    // a TPU v4 or v5p host drives 4 chips (Google Cloud TPU documentation)
+    if n.starts_with("GB") || n.starts_with("TPU") {
         4
     } else {
         8

@@ -152,7 +152,7 @@ pub fn plan(i: &FacilityInputs) -> Result<FacilityPlan, PlanError> {
     let capital = (acc + servers + network) / i.depreciation_years + building / inputs::BUILDING_YEARS;
     let busy_gpu_hours = gpus * 8760.0 * i.utilisation;
     let run_gpus = i.run_gpus.unwrap_or(gpus.min(16_384.0)).min(gpus);
-    let (mfu, mfu_src) = inputs::default_mfu(&g.name, run_gpus);
+    let (mfu, mfu_src) = inputs::default_mfu(g, i.run_params, run_gpus, inputs::Precision::Bf16);
     let ettr = default_ettr(run_gpus, i.run_params, gpus_per_node(g));
     let run_flops = 6.0 * i.run_params * i.run_tokens;
     let useful = busy_gpu_hours * 3600.0 * g.bf16_tflops * 1e12 * mfu * ettr;
@@ -289,7 +289,7 @@ pub fn power_check(catalog: &[GpuType], pue: f64) -> Result<Vec<PowerCheckRow>, 
                 .ok_or_else(|| PlanError::Invalid(format!("gpu: unknown GPU type '{ty}'")))?;
             let w = (g.max_power_w + g.host_overhead_w) * pue;
             let gpus = (mw * 1e6 / w).floor();
-            let (mfu, _) = inputs::default_mfu(&g.name, gpus);
+            let (mfu, _) = inputs::default_mfu(g, 405e9, gpus, inputs::Precision::Bf16);
             let ettr = train::default_ettr(gpus, 405e9, gpus_per_node(g));
             Ok(PowerCheckRow {
                 claim: claim.to_string(),

@@ -27,24 +27,68 @@ pub fn zone(code: &str) -> Result<&'static Zone, PlanError> {
     })
 }
 
-/// Default model FLOPs utilisation for a GPU type at a scale, with its source.
+/// Numeric precision of the training matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Bf16,
+    Fp8,
+}
+
+/// Published MFU anchors on H100 in BF16, by active parameters: a 1B Llama on 8 H100 reached
+/// 216 model TFLOP/s per GPU in its best parallel layout, 22% (Hugging Face nanotron
+/// bench_cluster, llama-1B, 8 GPUs, dp-2 pp-4); Llama 3 405B reached 43% on 8,192 H100 (arXiv
+/// 2407.21783, Table 4). Small models sit far below large ones: their matmuls are too small to
+/// fill the GPU and communication weighs more.
+const MFU_1B: f64 = 0.22;
+const MFU_405B: f64 = 0.43;
+/// Llama 3 405B: 43% on 8,192 H100, 41% on 16,384 (Table 4).
+const MFU_AT_16K_FACTOR: f64 = 0.41 / 0.43;
+/// FP8 matmuls: end-to-end training throughput over BF16, from published measurements:
+/// TorchTitan/torchao report +25% for Llama 3 8B on H100 (arXiv 2410.06511); PyTorch reports
+/// +30% for Llama 4 Scout with MXFP8 on GB200. We take +25%.
+pub const FP8_SPEEDUP: f64 = 1.25;
+
+/// Default model FLOPs utilisation of a run: `active_params` per token on `gpus` GPUs of type
+/// `gpu` in `precision`, with its source.
 ///
-/// H100/H200: Llama 3 405B reached 43% on 8,192 H100 and 41% on 16,384 (arXiv 2407.21783,
-/// Table 4). Other types scale the H100 figure by their measured achievable share of BF16 peak
-/// relative to H100's 80% (MLE: A100 87%, B200 78%, GB200 73%, MI300X 51%); types without a
-/// measurement use their closest sibling.
-pub fn default_mfu(gpu: &str, gpus: f64) -> (f64, String) {
-    let h100 = if gpus > 8192.0 { 0.41 } else { 0.43 };
-    let base = "Llama 3 405B on H100: 43% up to 8,192 GPUs, 41% at 16,384 (arXiv 2407.21783, Table 4)";
-    let (share, what) = match gpu.to_ascii_uppercase().as_str() {
-        "H100" | "H200" => (0.80, "as measured"),
-        "A100" => (0.87, "x 87/80 achievable-matmul ratio (MLE)"),
+/// - Size: log-linear in active parameters between the two H100 anchors (1B: 22%, 405B: 43%),
+///   held at the anchor outside them (no measurement there).
+/// - Scale: up to 8,192 GPUs as measured; from 8,192 to 16,384 log-linear to Llama 3's 41/43;
+///   held there beyond (no published larger run).
+/// - GPU type: the H100 figure scaled by the type's measured achievable share of BF16 peak
+///   relative to H100's 80% (MLE: A100 87%, B200 78%, GB200 73%, MI300X 51%); types without a
+///   measurement use their closest sibling (H800 as H100, A100-40 and V100 as A100, TPUs as H100:
+///   an assumption).
+/// - FP8: MFU is against the FP8 peak, so it is the BF16 figure × `FP8_SPEEDUP` × BF16/FP8 peak.
+pub fn default_mfu(gpu: &fabrik_model::GpuType, active_params: f64, gpus: f64, precision: Precision) -> (f64, String) {
+    let x = ((active_params / 1e9).log10() / 405f64.log10()).clamp(0.0, 1.0);
+    let size = MFU_1B + (MFU_405B - MFU_1B) * x;
+    let scale = MFU_AT_16K_FACTOR.powf((gpus / 8192.0).log2().clamp(0.0, 1.0));
+    let (share, what) = match gpu.name.to_ascii_uppercase().as_str() {
+        "H100" | "H200" | "H800" => (0.80, "H100 as measured"),
+        "A100" | "A100-40" | "V100" => (0.87, "x 87/80 achievable-matmul ratio of A100 (MLE)"),
         "B200" | "B300" => (0.78, "x 78/80 achievable-matmul ratio of B200 (MLE)"),
         "GB200" | "GB300" => (0.73, "x 73/80 achievable-matmul ratio of GB200 (MLE)"),
         "MI300X" | "MI325X" => (0.51, "x 51/80 achievable-matmul ratio of MI300X (MLE)"),
         _ => (0.80, "assumption: same as H100"),
     };
-    (h100 * share / 0.80, format!("{base}, {what}"))
+    let mut mfu = size * scale * share / 0.80;
+    let mut src = format!(
+        "H100 BF16 {:.1}% at {:.3e} active parameters (log-linear between nanotron 1B 22% and Llama 3 405B 43%), x {scale:.3} for {gpus} GPUs (Llama 3: 41% at 16,384), {what}",
+        size * 100.0,
+        active_params
+    );
+    if precision == Precision::Fp8 {
+        if let Some(fp8) = gpu.fp8_tflops {
+            mfu *= FP8_SPEEDUP * gpu.bf16_tflops / fp8;
+            src.push_str(&format!(
+                "; FP8: {FP8_SPEEDUP}x BF16 throughput (TorchTitan, arXiv 2410.06511) against the FP8 peak"
+            ));
+        }
+    }
+    (mfu, src)
 }
 
 /// Average IT power while training as a share of the node's rated power: measured H100 nodes drew
@@ -114,10 +158,26 @@ mod tests {
     }
 
     #[test]
-    fn mfu_defaults_follow_llama3_and_scale_by_achievable_matmul() {
-        assert_eq!(default_mfu("H100", 16_384.0).0, 0.41);
-        assert_eq!(default_mfu("h100", 1024.0).0, 0.43);
-        assert!((default_mfu("MI300X", 1024.0).0 - 0.43 * 51.0 / 80.0).abs() < 1e-12);
+    fn mfu_defaults_follow_size_scale_type_and_precision() {
+        let cat = fabrik_model::gpu::builtin_catalog();
+        let g = |n: &str| fabrik_model::gpu::find(&cat, n).unwrap().clone();
+        let bf = Precision::Bf16;
+        // Llama 3 405B's own points: 43% at 8,192 H100, 41% at 16,384 and beyond
+        assert!((default_mfu(&g("H100"), 405e9, 8192.0, bf).0 - 0.43).abs() < 1e-12);
+        assert!((default_mfu(&g("h100"), 405e9, 16_384.0, bf).0 - 0.41).abs() < 1e-12);
+        assert!((default_mfu(&g("H100"), 405e9, 100_000.0, bf).0 - 0.41).abs() < 1e-12);
+        // half-way in log2 between them: 0.43 · (41/43)^0.5 = sqrt(0.43 · 0.41) = 0.419881
+        assert!((default_mfu(&g("H100"), 405e9, 8192.0 * 2f64.sqrt(), bf).0 - (0.43f64 * 0.41).sqrt()).abs() < 1e-12);
+        // size: 1B and below 22%; 1e9 · 405^0.5 = 20.12B is half-way: 32.5%
+        assert!((default_mfu(&g("H100"), 1e9, 8.0, bf).0 - 0.22).abs() < 1e-12);
+        assert!((default_mfu(&g("H100"), 1e8, 8.0, bf).0 - 0.22).abs() < 1e-12);
+        assert!((default_mfu(&g("H100"), 1e9 * 405f64.sqrt(), 1024.0, bf).0 - 0.325).abs() < 1e-12);
+        // type: MI300X at 405B on 1,024: 0.43 · 51/80
+        assert!((default_mfu(&g("MI300X"), 405e9, 1024.0, bf).0 - 0.43 * 51.0 / 80.0).abs() < 1e-12);
+        // FP8 on H100: 0.43 · 1.25 · 989/1979 = 0.268627 of the FP8 peak, i.e. 1.25x the BF16 FLOP/s
+        let (m8, src) = default_mfu(&g("H100"), 405e9, 8192.0, Precision::Fp8);
+        assert!((m8 - 0.43 * 1.25 * 989.0 / 1979.0).abs() < 1e-12);
+        assert!((m8 * 1979.0 - 1.25 * 0.43 * 989.0).abs() < 1e-9 && src.contains("FP8"));
         assert!(zone("xx").unwrap_err().to_string().contains("unknown grid zone 'xx'"));
         assert_eq!(zone("de").unwrap().gco2_per_kwh, 384.0);
     }

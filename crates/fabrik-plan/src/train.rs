@@ -10,19 +10,11 @@ use crate::PlanError;
 use fabrik_model::GpuType;
 use serde::Serialize;
 
+/// Where a run computes and how its energy is counted: the GPU type, the facility's PUE, the
+/// grid, prices, and the power per GPU. Shared by a planned run and a finished one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TrainInputs {
-    /// Total parameters.
-    pub params: f64,
-    /// Active parameters per token (mixture-of-experts); `params` when dense.
-    pub active_params: Option<f64>,
-    pub tokens: f64,
+pub struct SiteInputs {
     pub gpu: GpuType,
-    /// GPU count, or `None` to solve for `target_days`.
-    pub gpus: Option<f64>,
-    pub target_days: Option<f64>,
-    pub mfu: Option<f64>,
-    pub ettr: Option<f64>,
     pub pue: f64,
     /// Zone code (or "custom") and its carbon intensity and price.
     pub zone: String,
@@ -31,8 +23,77 @@ pub struct TrainInputs {
     /// Rented GPUs: € per GPU-hour (energy included). Owned hardware when `None`.
     pub gpu_hour_price_eur: Option<f64>,
     pub depreciation_years: f64,
-    /// Average IT power per GPU while training, W; by default 76% of GPU plus host rating.
+    /// Average power per GPU while training, W, in the `power_scope`; by default 76% of GPU
+    /// plus host rating (scope `it`) or the GPU's TDP (scope `gpu`).
     pub avg_power_w: Option<f64>,
+    pub power_scope: PowerScope,
+}
+
+/// What the energy chain counts per GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerScope {
+    /// The GPU and its share of the host (CPUs, memory, NICs, fans, in-rack switches): what
+    /// the facility's IT load is.
+    #[default]
+    It,
+    /// The GPU board alone, at its TDP unless given: the convention of model cards (Llama 2
+    /// and 3 multiply GPU-hours by the GPU's peak power, then apply the data centre's PUE).
+    Gpu,
+}
+
+impl SiteInputs {
+    /// A site in `zone` with the defaults: PUE 1.25, owned hardware, IT power.
+    pub fn new(gpu: GpuType, zone: &inputs::Zone) -> SiteInputs {
+        SiteInputs {
+            gpu,
+            pue: inputs::DEFAULT_PUE,
+            zone: zone.code.to_string(),
+            gco2_per_kwh: zone.gco2_per_kwh,
+            price_eur_per_mwh: zone.price_eur_per_mwh,
+            gpu_hour_price_eur: None,
+            depreciation_years: inputs::DEPRECIATION_YEARS,
+            avg_power_w: None,
+            power_scope: PowerScope::It,
+        }
+    }
+
+    fn check(&self) -> Result<(), PlanError> {
+        crate::positive("pue", self.pue)?;
+        if self.pue < 1.0 {
+            return Err(PlanError::Invalid(format!(
+                "pue: {} is below 1 (facility energy cannot be less than IT energy)",
+                self.pue
+            )));
+        }
+        crate::non_negative("gco2_per_kwh", self.gco2_per_kwh)?;
+        crate::non_negative("price_eur_per_mwh", self.price_eur_per_mwh)?;
+        crate::positive("depreciation_years", self.depreciation_years)?;
+        if let Some(p) = self.gpu_hour_price_eur {
+            crate::non_negative("gpu_hour_price_eur", p)?;
+        }
+        if let Some(w) = self.avg_power_w {
+            crate::positive("avg_power_w", w)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainInputs {
+    /// Total parameters.
+    pub params: f64,
+    /// Active parameters per token (mixture-of-experts); `params` when dense.
+    pub active_params: Option<f64>,
+    pub tokens: f64,
+    /// GPU count, or `None` to solve for `target_days`.
+    pub gpus: Option<f64>,
+    pub target_days: Option<f64>,
+    pub mfu: Option<f64>,
+    pub ettr: Option<f64>,
+    pub precision: inputs::Precision,
+    #[serde(flatten)]
+    pub site: SiteInputs,
 }
 
 impl TrainInputs {
@@ -41,18 +102,12 @@ impl TrainInputs {
             params,
             active_params: None,
             tokens,
-            gpu,
             gpus: Some(gpus),
             target_days: None,
             mfu: None,
             ettr: None,
-            pue: inputs::DEFAULT_PUE,
-            zone: zone.code.to_string(),
-            gco2_per_kwh: zone.gco2_per_kwh,
-            price_eur_per_mwh: zone.price_eur_per_mwh,
-            gpu_hour_price_eur: None,
-            depreciation_years: inputs::DEPRECIATION_YEARS,
-            avg_power_w: None,
+            precision: inputs::Precision::Bf16,
+            site: SiteInputs::new(gpu, zone),
         }
     }
 }
@@ -66,7 +121,12 @@ pub struct TrainPlan {
     pub ettr: f64,
     pub wall_clock_days: f64,
     pub gpu_hours: f64,
+    pub precision: inputs::Precision,
+    pub power_scope: PowerScope,
+    /// Average power per GPU counted: the GPU's part and its host share (0 in scope `gpu`).
     pub avg_it_power_w_per_gpu: f64,
+    pub gpu_power_w_per_gpu: f64,
+    pub host_power_w_per_gpu: f64,
     pub it_power_mw: f64,
     pub facility_power_mw: f64,
     pub it_energy_mwh: f64,
@@ -100,16 +160,7 @@ pub fn gpus_per_node(gpu: &GpuType) -> f64 {
 pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     crate::positive("params", i.params)?;
     crate::positive("tokens", i.tokens)?;
-    crate::positive("pue", i.pue)?;
-    if i.pue < 1.0 {
-        return Err(PlanError::Invalid(format!(
-            "pue: {} is below 1 (facility energy cannot be less than IT energy)",
-            i.pue
-        )));
-    }
-    crate::non_negative("gco2_per_kwh", i.gco2_per_kwh)?;
-    crate::non_negative("price_eur_per_mwh", i.price_eur_per_mwh)?;
-    crate::positive("depreciation_years", i.depreciation_years)?;
+    i.site.check()?;
     let active = i.active_params.unwrap_or(i.params);
     crate::positive("active_params", active)?;
     if active > i.params {
@@ -122,20 +173,22 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
             }
         }
     }
-    if let Some(p) = i.gpu_hour_price_eur {
-        crate::non_negative("gpu_hour_price_eur", p)?;
-    }
-    if let Some(w) = i.avg_power_w {
-        crate::positive("avg_power_w", w)?;
-    }
-    let per_node = gpus_per_node(&i.gpu);
+    let gpu = &i.site.gpu;
+    let per_node = gpus_per_node(gpu);
     let flops = 6.0 * active * i.tokens;
-    let peak = i.gpu.bf16_tflops * 1e12;
+    let (peak_tflops, precision) = match i.precision {
+        inputs::Precision::Bf16 => (gpu.bf16_tflops, "BF16"),
+        inputs::Precision::Fp8 => match gpu.fp8_tflops {
+            Some(t) => (t, "FP8"),
+            None => return Err(PlanError::Invalid(format!("precision: {} has no FP8 peak (use bf16)", gpu.name))),
+        },
+    };
+    let peak = peak_tflops * 1e12;
     let mut notes = Vec::new();
     let rates = |gpus: f64| -> (f64, String, f64) {
         let (mfu, src) = match i.mfu {
             Some(m) => (m, "given".to_string()),
-            None => inputs::default_mfu(&i.gpu.name, gpus),
+            None => inputs::default_mfu(gpu, active, gpus, i.precision),
         };
         let ettr = i.ettr.unwrap_or_else(|| default_ettr(gpus, i.params, per_node));
         (mfu, src, ettr)
@@ -173,13 +226,13 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     let seconds = flops / (gpus * peak * mfu) / ettr;
     let hours = seconds / 3600.0;
     let gpu_hours = gpus * hours;
-    let c = costs(&UsageInputs::at_site_of(i), gpu_hours);
+    let c = costs(&i.site, gpu_hours);
     let mut assumptions = vec![
         assumption("training FLOPs", "6 x active parameters x tokens", "reference: dense transformer rule"),
         assumption(
             "peak",
-            format!("{} BF16 TFLOP/s per {}", i.gpu.bf16_tflops, i.gpu.name),
-            "MLE (stas00/ml-engineering)",
+            format!("{peak_tflops} {precision} TFLOP/s per {}", gpu.name),
+            "GPU catalog (see fabrik_model::gpu::builtin_catalog for sources)",
         ),
         assumption("MFU", format!("{mfu:.3}"), &mfu_src),
         assumption(
@@ -196,16 +249,20 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
     assumptions.extend(notes);
     let avg_w = c.avg_w;
     Ok(TrainPlan {
-        gpu_type: i.gpu.name.clone(),
+        gpu_type: gpu.name.clone(),
         training_flops: flops,
         gpus,
         mfu,
         ettr,
         wall_clock_days: hours / 24.0,
         gpu_hours,
+        precision: i.precision,
+        power_scope: i.site.power_scope,
         avg_it_power_w_per_gpu: avg_w,
+        gpu_power_w_per_gpu: c.gpu_w,
+        host_power_w_per_gpu: avg_w - c.gpu_w,
         it_power_mw: gpus * avg_w / 1e6,
-        facility_power_mw: gpus * avg_w * i.pue / 1e6,
+        facility_power_mw: gpus * avg_w * i.site.pue / 1e6,
         it_energy_mwh: c.it_mwh,
         facility_energy_mwh: c.facility_mwh,
         emissions_t: c.emissions_t,
@@ -219,6 +276,8 @@ pub fn plan(i: &TrainInputs) -> Result<TrainPlan, PlanError> {
 /// Energy, emissions and cost of some GPU-hours at a site, with the assumptions they rest on.
 struct Costs {
     avg_w: f64,
+    /// The GPU's part of `avg_w`.
+    gpu_w: f64,
     it_mwh: f64,
     facility_mwh: f64,
     emissions_t: f64,
@@ -228,11 +287,32 @@ struct Costs {
     assumptions: Vec<Assumption>,
 }
 
-/// The energy, emissions and cost of `gpu_hours` at the site `s` describes (its usage fields
-/// are not read).
-fn costs(s: &UsageInputs, gpu_hours: f64) -> Costs {
+/// The energy, emissions and cost of `gpu_hours` at the site `s`.
+fn costs(s: &SiteInputs, gpu_hours: f64) -> Costs {
     let rating = s.gpu.max_power_w + s.gpu.host_overhead_w;
-    let avg_w = s.avg_power_w.unwrap_or(inputs::TRAINING_POWER_FRACTION * rating);
+    let (avg_w, gpu_w, power_note) = match s.power_scope {
+        PowerScope::It => {
+            let w = s.avg_power_w.unwrap_or(inputs::TRAINING_POWER_FRACTION * rating);
+            // split in the proportion of the ratings
+            (
+                w,
+                w * s.gpu.max_power_w / rating,
+                if s.avg_power_w.is_some() { "given" } else { inputs::TRAINING_POWER_SRC },
+            )
+        }
+        PowerScope::Gpu => {
+            let w = s.avg_power_w.unwrap_or(s.gpu.max_power_w);
+            (
+                w,
+                w,
+                if s.avg_power_w.is_some() {
+                    "given"
+                } else {
+                    "GPU power only, at its TDP: the model-card convention (Llama 2/3)"
+                },
+            )
+        }
+    };
     let it_mwh = gpu_hours * avg_w / 1e6;
     let facility_mwh = it_mwh * s.pue;
     let emissions_t = facility_mwh * s.gco2_per_kwh / 1000.0;
@@ -259,11 +339,14 @@ fn costs(s: &UsageInputs, gpu_hours: f64) -> Costs {
     };
     let mut assumptions = vec![
         assumption(
-            "average IT power per GPU",
-            format!("{avg_w:.0} W"),
-            if s.avg_power_w.is_some() { "given" } else { inputs::TRAINING_POWER_SRC },
+            match s.power_scope {
+                PowerScope::It => "average IT power per GPU",
+                PowerScope::Gpu => "average GPU power (no host)",
+            },
+            format!("{avg_w:.0} W (GPU {gpu_w:.0} W, host {:.0} W)", avg_w - gpu_w),
+            power_note,
         ),
-        assumption("PUE", format!("{}", s.pue), inputs::PUE_SRC),
+        assumption("PUE", format!("{}", s.pue), if s.pue == inputs::DEFAULT_PUE { inputs::PUE_SRC } else { "given" }),
         assumption(
             "grid",
             format!("{}: {} gCO2/kWh, EUR {}/MWh", s.zone, s.gco2_per_kwh, s.price_eur_per_mwh),
@@ -275,7 +358,7 @@ fn costs(s: &UsageInputs, gpu_hours: f64) -> Costs {
         assumptions.push(assumption("USD to EUR", format!("{}", inputs::USD_TO_EUR), inputs::USD_TO_EUR_SRC));
         assumptions.push(assumption("building", "EUR 10 M per MW over 15 years", inputs::BUILDING_SRC));
     }
-    Costs { avg_w, it_mwh, facility_mwh, emissions_t, energy_cost, hw, total, assumptions }
+    Costs { avg_w, gpu_w, it_mwh, facility_mwh, emissions_t, energy_cost, hw, total, assumptions }
 }
 
 /// A finished run as it reports its usage — GPU-hours, or a GPU count and wall-clock days — at a
@@ -283,35 +366,17 @@ fn costs(s: &UsageInputs, gpu_hours: f64) -> Costs {
 /// model of its training. The site fields mean what they mean in [`TrainInputs`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageInputs {
-    pub gpu: GpuType,
     pub gpu_hours: Option<f64>,
     pub gpus: Option<f64>,
     pub days: Option<f64>,
-    pub pue: f64,
-    pub zone: String,
-    pub gco2_per_kwh: f64,
-    pub price_eur_per_mwh: f64,
-    pub gpu_hour_price_eur: Option<f64>,
-    pub depreciation_years: f64,
-    pub avg_power_w: Option<f64>,
+    #[serde(flatten)]
+    pub site: SiteInputs,
 }
 
 impl UsageInputs {
-    /// The site settings of `t` (GPU, PUE, grid, prices, power) with no usage yet.
-    pub fn at_site_of(t: &TrainInputs) -> UsageInputs {
-        UsageInputs {
-            gpu: t.gpu.clone(),
-            gpu_hours: None,
-            gpus: None,
-            days: None,
-            pue: t.pue,
-            zone: t.zone.clone(),
-            gco2_per_kwh: t.gco2_per_kwh,
-            price_eur_per_mwh: t.price_eur_per_mwh,
-            gpu_hour_price_eur: t.gpu_hour_price_eur,
-            depreciation_years: t.depreciation_years,
-            avg_power_w: t.avg_power_w,
-        }
+    /// No usage yet, at `site`.
+    pub fn at(site: SiteInputs) -> UsageInputs {
+        UsageInputs { gpu_hours: None, gpus: None, days: None, site }
     }
 }
 
@@ -322,7 +387,10 @@ pub struct UsagePlan {
     /// GPU count and wall-clock days, when given (or derived: days from GPU-hours and GPUs).
     pub gpus: Option<f64>,
     pub wall_clock_days: Option<f64>,
+    pub power_scope: PowerScope,
     pub avg_it_power_w_per_gpu: f64,
+    pub gpu_power_w_per_gpu: f64,
+    pub host_power_w_per_gpu: f64,
     pub it_energy_mwh: f64,
     pub facility_energy_mwh: f64,
     pub emissions_t: f64,
@@ -335,20 +403,11 @@ pub struct UsagePlan {
 /// Energy, emissions and cost of a run from its measured usage: `gpu_hours` (with `gpus`, its
 /// wall-clock follows), or `gpus` and `days` (GPU-hours = gpus × days × 24).
 pub fn from_usage(i: &UsageInputs) -> Result<UsagePlan, PlanError> {
-    crate::positive("pue", i.pue)?;
-    if i.pue < 1.0 {
-        return Err(PlanError::Invalid(format!("pue: {} is below 1", i.pue)));
-    }
-    crate::non_negative("gco2_per_kwh", i.gco2_per_kwh)?;
-    crate::non_negative("price_eur_per_mwh", i.price_eur_per_mwh)?;
-    crate::positive("depreciation_years", i.depreciation_years)?;
-    for (name, v) in [("gpu_hours", i.gpu_hours), ("gpus", i.gpus), ("days", i.days), ("avg_power_w", i.avg_power_w)] {
+    i.site.check()?;
+    for (name, v) in [("gpu_hours", i.gpu_hours), ("gpus", i.gpus), ("days", i.days)] {
         if let Some(x) = v {
             crate::positive(name, x)?;
         }
-    }
-    if let Some(p) = i.gpu_hour_price_eur {
-        crate::non_negative("gpu_hour_price_eur", p)?;
     }
     let (gpu_hours, days, source) = match (i.gpu_hours, i.gpus, i.days) {
         (Some(h), g, None) => (h, g.map(|g| h / g / 24.0), "given (--gpu-hours)"),
@@ -359,15 +418,18 @@ pub fn from_usage(i: &UsageInputs) -> Result<UsagePlan, PlanError> {
             ))
         }
     };
-    let c = costs(i, gpu_hours);
+    let c = costs(&i.site, gpu_hours);
     let mut assumptions = vec![assumption("GPU-hours", format!("{gpu_hours:.0}"), source)];
     assumptions.extend(c.assumptions);
     Ok(UsagePlan {
-        gpu_type: i.gpu.name.clone(),
+        gpu_type: i.site.gpu.name.clone(),
         gpu_hours,
         gpus: i.gpus,
         wall_clock_days: days,
+        power_scope: i.site.power_scope,
         avg_it_power_w_per_gpu: c.avg_w,
+        gpu_power_w_per_gpu: c.gpu_w,
+        host_power_w_per_gpu: c.avg_w - c.gpu_w,
         it_energy_mwh: c.it_mwh,
         facility_energy_mwh: c.facility_mwh,
         emissions_t: c.emissions_t,
@@ -387,6 +449,48 @@ mod tests {
         find(&builtin_catalog(), "H100").unwrap().clone()
     }
 
+    fn a100() -> GpuType {
+        find(&builtin_catalog(), "A100").unwrap().clone()
+    }
+
+    #[test]
+    fn gpu_power_scope_follows_the_model_card_convention() {
+        // 1,000 H100 GPU-hours at the GPU's 700 W TDP, PUE 1.1, 400 gCO2/kWh:
+        // 0.7 MWh of GPU energy, 0.77 MWh at the facility, 0.308 t; no host power
+        let de = inputs::zone("DE").unwrap();
+        let mut site = SiteInputs::new(h100(), de);
+        site.pue = 1.1;
+        site.gco2_per_kwh = 400.0;
+        site.power_scope = PowerScope::Gpu;
+        let u = from_usage(&UsageInputs { gpu_hours: Some(1_000.0), ..UsageInputs::at(site.clone()) }).unwrap();
+        assert!((u.it_energy_mwh - 0.7).abs() < 1e-12);
+        assert!((u.facility_energy_mwh - 0.77).abs() < 1e-12);
+        assert!((u.emissions_t - 0.308).abs() < 1e-12);
+        assert_eq!((u.gpu_power_w_per_gpu, u.host_power_w_per_gpu), (700.0, 0.0));
+        // IT scope: 76% of (700 + 575) = 969 W, split 700:575 -> GPU 532 W, host 437 W
+        site.power_scope = PowerScope::It;
+        let it = from_usage(&UsageInputs { gpu_hours: Some(1_000.0), ..UsageInputs::at(site) }).unwrap();
+        assert!((it.avg_it_power_w_per_gpu - 969.0).abs() < 1e-9);
+        assert!((it.gpu_power_w_per_gpu - 532.0).abs() < 1e-9);
+        assert!((it.host_power_w_per_gpu - 437.0).abs() < 1e-9);
+        assert!((it.it_energy_mwh - 0.969).abs() < 1e-12);
+    }
+
+    #[test]
+    fn fp8_uses_the_fp8_peak_and_its_mfu() {
+        // the same run in FP8 takes 1/1.25 of the BF16 time at default MFU (FP8_SPEEDUP)
+        let de = inputs::zone("DE").unwrap();
+        let bf = plan(&TrainInputs { ettr: Some(1.0), ..TrainInputs::new(70e9, 1e12, h100(), 1024.0, de) }).unwrap();
+        let f8 = plan(&TrainInputs {
+            ettr: Some(1.0),
+            precision: inputs::Precision::Fp8,
+            ..TrainInputs::new(70e9, 1e12, h100(), 1024.0, de)
+        })
+        .unwrap();
+        assert!((bf.wall_clock_days / f8.wall_clock_days - 1.25).abs() < 1e-9);
+        assert!(f8.assumptions.iter().any(|a| a.value.starts_with("1979 FP8 TFLOP/s")));
+    }
+
     #[test]
     fn measured_usage_gives_the_same_chain_without_a_model() {
         // The run above as it would report itself: 24,000 GPU-hours (or 1,000 GPUs for 1 day)
@@ -394,11 +498,11 @@ mod tests {
         // 7.09632 t, EUR 48,000.
         let de = inputs::zone("DE").unwrap();
         let mut t = TrainInputs::new(1e9, 1e12, h100(), 1_000.0, de);
-        t.pue = 1.1;
-        t.avg_power_w = Some(700.0);
-        t.price_eur_per_mwh = 200.0;
-        t.gpu_hour_price_eur = Some(2.0);
-        let mut u = UsageInputs::at_site_of(&t);
+        t.site.pue = 1.1;
+        t.site.avg_power_w = Some(700.0);
+        t.site.price_eur_per_mwh = 200.0;
+        t.site.gpu_hour_price_eur = Some(2.0);
+        let mut u = UsageInputs::at(t.site.clone());
         u.gpu_hours = Some(24_000.0);
         let a = from_usage(&u).unwrap();
         assert!((a.facility_energy_mwh - 18.48).abs() < 1e-9);
@@ -431,10 +535,10 @@ mod tests {
         let mut i = TrainInputs::new(1e9, tokens, h100(), 1_000.0, de);
         i.mfu = Some(0.5);
         i.ettr = Some(1.0);
-        i.pue = 1.1;
-        i.avg_power_w = Some(700.0);
-        i.price_eur_per_mwh = 200.0;
-        i.gpu_hour_price_eur = Some(2.0);
+        i.site.pue = 1.1;
+        i.site.avg_power_w = Some(700.0);
+        i.site.price_eur_per_mwh = 200.0;
+        i.site.gpu_hour_price_eur = Some(2.0);
         let p = plan(&i).unwrap();
         assert!((p.wall_clock_days - 1.0).abs() < 1e-12);
         assert!((p.gpu_hours - 24_000.0).abs() < 1e-6);
@@ -480,7 +584,11 @@ mod tests {
             (TrainInputs { gpus: Some(-8.0), ..base.clone() }, "gpus: must be positive, got -8"),
             (TrainInputs { mfu: Some(1.5), ..base.clone() }, "mfu: 1.5 is outside (0, 1]"),
             (TrainInputs { mfu: Some(0.0), ..base.clone() }, "mfu: 0 is outside (0, 1]"),
-            (TrainInputs { pue: 0.9, ..base.clone() }, "pue: 0.9 is below 1"),
+            (TrainInputs { site: SiteInputs { pue: 0.9, ..base.site.clone() }, ..base.clone() }, "pue: 0.9 is below 1"),
+            (
+                TrainInputs { precision: inputs::Precision::Fp8, site: SiteInputs::new(a100(), de), ..base.clone() },
+                "precision: A100 has no FP8 peak",
+            ),
             (TrainInputs { gpus: None, ..base.clone() }, "give exactly one of gpus and target_days"),
             (TrainInputs { active_params: Some(2e9), ..base.clone() }, "active_params: more active than total"),
         ];
