@@ -29,6 +29,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at startup; boxing the simulate flags buys nothing")]
 enum Cmd {
     /// Run the digital twin: a facility, a workload and a policy in virtual time.
     Simulate(SimArgs),
@@ -151,6 +152,11 @@ pub struct SimArgs {
     /// Replay failures from a CSV: time,node,component[,repair].
     #[arg(long)]
     failure_trace: Option<PathBuf>,
+    /// Root causes of node failures (shares, repair times, which show precursors): ft-hsdp
+    /// (32k H100, the default), llama3 (Llama 3 405B, 16k H100), or a TOML file of [[cause]]
+    /// tables (name, class, share, repair).
+    #[arg(long, default_value = "ft-hsdp")]
+    root_causes: String,
     /// Checkpoint interval of every job: as-submitted, young-daly, or seconds (90m, 1h …).
     #[arg(long, default_value = "as-submitted")]
     checkpoint_interval: String,
@@ -612,9 +618,23 @@ fn simulate(a: &SimArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--checkpoint-interval: {e} (or as-submitted, young-daly)"))?,
         ),
     };
+    cfg.root_causes = match fabrik_model::reliability::RootCauses::preset(&a.root_causes) {
+        Some(m) => m,
+        None if Path::new(&a.root_causes).is_file() => {
+            let text = std::fs::read_to_string(&a.root_causes)
+                .with_context(|| format!("reading root-cause file {}", a.root_causes))?;
+            fabrik_model::reliability::RootCauses::from_toml(&text, &a.root_causes)?
+        }
+        None => bail!(
+            "--root-causes: '{}' is neither a preset ({}) nor a file",
+            a.root_causes,
+            fabrik_model::reliability::ROOT_CAUSE_PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+        ),
+    };
     if let Some(p) = &a.failure_trace {
         let file = std::fs::File::open(p).with_context(|| format!("cannot open failure trace {}", p.display()))?;
-        cfg.failure_trace = fabrik_twin::failures::read_trace(file, &p.display().to_string(), &facility)?;
+        cfg.failure_trace =
+            fabrik_twin::failures::read_trace(file, &p.display().to_string(), &facility, &cfg.root_causes)?;
     }
     let twin = Twin::new(&facility, &workload, cfg)?;
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };

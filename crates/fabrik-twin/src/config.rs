@@ -30,6 +30,9 @@ pub struct TwinConfig {
     pub lossless_preemption: bool,
     /// Random node failures, when modelled.
     pub failures: Option<FailureConfig>,
+    /// The root causes of node failures, random or replayed: their shares, repair times and
+    /// which announce themselves in telemetry (`fabrik_model::reliability::ROOT_CAUSE_PRESETS`).
+    pub root_causes: fabrik_model::reliability::RootCauses,
     /// Failures replayed from a trace (in addition to any random ones).
     pub failure_trace: Vec<crate::failures::FailureEvent>,
     /// How often jobs checkpoint.
@@ -64,6 +67,7 @@ impl TwinConfig {
             fault_tolerant_stall_s: None,
             lossless_preemption: false,
             failures: None,
+            root_causes: fabrik_model::reliability::RootCauses::ft_hsdp(),
             failure_trace: Vec::new(),
             checkpoint: CheckpointPolicy::AsSubmitted,
             checkpoint_write_s: 0,

@@ -3,12 +3,11 @@
 //! freed at t are usable by a job submitted at t), then one scheduling pass runs.
 
 use crate::config::{young_daly_s, CheckpointPolicy, PredictiveConfig, TwinConfig};
-use crate::failure_model::{Drawn, Failures, Interruption, SWITCH_CAUSE};
+use crate::failure_model::{switch_cause, Drawn, Failures, Interruption};
 use crate::joblog::{JobLog, RestartCause};
 use crate::metrics::TimeSeries;
 use crate::report::{self, Report};
 use crate::workload::Workload;
-use fabrik_model::reliability::ROOT_CAUSES;
 use fabrik_model::{Facility, JobId, Secs, SimTime};
 use fabrik_sched::Scheduler;
 use std::cmp::Reverse;
@@ -60,7 +59,7 @@ enum Kind {
     End(JobId, u32),
     Arrival(u32),
     Wakeup,
-    /// A domain fails with a root cause (index into `ROOT_CAUSES`) for a repair time (0: draw
+    /// A domain fails with a root cause (index into the run's `RootCauses`; one past the last: a leaf switch) for a repair time (0: draw
     /// one from the model).
     Fail(u32, u8, u64),
     /// A failure announced by precursor telemetry; it does not happen if the node was drained.
@@ -204,7 +203,8 @@ impl<'a> Twin<'a> {
         if let (Some(signal), Some(a)) = (cfg.energy.aware_signal(), cfg.energy.aware) {
             sched.set_energy_aware(Some(a.modifier(signal)));
         }
-        let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc));
+        let failures = cfg.failures.clone().map(|fc| Failures::new(facility, fc, cfg.root_causes.clone()));
+        let causes = cfg.root_causes.causes.len();
         let ledger = crate::energy::Ledger::new(&cfg.energy);
         let hourly = cfg.energy.needs_hourly_ticks();
         let span = workload.jobs.last().map_or(0, |j| j.spec.submit.0);
@@ -221,7 +221,7 @@ impl<'a> Twin<'a> {
             preempted: Vec::new(),
             failures,
             fail_count: 0,
-            fail_by_cause: vec![0; ROOT_CAUSES.len() + 1],
+            fail_by_cause: vec![0; causes + 1],
             down: TimeSeries::new(bucket),
             ledger,
             phase_saving_w: 0.0,
@@ -330,7 +330,8 @@ impl<'a> Twin<'a> {
         let Some(f) = self.failures.as_mut() else { return };
         match f.draw(now, self.facility) {
             Some(Drawn::Switch { at, first, repair_s }) => {
-                self.push(at, Kind::Fail(first, SWITCH_CAUSE as u8, repair_s));
+                let switch = switch_cause(&f.causes) as u8;
+                self.push(at, Kind::Fail(first, switch, repair_s));
                 self.push(at, Kind::NextFailure);
             }
             Some(Drawn::Node { onset, at, domain, cause, predictable }) => {
@@ -380,7 +381,7 @@ impl<'a> Twin<'a> {
             Some(pf) => {
                 f.maintenance.true_drains += 1;
                 f.maintenance.failures_avoided += 1;
-                ROOT_CAUSES[pf.cause as usize].2 as u64
+                self.cfg.root_causes.causes[pf.cause as usize].repair_s as u64
             }
             None => {
                 f.maintenance.false_drains += 1;
@@ -435,7 +436,7 @@ impl<'a> Twin<'a> {
         }
         self.fail_count += 1;
         self.fail_by_cause[cause as usize] += 1;
-        if cause as usize == SWITCH_CAUSE {
+        if cause as usize == switch_cause(&self.cfg.root_causes) {
             // a leaf switch: every domain of the group goes down together
             let g = &self.facility.groups[self.facility.domains[d as usize].group.idx()];
             let repair = given_repair.max(1);

@@ -3,7 +3,7 @@
 //! detector's state, spare nodes, and the counts of predictive maintenance. It draws; the
 //! engine applies what it draws to the scheduler (see `engine::Twin::fail` and `drain`).
 
-use fabrik_model::reliability::ROOT_CAUSES;
+use fabrik_model::reliability::RootCauses;
 use fabrik_model::{Facility, SimTime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,9 +75,6 @@ impl Default for PredictiveConfig {
     }
 }
 
-/// Causes whose failures may announce themselves in telemetry.
-const PREDICTABLE: [usize; 4] = [0, 1, 3, 8];
-
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pending {
     pub onset: SimTime,
@@ -104,12 +101,9 @@ pub struct Maintenance {
     pub false_drain_gpu_hours: f64,
 }
 
-/// The cause index of a leaf-switch failure (after the node-level `ROOT_CAUSES`).
-pub const SWITCH_CAUSE: usize = ROOT_CAUSES.len();
-
-/// The name of a cause index (a `ROOT_CAUSES` entry, or the leaf switch).
-pub fn cause_name(cause: usize) -> &'static str {
-    ROOT_CAUSES.get(cause).map_or("leaf switch (whole group)", |c| c.0)
+/// The cause index of a leaf-switch failure: the one after the node-level causes.
+pub fn switch_cause(causes: &RootCauses) -> usize {
+    causes.causes.len()
 }
 
 /// A running job interrupted by a failure: when, which job, the failed node (the first node
@@ -133,6 +127,8 @@ pub(crate) struct Failures {
     pub(crate) switch_rate: f64,
     pub(crate) groups: u32,
     pub(crate) cfg: FailureConfig,
+    /// The root causes drawn from.
+    pub(crate) causes: RootCauses,
     /// Telemetry noise has its own generator, so failures are the same with and without it.
     pub(crate) telemetry_rng: ChaCha8Rng,
     pub(crate) pending: Vec<Option<Pending>>,
@@ -144,7 +140,7 @@ pub(crate) struct Failures {
 }
 
 impl Failures {
-    pub(crate) fn new(f: &Facility, cfg: FailureConfig) -> Failures {
+    pub(crate) fn new(f: &Facility, cfg: FailureConfig, causes: RootCauses) -> Failures {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut cumulative = Vec::with_capacity(f.domains.len());
         let (mut acc, mut all_nodes) = (0.0, 0.0);
@@ -176,6 +172,7 @@ impl Failures {
             spares: vec![Vec::new(); f.groups.len()],
             spare_swaps: 0,
             cfg,
+            causes,
         }
     }
 }
@@ -209,9 +206,9 @@ impl Failures {
         let domain = self.cumulative.partition_point(|&c| c <= x).min(self.cumulative.len() - 1) as u32;
         let u = self.rng.gen::<f64>();
         let mut acc = 0.0;
-        let mut cause = ROOT_CAUSES.len() - 1;
-        for (k, c) in ROOT_CAUSES.iter().enumerate() {
-            acc += c.1;
+        let mut cause = self.causes.causes.len() - 1;
+        for (k, c) in self.causes.causes.iter().enumerate() {
+            acc += c.share;
             if u < acc {
                 cause = k;
                 break;
@@ -222,7 +219,8 @@ impl Failures {
         }
         let onset = now + fabrik_model::Secs(gap.ceil() as u64);
         let at = onset + fabrik_model::Secs(self.cfg.lead_time_s);
-        let predictable = PREDICTABLE.contains(&cause) && self.rng.gen::<f64>() < self.cfg.predictable_share;
+        let predictable =
+            self.causes.causes[cause].class.predictable() && self.rng.gen::<f64>() < self.cfg.predictable_share;
         if predictable {
             self.pending[domain as usize] = Some(Pending { onset, at, cause: cause as u8 });
         }
@@ -250,7 +248,7 @@ impl Failures {
     /// A repair time for a node failure of `cause`: log-normal around the cause's typical one.
     pub(crate) fn repair_s(&mut self, cause: u8) -> f64 {
         use rand_distr::{Distribution, LogNormal};
-        let typical = ROOT_CAUSES[cause as usize].2;
+        let typical = self.causes.causes[cause as usize].repair_s;
         LogNormal::new(typical.ln(), self.cfg.repair_sigma).map_or(typical, |l| l.sample(&mut self.rng))
     }
 }
@@ -276,7 +274,7 @@ mod tests {
                 seed,
                 ..FailureConfig::default()
             };
-            let mut p = Failures::new(&f, cfg);
+            let mut p = Failures::new(&f, cfg, RootCauses::ft_hsdp());
             // failing units per domain (HGX nodes, NVL72 compute trays) and the lemons among them
             let units: Vec<f64> = (0..f.domains.len())
                 .map(|d| {

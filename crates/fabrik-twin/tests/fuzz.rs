@@ -224,7 +224,7 @@ proptest! {
     fn failure_traces(muts in mutations(), junk in "\\PC{0,200}") {
         let f = facility();
         for text in [mutate(FAILURES, &muts), junk.clone()] {
-            match fabrik_twin::failures::read_trace(text.as_bytes(), "fail.csv", &f) {
+            match fabrik_twin::failures::read_trace(text.as_bytes(), "fail.csv", &f, &fabrik_model::reliability::RootCauses::ft_hsdp()) {
                 Ok(ev) => prop_assert!(ev.len() <= lines(&text)),
                 Err(e) => prop_assert!(e.to_string().contains("fail.csv"), "{e}"),
             }

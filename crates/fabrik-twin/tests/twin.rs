@@ -221,6 +221,7 @@ fn node_0_fails_at_250() -> (Facility, fabrik_twin::Workload, TwinConfig) {
         "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
         "f.csv",
         &f,
+        &fabrik_model::reliability::RootCauses::ft_hsdp(),
     )
     .unwrap();
     (f, w, c)
@@ -368,9 +369,13 @@ fn a_leaf_switch_failure_takes_its_whole_group_down() {
     }
     let w = fabrik_csv::read(jobs.as_bytes(), "j.csv", &f).unwrap();
     let mut c = cfg("fifo");
-    c.failure_trace =
-        fabrik_twin::failures::read_trace("time,node,component,repair\n100,5,leaf switch,1h\n".as_bytes(), "f.csv", &f)
-            .unwrap();
+    c.failure_trace = fabrik_twin::failures::read_trace(
+        "time,node,component,repair\n100,5,leaf switch,1h\n".as_bytes(),
+        "f.csv",
+        &f,
+        &fabrik_model::reliability::RootCauses::ft_hsdp(),
+    )
+    .unwrap();
     let r = simulate(&f, &w, c).unwrap();
     assert_eq!((r.summary.failures, r.summary.interruptions), (1, 1));
     let hit: Vec<&str> = r.jobs.iter().filter(|j| j.end_s > 1000).map(|j| j.name.as_str()).collect();
@@ -434,6 +439,7 @@ fn a_spare_takes_the_place_of_a_failed_node_at_once() {
         "time,node,component,repair\n250,0,software bug,10m\n".as_bytes(),
         "f.csv",
         &f,
+        &fabrik_model::reliability::RootCauses::ft_hsdp(),
     )
     .unwrap();
     c.failures =
@@ -895,6 +901,7 @@ fn a_job_interrupted_twice_lists_both_times() {
         "time,node,component,repair\n250,0,software bug,10m\n1000,0,software bug,10m\n".as_bytes(),
         "f.csv",
         &f,
+        &fabrik_model::reliability::RootCauses::ft_hsdp(),
     )
     .unwrap();
     let r = simulate(&f, &w, c).unwrap();
@@ -923,4 +930,42 @@ fn a_job_that_cannot_outlast_its_failures_stops_the_run_at_the_horizon() {
         }
         other => panic!("expected the horizon error, got {:?}", other.map(|r| r.summary.completed)),
     }
+}
+
+#[test]
+fn failures_follow_the_chosen_root_cause_mix() {
+    // ai-factory (512 nodes) at 200 per 1,000 node-days for 30 days with no jobs: 3,072 drawn,
+    // of which those striking a node already down for repair are not counted (~2,500 remain;
+    // the cause does not change which). With the Llama 3 mix, faulty GPUs are 148/419 = 35.3% of
+    // node failures; with a two-cause file 3:1, 75%. Within 4 binomial standard deviations.
+    let f = Facility::preset("ai-factory").unwrap();
+    let w =
+        fabrik_csv::read("name,submit,account,gpus,walltime,runtime\nend,30d,eval,1,1h,1h\n".as_bytes(), "j.csv", &f)
+            .unwrap();
+    let run = |mix: fabrik_model::reliability::RootCauses| {
+        let mut c = cfg("fifo");
+        c.failures = Some(fabrik_twin::config::FailureConfig { per_1000_node_days: 200.0, ..Default::default() });
+        c.root_causes = mix;
+        simulate(&f, &w, c).unwrap()
+    };
+    let within = |r: &fabrik_twin::report::Report, cause: &str, p: f64| {
+        let node: u64 =
+            r.failure_causes.iter().filter(|c| !c.cause.starts_with("leaf switch")).map(|c| c.failures).sum();
+        let n = r.failure_causes.iter().find(|c| c.cause == cause).unwrap().failures as f64;
+        let sd = (node as f64 * p * (1.0 - p)).sqrt();
+        assert!(node > 2_000, "{node} node failures");
+        assert!((n - node as f64 * p).abs() < 4.0 * sd, "{cause}: {n} of {node}, expected share {p}");
+    };
+    let l = run(fabrik_model::reliability::RootCauses::llama3());
+    assert_eq!(l.failure_causes.len(), 19, "18 causes and the leaf switch");
+    within(&l, "faulty GPU", 148.0 / 419.0);
+    within(&l, "GPU SRAM memory", 19.0 / 419.0);
+    let file = "name = \"two\"\n[[cause]]\nname = \"gpu\"\nclass = \"gpu\"\nshare = 3\nrepair = \"1d\"\n\
+                [[cause]]\nname = \"sw\"\nclass = \"software\"\nshare = 1\nrepair = \"15m\"\n";
+    let t = run(fabrik_model::reliability::RootCauses::from_toml(file, "two.toml").unwrap());
+    within(&t, "gpu", 0.75);
+    assert_eq!(
+        t.failure_causes.iter().map(|c| c.cause.as_str()).collect::<Vec<_>>(),
+        vec!["gpu", "sw", "leaf switch (whole group)"]
+    );
 }

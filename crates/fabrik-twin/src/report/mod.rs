@@ -373,8 +373,8 @@ const WAIT_BINS: &[(u64, &str)] = &[
     (u64::MAX, ">3d"),
 ];
 
-/// Failures that happened (when modelled): all of them and per cause (`ROOT_CAUSES`, then the
-/// leaf switch).
+/// Failures that happened (when modelled): all of them and per cause (the run's root causes,
+/// then the leaf switch).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FailureCounts {
     pub total: u64,
@@ -690,7 +690,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 f.by_cause
                     .iter()
                     .enumerate()
-                    .map(|(c, &n)| CauseRow { cause: crate::failure_model::cause_name(c).to_string(), failures: n })
+                    .map(|(c, &n)| CauseRow { cause: i.cfg.root_causes.name_of(c).to_string(), failures: n })
                     .collect()
             })
             .unwrap_or_default(),
@@ -701,7 +701,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 at_s: x.at.0,
                 job: i.workload.jobs[x.job.idx()].spec.name.clone(),
                 node: x.node,
-                cause: crate::failure_model::cause_name(usize::from(x.cause)).to_string(),
+                cause: i.cfg.root_causes.name_of(usize::from(x.cause)).to_string(),
             })
             .collect(),
         maintenance: i.maintenance.clone().map(|m| {
