@@ -48,6 +48,10 @@ pub struct EnergyArgs {
     /// How far ahead the modifier looks for a cleaner hour (hours).
     #[arg(long, default_value_t = 24)]
     aware_horizon_h: u64,
+    /// Under a power cap, the share of a later window's cap that deferrals into it leave free
+    /// for the work arriving meanwhile (0 to 0.5).
+    #[arg(long, default_value_t = fabrik_sched::power::DEFAULT_HEADROOM)]
+    aware_headroom: f64,
     /// Lowest GPU power limit per QoS when the cap binds: high=1,normal=0.8,low=0.6.
     #[arg(long)]
     power_limits: Option<String>,
@@ -257,7 +261,16 @@ impl EnergyArgs {
                 bail!("--energy-aware {} needs an hourly signal: {m}", self.energy_aware);
             }
             let mode = defer_mode(&self.aware_mode)?;
-            e.aware = Some(AwareConfig { objective, mode, horizon_h: self.aware_horizon_h, ..AwareConfig::default() });
+            if !(0.0..=0.5).contains(&self.aware_headroom) {
+                bail!("--aware-headroom takes a share from 0 to 0.5, got {}", self.aware_headroom);
+            }
+            e.aware = Some(AwareConfig {
+                objective,
+                mode,
+                horizon_h: self.aware_horizon_h,
+                headroom: self.aware_headroom,
+                ..AwareConfig::default()
+            });
         }
         if let Some(l) = &self.power_limits {
             sched.power_limits = power_limits(l)?;

@@ -1034,13 +1034,14 @@ fn queue_mode_deferral_returns_the_job_at_its_own_place() {
 
 #[test]
 fn queue_mode_deferrals_count_the_power_already_deferred_into_their_window() {
-    // tiny under a cap that powers one 8-GPU job (11,412 W, see the power cap test), the
-    // greener hour 1. Two flexible 8-GPU jobs (high QoS: no power limit) could each start now.
-    // The first is deferred to hour 1; the second would need 6,520 idle + 2 × 4,892 W there,
+    // tiny under a cap of 12,100 W, the greener hour 1. One 8-GPU job draws 6,520 idle +
+    // 4,892 W = 11,412 W (see the power cap test), under the default headroom's 95% of the cap
+    // (11,495 W). Two flexible 8-GPU jobs (high QoS: no power limit) could each start now. The
+    // first is deferred to hour 1; the second would need 6,520 + 2 × 4,892 = 16,304 W there,
     // over the cap, so it is not deferred into the same hour: it starts now.
     let f = fac("tiny");
     let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
-    s.set_power_cap(Some(11_412.0), 1.0);
+    s.set_power_cap(Some(12_100.0), 1.0);
     let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
     s.set_energy_aware(Some(crate::EnergyAware::new(sig, 48, 0.05, Secs(0), crate::DeferMode::Queue)));
     for _ in 0..2 {
@@ -1054,6 +1055,30 @@ fn queue_mode_deferrals_count_the_power_already_deferred_into_their_window() {
     assert_eq!(started, vec![JobId(1)]);
     assert_eq!(s.job(JobId(0)).deferred_until(), Some(SimTime(3600)));
     assert_eq!(s.job(JobId(1)).deferrals, 0);
+}
+
+#[test]
+fn queue_mode_deferrals_leave_the_headroom_of_the_later_windows_cap_free() {
+    // tiny under a cap of 11,600 W, the greener hour 1. One flexible 8-GPU job would draw
+    // 6,520 idle + 4,892 W = 11,412 W in hour 1: under the cap, but over 95% of it (11,020 W),
+    // so with the default headroom of 5% it is not deferred and starts now (11,412 W fits the
+    // cap now). With no headroom the same job is deferred to hour 1.
+    let f = fac("tiny");
+    let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
+    for (headroom, deferred) in [(crate::power::DEFAULT_HEADROOM, false), (0.0, true)] {
+        let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+        s.set_power_cap(Some(11_600.0), 1.0);
+        let m = crate::EnergyAware::new(sig.clone(), 48, 0.05, Secs(0), crate::DeferMode::Queue);
+        s.set_energy_aware(Some(m.with_headroom(headroom)));
+        let mut j = job(P, 8, 0, 3600);
+        j.qos = Qos::High;
+        j.deadline = Some(SimTime(6 * 3600));
+        s.submit(j, SimTime(0)).unwrap();
+        let mut started = vec![];
+        s.schedule(SimTime(0), &mut started);
+        assert_eq!(started.is_empty(), deferred, "headroom {headroom}");
+        assert_eq!(s.job(JobId(0)).deferred_until(), deferred.then_some(SimTime(3600)));
+    }
 }
 
 #[test]

@@ -30,17 +30,22 @@ pub struct AwareConfig {
     pub horizon_h: u64,
     pub min_gain: f64,
     pub guard_s: u64,
+    /// The share of a later window's power cap deferrals leave free
+    /// (`fabrik_sched::EnergyAware::headroom`).
+    pub headroom: f64,
 }
 
 impl Default for AwareConfig {
     fn default() -> Self {
-        // Look a day ahead, defer only for a 5% better window, keep an hour of slack.
+        // Look a day ahead, defer only for a 5% better window, keep an hour of slack, leave 5%
+        // of a capped window's power to the work arriving into it.
         AwareConfig {
             objective: Objective::Carbon,
             mode: fabrik_sched::DeferMode::Queue,
             horizon_h: 24,
             min_gain: 0.05,
             guard_s: 3600,
+            headroom: fabrik_sched::power::DEFAULT_HEADROOM,
         }
     }
 }
@@ -55,6 +60,7 @@ impl AwareConfig {
             fabrik_model::Secs(self.guard_s),
             self.mode,
         )
+        .with_headroom(self.headroom)
     }
 }
 

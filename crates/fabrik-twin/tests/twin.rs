@@ -640,6 +640,24 @@ mod flexible {
     }
 
     #[test]
+    fn the_report_separates_the_inflexible_jobs_waits() {
+        // small (128 GPUs): `a` takes the whole facility for an hour at 0; `b` (64 GPUs, 1 h,
+        // submitted at 600) waits for it until 3,600: wait 3,000 s, bounded slowdown
+        // (3,000 + 3,600) / 3,600 = 1.8333; `a` waits 0, slowdown 1. The flexible job (whatever
+        // the modifier does with it) is not among them: 2 inflexible jobs, mean wait 1,500 s,
+        // mean bounded slowdown 1.41667.
+        let text = "name,submit,account,gpus,walltime,runtime,deadline\na,0,eval,128,1h,1h,\n\
+                    flex,0,eval,8,2h,2h,1d\nb,600,eval,64,1h,1h,\n";
+        for mode in [None, Some(QUEUE), Some(CLAIM)] {
+            let r = run(text, mode, 0.0);
+            let fl = &r.energy.flexible;
+            assert_eq!((fl.jobs, fl.inflexible_jobs), (1, 2), "{mode:?}");
+            assert!((fl.inflexible_mean_wait_s - 1500.0).abs() < 1e-9, "{mode:?}: {}", fl.inflexible_mean_wait_s);
+            assert!((fl.inflexible_bsld_mean - (1.0 + 6600.0 / 3600.0) / 2.0).abs() < 1e-9, "{mode:?}");
+        }
+    }
+
+    #[test]
     fn a_flexible_job_moves_to_the_clean_midday_and_emits_less() {
         // Submitted at midnight with a day of slack, a 2-hour job waits for the solar dip; an
         // inflexible twin of it starts at once. On-site renewables far above the load bring the

@@ -340,12 +340,13 @@ impl Scheduler {
             return None;
         }
         let (until, here, then) = m.defer(now, walltime, deadline)?;
-        let mode = m.mode;
+        let (mode, headroom) = (m.mode, m.headroom);
         if need <= self.power.green_headroom_w {
             self.power.green_headroom_w -= need;
             return None;
         }
         // it must fit now, beside the head's reservation, and under the cap of its later window
+        // with the modifier's headroom left for the work that arrives meanwhile
         if self.easy.reservation.is_some() {
             self.apply_holds();
         }
@@ -363,7 +364,7 @@ impl Scheduler {
                 .map(|(_, qs)| self.power.delta_w(qs.gpus, qs.gpu_type))
                 .sum();
             if self.it_power_w() - self.claims_w_from(until + walltime) + queued + need
-                > b.min_between(until, until + walltime)
+                > b.min_between(until, until + walltime) * (1.0 - headroom)
             {
                 return None;
             }

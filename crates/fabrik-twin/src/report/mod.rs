@@ -234,6 +234,11 @@ pub struct FlexibleSummary {
     /// GPU-hours that GPUs claimed by deferred jobs stood idle (the price of their guarantee).
     pub claimed_idle_gpu_hours: f64,
     pub mean_wait_s: f64,
+    /// The other completed jobs (no deadline: never held by the modifier), their mean wait and
+    /// mean bounded slowdown: what the modifier must not make worse.
+    pub inflexible_jobs: u64,
+    pub inflexible_mean_wait_s: f64,
+    pub inflexible_bsld_mean: f64,
     pub deadlines_met: u64,
     pub deadlines_missed: u64,
     #[serde(flatten)]
@@ -443,6 +448,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
     let mut energy_by_account: BTreeMap<usize, crate::energy::Share> = BTreeMap::new();
     let mut flex = FlexibleSummary::default();
     let mut flex_waits = 0.0;
+    let (mut inflex_waits, mut inflex_bsld) = (0.0, 0.0);
     let mut power_limited_jobs = 0;
     let (mut ettrs, mut goodputs) = (vec![], vec![]);
     let mut rel = vec![ReliabilityTally::default(); SIZE_CLASSES.len()];
@@ -494,6 +500,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
                 flex.deadlines_missed += 1;
             }
             flex.share += share;
+        } else {
+            flex.inflexible_jobs += 1;
+            inflex_waits += wait as f64;
+            inflex_bsld += b;
         }
         interruptions += u64::from(log.interruptions);
         fail_lost += log.fail_lost_gpu_s / 3600.0;
@@ -718,7 +728,10 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             }
         }),
         energy: {
-            flex.mean_wait_s = if flex.jobs > 0 { flex_waits / flex.jobs as f64 } else { 0.0 };
+            let mean = |sum: f64, n: u64| if n > 0 { sum / n as f64 } else { 0.0 };
+            flex.mean_wait_s = mean(flex_waits, flex.jobs);
+            flex.inflexible_mean_wait_s = mean(inflex_waits, flex.inflexible_jobs);
+            flex.inflexible_bsld_mean = mean(inflex_bsld, flex.inflexible_jobs);
             flex.claimed_idle_gpu_hours = i.claim_idle.integral() / 3600.0;
             energy_summary(&i, makespan, energy_by_account, flex, power_limited_jobs)
         },

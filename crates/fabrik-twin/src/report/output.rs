@@ -171,7 +171,7 @@ impl Report {
         if fl.jobs > 0 {
             let _ = writeln!(
                 o,
-                "flexible jobs: {} ({} deferred, their claimed GPUs idle {:.0} GPU-hours), mean wait {}, deadlines met {} / missed {}; {:.1} MWh IT, {:.1} tCO2e, EUR {:.0}",
+                "flexible jobs: {} ({} deferred, their claimed GPUs idle {:.0} GPU-hours), mean wait {}, deadlines met {} / missed {}; {:.1} MWh IT, {:.1} tCO2e, EUR {:.0}; the {} others: mean wait {}, mean BSLD {:.2}",
                 fl.jobs,
                 fl.deferred_jobs,
                 fl.claimed_idle_gpu_hours,
@@ -180,7 +180,10 @@ impl Report {
                 fl.deadlines_missed,
                 fl.share.it_mwh,
                 fl.share.emissions_t,
-                fl.share.cost_eur
+                fl.share.cost_eur,
+                fl.inflexible_jobs,
+                dur(fl.inflexible_mean_wait_s),
+                fl.inflexible_bsld_mean
             );
         }
         if let Some(m) = &self.maintenance {
