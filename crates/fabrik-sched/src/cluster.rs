@@ -412,6 +412,55 @@ impl Cluster {
         self.pools.len()
     }
 
+    /// The order of the free lists (domains by free GPUs, groups by whole free domains): pool
+    /// by pool, bucket by bucket, each list front to back. Placement breaks ties by it, so a
+    /// snapshot carries it for a restored brain to place as the original would.
+    pub fn list_order(&self) -> (Vec<u32>, Vec<u32>) {
+        let walk = |heads: &[u32], next: &[u32], out: &mut Vec<u32>| {
+            for &h in heads {
+                let mut x = h;
+                while x != NIL {
+                    out.push(x);
+                    x = next[x as usize];
+                }
+            }
+        };
+        let (mut domains, mut groups) = (Vec::with_capacity(self.free.len()), Vec::with_capacity(self.groups.len()));
+        for p in &self.pools {
+            walk(&p.heads, &self.next, &mut domains);
+            walk(&p.group_heads, &self.group_next, &mut groups);
+        }
+        (domains, groups)
+    }
+
+    /// Rebuilds the free lists in the order `list_order` gave (each list keeps the relative
+    /// order of its members there). Refuses what is not a permutation of the domains and groups.
+    pub fn set_list_order(&mut self, domains: &[u32], groups: &[u32]) -> Result<(), String> {
+        let permutation = |xs: &[u32], n: usize| {
+            let mut seen = vec![false; n];
+            xs.len() == n && xs.iter().all(|&x| (x as usize) < n && !std::mem::replace(&mut seen[x as usize], true))
+        };
+        if !permutation(domains, self.free.len()) || !permutation(groups, self.groups.len()) {
+            return Err(format!(
+                "list order must name each of the {} domains and {} groups once",
+                self.free.len(),
+                self.groups.len()
+            ));
+        }
+        for p in &mut self.pools {
+            p.heads.iter_mut().for_each(|h| *h = NIL);
+            p.group_heads.iter_mut().for_each(|h| *h = NIL);
+        }
+        for &d in domains.iter().rev() {
+            self.link(d, self.free[d as usize]);
+        }
+        for &g in groups.iter().rev() {
+            self.link_group(g, self.groups[g as usize].full_free);
+        }
+        self.version += 1;
+        Ok(())
+    }
+
     pub fn is_down(&self, d: DomainId) -> bool {
         self.down[d.idx()]
     }

@@ -37,7 +37,8 @@ impl Default for FairShareConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Serialised whole in a snapshot (the factor cache excepted: recomputed at the next decay).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Usage {
     half_life: f64,
     decayed: Vec<f64>,
@@ -51,6 +52,7 @@ pub struct Usage {
     /// The fair-share factor per account as of the last decay (empty: not computed): it
     /// changes only when usage decays or the tenant tree does, so a recalculation over many
     /// pending jobs computes it once per account.
+    #[serde(skip)]
     factors: Vec<f64>,
 }
 
@@ -70,6 +72,27 @@ impl Usage {
     }
 
     /// Makes room for accounts added to the tree.
+    /// Whether usage read from a file fits a tree of `accounts` and holds sane values.
+    pub fn check(&self, accounts: usize) -> Result<(), String> {
+        let lens =
+            [self.decayed.len(), self.accrued.len(), self.running_gpus.len(), self.last_change.len(), self.raw.len()];
+        if lens.iter().any(|&n| n != accounts) {
+            return Err(format!("per-account vectors of lengths {lens:?} for {accounts} accounts"));
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite() && *x >= 0.0);
+        let sane = self.half_life.is_finite()
+            && self.half_life >= 1.0
+            && finite(&self.decayed)
+            && finite(&self.accrued)
+            && finite(&self.raw)
+            && self.total.is_finite()
+            && self.total >= 0.0;
+        if !sane {
+            return Err("half-life and usage must be finite and non-negative".into());
+        }
+        Ok(())
+    }
+
     pub fn grow(&mut self, accounts: usize) {
         if accounts > self.decayed.len() {
             self.decayed.resize(accounts, 0.0);

@@ -33,6 +33,7 @@ mod preempt;
 mod queue;
 mod quotas;
 mod slurm_pass;
+pub mod snapshot;
 mod table;
 mod views;
 
