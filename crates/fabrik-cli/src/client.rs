@@ -1,4 +1,4 @@
-//! The CLI client of `fabrik serve`: submit, queue, show, cancel, logs, why, usage. The server
+//! The CLI client of `fabrik serve`: submit, queue, show, cancel, logs, why, usage, snapshot. The server
 //! address and token come from flags, then $FABRIK_SERVER / $FABRIK_TOKEN, then the config file
 //! (~/.config/fabrik/client.toml with `server = "..."` and `token = "..."`).
 
@@ -69,6 +69,12 @@ pub enum ClientCmd {
     },
     /// Accounts: entitled share, recent usage, GPU-hours, IT energy and emissions.
     Usage {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The scheduler's state (admins) as JSON on standard output: the input of `fabrik simulate
+    /// --from`.
+    Snapshot {
         #[command(flatten)]
         conn: Conn,
     },
@@ -193,7 +199,8 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
         | ClientCmd::Cancel { conn, .. }
         | ClientCmd::Logs { conn, .. }
         | ClientCmd::Why { conn, .. }
-        | ClientCmd::Usage { conn } => conn,
+        | ClientCmd::Usage { conn }
+        | ClientCmd::Snapshot { conn } => conn,
     };
     let c = Client::new(conn)?;
     let out = |v: &Value| println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
@@ -257,6 +264,7 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
             let text = c.send(c.http.get(url))?.text()?;
             print!("{text}");
         }
+        ClientCmd::Snapshot { .. } => out(&c.get("/v1/snapshot")?),
         ClientCmd::Why { job, .. } => {
             let v = c.get(&format!("/v1/jobs/{job}/why"))?;
             if conn.json {

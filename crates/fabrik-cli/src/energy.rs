@@ -57,6 +57,13 @@ pub struct EnergyArgs {
     power_limits: Option<String>,
 }
 
+impl EnergyArgs {
+    /// Whether --power-cap-mw was given.
+    pub fn has_power_cap(&self) -> bool {
+        self.power_cap_mw.is_some()
+    }
+}
+
 /// An hourly series flag: `annual-mean` (none), `synthetic` (the zone's profile), or
 /// `csv:PATH[#COLUMN]`; with where it came from, for the report.
 fn series(spec: &str, flag: &str, zone: &Zone, synthetic: impl FnOnce() -> Hourly) -> Result<Option<(Hourly, String)>> {

@@ -108,8 +108,16 @@ pub struct SimArgs {
     facility: String,
     #[command(flatten)]
     w: WorkloadArgs,
+    /// Continue from a snapshot of `fabrik serve` (`fabrik snapshot > state.json`): its running
+    /// jobs, queue, usage and nodes out of service, on the facility it was taken on (pass that
+    /// as --facility). No arrivals unless --append gives some.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// With --from: a workload (as --workload) whose second 0 is the snapshot's moment.
+    #[arg(long, value_name = "WORKLOAD", requires = "from")]
+    append: Option<String>,
     /// fifo, fifo-backfill, fair-share, las or slurm (see `fabrik policies`) [default: fair-share,
-    /// or the preset's].
+    /// the preset's, or the snapshot's].
     #[arg(long)]
     policy: Option<String>,
     /// Set the run up as a published simulator runs it: tiresias (las with Tiresias' queue
@@ -192,7 +200,7 @@ fn default_sigpipe() {
 }
 
 /// Where the jobs come from.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct WorkloadArgs {
     /// synthetic, itp:PATH (Microsoft ITP CSV), csv:PATH (fabrik CSV job format), philly:PATH
     /// (cluster_job_log JSON), helios:PATH / acme:PATH (CSV), pai:JOBS.csv,TASKS.csv (PAI 2020),
@@ -557,8 +565,17 @@ fn simulate(a: &SimArgs) -> Result<()> {
         (None, Some(p)) => p,
         (None, None) => "fair-share",
     };
+    let snapshot = a.from.as_deref().map(read_snapshot).transpose()?;
+    let policy = match (&snapshot, a.policy.is_none() && a.preset.is_none()) {
+        (Some(s), true) => s.policy.clone(),
+        _ => policy.to_string(),
+    };
+    let policy = policy.as_str();
     check_policy(policy)?;
     let facility = load_facility(&a.facility)?;
+    if let Some(snap) = snapshot {
+        return simulate_from(a, policy, facility, snap);
+    }
     let (mut workload, tenants) = a.w.load(&facility)?;
     if a.preset == Some(fabrik_twin::config::Preset::Tiresias) && a.w.preemptible.is_none() {
         workload.set_preemptible(fabrik_twin::workload::Preemptible::All);
@@ -567,6 +584,45 @@ fn simulate(a: &SimArgs) -> Result<()> {
     if let Some(t) = tenants {
         facility.tenants = t;
     }
+    let cfg = twin_config(a, policy, &facility)?;
+    let twin = Twin::new(&facility, &workload, cfg)?;
+    run_twin(twin, workload.jobs.len(), a)
+}
+
+/// A snapshot file (`fabrik snapshot`), its errors naming the file, line and column.
+fn read_snapshot(path: &Path) -> Result<fabrik_sched::Snapshot> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("snapshot {}", path.display()))
+}
+
+/// `simulate --from`: the twin forked from a snapshot, with the accounts it names (and the
+/// facility file's quotas on their paths), the power cap in force unless --power-cap-mw says
+/// otherwise, and --append's arrivals after it.
+fn simulate_from(a: &SimArgs, policy: &str, mut facility: Facility, snap: fabrik_sched::Snapshot) -> Result<()> {
+    if a.w.workload != "synthetic" {
+        bail!("with --from, arrivals come from --append (the snapshot's jobs are the workload)");
+    }
+    let accounts: Vec<(String, f64)> = snap.accounts.iter().map(|a| (a.path.clone(), a.shares)).collect();
+    facility.tenants = fabrik_model::TenantTree::with_quotas_of(&accounts, &facility.tenants, "snapshot accounts")?;
+    let appended = match &a.append {
+        Some(spec) => {
+            let w = WorkloadArgs { workload: spec.clone(), ..a.w.clone() };
+            Some(w.load(&facility)?.0)
+        }
+        None => None,
+    };
+    let (workload, fork) = fabrik_twin::fork::fork(&snap, &facility, appended.as_ref()).map_err(anyhow::Error::msg)?;
+    let mut cfg = twin_config(a, policy, &facility)?;
+    if let (Some(mw), false) = (snap.power_cap_mw, a.energy.has_power_cap()) {
+        cfg.energy.cap_mw = Some(fabrik_model::grid::Hourly::constant(mw));
+        cfg.energy.cap_source = format!("{mw} MW (the snapshot's)");
+    }
+    let twin = Twin::forked(&facility, &workload, cfg, fork)?;
+    run_twin(twin, workload.jobs.len(), a)
+}
+
+/// The twin's configuration from the flags.
+fn twin_config(a: &SimArgs, policy: &str, facility: &Facility) -> Result<TwinConfig> {
     let mut cfg = TwinConfig::new(policy, sched_config(a.sched_config.as_deref(), a.backfill_depth)?, a.w.seed);
     cfg.restart_overhead_s = a.restart_overhead_s;
     if let Some(p) = a.preset {
@@ -634,10 +690,14 @@ fn simulate(a: &SimArgs) -> Result<()> {
     if let Some(p) = &a.failure_trace {
         let file = std::fs::File::open(p).with_context(|| format!("cannot open failure trace {}", p.display()))?;
         cfg.failure_trace =
-            fabrik_twin::failures::read_trace(file, &p.display().to_string(), &facility, &cfg.root_causes)?;
+            fabrik_twin::failures::read_trace(file, &p.display().to_string(), facility, &cfg.root_causes)?;
     }
-    let twin = Twin::new(&facility, &workload, cfg)?;
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(workload.jobs.len() as u64) };
+    Ok(cfg)
+}
+
+/// Runs the twin with a progress bar and writes the outputs.
+fn run_twin(twin: Twin<'_>, jobs: usize, a: &SimArgs) -> Result<()> {
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(jobs as u64) };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs done, virtual time {msg}",

@@ -353,3 +353,75 @@ fn an_imported_slurm_cluster_runs_under_the_slurm_policy() {
         "time limit 120 min exceeds the partition/QOS limit of 60 min",
     );
 }
+
+/// A live brain on tiny at Unix 1,700,000,000: `r` (16 GPUs) started 30 min before and runs
+/// 1 h; queued q1 (8 GPUs, 1 h walltime, runs 1,200 s) and q2 (16 GPUs, 1 h, runs 600 s).
+fn snapshot_file() -> PathBuf {
+    use fabrik_model::{Facility, JobSpec, Secs, SimTime};
+    const AT: u64 = 1_700_000_000;
+    let f = Facility::preset("tiny").unwrap();
+    let leaf = f.tenants.leaves().next().unwrap().0;
+    let mut s = fabrik_sched::Scheduler::for_facility(&f, "fifo-backfill", Default::default(), SimTime(0)).unwrap();
+    let mut started = Vec::new();
+    s.submit(JobSpec::new("r", leaf, 16, SimTime(AT - 1800), Secs(7200)), SimTime(AT - 1800)).unwrap();
+    s.schedule(SimTime(AT - 1800), &mut started);
+    for (name, gpus) in [("q1", 8), ("q2", 16)] {
+        s.submit(JobSpec::new(name, leaf, gpus, SimTime(AT - 60), Secs(3600)), SimTime(AT - 60)).unwrap();
+    }
+    s.schedule(SimTime(AT - 60), &mut started);
+    let runtime = |id: fabrik_model::JobId| Some([3600, 1200, 600][id.idx()]);
+    let snap = s.snapshot(&f, SimTime(AT), SimTime(0), |id| Some(i64::from(id.0)), runtime);
+    tmp("state.json", &serde_json::to_string(&snap).unwrap())
+}
+
+#[test]
+fn simulate_from_a_snapshot_continues_the_facility() {
+    // Second 0 of the twin is midnight of the snapshot's day (1,699,920,000): the snapshot is
+    // at 80,000 s, r started at 78,200 and ends at 81,800; q1 (submitted at 79,940) runs
+    // 81,800..83,000, then q2 83,000..83,600. Appended, a job 10 s after the snapshot (8 GPUs,
+    // runs its 1 h walltime) ends by 85,400, when q2's reservation (q1's walltime end) begins:
+    // it backfills beside q1 at 81,800, and q2 starts at its reservation, 85,400..86,000.
+    let state = snapshot_file();
+    let jobs = std::env::temp_dir().join(format!("fabrik-cli-fork-{}.csv", std::process::id()));
+    let late =
+        tmp("late.csv", "name,submit,account,gpus,walltime,runtime\nlate,10,research/open-llm/pretrain,8,1h,1h\n");
+    let base = ["r,78200,78200,81800", "q1,79940,81800,83000", "q2,79940,83000,83600"];
+    for (extra, want) in [
+        (vec![], base.to_vec()),
+        (
+            vec!["--append".to_string(), format!("csv:{}", late.display())],
+            vec![base[0], base[1], "q2,79940,85400,86000", "late,80010,81800,85400"],
+        ),
+    ] {
+        let mut args = vec!["simulate", "-q", "--from", state.to_str().unwrap(), "--facility", "tiny"];
+        args.extend(extra.iter().map(String::as_str));
+        args.extend(["--jobs-csv", jobs.to_str().unwrap()]);
+        let o = fabrik(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let csv = std::fs::read_to_string(&jobs).unwrap();
+        // name, submit, start, end
+        let rows: Vec<String> = csv
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let c: Vec<&str> = l.split(',').collect();
+                format!("{},{},{},{}", c[0], c[3], c[4], c[5])
+            })
+            .collect();
+        assert_eq!(rows, want);
+    }
+}
+
+#[test]
+fn simulate_from_refuses_bad_snapshots_with_the_file_and_reason() {
+    let state = snapshot_file();
+    fails_with(&["simulate", "--from", state.to_str().unwrap(), "--facility", "small"], "--facility");
+    let broken = tmp("broken.json", "{\"version\": 1,\n \"at\": \"soon\"}");
+    fails_with(&["simulate", "--from", broken.to_str().unwrap()], "broken.json");
+    fails_with(&["simulate", "--from", broken.to_str().unwrap()], "line 2");
+    fails_with(&["simulate", "--append", "synthetic"], "--from");
+    fails_with(
+        &["simulate", "--from", state.to_str().unwrap(), "--facility", "tiny", "--workload", "synthetic:x"],
+        "--append",
+    );
+}

@@ -89,6 +89,27 @@ pub struct TenantTree {
 
 impl TenantTree {
     /// Builds the tree from path/shares entries. `origin` names the file for error messages.
+    /// The tree of `accounts` (paths and shares, in order) with the quotas (guarantees, limits,
+    /// reclaim) `quotas` gives the same paths: a store's or a snapshot's accounts under a
+    /// facility file's quotas.
+    pub fn with_quotas_of(
+        accounts: &[(String, f64)],
+        quotas: &TenantTree,
+        origin: &str,
+    ) -> Result<TenantTree, ModelError> {
+        let specs: Vec<AccountSpec> = accounts
+            .iter()
+            .map(|(p, s)| {
+                let mut a = AccountSpec::new(p.clone(), *s);
+                if let Some((_, q)) = quotas.iter().find(|(_, q)| &q.path == p) {
+                    a.quota = q.quota.clone();
+                }
+                a
+            })
+            .collect();
+        TenantTree::from_specs(&specs, origin)
+    }
+
     pub fn from_specs(specs: &[AccountSpec], origin: &str) -> Result<TenantTree, ModelError> {
         let mut tree = TenantTree {
             nodes: vec![Account {

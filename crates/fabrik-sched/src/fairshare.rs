@@ -93,6 +93,15 @@ impl Usage {
         Ok(())
     }
 
+    /// The same usage on a clock `by` seconds behind (a snapshot moved into the twin's time).
+    pub fn shifted_back(&self, by: u64) -> Usage {
+        let t = |x: SimTime| SimTime(x.0.saturating_sub(by));
+        let mut u = self.clone();
+        u.last_decay = t(u.last_decay);
+        u.last_change.iter_mut().for_each(|x| *x = t(*x));
+        u
+    }
+
     pub fn grow(&mut self, accounts: usize) {
         if accounts > self.decayed.len() {
             self.decayed.resize(accounts, 0.0);

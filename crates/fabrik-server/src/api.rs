@@ -305,6 +305,11 @@ async fn facility(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::Facili
     Ok(Json(s.call(|r| Cmd::Facility(who, r)).await?))
 }
 
+async fn snapshot(State(s): St, h: HeaderMap) -> ApiResult<Box<fabrik_sched::Snapshot>> {
+    let who = s.identity(&h)?;
+    Ok(Json(s.call(|r| Cmd::Snapshot(who, r)).await?))
+}
+
 async fn dashboard_data(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::DashboardView> {
     let who = s.identity(&h)?;
     Ok(Json(s.call(|r| Cmd::Dashboard(who, r)).await?))
@@ -374,6 +379,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/nodes/{node}/drain", post(drain_node))
         .route("/v1/nodes/{node}/resume", post(resume_node))
         .route("/v1/dashboard", get(dashboard_data))
+        .route("/v1/snapshot", get(snapshot))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -328,3 +328,59 @@ async fn the_live_modifier_defers_flexible_jobs_only() {
     assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("cancelled")), "{v}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_twin_forked_from_a_snapshot_starts_jobs_when_the_server_does() {
+    // The simulated executor on tiny (16 GPUs) at 200 virtual seconds per second: r (16 GPUs,
+    // runs 1,200 s) is running; q1 (8 GPUs, 600 s), q2 (16, 300 s) and q3 (8, walltime 30 min,
+    // 300 s) queue behind it. A user may not take a snapshot; the admin's, continued in the
+    // twin, starts every queued job in the server's order and, at the server's tick of 10
+    // virtual seconds, at its time (within 60 s of virtual time).
+    let f = fabrik_model::Facility::preset("tiny").unwrap();
+    let s = start_cfg("fork", |c| {
+        c.executor = fabrik_server::ExecutorKind::Simulated;
+        c.facility = Some(f.clone());
+        c.engine.time_scale = 200.0;
+    })
+    .await;
+    let job = |gpus: u32, wall: &str, run: &str| json!({"command": ["x"], "gpus": gpus, "walltime": wall, "simulated_runtime": run});
+    let r = s.submit(&s.alice, job(16, "1h", "1200s")).await;
+    s.wait_state(r, &s.alice, "running").await;
+    let q = [
+        s.submit(&s.alice, job(8, "1h", "600s")).await,
+        s.submit(&s.alice, job(16, "1h", "300s")).await,
+        s.submit(&s.alice, job(8, "30m", "300s")).await,
+    ];
+    let (st, _) = s.req("GET", "/v1/snapshot", &s.alice, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = s.req("GET", "/v1/snapshot", &s.admin, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let snap: fabrik_sched::Snapshot = serde_json::from_value(v).unwrap();
+    assert_eq!((snap.running.len(), snap.queued.len()), (1, 3));
+    assert_eq!(snap.running[0].key, Some(r));
+    assert_eq!(snap.running[0].runtime_s, Some(1200));
+    let keys: Vec<Option<i64>> = snap.queued.iter().map(|j| j.key).collect();
+    assert_eq!(keys, q.map(Some).to_vec());
+    // the twin's starts, in Unix seconds, by server id
+    let (w, fk) = fabrik_twin::fork::fork(&snap, &f, None).unwrap();
+    let mut cfg = fabrik_twin::TwinConfig::new(&snap.policy, fabrik_sched::SchedConfig::default(), 1);
+    cfg.keep_job_rows = true;
+    let base = w.clock_origin.unwrap();
+    let report = fabrik_twin::Twin::forked(&f, &w, cfg, fk).unwrap().run(|_| {}).unwrap();
+    let twin: Vec<u64> = (0..3).map(|k| report.jobs[1 + k].start_s + base).collect();
+    let mut server = Vec::new();
+    for id in q {
+        let v = s.wait_state(id, &s.alice, "completed").await;
+        server.push(v["start_time"].as_u64().unwrap());
+    }
+    let order = |t: &[u64]| {
+        let mut k: Vec<usize> = (0..t.len()).collect();
+        k.sort_by_key(|&i| (t[i], i));
+        k
+    };
+    assert_eq!(order(&twin), order(&server), "twin {twin:?}, server {server:?}");
+    for k in 0..3 {
+        assert!(twin[k].abs_diff(server[k]) <= 60, "job {}: twin {} server {}", q[k], twin[k], server[k]);
+    }
+    s.stop().await;
+}

@@ -135,10 +135,36 @@ pub struct Twin<'a> {
     passes: u64,
     done: u64,
     wakeup_pushed: Option<SimTime>,
+    /// Started from a snapshot: its running and queued jobs are the workload's first.
+    fork: Option<crate::fork::Fork>,
 }
 
 impl<'a> Twin<'a> {
     pub fn new(facility: &'a Facility, workload: &'a Workload, cfg: TwinConfig) -> Result<Twin<'a>, TwinError> {
+        Twin::build(facility, workload, cfg, None)
+    }
+
+    /// A twin that starts from a running brain's snapshot (see `fork`); `workload` is the
+    /// fork's. A policy other than the snapshot's computes the queue's priorities anew.
+    pub fn forked(
+        facility: &'a Facility,
+        workload: &'a Workload,
+        cfg: TwinConfig,
+        mut fork: crate::fork::Fork,
+    ) -> Result<Twin<'a>, TwinError> {
+        if fork.snapshot.policy != cfg.policy {
+            fork.snapshot.policy = cfg.policy.clone();
+            fork.snapshot.last_recalc = None;
+        }
+        Twin::build(facility, workload, cfg, Some(fork))
+    }
+
+    fn build(
+        facility: &'a Facility,
+        workload: &'a Workload,
+        cfg: TwinConfig,
+        fork: Option<crate::fork::Fork>,
+    ) -> Result<Twin<'a>, TwinError> {
         if workload.jobs.is_empty() {
             return Err(TwinError::Empty(workload.source.clone()));
         }
@@ -191,7 +217,10 @@ impl<'a> Twin<'a> {
         // the brain weighs a victim's restart at what this body charges for it
         let mut sched_cfg = cfg.sched.clone();
         sched_cfg.restart_cost = Secs(cfg.restart_overhead_s);
-        let mut sched = Scheduler::for_facility(facility, &cfg.policy, sched_cfg, SimTime::ZERO)?;
+        let mut sched = match &fork {
+            Some(f) => Scheduler::restore(facility, &f.snapshot, sched_cfg)?.0,
+            None => Scheduler::for_facility(facility, &cfg.policy, sched_cfg, SimTime::ZERO)?,
+        };
         sched.set_clock_origin(workload.clock_origin.unwrap_or(0));
         let span_h = (workload.jobs.last().map_or(0, |j| j.spec.submit.0) / 3600 + 1) as usize;
         let cap_w = cfg
@@ -236,6 +265,7 @@ impl<'a> Twin<'a> {
             passes: 0,
             done: 0,
             wakeup_pushed: None,
+            fork,
         })
     }
 
@@ -672,34 +702,66 @@ impl<'a> Twin<'a> {
     /// The first arrival, the hour ticks, the failure process and telemetry, and the failure
     /// trace.
     fn seed_events(&mut self) {
+        // a forked run begins at the snapshot's moment (its hour ticks at the next full hour)
+        let (t0, first_hour) = match self.fork.take() {
+            Some(f) => {
+                self.continue_from(&f);
+                (f.at, SimTime(f.at.0.div_ceil(3600) * 3600))
+            }
+            None => (SimTime::ZERO, SimTime::ZERO),
+        };
         self.push_next_arrival();
         if self.hourly {
-            self.push(SimTime::ZERO, Kind::Hour);
+            self.push(first_hour, Kind::Hour);
         }
         if let Some(f) = &self.failures {
             let telemetry = f.cfg.predictive.is_some();
-            self.push(SimTime::ZERO, Kind::NextFailure);
+            self.push(t0, Kind::NextFailure);
             if telemetry {
-                self.push(SimTime::ZERO, Kind::Telemetry);
+                self.push(t0, Kind::Telemetry);
             }
         }
         for k in 0..self.cfg.failure_trace.len() {
             let e = &self.cfg.failure_trace[k];
             let kind = Kind::Fail(e.domain.0, e.cause, e.repair.0.max(1));
-            self.push(e.at, kind);
+            self.push(e.at + Secs(t0.0), kind);
         }
+    }
+
+    /// The state a snapshot gave: the restored brain's running jobs (ids `0..running`) run on
+    /// from their start with what is left of their runtime, its queued jobs have arrived, and a
+    /// pass runs at the snapshot's moment.
+    fn continue_from(&mut self, f: &crate::fork::Fork) {
+        for k in 0..f.running + f.queued {
+            let runtime = self.workload.jobs[k].runtime.0;
+            self.log.arrive(runtime);
+            if k < f.running {
+                let start = f.snapshot.running[k].start.unwrap_or(f.at);
+                // at least a second left: a run the snapshot caught ending ends at once
+                self.log.live[k].remaining = runtime.saturating_sub((f.at - start).0).max(1);
+                self.begin_run_from(JobId(k as u32), f.at, start);
+            }
+        }
+        self.next_arrival = f.running + f.queued;
+        self.push(f.at, Kind::Wakeup);
     }
 
     /// A run of a job the pass started: its checkpointing, restart overhead, speed and power
     /// profile, and its end (or its kill at the brain's walltime).
     fn begin_run(&mut self, id: JobId, now: SimTime) {
+        self.begin_run_from(id, now, now);
+    }
+
+    /// A run the twin takes over at `now` that began at `started` (a snapshot's running job:
+    /// its walltime counts from then).
+    fn begin_run_from(&mut self, id: JobId, now: SimTime, started: SimTime) {
         let tj = &self.workload.jobs[id.idx()];
         // the interval it was submitted to the brain with (see the arrival)
         let tau = self.sched.job(id).spec.checkpoint_interval.map_or(0, |s| s.0);
         let (l, r) = (&mut self.log.live[id.idx()], &mut self.log.records[id.idx()]);
         l.ckpt_interval = tau;
         l.ckpt_cost = if tau > 0 { self.cfg.checkpoint_write_s } else { 0 };
-        r.first_start.get_or_insert(now);
+        r.first_start.get_or_insert(started);
         l.run_start = now;
         l.run_overhead = std::mem::take(&mut l.next_overhead);
         l.run_cause = l.next_cause.take();
@@ -729,7 +791,7 @@ impl<'a> Twin<'a> {
         l.saving_w = full - l.watts;
         self.phase_saving_w += l.saving_w;
         // the brain's walltime: a policy may round it (slurm: whole minutes)
-        let walltime = self.sched.job(id).spec.walltime.0;
+        let walltime = self.sched.job(id).spec.walltime.0.saturating_sub((now - started).0).max(1);
         r.killed = need > walltime;
         let (end, epoch) = (now + Secs(need.min(walltime)), l.epoch);
         self.push(end, Kind::End(id, epoch));

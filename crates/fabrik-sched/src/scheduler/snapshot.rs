@@ -8,7 +8,8 @@
 //! the running jobs with start and placement, and the queue — pending and deferred jobs with
 //! their priority, tier, attained service and deferral count, in submission order. Restoring
 //! renumbers jobs (running first, then queued, each in the snapshot's order) and keeps the
-//! queue's order: the restored brain makes the decisions the exporting one would make next
+//! queue's order (a snapshot without a recalculation on record — one whose policy a body
+//! changed — computes priorities anew): the restored brain makes the decisions the exporting one would make next
 //! (tested) — placements included, since the free lists' order breaks placement ties and is
 //! carried too. A job the modifier deferred in claim mode comes back deferred without its claim
 //! (its GPUs are not held for it); the EASY reservation is recomputed at the next pass; jobs
@@ -90,6 +91,12 @@ pub struct Snapshot {
     pub usage: Usage,
     pub running: Vec<SnapJob>,
     pub queued: Vec<SnapJob>,
+    /// What the body had set, for a body continuing from it: the facility power cap (MW) and
+    /// the PUE. The brain's `snapshot` leaves them empty.
+    #[serde(default)]
+    pub power_cap_mw: Option<f64>,
+    #[serde(default)]
+    pub pue: Option<f64>,
 }
 
 impl Snapshot {
@@ -162,6 +169,8 @@ impl Scheduler {
             usage: self.usage().clone(),
             running,
             queued,
+            power_cap_mw: None,
+            pue: None,
         }
     }
 
@@ -215,7 +224,10 @@ impl Scheduler {
             }
             let id = s.submit(j.spec.clone(), snap.at).map_err(|e| bad(format!("queued[{k}]: {e}")))?;
             let e = &mut s.jobs[id.idx()];
-            (e.priority, e.tier) = (j.priority, j.tier);
+            if snap.last_recalc.is_some() {
+                // as recalculated then; without a recalculation on record, as submitted now
+                (e.priority, e.tier) = (j.priority, j.tier);
+            }
             (e.attained, e.deferrals, e.preemptions) = (j.attained_gpu_s, j.deferrals, j.preemptions);
             if let Some(until) = j.deferred_until {
                 e.state = JobState::Deferred { until };

@@ -17,7 +17,6 @@
 use crate::executor::{Executor, Exit, Launch, StartError};
 use crate::metrics::Metrics;
 use crate::store::{Allocation, Identity, JobRecord, JobStatus, Role, Store, TokenInfo};
-use fabrik_model::tenants::AccountSpec;
 use fabrik_model::{DomainId, Facility, JobId, JobSpec, Qos, Secs, SimTime, TenantTree};
 use fabrik_sched::{SchedConfig, Scheduler};
 
@@ -53,6 +52,8 @@ pub enum Cmd {
     /// Drain (reason) or resume (`None`) a node, by name or domain index.
     Drain(Identity, String, Option<String>, Reply<NodeView>),
     Dashboard(Identity, Reply<DashboardView>),
+    /// The brain's state as the twin's input (admins).
+    Snapshot(Identity, Reply<Box<fabrik_sched::Snapshot>>),
     /// Bring the gauges up to date (before `/metrics` renders them).
     RefreshMetrics(Reply<()>),
     Shutdown,
@@ -125,6 +126,8 @@ pub struct Engine {
     clock: Clock,
     metrics: Arc<Metrics>,
     jobs: BTreeMap<i64, JobRecord>,
+    /// The store's epoch: advance reservation windows count from it.
+    epoch: SimTime,
     to_sched: HashMap<i64, JobId>,
     from_sched: Vec<i64>,
     running: BTreeSet<i64>,
@@ -141,17 +144,7 @@ pub struct Engine {
 /// The share tree of the store's accounts (paths and shares), with the quotas (guarantees,
 /// limits, reclaim) the facility file gives those paths — so they hold live as in the twin.
 fn tree_from(accounts: &[(String, f64)], quotas: &TenantTree) -> Result<TenantTree, String> {
-    let specs: Vec<AccountSpec> = accounts
-        .iter()
-        .map(|(p, s)| {
-            let mut a = AccountSpec::new(p.clone(), *s);
-            if let Some((_, q)) = quotas.iter().find(|(_, q)| &q.path == p) {
-                a.quota = q.quota.clone();
-            }
-            a
-        })
-        .collect();
-    TenantTree::from_specs(&specs, "accounts table").map_err(|e| e.to_string())
+    TenantTree::with_quotas_of(accounts, quotas, "accounts table").map_err(|e| e.to_string())
 }
 
 impl Engine {
@@ -192,6 +185,7 @@ impl Engine {
             clock,
             metrics,
             jobs: BTreeMap::new(),
+            epoch: SimTime(epoch),
             to_sched: HashMap::new(),
             from_sched: Vec::new(),
             running: BTreeSet::new(),
@@ -335,6 +329,9 @@ impl Engine {
             }
             Cmd::Dashboard(who, reply) => {
                 let _ = reply.send(Ok(self.dashboard(&who)));
+            }
+            Cmd::Snapshot(who, reply) => {
+                let _ = reply.send(self.snapshot(&who));
             }
             Cmd::RefreshMetrics(reply) => {
                 self.update_metrics();

@@ -291,3 +291,21 @@ impl Engine {
         m.it_power_w.set(self.facility_view().it_power_w);
     }
 }
+
+impl Engine {
+    /// The brain's state now, with the server's job ids as keys, the simulated executor's
+    /// runtimes where jobs have them, and the power cap and PUE in force (admins only: it shows
+    /// every tenant's jobs).
+    pub(super) fn snapshot(&self, who: &Identity) -> Result<Box<fabrik_sched::Snapshot>, ApiErr> {
+        if who.role != crate::store::Role::Admin {
+            return Err(ApiErr::Forbidden("only admins take snapshots".into()));
+        }
+        let key = |id: fabrik_model::JobId| self.from_sched.get(id.idx()).copied();
+        let runtime =
+            |id: fabrik_model::JobId| key(id).and_then(|k| self.jobs.get(&k)).and_then(|r| r.simulated_runtime_s);
+        let mut s = self.sched.snapshot(&self.facility, self.clock.now(), self.epoch, key, runtime);
+        s.power_cap_mw = self.cfg.power_cap_mw;
+        s.pue = Some(self.cfg.pue);
+        Ok(Box::new(s))
+    }
+}

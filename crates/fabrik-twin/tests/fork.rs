@@ -1,0 +1,99 @@
+//! The twin continuing from a snapshot of a running brain: exact starts on hand-made states.
+
+use fabrik_model::{AccountId, Facility, JobSpec, Secs, SimTime};
+use fabrik_sched::{SchedConfig, Scheduler, Snapshot};
+use fabrik_twin::{fork, Twin, TwinConfig};
+use std::collections::BTreeMap;
+
+/// The snapshot's moment (Unix seconds), 18:13:20 UTC; midnight of its day is 1,699,920,000.
+const AT: u64 = 1_700_000_000;
+
+/// tiny (16 GPUs in two 8-GPU domains), fifo-backfill, live at AT: `r` (16 GPUs) started 30 min
+/// ago and runs 1 h in all; queued: q1 (8 GPUs, walltime 1 h, runs 1,200 s), q2 (16, 1 h, 600 s),
+/// q3 (8, 30 min, 900 s).
+fn live() -> (Facility, Snapshot) {
+    let f = Facility::preset("tiny").unwrap();
+    let leaf: AccountId = f.tenants.leaves().next().unwrap().0;
+    let mut s = Scheduler::for_facility(&f, "fifo-backfill", SchedConfig::default(), SimTime(0)).unwrap();
+    let mut started = Vec::new();
+    s.submit(JobSpec::new("r", leaf, 16, SimTime(AT - 1800), Secs(7200)), SimTime(AT - 1800)).unwrap();
+    s.schedule(SimTime(AT - 1800), &mut started);
+    assert_eq!(started.len(), 1);
+    for (name, gpus, submit, wall) in [("q1", 8, AT - 600, 3600), ("q2", 16, AT - 300, 3600), ("q3", 8, AT - 100, 1800)]
+    {
+        s.submit(JobSpec::new(name, leaf, gpus, SimTime(submit), Secs(wall)), SimTime(submit)).unwrap();
+        s.schedule(SimTime(submit), &mut started);
+    }
+    assert_eq!(s.pending().len(), 3);
+    let runtimes: BTreeMap<&str, u64> = [("r", 3600), ("q1", 1200), ("q2", 600), ("q3", 900)].into_iter().collect();
+    let snap = s.snapshot(
+        &f,
+        SimTime(AT),
+        SimTime(0),
+        |id| Some(i64::from(id.0)),
+        |id| runtimes.get(s.job(id).spec.name.as_str()).copied(),
+    );
+    (f, snap)
+}
+
+/// Each job's (start, end) relative to the snapshot's moment, in seconds.
+fn run(
+    f: &Facility,
+    snap: &Snapshot,
+    policy: &str,
+    appended: Option<&fabrik_twin::Workload>,
+) -> BTreeMap<String, (i64, i64)> {
+    let (w, fk) = fork::fork(snap, f, appended).unwrap();
+    assert_eq!(w.clock_origin, Some(1_699_920_000));
+    let mut cfg = TwinConfig::new(policy, SchedConfig::default(), 1);
+    cfg.keep_job_rows = true;
+    let r = Twin::forked(f, &w, cfg, fk).unwrap().run(|_| {}).unwrap();
+    let rel = |t: u64| (t + 1_699_920_000) as i64 - AT as i64;
+    r.jobs.iter().map(|j| (j.name.clone(), (rel(j.start_s), rel(j.end_s)))).collect()
+}
+
+fn want(rows: &[(&str, i64, i64)]) -> BTreeMap<String, (i64, i64)> {
+    rows.iter().map(|&(n, s, e)| (n.to_string(), (s, e))).collect()
+}
+
+#[test]
+fn the_twin_continues_from_a_snapshot_with_the_starts_by_hand() {
+    // r ends at +1,800 (3,600 s from its start 1,800 s before the snapshot). q1 starts then;
+    // q2 (16 GPUs) holds the reservation at q1's walltime end (+5,400); q3 (walltime 1,800 s)
+    // ends by +3,600 and backfills at +1,800, ending at +2,700; q1 ends at +3,000 and q2 runs
+    // from +3,000 to +3,600.
+    let (f, snap) = live();
+    let got = run(&f, &snap, "fifo-backfill", None);
+    assert_eq!(got, want(&[("r", -1800, 1800), ("q1", 1800, 3000), ("q3", 1800, 2700), ("q2", 3000, 3600)]));
+}
+
+#[test]
+fn a_forked_run_takes_a_workload_appended_after_the_snapshot_and_another_policy() {
+    // fifo (no backfill): q3 waits behind q2, which starts when q1 ends (+3,000) and ends at
+    // +3,600. A job appended 100 s after the snapshot (8 GPUs, 10 min) queues behind q3; at
+    // +3,600 both fit (8 + 8 GPUs): q3 runs to +4,500, the late job to +4,200.
+    let (f, snap) = live();
+    let leaf = f.tenants.leaves().next().unwrap().0;
+    let later = fabrik_twin::Workload {
+        source: "later".into(),
+        notes: vec![],
+        jobs: vec![fabrik_twin::TraceJob {
+            spec: JobSpec::new("late", leaf, 8, SimTime(100), Secs(600)),
+            runtime: Secs(600),
+        }],
+        clock_origin: None,
+    };
+    let got = run(&f, &snap, "fifo", Some(&later));
+    assert_eq!(
+        got,
+        want(&[("r", -1800, 1800), ("q1", 1800, 3000), ("q2", 3000, 3600), ("q3", 3600, 4500), ("late", 3600, 4200)])
+    );
+}
+
+#[test]
+fn a_snapshot_of_another_facility_is_refused() {
+    let (_, snap) = live();
+    let small = Facility::preset("small").unwrap();
+    let e = fork::fork(&snap, &small, None).err().unwrap();
+    assert!(e.contains("taken on facility 'tiny'") && e.contains("--facility"), "{e}");
+}
