@@ -11,6 +11,7 @@ pub mod health;
 pub mod ids;
 pub mod job;
 pub mod reliability;
+pub mod runtime_model;
 pub mod slurm;
 pub mod slurm_sched;
 pub mod tenants;
