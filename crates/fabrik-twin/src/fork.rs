@@ -31,6 +31,17 @@ pub struct Fork {
 /// the snapshot's moment) as the twin's workload, with the fork the engine starts from. The
 /// facility must be the one the snapshot was taken on, with its accounts.
 pub fn fork(snap: &Snapshot, facility: &Facility, appended: Option<&Workload>) -> Result<(Workload, Fork), String> {
+    fork_with(snap, facility, appended, |j, _| j.runtime_s.unwrap_or(j.spec.walltime.0))
+}
+
+/// `fork` with each snapshot job's runtime from `runtime(job, seconds it has run)` (a forecast
+/// samples them from the runtime model).
+pub fn fork_with(
+    snap: &Snapshot,
+    facility: &Facility,
+    appended: Option<&Workload>,
+    mut runtime: impl FnMut(&fabrik_sched::SnapJob, u64) -> u64,
+) -> Result<(Workload, Fork), String> {
     let stamp = Snapshot::stamp(facility);
     if stamp != snap.facility {
         return Err(format!(
@@ -59,7 +70,10 @@ pub fn fork(snap: &Snapshot, facility: &Facility, appended: Option<&Workload>) -
         .running
         .iter()
         .chain(&s.queued)
-        .map(|j| TraceJob { spec: j.spec.clone(), runtime: Secs(j.runtime_s.unwrap_or(j.spec.walltime.0)) })
+        .map(|j| {
+            let ran = j.start.map_or(0, |st| at.0.saturating_sub(st.0));
+            TraceJob { spec: j.spec.clone(), runtime: Secs(runtime(j, ran).max(1)) }
+        })
         .collect();
     let mut source = format!(
         "snapshot of '{}' at Unix {} ({} running, {} queued)",

@@ -12,6 +12,7 @@ pub mod energy;
 pub mod engine;
 pub mod failure_model;
 pub mod failures;
+pub mod forecast;
 pub mod fork;
 pub mod html;
 mod joblog;

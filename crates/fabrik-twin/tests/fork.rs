@@ -97,3 +97,48 @@ fn a_snapshot_of_another_facility_is_refused() {
     let e = fork::fork(&snap, &small, None).err().unwrap();
     assert!(e.contains("taken on facility 'tiny'") && e.contains("--facility"), "{e}");
 }
+
+#[test]
+fn a_forecast_samples_runtimes_from_history_and_reports_p50_and_p90() {
+    // History: every job ran half its walltime, so every sampled runtime is half the walltime
+    // (r: 3,600 of 7,200 s, having run 1,800: it ends 1,800 s after the snapshot). q1 starts
+    // then and runs 1,800 s; q2 (16 GPUs) holds the reservation at q1's walltime end; q3
+    // (900 s) backfills beside q1. q1 ends at +3,600 and q2 starts. Without failures every run
+    // agrees: P50 = P90.
+    use fabrik_model::runtime_model::{Completed, RuntimeModel};
+    let (f, snap) = live();
+    let history: Vec<Completed> = (0..5)
+        .map(|k| Completed { account: "x/y/z".into(), submit_unix: k, walltime_s: 1000, runtime_s: 500 })
+        .collect();
+    let model = RuntimeModel::fit(&history);
+    let cfg = fabrik_twin::forecast::ForecastConfig { runs: 4, failures: false, ..Default::default() };
+    let fc = fabrik_twin::forecast::forecast(&snap, &f, &model, &cfg).unwrap();
+    assert_eq!((fc.runs, fc.model_jobs, fc.at), (4, 5, AT));
+    let got: Vec<(&str, u64, u64)> =
+        fc.jobs.iter().map(|j| (j.name.as_str(), j.p50_start - AT, j.p90_start - AT)).collect();
+    assert_eq!(got, vec![("q1", 1800, 1800), ("q2", 3600, 3600), ("q3", 1800, 1800)]);
+    assert_eq!(fc.jobs[0].key, Some(1));
+}
+
+#[test]
+fn a_forecast_spreads_with_the_runtime_distribution() {
+    // History: ratios 0.05 … 1.0 evenly: r's remaining run and q1's runtime vary, so q2's start
+    // spreads; its P90 is at least its P50, and both lie between the earliest possible start
+    // (r ends at once, q1 runs 1 s: +1 s) and the latest (r to its walltime +5,400, q1 its
+    // full hour: +9,000).
+    use fabrik_model::runtime_model::{Completed, RuntimeModel};
+    let (f, snap) = live();
+    let history: Vec<Completed> = (1..=20)
+        .map(|k| Completed { account: "x/y/z".into(), submit_unix: k, walltime_s: 1000, runtime_s: k * 50 })
+        .collect();
+    let model = RuntimeModel::fit(&history);
+    let cfg = fabrik_twin::forecast::ForecastConfig { runs: 32, failures: false, ..Default::default() };
+    let fc = fabrik_twin::forecast::forecast(&snap, &f, &model, &cfg).unwrap();
+    let q2 = &fc.jobs[1];
+    assert_eq!(q2.name, "q2");
+    assert!(q2.p50_start < q2.p90_start, "{q2:?}");
+    assert!(q2.p50_start > AT && q2.p90_start <= AT + 9000, "{q2:?}");
+    // the same seed gives the same forecast
+    let again = fabrik_twin::forecast::forecast(&snap, &f, &model, &cfg).unwrap();
+    assert_eq!(again.jobs, fc.jobs);
+}

@@ -78,6 +78,9 @@ pub struct Snapshot {
     /// When it was taken (the body's clock: Unix seconds live).
     pub at: SimTime,
     pub policy: String,
+    /// The brain's settings (a body continuing from the snapshot restores with them).
+    #[serde(default)]
+    pub config: SchedConfig,
     pub facility: FacilityStamp,
     /// The account tree below the root, in id order.
     pub accounts: Vec<SnapAccount>,
@@ -152,6 +155,7 @@ impl Scheduler {
             version: SNAPSHOT_VERSION,
             at: now,
             policy: self.policy_name().to_string(),
+            config: self.config().clone(),
             facility: Snapshot::stamp(facility),
             accounts: self
                 .tenants()
