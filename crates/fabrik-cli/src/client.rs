@@ -40,6 +40,10 @@ pub enum ClientCmd {
         state: Option<String>,
         #[arg(long)]
         account: Option<String>,
+        /// Forecast start times of the pending jobs (P50 and P90 over the server's twin runs),
+        /// instead of the job list.
+        #[arg(long)]
+        start: bool,
     },
     Show {
         #[command(flatten)]
@@ -229,6 +233,35 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 println!("submitted job {} ({}) to {}", s(&j["id"]), s(&j["name"]), s(&j["account"]));
             }
         }
+        ClientCmd::Queue { start: true, .. } => {
+            let v = c.get("/v1/forecast")?;
+            if conn.json {
+                out(&v);
+                return Ok(());
+            }
+            let t = |x: &Value| x.as_u64().map_or("-".into(), |u| fabrik_model::SimTime(u).unix_utc());
+            println!(
+                "forecast of {} (from {} twin runs, runtimes learned from {} completed jobs)",
+                t(&v["at"]),
+                s(&v["runs"]),
+                s(&v["model_jobs"])
+            );
+            println!(
+                "{:>7} {:<20} {:<34} {:<21} {:<21} REASON",
+                "JOB", "NAME", "ACCOUNT", "START (P50)", "START (P90)"
+            );
+            for j in v["jobs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>7} {:<20} {:<34} {:<21} {:<21} {}",
+                    s(&j["id"]),
+                    s(&j["name"]),
+                    s(&j["account"]),
+                    t(&j["p50_start"]),
+                    t(&j["p90_start"]),
+                    s(&j["reason"])
+                );
+            }
+        }
         ClientCmd::Queue { all, state, account, .. } => {
             let mut q = vec![format!(
                 "state={}",
@@ -273,6 +306,18 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 println!("job {job} {}", s(&v["state"]));
                 for r in v["reasons"].as_array().into_iter().flatten() {
                     println!("  - {}", s(r));
+                }
+                // a pending job's forecast, when the server has one
+                if let Ok(f) = c.get(&format!("/v1/jobs/{job}/forecast")) {
+                    let t = |x: &Value| x.as_u64().map_or("-".into(), |u| fabrik_model::SimTime(u).unix_utc());
+                    let j = &f["jobs"][0];
+                    println!(
+                        "  - forecast start: {} (P50), {} (P90), from {} twin runs at {}",
+                        t(&j["p50_start"]),
+                        t(&j["p90_start"]),
+                        s(&f["runs"]),
+                        t(&f["at"])
+                    );
                 }
             }
         }

@@ -67,6 +67,16 @@ pub struct ServeArgs {
     /// Seconds between SIGTERM and SIGKILL at walltime or cancel.
     #[arg(long, default_value_t = 10)]
     kill_grace_s: u64,
+    /// How often the pending jobs' start times are forecast in the background (a duration:
+    /// 30s, 5m …; off to never).
+    #[arg(long, default_value = "60s")]
+    forecast_interval: String,
+    /// Twin runs per forecast, at most.
+    #[arg(long, default_value_t = 16)]
+    forecast_runs: usize,
+    /// Wall time after which a forecast starts no further twin run (a duration).
+    #[arg(long, default_value = "2s")]
+    forecast_budget: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -240,6 +250,22 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
             pue: a.pue,
             zone: a.zone.clone(),
             energy_aware: live_modifier(a, now_unix())?,
+            forecast_interval: match a.forecast_interval.as_str() {
+                "off" => None,
+                d => Some(Duration::from_secs(
+                    fabrik_model::units::parse_duration(d)
+                        .map_err(|e| anyhow::anyhow!("--forecast-interval: {e} (or off)"))?
+                        .max(1),
+                )),
+            },
+            forecast: fabrik_twin::forecast::ForecastConfig {
+                runs: a.forecast_runs.clamp(1, 1000),
+                budget: Duration::from_secs(
+                    fabrik_model::units::parse_duration(&a.forecast_budget)
+                        .map_err(|e| anyhow::anyhow!("--forecast-budget: {e}"))?,
+                ),
+                ..Default::default()
+            },
             ..EngineConfig::default()
         },
     };

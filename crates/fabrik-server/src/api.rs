@@ -310,6 +310,16 @@ async fn snapshot(State(s): St, h: HeaderMap) -> ApiResult<Box<fabrik_sched::Sna
     Ok(Json(s.call(|r| Cmd::Snapshot(who, r)).await?))
 }
 
+async fn forecast_all(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::ForecastView> {
+    let who = s.identity(&h)?;
+    Ok(Json(s.call(|r| Cmd::Forecast(who, None, r)).await?))
+}
+
+async fn forecast_one(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::engine::ForecastView> {
+    let who = s.identity(&h)?;
+    Ok(Json(s.call(|r| Cmd::Forecast(who, Some(id), r)).await?))
+}
+
 async fn dashboard_data(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::DashboardView> {
     let who = s.identity(&h)?;
     Ok(Json(s.call(|r| Cmd::Dashboard(who, r)).await?))
@@ -380,6 +390,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/nodes/{node}/resume", post(resume_node))
         .route("/v1/dashboard", get(dashboard_data))
         .route("/v1/snapshot", get(snapshot))
+        .route("/v1/forecast", get(forecast_all))
+        .route("/v1/jobs/{id}/forecast", get(forecast_one))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -65,6 +65,8 @@ pub fn document() -> Value {
             "/healthz": { "get": { "summary": "200 ok while the store takes writes; 503 with the error while it refuses them", "responses": { "200": { "description": "ok" }, "503": { "$ref": "#/components/responses/Error" } } } },
             "/v1/facility": { "get": op("Facility state: GPUs busy and free by group, power", None, "200") },
             "/v1/dashboard": { "get": op("Everything the dashboard shows", None, "200") },
+            "/v1/forecast": { "get": op("P50 and P90 start forecasts of the pending jobs the caller may see", None, "200") },
+            "/v1/jobs/{id}/forecast": { "get": with_id(op("One pending job's P50 and P90 start forecast and why it waits", None, "200")) },
             "/v1/snapshot": { "get": op("The brain's state as the twin's input (admin): running jobs with placement, the queue, usage, nodes out of service", None, "200") },
             "/v1/whoami": { "get": op("The token's identity", None, "200") },
             "/metrics": { "get": { "summary": "Prometheus metrics (needs a token when the server runs with --metrics-token)", "responses": { "200": { "description": "OpenMetrics text" } } } }

@@ -384,3 +384,58 @@ async fn the_twin_forked_from_a_snapshot_starts_jobs_when_the_server_does() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_jobs_get_start_forecasts_their_owners_may_see() {
+    // tiny, simulated executor: r (16 GPUs, walltime 1 h) runs; alice's q1 (8 GPUs, 1 h) and
+    // bob's q2 (16 GPUs, 1 h) wait. Without history every job is forecast to run its walltime.
+    // Under fair share bob's account (no usage yet) goes first: q2 starts when r's hour is up,
+    // q1 an hour after that (failures off: every run agrees).
+    let f = fabrik_model::Facility::preset("tiny").unwrap();
+    let s = start_cfg("forecast", |c| {
+        c.executor = fabrik_server::ExecutorKind::Simulated;
+        c.facility = Some(f.clone());
+        c.engine.forecast_interval = Some(Duration::from_millis(100));
+        c.engine.forecast.runs = 4;
+        c.engine.forecast.failures = false;
+    })
+    .await;
+    let job = |gpus: u32| json!({"command": ["x"], "gpus": gpus, "walltime": "1h", "simulated_runtime": "1h"});
+    let r = s.submit(&s.alice, job(16)).await;
+    let rv = s.wait_state(r, &s.alice, "running").await;
+    let r_start = rv["start_time"].as_u64().unwrap();
+    let q1 = s.submit(&s.alice, job(8)).await;
+    let q2 = s.submit(&s.bob, job(16)).await;
+    let t = Instant::now();
+    let all = loop {
+        let (st, v) = s.req("GET", "/v1/forecast", &s.admin, None).await;
+        if st == StatusCode::OK && v["jobs"].as_array().is_some_and(|j| j.len() == 2) {
+            break v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{st} {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(all["runs"], 4, "{all}");
+    let row = |v: &serde_json::Value, id: i64| v["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned();
+    let f1 = row(&all, q1).unwrap();
+    let f2 = row(&all, q2).unwrap();
+    assert_eq!(
+        (f2["p50_start"].as_u64(), f2["p90_start"].as_u64()),
+        (Some(r_start + 3600), Some(r_start + 3600)),
+        "{all}"
+    );
+    assert_eq!(f1["p50_start"].as_u64(), Some(r_start + 7200), "{all}");
+    assert!(f2["reason"].as_str().is_some_and(|r| r.starts_with("queue head")), "{f2}");
+    // a tenant sees its own jobs only
+    let (_, mine) = s.req("GET", "/v1/forecast", &s.alice, None).await;
+    let ids: Vec<i64> = mine["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![q1]);
+    let (st, one) = s.req("GET", &format!("/v1/jobs/{q2}/forecast"), &s.bob, None).await;
+    assert_eq!(st, StatusCode::OK, "{one}");
+    assert_eq!(one["jobs"][0]["id"], q2);
+    let (st, _) = s.req("GET", &format!("/v1/jobs/{q2}/forecast"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.req("GET", &format!("/v1/jobs/{r}/forecast"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "a running job has no forecast");
+    s.stop().await;
+}

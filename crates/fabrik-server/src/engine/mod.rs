@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 mod auth;
 mod devices;
+mod forecaster;
 mod recovery;
 mod requests;
 mod views;
@@ -54,6 +55,8 @@ pub enum Cmd {
     Dashboard(Identity, Reply<DashboardView>),
     /// The brain's state as the twin's input (admins).
     Snapshot(Identity, Reply<Box<fabrik_sched::Snapshot>>),
+    /// The last start-time forecast of the pending jobs the caller may see (one job's, or all).
+    Forecast(Identity, Option<i64>, Reply<ForecastView>),
     /// Bring the gauges up to date (before `/metrics` renders them).
     RefreshMetrics(Reply<()>),
     Shutdown,
@@ -74,6 +77,10 @@ pub struct EngineConfig {
     pub zone: String,
     /// The energy-aware modifier for flexible jobs, its signal indexed by Unix hour.
     pub energy_aware: Option<fabrik_sched::EnergyAware>,
+    /// How often the queue's start times are forecast in the background (`None`: never), and
+    /// how (runs, wall-clock budget).
+    pub forecast_interval: Option<Duration>,
+    pub forecast: fabrik_twin::forecast::ForecastConfig,
     pub faults: Faults,
 }
 
@@ -89,6 +96,8 @@ impl Default for EngineConfig {
             pue: 1.25,
             zone: "DE".into(),
             energy_aware: None,
+            forecast_interval: Some(Duration::from_secs(60)),
+            forecast: fabrik_twin::forecast::ForecastConfig { budget: Duration::from_secs(2), ..Default::default() },
             faults: Faults::default(),
         }
     }
@@ -139,6 +148,7 @@ pub struct Engine {
     history: VecDeque<Sample>,
     last_sample: u64,
     started: Vec<JobId>,
+    forecaster: Option<forecaster::Forecaster>,
 }
 
 /// The share tree of the store's accounts (paths and shares), with the quotas (guarantees,
@@ -176,6 +186,8 @@ impl Engine {
         sched.set_power_cap(cfg.power_cap_mw.map(|c| c * 1e6), cfg.pue);
         sched.set_energy_aware(cfg.energy_aware.clone());
         let devices = Devices::new(&facility);
+        let forecaster =
+            cfg.forecast_interval.map(|_| forecaster::Forecaster::start(facility.clone(), cfg.forecast.clone()));
         let mut e = Engine {
             store,
             facility,
@@ -195,6 +207,7 @@ impl Engine {
             history: VecDeque::new(),
             last_sample: 0,
             started: Vec::new(),
+            forecaster,
         };
         e.recover()?;
         Ok(e)
@@ -333,6 +346,9 @@ impl Engine {
             Cmd::Snapshot(who, reply) => {
                 let _ = reply.send(self.snapshot(&who));
             }
+            Cmd::Forecast(who, job, reply) => {
+                let _ = reply.send(self.forecast_view(&who, job));
+            }
             Cmd::RefreshMetrics(reply) => {
                 self.update_metrics();
                 let _ = reply.send(Ok(()));
@@ -458,6 +474,37 @@ impl Engine {
         }
         self.started = started;
         self.sample(now);
+        self.offer_forecast(now);
+    }
+
+    /// Every forecast interval, while jobs wait: a snapshot and the recent history to the
+    /// forecast thread (it never blocks the loop).
+    fn offer_forecast(&mut self, now: SimTime) {
+        let (Some(every), Some(f)) = (self.cfg.forecast_interval, &self.forecaster) else { return };
+        if f.last.is_some_and(|t| t.elapsed() < every) || self.sched.pending().len() + self.sched.deferred_len() == 0 {
+            return;
+        }
+        let key = |id: JobId| self.from_sched.get(id.idx()).copied();
+        let snap = Box::new(self.sched.snapshot(&self.facility, now, self.epoch, key, |_| None));
+        let history: Vec<fabrik_model::runtime_model::Completed> = self
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| matches!(j.state, JobStatus::Completed | JobStatus::Timeout | JobStatus::Failed))
+            .filter_map(|j| {
+                let (s, e) = (j.start_time?, j.end_time?);
+                Some(fabrik_model::runtime_model::Completed {
+                    account: j.account.clone(),
+                    submit_unix: j.submit_time,
+                    walltime_s: j.walltime_s,
+                    runtime_s: e.saturating_sub(s),
+                })
+            })
+            .take(forecaster::MAX_HISTORY)
+            .collect();
+        if let Some(f) = &mut self.forecaster {
+            f.offer(snap, history);
+        }
     }
 
     /// A domain leaves service: its jobs stop and go back to the queue.

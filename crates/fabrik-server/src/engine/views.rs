@@ -309,3 +309,63 @@ impl Engine {
         Ok(Box::new(s))
     }
 }
+
+/// A pending job's forecast start, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobForecastView {
+    pub id: i64,
+    pub name: String,
+    pub account: String,
+    /// Unix seconds.
+    pub p50_start: u64,
+    pub p90_start: u64,
+    /// Why it waits now.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastView {
+    /// When the forecast's snapshot was taken (Unix seconds), its twin runs and their wall time.
+    pub at: u64,
+    pub runs: usize,
+    pub elapsed_ms: u64,
+    /// Completed jobs the runtime model learned from.
+    pub model_jobs: usize,
+    pub jobs: Vec<JobForecastView>,
+}
+
+impl Engine {
+    /// The last forecast, for the pending jobs `who` may see (or only `job`).
+    pub(super) fn forecast_view(&self, who: &Identity, job: Option<i64>) -> Result<ForecastView, ApiErr> {
+        if let Some(id) = job {
+            self.visible(who, id)?;
+        }
+        let none =
+            || ApiErr::NotFound("no forecast yet: one is made within the forecast interval while jobs wait".into());
+        let fc = self.forecaster.as_ref().and_then(|f| f.latest()).ok_or_else(none)?;
+        let jobs: Vec<JobForecastView> = fc
+            .jobs
+            .iter()
+            .filter_map(|j| {
+                let id = j.key?;
+                let rec = self.jobs.get(&id)?;
+                let wanted =
+                    job.is_none_or(|k| k == id) && rec.state == JobStatus::Pending && self.visible(who, id).is_ok();
+                wanted.then(|| JobForecastView {
+                    id,
+                    name: rec.name.clone(),
+                    account: rec.account.clone(),
+                    p50_start: j.p50_start,
+                    p90_start: j.p90_start,
+                    reason: self.why(who, id).ok().and_then(|w| w.reasons.into_iter().next()),
+                })
+            })
+            .collect();
+        if let (Some(id), true) = (job, jobs.is_empty()) {
+            return Err(ApiErr::NotFound(format!(
+                "no forecast for job {id}: it is not pending, or it was submitted after the last forecast"
+            )));
+        }
+        Ok(ForecastView { at: fc.at, runs: fc.runs, elapsed_ms: fc.elapsed_ms, model_jobs: fc.model_jobs, jobs })
+    }
+}
