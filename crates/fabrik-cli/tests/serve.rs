@@ -216,8 +216,9 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     let dir = temp_dir("dash");
     let token = admin_init(&dir);
     let port = free_port();
-    let mut server = serve(&dir, port, &["--executor", "simulated", "--facility", "small"]);
-    api(
+    let mut server =
+        serve(&dir, port, &["--executor", "simulated", "--facility", "small", "--forecast-interval", "1s"]);
+    let first = api(
         port,
         &token,
         "POST",
@@ -235,7 +236,10 @@ fn dashboard_shows_live_data_in_headless_chromium() {
             json!({"name": "waiting-giant", "command": ["train"], "gpus": 128, "walltime": "2h", "account": "pretrain"}),
         ),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
+    // without history the giant is forecast to start when the first job's 2 h walltime is up
+    let started = api(port, &token, "GET", &format!("/v1/jobs/{}", first["id"]), None)["start_time"].as_u64().unwrap();
+    let forecast = fabrik_model::SimTime(started + 7200).unix_utc()[..16].to_string();
     let profile = dir.join("chromium-profile");
     let o = Command::new(&browser)
         .args([
@@ -263,6 +267,7 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "queue with why-pending missing"
     );
     assert!(dom.contains("research/open-llm/eval"), "accounts missing");
+    assert!(dom.contains(&format!("{forecast} / {forecast}")), "forecast start {forecast} missing: {dom}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

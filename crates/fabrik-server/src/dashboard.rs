@@ -14,7 +14,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd
 </style></head><body>
 <h1>fabrik</h1><div id="warn" style="background:#fff3cd;padding:4px 8px;display:none"></div><div id="summary" class="muted">loading…</div><div id="err"></div>
 <h2>Facility</h2><div id="groups" class="grid"></div>
-<h2>Queue</h2><table id="queue"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>why pending</th></tr></thead><tbody></tbody></table>
+<h2>Queue</h2><table id="queue"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>why pending</th><th>forecast start (P50 / P90)</th></tr></thead><tbody></tbody></table>
 <h2>Running</h2><table id="running"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>started</th></tr></thead><tbody></tbody></table>
 <h2>Accounts: usage vs share</h2><table id="accounts"><thead><tr><th>account</th><th>entitled</th><th>usage</th><th>GPU-hours</th><th>running GPUs</th><th>pending</th></tr></thead><tbody></tbody></table>
 <h2>Busy GPUs by tenant class over time</h2><svg id="history" width="720" height="180"></svg>
@@ -62,7 +62,9 @@ async function refresh() {
       return '<div class="cell" title="group ' + g.group + ' ' + esc(g.hall) + ' ' + esc(g.gpu_type) + ': ' + g.busy + '/' + g.gpus +
         ' busy" style="background:rgba(42,111,219,' + (0.12 + 0.88 * u).toFixed(2) + ')"></div>';
     }).join('');
-    rows('queue', d.queue, ([j, why]) => [j.id, j.name, j.account, j.gpus, why]);
+    const at = t => new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ');
+    rows('queue', d.queue, ([j, why]) => [j.id, j.name, j.account, j.gpus, why,
+      d.forecast[j.id] ? at(d.forecast[j.id][0]) + ' / ' + at(d.forecast[j.id][1]) : '-']);
     rows('running', d.running, j => [j.id, j.name, j.account, j.gpus, new Date(j.start_time * 1000).toISOString()]);
     rows('accounts', d.accounts.filter(a => a.leaf), a => [a.account, pct(a.entitled_share), pct(a.usage_share), a.gpu_hours.toFixed(2), a.running_gpus, a.pending_jobs]);
     chart(d.history);

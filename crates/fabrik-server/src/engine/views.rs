@@ -83,6 +83,8 @@ pub struct DashboardView {
     pub accounts: Vec<AccountView>,
     pub class_shares: BTreeMap<String, f64>,
     pub history: Vec<Sample>,
+    /// The last forecast's P50 and P90 start (Unix seconds) per queued job shown.
+    pub forecast: BTreeMap<i64, (u64, u64)>,
 }
 
 impl Engine {
@@ -215,7 +217,7 @@ impl Engine {
     }
 
     pub(super) fn dashboard(&self, who: &Identity) -> DashboardView {
-        let queue = self
+        let queue: Vec<(JobRecord, String)> = self
             .sched
             .pending()
             .iter()
@@ -237,8 +239,19 @@ impl Engine {
         for (_, a) in self.facility.tenants.leaves() {
             *class_shares.entry(a.class().to_string()).or_insert(0.0) += a.norm_share;
         }
+        let fc = self.forecaster.as_ref().and_then(|f| f.latest());
+        let forecast = fc
+            .map(|fc| {
+                let shown: std::collections::BTreeSet<i64> = queue.iter().map(|(j, _)| j.id).collect();
+                fc.jobs
+                    .iter()
+                    .filter_map(|j| j.key.filter(|k| shown.contains(k)).map(|k| (k, (j.p50_start, j.p90_start))))
+                    .collect()
+            })
+            .unwrap_or_default();
         DashboardView {
             facility: self.facility_view(),
+            forecast,
             queue,
             running,
             accounts: self.accounts(who),
