@@ -82,6 +82,15 @@ pub enum ClientCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// What-ifs from the live state (admins): the next days under the facility's current
+    /// settings and under each alternative (--policy, --power-cap-mw, --drain, --energy-aware),
+    /// side by side; run here in the twin from the server's snapshot.
+    Whatif {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: crate::whatif::WhatifArgs,
+    },
 }
 
 #[derive(Args)]
@@ -204,7 +213,8 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
         | ClientCmd::Logs { conn, .. }
         | ClientCmd::Why { conn, .. }
         | ClientCmd::Usage { conn }
-        | ClientCmd::Snapshot { conn } => conn,
+        | ClientCmd::Snapshot { conn }
+        | ClientCmd::Whatif { conn, .. } => conn,
     };
     let c = Client::new(conn)?;
     let out = |v: &Value| println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
@@ -298,6 +308,11 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
             print!("{text}");
         }
         ClientCmd::Snapshot { .. } => out(&c.get("/v1/snapshot")?),
+        ClientCmd::Whatif { args, .. } => {
+            let snap: fabrik_sched::Snapshot =
+                serde_json::from_value(c.get("/v1/snapshot")?).context("the server's snapshot")?;
+            crate::whatif::run(snap, args, conn.json)?;
+        }
         ClientCmd::Why { job, .. } => {
             let v = c.get(&format!("/v1/jobs/{job}/why"))?;
             if conn.json {

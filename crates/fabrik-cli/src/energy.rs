@@ -99,7 +99,7 @@ fn num(s: &str, what: &str) -> Result<f64> {
 }
 
 /// `140`, `140,17-21=120,0-6=150`: a base cap and daily windows, as a 24-hour series.
-fn daily_cap(spec: &str) -> Result<Hourly> {
+pub fn daily_cap(spec: &str) -> Result<Hourly> {
     let mut parts = spec.split(',');
     let base = num(parts.next().unwrap_or(""), "--power-cap-mw")?;
     if base <= 0.0 {

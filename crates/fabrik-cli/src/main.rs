@@ -6,6 +6,7 @@ mod client;
 mod energy;
 mod plan;
 mod serve;
+mod whatif;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

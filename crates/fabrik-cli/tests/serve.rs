@@ -396,3 +396,43 @@ fn admin_tokens_are_listed_expire_and_are_revoked() {
     assert!(!ok && err.contains("--expires-in: must be between 1 s and 10 years"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn whatif_and_queue_start_against_a_live_server() {
+    // small (128 GPUs), simulated executor: a 128-GPU job runs, two more wait. `fabrik whatif`
+    // compares the baseline with fifo on the queue as it stands (no arrivals), `queue --start`
+    // lists the forecast, and a bad --drain is a clear error.
+    let dir = temp_dir("whatif");
+    let token = admin_init(&dir);
+    let port = free_port();
+    let mut server =
+        serve(&dir, port, &["--executor", "simulated", "--facility", "small", "--forecast-interval", "1s"]);
+    for gpus in [128, 64, 64] {
+        api(
+            port,
+            &token,
+            "POST",
+            "/v1/jobs",
+            Some(json!({"command": ["x"], "gpus": gpus, "walltime": "1h", "account": "eval"})),
+        );
+    }
+    // a forecast interval after the last submission, both queued jobs are in the forecast
+    std::thread::sleep(Duration::from_millis(1300));
+    let url = format!("http://127.0.0.1:{port}");
+    let run =
+        |args: &[&str]| Command::new(BIN).args(args).args(["--server", &url, "--token", &token]).output().unwrap();
+    let o = run(&["whatif", "--days", "0", "--policy", "fifo"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("baseline (fair-share)") && text.contains("policy=fifo (fifo)"), "{text}");
+    let o = run(&["whatif", "--days", "0", "--drain", "g99"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--drain g99: the facility has 4 leaf groups"));
+    let o = run(&["queue", "--start"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("START (P50)") && text.lines().count() >= 4, "{text}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -310,6 +310,22 @@ async fn snapshot(State(s): St, h: HeaderMap) -> ApiResult<Box<fabrik_sched::Sna
     Ok(Json(s.call(|r| Cmd::Snapshot(who, r)).await?))
 }
 
+/// A what-if from the live state: the snapshot comes from the engine, the twin runs on a
+/// blocking thread beside it (admins).
+async fn whatif(
+    State(s): St,
+    h: HeaderMap,
+    body: Result<Json<fabrik_twin::whatif::Request>, JsonRejection>,
+) -> ApiResult<fabrik_twin::compare::Comparison> {
+    let who = s.identity(&h)?;
+    let Json(req) = body?;
+    let (snap, facility) = s.call(|r| Cmd::WhatifInput(who, r)).await?;
+    let out = tokio::task::spawn_blocking(move || req.run(&snap, &facility, None))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("what-if: {e}")))?;
+    out.map(Json).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+}
+
 async fn forecast_all(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::ForecastView> {
     let who = s.identity(&h)?;
     Ok(Json(s.call(|r| Cmd::Forecast(who, None, r)).await?))
@@ -391,6 +407,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dashboard", get(dashboard_data))
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/forecast", get(forecast_all))
+        .route("/v1/whatif", post(whatif))
         .route("/v1/jobs/{id}/forecast", get(forecast_one))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))

@@ -65,6 +65,7 @@ pub fn document() -> Value {
             "/healthz": { "get": { "summary": "200 ok while the store takes writes; 503 with the error while it refuses them", "responses": { "200": { "description": "ok" }, "503": { "$ref": "#/components/responses/Error" } } } },
             "/v1/facility": { "get": op("Facility state: GPUs busy and free by group, power", None, "200") },
             "/v1/dashboard": { "get": op("Everything the dashboard shows", None, "200") },
+            "/v1/whatif": { "post": op("What-ifs from the live state (admin): the baseline and each alternative (policies, power_cap_mw, drain, energy_aware) over days of synthetic arrivals, as the compare table's rows", Some("WhatifRequest"), "200") },
             "/v1/forecast": { "get": op("P50 and P90 start forecasts of the pending jobs the caller may see", None, "200") },
             "/v1/jobs/{id}/forecast": { "get": with_id(op("One pending job's P50 and P90 start forecast and why it waits", None, "200")) },
             "/v1/snapshot": { "get": op("The brain's state as the twin's input (admin): running jobs with placement, the queue, usage, nodes out of service", None, "200") },
@@ -90,6 +91,19 @@ pub fn document() -> Value {
                         "earliest_start": { "type": "integer", "minimum": 0, "description": "Unix seconds, at most 10 years ahead" },
                         "deadline": { "type": "integer", "minimum": 0, "description": "Unix seconds, at most 10 years ahead" },
                         "simulated_runtime": bounded
+                    }
+                },
+                "WhatifRequest": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": {
+                        "days": { "type": "number", "minimum": 0, "maximum": 60, "description": "days of synthetic arrivals after the snapshot (default 7)" },
+                        "load": { "type": "number", "exclusiveMinimum": 0, "maximum": 2 },
+                        "seed": { "type": "integer", "minimum": 0 },
+                        "zone": { "type": "string" },
+                        "policies": { "type": "array", "items": { "type": "string" }, "maxItems": 8 },
+                        "power_cap_mw": { "type": "array", "items": { "type": "number", "exclusiveMinimum": 0 }, "description": "one value, or 24 (MW per hour of the day, UTC)" },
+                        "drain": { "type": "array", "items": { "type": "integer", "minimum": 0 }, "description": "domain indices" },
+                        "energy_aware": { "type": "string", "enum": ["carbon", "price", "both"] }
                     }
                 },
                 "NewAccount": { "type": "object", "additionalProperties": false, "required": ["path", "shares"],

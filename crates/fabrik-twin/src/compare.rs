@@ -73,7 +73,7 @@ impl Row {
     }
 }
 
-const N: usize = 20;
+const N: usize = 21;
 const HEAD: [&str; N] = [
     "policy",
     "facility",
@@ -93,6 +93,7 @@ const HEAD: [&str; N] = [
     "MWh",
     "tCO2",
     "flex tCO2",
+    "missed",
     "EUR",
     "cap lost",
 ];
@@ -118,6 +119,7 @@ impl Comparison {
             format!("{:.0}", r.facility_mwh),
             format!("{:.1}", r.emissions_t),
             format!("{:.1}", r.flexible_emissions_t),
+            r.flexible_deadlines_missed.to_string(),
             format!("{:.0}", r.cost_eur),
             format!("{:.1}%", r.cap_lost_share * 100.0),
         ]
@@ -139,7 +141,7 @@ impl Comparison {
                 .collect();
             let _ = writeln!(o, "{}", line.join("  "));
         }
-        let _ = writeln!(o, "(BSLD = mean bounded slowdown; util while jobs arrive; TTG = time-to-guarantee; GPUh lost = lost work + restart overhead; tCO2 location-based from the grid; inflex wait = mean wait of the jobs without a deadline; flex = flexible jobs' share; cap lost = GPU capacity idle while the power cap held work back)");
+        let _ = writeln!(o, "(BSLD = mean bounded slowdown; util while jobs arrive; TTG = time-to-guarantee; GPUh lost = lost work + restart overhead; tCO2 location-based from the grid; inflex wait = mean wait of the jobs without a deadline; flex = flexible jobs' share; missed = jobs that ended after their deadline; cap lost = GPU capacity idle while the power cap held work back)");
         o
     }
 

@@ -13,7 +13,7 @@ use fabrik_model::SimTime;
 use serde::Serialize;
 
 /// What the energy-aware modifier minimises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Objective {
     Carbon,

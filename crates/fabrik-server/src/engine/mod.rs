@@ -55,6 +55,8 @@ pub enum Cmd {
     Dashboard(Identity, Reply<DashboardView>),
     /// The brain's state as the twin's input (admins).
     Snapshot(Identity, Reply<Box<fabrik_sched::Snapshot>>),
+    /// What a what-if starts from (admins): the snapshot and the facility it was taken on.
+    WhatifInput(Identity, Reply<(Box<fabrik_sched::Snapshot>, Box<Facility>)>),
     /// The last start-time forecast of the pending jobs the caller may see (one job's, or all).
     Forecast(Identity, Option<i64>, Reply<ForecastView>),
     /// Bring the gauges up to date (before `/metrics` renders them).
@@ -345,6 +347,9 @@ impl Engine {
             }
             Cmd::Snapshot(who, reply) => {
                 let _ = reply.send(self.snapshot(&who));
+            }
+            Cmd::WhatifInput(who, reply) => {
+                let _ = reply.send(self.snapshot(&who).map(|s| (s, Box::new(self.facility.clone()))));
             }
             Cmd::Forecast(who, job, reply) => {
                 let _ = reply.send(self.forecast_view(&who, job));
