@@ -117,6 +117,11 @@ pub struct SimArgs {
     /// With --from: a workload (as --workload) whose second 0 is the snapshot's moment.
     #[arg(long, value_name = "WORKLOAD", requires = "from")]
     append: Option<String>,
+    /// With --from: the snapshot's jobs without a known runtime run for one drawn (with
+    /// --seed) from the runtime model fitted on this workload's jobs (as --workload), instead
+    /// of their walltime.
+    #[arg(long, value_name = "WORKLOAD", requires = "from")]
+    runtimes_from: Option<String>,
     /// fifo, fifo-backfill, fair-share, las or slurm (see `fabrik policies`) [default: fair-share,
     /// the preset's, or the snapshot's].
     #[arg(long)]
@@ -612,7 +617,22 @@ fn simulate_from(a: &SimArgs, policy: &str, mut facility: Facility, snap: fabrik
         }
         None => None,
     };
-    let (workload, fork) = fabrik_twin::fork::fork(&snap, &facility, appended.as_ref()).map_err(anyhow::Error::msg)?;
+    let (workload, fork) = match &a.runtimes_from {
+        Some(spec) => {
+            let w = WorkloadArgs { workload: spec.clone(), ..a.w.clone() };
+            let (hist, _) = w.load(&facility)?;
+            let model = fabrik_model::runtime_model::RuntimeModel::fit(&hist.completed(&facility.tenants));
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.w.seed);
+            fabrik_twin::fork::fork_with(&snap, &facility, appended.as_ref(), |j, ran| {
+                j.runtime_s.unwrap_or_else(|| {
+                    let account = facility.tenants.get(j.spec.account).path.as_str();
+                    model.sample(account, j.spec.walltime.0, ran, rand::Rng::gen::<f64>(&mut rng))
+                })
+            })
+        }
+        None => fabrik_twin::fork::fork(&snap, &facility, appended.as_ref()),
+    }
+    .map_err(anyhow::Error::msg)?;
     let mut cfg = twin_config(a, policy, &facility)?;
     if let (Some(mw), false) = (snap.power_cap_mw, a.energy.has_power_cap()) {
         cfg.energy.cap_mw = Some(fabrik_model::grid::Hourly::constant(mw));

@@ -357,6 +357,11 @@ fn an_imported_slurm_cluster_runs_under_the_slurm_policy() {
 /// A live brain on tiny at Unix 1,700,000,000: `r` (16 GPUs) started 30 min before and runs
 /// 1 h; queued q1 (8 GPUs, 1 h walltime, runs 1,200 s) and q2 (16 GPUs, 1 h, runs 600 s).
 fn snapshot_file() -> PathBuf {
+    snapshot_file_with([Some(3600), Some(1200), Some(600)], "state.json")
+}
+
+/// The same live brain with these runtimes known for r, q1 and q2.
+fn snapshot_file_with(runtimes: [Option<u64>; 3], name: &str) -> PathBuf {
     use fabrik_model::{Facility, JobSpec, Secs, SimTime};
     const AT: u64 = 1_700_000_000;
     let f = Facility::preset("tiny").unwrap();
@@ -369,9 +374,9 @@ fn snapshot_file() -> PathBuf {
         s.submit(JobSpec::new(name, leaf, gpus, SimTime(AT - 60), Secs(3600)), SimTime(AT - 60)).unwrap();
     }
     s.schedule(SimTime(AT - 60), &mut started);
-    let runtime = |id: fabrik_model::JobId| Some([3600, 1200, 600][id.idx()]);
+    let runtime = |id: fabrik_model::JobId| runtimes[id.idx()];
     let snap = s.snapshot(&f, SimTime(AT), SimTime(0), |id| Some(i64::from(id.0)), runtime);
-    tmp("state.json", &serde_json::to_string(&snap).unwrap())
+    tmp(name, &serde_json::to_string(&snap).unwrap())
 }
 
 #[test]
@@ -424,4 +429,33 @@ fn simulate_from_refuses_bad_snapshots_with_the_file_and_reason() {
         &["simulate", "--from", state.to_str().unwrap(), "--facility", "tiny", "--workload", "synthetic:x"],
         "--append",
     );
+}
+
+#[test]
+fn simulate_from_samples_unknown_runtimes_from_a_traces_history() {
+    // q1 and q2 have no known runtime. Without history they run their hour: q1 81,800..85,400,
+    // q2 85,400..89,000. A history in which every job ran half its walltime makes them run
+    // 1,800 s: q1 81,800..83,600, q2 83,600..85,400.
+    let state = snapshot_file_with([Some(3600), None, None], "state-unknown.json");
+    let hist = tmp("hist.csv", "name,submit,account,gpus,walltime,runtime\nh1,0,research/open-llm/pretrain,8,2h,1h\nh2,60,sme/startup-a/llm,1,10m,5m\n");
+    let jobs = std::env::temp_dir().join(format!("fabrik-cli-fork-rt-{}.csv", std::process::id()));
+    let rows = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["simulate", "-q", "--from", state.to_str().unwrap(), "--facility", "tiny", "--jobs-csv"];
+        args.push(jobs.to_str().unwrap());
+        args.extend(extra);
+        let o = fabrik(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(&jobs)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let c: Vec<&str> = l.split(',').collect();
+                format!("{},{},{}", c[0], c[4], c[5])
+            })
+            .collect()
+    };
+    assert_eq!(rows(&[]), vec!["r,78200,81800", "q1,81800,85400", "q2,85400,89000"]);
+    let spec = format!("csv:{}", hist.display());
+    assert_eq!(rows(&["--runtimes-from", &spec]), vec!["r,78200,81800", "q1,81800,83600", "q2,83600,85400"]);
 }

@@ -44,6 +44,25 @@ pub enum Preemptible {
     None,
 }
 
+impl Workload {
+    /// Its jobs as completed history for the runtime model: account path, submission (on the
+    /// workload's clock, plus its Unix origin where known), walltime and runtime (capped at the
+    /// walltime: a job runs no longer).
+    pub fn completed(&self, tenants: &fabrik_model::TenantTree) -> Vec<fabrik_model::runtime_model::Completed> {
+        let origin = self.clock_origin.unwrap_or(0);
+        self.jobs
+            .iter()
+            .filter(|j| j.spec.account.idx() < tenants.len())
+            .map(|j| fabrik_model::runtime_model::Completed {
+                account: tenants.get(j.spec.account).path.clone(),
+                submit_unix: origin + j.spec.submit.0,
+                walltime_s: j.spec.walltime.0,
+                runtime_s: j.runtime.0.min(j.spec.walltime.0),
+            })
+            .collect()
+    }
+}
+
 impl std::str::FromStr for Preemptible {
     type Err = String;
     fn from_str(s: &str) -> Result<Preemptible, String> {
