@@ -17,7 +17,8 @@ pub struct BenchArgs {
     /// preemption on ITP cluster04 replicated ×10), serve (durable submissions on loopback),
     /// pass (scheduling pass with 100,000 pending jobs on eu-gigafactory and gw-campus); the long
     /// ones only when named: year (eu-gigafactory, 365 days) and campus (gw-campus, 30 days),
-    /// with the process's peak memory.
+    /// with the process's peak memory, and forecast (the accuracy of live start-time forecasts:
+    /// ITP cluster04's first 4 days replayed through fabrik serve at 3,600×, a few minutes).
     #[arg(long)]
     only: Option<String>,
     /// Submissions for the serve scenario.
@@ -88,8 +89,8 @@ fn timed(
 pub fn run(a: &BenchArgs) -> Result<()> {
     let only = a.only.as_deref();
     if let Some(o) = only {
-        if !["a", "b", "c", "serve", "pass", "year", "campus"].contains(&o) {
-            bail!("--only takes a, b, c, serve, pass, year or campus, got '{o}'");
+        if !["a", "b", "c", "serve", "pass", "year", "campus", "forecast"].contains(&o) {
+            bail!("--only takes a, b, c, serve, pass, year, campus or forecast, got '{o}'");
         }
     }
     let want = |x: &str| only.is_none_or(|o| o == x);
@@ -154,6 +155,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             Some(365.0),
             1,
         )?;
+    }
+    if only == Some("forecast") {
+        if !trace.is_file() {
+            bail!("ITP trace not found at {} (pass --traces DIR)", trace.display());
+        }
+        crate::bench_forecast::accuracy(&trace, 96.0, 3600.0)?;
     }
     if only == Some("campus") {
         scenario("(campus) gw-campus, 30 days synthetic", "gw-campus", "synthetic", "fair-share", Some(30.0), 1)?;

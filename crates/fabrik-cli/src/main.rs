@@ -1,6 +1,7 @@
 //! The `fabrik` command: argv, terminal output and progress. Logic lives in the library crates.
 
 mod bench;
+mod bench_forecast;
 mod bench_serve;
 mod client;
 mod energy;
