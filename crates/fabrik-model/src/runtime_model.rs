@@ -25,6 +25,7 @@ pub const QUANTILES: usize = 21;
 pub struct Completed {
     /// The account's path (`research/open-llm/eval`); its first segment is the class.
     pub account: String,
+    pub gpus: u32,
     pub submit_unix: u64,
     pub walltime_s: u64,
     pub runtime_s: u64,
@@ -96,6 +97,10 @@ pub struct RuntimeModel {
     pub facility: Option<Ratios>,
     /// Mean submissions per hour, by hour of the week (Monday 00:00 UTC = 0).
     pub arrivals_per_hour: Vec<f64>,
+    /// Mean submissions per hour over the whole history, and the weeks it spans: below a week
+    /// the hour-of-week profile is mostly empty hours, and the mean is used instead.
+    pub mean_arrivals_per_hour: f64,
+    pub weeks: f64,
     /// Completed jobs the model learned from.
     pub jobs: usize,
 }
@@ -126,14 +131,28 @@ impl RuntimeModel {
         let keep = |m: BTreeMap<&str, Vec<f64>>| -> BTreeMap<String, Ratios> {
             m.into_iter().filter(|(_, v)| v.len() >= MIN_SAMPLES).map(|(k, v)| (k.to_string(), Ratios::of(v))).collect()
         };
-        // the weeks the history spans, at least one
-        let weeks = if all.is_empty() { 1.0 } else { ((last - first) as f64 / (168.0 * 3600.0)).max(1.0) };
+        // the weeks the history spans (at least one for the hour-of-week means)
+        let span_s = if all.is_empty() { 0 } else { last - first };
+        let weeks = (span_s as f64 / (168.0 * 3600.0)).max(1.0);
+        let mean_arrivals_per_hour = all.len() as f64 / (span_s as f64 / 3600.0).max(1.0);
         RuntimeModel {
+            mean_arrivals_per_hour,
+            weeks: span_s as f64 / (168.0 * 3600.0),
             jobs: all.len(),
             facility: (!all.is_empty()).then(|| Ratios::of(all)),
             accounts: keep(by_account),
             classes: keep(by_class),
             arrivals_per_hour: per_how.iter().map(|&n| n as f64 / weeks).collect(),
+        }
+    }
+
+    /// Expected submissions in the hour starting at `unix`: the hour-of-week mean once the
+    /// history spans a week, else the overall mean.
+    pub fn arrival_rate(&self, unix: u64) -> f64 {
+        if self.weeks >= 1.0 {
+            self.arrivals_per_hour.get(hour_of_week(unix)).copied().unwrap_or(0.0)
+        } else {
+            self.mean_arrivals_per_hour
         }
     }
 
@@ -173,7 +192,7 @@ mod tests {
     use super::*;
 
     fn job(account: &str, submit: u64, wall: u64, run: u64) -> Completed {
-        Completed { account: account.into(), submit_unix: submit, walltime_s: wall, runtime_s: run }
+        Completed { account: account.into(), gpus: 1, submit_unix: submit, walltime_s: wall, runtime_s: run }
     }
 
     /// 21 jobs of an account with ratios 0, 0.05, …, 1.0 (runtime k × 180 s of 3,600): its
@@ -236,5 +255,11 @@ mod tests {
         assert!((m.arrivals_per_hour[9] - 2.0 / weeks).abs() < 1e-12);
         assert!((m.arrivals_per_hour[38] - 1.0 / weeks).abs() < 1e-12);
         assert_eq!(m.arrivals_per_hour.iter().filter(|&&x| x > 0.0).count(), 2);
+        // over two weeks of history the hour-of-week profile is used; over a day, the mean:
+        // 3 jobs in 10 hours → 0.3 per hour, whatever the hour
+        assert!((m.arrival_rate(monday + 9 * 3600) - 2.0 / weeks).abs() < 1e-12);
+        let day: Vec<Completed> = (0..3).map(|k| job("a/b", monday + k * 5 * 3600, 60, 30)).collect();
+        let d = RuntimeModel::fit(&day);
+        assert!((d.arrival_rate(monday + 3 * 86_400) - 0.3).abs() < 1e-12, "{}", d.arrival_rate(0));
     }
 }

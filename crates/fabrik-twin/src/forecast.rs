@@ -3,19 +3,23 @@
 //! they have run) and its own failure draws; per queued job, the median (P50) and 90th
 //! percentile (P90) of its start over the runs.
 //!
-//! Runs stop being started once the wall-clock budget is spent (at least one always runs). A
-//! forecast assumes no further arrivals: under a priority policy a later submission can only
-//! delay a queued job, so the P90 is a start the job should not expect to be beaten by much.
+//! Runs stop being started once the wall-clock budget is spent (at least one always runs).
+//! Each run also draws the arrivals of the next `arrivals_horizon`: per hour, a Poisson number
+//! at the model's arrival rate, each a job resampled from the recent history (account, GPUs,
+//! walltime) with a runtime from the model — under a priority policy a later submission can
+//! overtake a queued job, and a forecast without arrivals starts it too early.
 
 use crate::config::TwinConfig;
 use crate::failure_model::FailureConfig;
 use crate::fork::fork_with;
+use crate::workload::{TraceJob, Workload};
 use crate::Twin;
-use fabrik_model::runtime_model::RuntimeModel;
-use fabrik_model::Facility;
+use fabrik_model::runtime_model::{Completed, RuntimeModel};
+use fabrik_model::{Facility, JobSpec, Secs, SimTime};
 use fabrik_sched::Snapshot;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Poisson};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -31,11 +35,20 @@ pub struct ForecastConfig {
     /// Use the runtimes a snapshot knows (the simulated executor's) instead of sampling them:
     /// for what-ifs on a simulated facility, never for an honest forecast.
     pub known_runtimes: bool,
+    /// How far ahead arrivals are drawn (0: none).
+    pub arrivals_horizon: Duration,
 }
 
 impl Default for ForecastConfig {
     fn default() -> Self {
-        ForecastConfig { runs: 16, seed: 1, budget: Duration::from_secs(5), failures: true, known_runtimes: false }
+        ForecastConfig {
+            runs: 16,
+            seed: 1,
+            budget: Duration::from_secs(5),
+            failures: true,
+            known_runtimes: false,
+            arrivals_horizon: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -68,11 +81,55 @@ fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
     sorted[k - 1]
 }
 
-/// Forecasts the snapshot's queue on `facility` (the one it was taken on, with its accounts).
+/// Arrivals for `horizon_s` after the snapshot (second 0 at its moment `at`, Unix): per hour a
+/// Poisson number at the model's rate, each resampled from `history` (its account, if the
+/// facility has it as a project, GPUs if they fit, walltime), its runtime from the model.
+pub fn arrivals(
+    model: &RuntimeModel,
+    history: &[Completed],
+    facility: &Facility,
+    at: u64,
+    horizon_s: u64,
+    rng: &mut ChaCha8Rng,
+) -> Workload {
+    let mut jobs = Vec::new();
+    let leaf = |path: &str| facility.tenants.iter().find(|(_, a)| a.path == path && a.is_leaf()).map(|(id, _)| id);
+    let max_gang = facility.max_gang(None);
+    if !history.is_empty() {
+        for h in 0..horizon_s.div_ceil(3600) {
+            let rate = model.arrival_rate(at + h * 3600);
+            let n = if rate > 0.0 { Poisson::new(rate).map_or(0.0, |p| p.sample(rng)) as u64 } else { 0 };
+            for _ in 0..n {
+                let c = &history[rng.gen_range(0..history.len())];
+                let submit = h * 3600 + rng.gen_range(0..3600);
+                let u: f64 = rng.gen();
+                let Some(account) = leaf(&c.account) else { continue };
+                if submit >= horizon_s || c.walltime_s == 0 || u64::from(c.gpus) > max_gang || c.gpus == 0 {
+                    continue;
+                }
+                let spec = JobSpec::new(
+                    format!("arrival-{}", jobs.len()),
+                    account,
+                    c.gpus,
+                    SimTime(submit),
+                    Secs(c.walltime_s),
+                );
+                let runtime = model.sample(&c.account, c.walltime_s, 0, u);
+                jobs.push(TraceJob { spec, runtime: Secs(runtime) });
+            }
+        }
+    }
+    jobs.sort_by_key(|j| j.spec.submit);
+    Workload { source: "arrivals drawn from history".into(), notes: vec![], jobs, clock_origin: None }
+}
+
+/// Forecasts the snapshot's queue on `facility` (the one it was taken on, with its accounts),
+/// with runtimes and arrivals from `model` and `history`.
 pub fn forecast(
     snap: &Snapshot,
     facility: &Facility,
     model: &RuntimeModel,
+    history: &[Completed],
     cfg: &ForecastConfig,
 ) -> Result<Forecast, String> {
     let t0 = Instant::now();
@@ -82,7 +139,9 @@ pub fn forecast(
     while runs < cfg.runs.max(1) && (runs == 0 || t0.elapsed() < cfg.budget) {
         let seed = cfg.seed.wrapping_add(runs as u64);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let (w, fk) = fork_with(snap, facility, None, |j, ran| match (cfg.known_runtimes, j.runtime_s) {
+        let extra = arrivals(model, history, facility, snap.at.0, cfg.arrivals_horizon.as_secs(), &mut rng);
+        let extra = (!extra.jobs.is_empty()).then_some(extra);
+        let (w, fk) = fork_with(snap, facility, extra.as_ref(), |j, ran| match (cfg.known_runtimes, j.runtime_s) {
             (true, Some(r)) => r,
             _ => {
                 let account = snap.accounts.get(j.spec.account.idx().wrapping_sub(1)).map_or("", |a| a.path.as_str());
@@ -119,6 +178,35 @@ pub fn forecast(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A day of history on tiny (10 jobs in 9 hours of one account): 10/9 per hour; 48 hours of
+    /// arrivals have a Poisson count of mean 53.3 (within 4 sd: 24–83), each a project's job of
+    /// the history's size, submitted within the horizon, in order.
+    #[test]
+    fn arrivals_are_drawn_at_the_models_rate_from_history() {
+        let f = Facility::preset("tiny").unwrap();
+        let path = f.tenants.leaves().next().unwrap().1.path.clone();
+        let history: Vec<Completed> = (0..10)
+            .map(|k| Completed {
+                account: path.clone(),
+                gpus: 8,
+                submit_unix: k * 3600,
+                walltime_s: 3600,
+                runtime_s: 1800,
+            })
+            .collect();
+        let model = RuntimeModel::fit(&history);
+        assert!((model.arrival_rate(0) - 10.0 / 9.0).abs() < 1e-12);
+        let w = arrivals(&model, &history, &f, 1_000_000, 48 * 3600, &mut ChaCha8Rng::seed_from_u64(3));
+        let n = w.jobs.len();
+        assert!((24..=83).contains(&n), "{n} arrivals");
+        assert!(w.jobs.windows(2).all(|p| p[0].spec.submit <= p[1].spec.submit));
+        assert!(w.jobs.iter().all(|j| j.spec.gpus == 8 && j.spec.submit.0 < 48 * 3600 && j.runtime.0 == 1800));
+        // no history, no arrivals
+        assert!(arrivals(&model, &[], &f, 0, 48 * 3600, &mut ChaCha8Rng::seed_from_u64(3)).jobs.is_empty());
+    }
+
     #[test]
     fn nearest_rank_quantiles() {
         let v = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];

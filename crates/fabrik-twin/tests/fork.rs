@@ -108,11 +108,17 @@ fn a_forecast_samples_runtimes_from_history_and_reports_p50_and_p90() {
     use fabrik_model::runtime_model::{Completed, RuntimeModel};
     let (f, snap) = live();
     let history: Vec<Completed> = (0..5)
-        .map(|k| Completed { account: "x/y/z".into(), submit_unix: k, walltime_s: 1000, runtime_s: 500 })
+        .map(|k| Completed { account: "x/y/z".into(), gpus: 1, submit_unix: k, walltime_s: 1000, runtime_s: 500 })
         .collect();
     let model = RuntimeModel::fit(&history);
-    let cfg = fabrik_twin::forecast::ForecastConfig { runs: 4, failures: false, ..Default::default() };
-    let fc = fabrik_twin::forecast::forecast(&snap, &f, &model, &cfg).unwrap();
+    // no arrivals: the hand-computed starts are the queue's own
+    let cfg = fabrik_twin::forecast::ForecastConfig {
+        runs: 4,
+        failures: false,
+        arrivals_horizon: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let fc = fabrik_twin::forecast::forecast(&snap, &f, &model, &history, &cfg).unwrap();
     assert_eq!((fc.runs, fc.model_jobs, fc.at), (4, 5, AT));
     let got: Vec<(&str, u64, u64)> =
         fc.jobs.iter().map(|j| (j.name.as_str(), j.p50_start - AT, j.p90_start - AT)).collect();
@@ -129,17 +135,17 @@ fn a_forecast_spreads_with_the_runtime_distribution() {
     use fabrik_model::runtime_model::{Completed, RuntimeModel};
     let (f, snap) = live();
     let history: Vec<Completed> = (1..=20)
-        .map(|k| Completed { account: "x/y/z".into(), submit_unix: k, walltime_s: 1000, runtime_s: k * 50 })
+        .map(|k| Completed { account: "x/y/z".into(), gpus: 1, submit_unix: k, walltime_s: 1000, runtime_s: k * 50 })
         .collect();
     let model = RuntimeModel::fit(&history);
     let cfg = fabrik_twin::forecast::ForecastConfig { runs: 32, failures: false, ..Default::default() };
-    let fc = fabrik_twin::forecast::forecast(&snap, &f, &model, &cfg).unwrap();
+    let fc = fabrik_twin::forecast::forecast(&snap, &f, &model, &history, &cfg).unwrap();
     let q2 = &fc.jobs[1];
     assert_eq!(q2.name, "q2");
     assert!(q2.p50_start < q2.p90_start, "{q2:?}");
     assert!(q2.p50_start > AT && q2.p90_start <= AT + 9000, "{q2:?}");
     // the same seed gives the same forecast
-    let again = fabrik_twin::forecast::forecast(&snap, &f, &model, &cfg).unwrap();
+    let again = fabrik_twin::forecast::forecast(&snap, &f, &model, &history, &cfg).unwrap();
     assert_eq!(again.jobs, fc.jobs);
 }
 

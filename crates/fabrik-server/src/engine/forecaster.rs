@@ -41,7 +41,7 @@ impl Forecaster {
                             continue;
                         }
                     }
-                    match forecast(&snap, &f, &model, &cfg) {
+                    match forecast(&snap, &f, &model, &history, &cfg) {
                         Ok(fc) => {
                             tracing::debug!(runs = fc.runs, ms = fc.elapsed_ms, jobs = fc.jobs.len(), "forecast");
                             if let Ok(mut l) = out.lock() {

@@ -500,6 +500,7 @@ impl Engine {
                 let (s, e) = (j.start_time?, j.end_time?);
                 Some(fabrik_model::runtime_model::Completed {
                     account: j.account.clone(),
+                    gpus: j.gpus,
                     submit_unix: j.submit_time,
                     walltime_s: j.walltime_s,
                     runtime_s: e.saturating_sub(s),

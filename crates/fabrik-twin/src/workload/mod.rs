@@ -55,6 +55,7 @@ impl Workload {
             .filter(|j| j.spec.account.idx() < tenants.len())
             .map(|j| fabrik_model::runtime_model::Completed {
                 account: tenants.get(j.spec.account).path.clone(),
+                gpus: j.spec.gpus,
                 submit_unix: origin + j.spec.submit.0,
                 walltime_s: j.spec.walltime.0,
                 runtime_s: j.runtime.0.min(j.spec.walltime.0),
