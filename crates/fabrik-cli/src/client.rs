@@ -204,6 +204,14 @@ fn print_jobs(jobs: &[Value]) {
     }
 }
 
+/// The snapshot of the server at `url` (its base address), with the token from $FABRIK_TOKEN
+/// or the config file: `fabrik simulate --from URL`.
+pub fn snapshot_from(url: &str) -> Result<fabrik_sched::Snapshot> {
+    let conn = Conn { server: Some(url.to_string()), token: None, json: false };
+    let c = Client::new(&conn)?;
+    serde_json::from_value(c.get("/v1/snapshot")?).with_context(|| format!("the snapshot of {url}"))
+}
+
 pub fn run(cmd: &ClientCmd) -> Result<()> {
     let conn = match cmd {
         ClientCmd::Submit { conn, .. }

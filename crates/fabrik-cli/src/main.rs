@@ -110,11 +110,12 @@ pub struct SimArgs {
     facility: String,
     #[command(flatten)]
     w: WorkloadArgs,
-    /// Continue from a snapshot of `fabrik serve` (`fabrik snapshot > state.json`): its running
-    /// jobs, queue, usage and nodes out of service, on the facility it was taken on (pass that
-    /// as --facility). No arrivals unless --append gives some.
-    #[arg(long, value_name = "FILE")]
-    from: Option<PathBuf>,
+    /// Continue from a snapshot of `fabrik serve` (`fabrik snapshot > state.json`, or the
+    /// server's URL: its snapshot is fetched with $FABRIK_TOKEN, admins): its running jobs,
+    /// queue, usage and nodes out of service, on the facility it was taken on (pass that as
+    /// --facility). No arrivals unless --append gives some.
+    #[arg(long, value_name = "FILE|URL")]
+    from: Option<String>,
     /// With --from: a workload (as --workload) whose second 0 is the snapshot's moment.
     #[arg(long, value_name = "WORKLOAD", requires = "from")]
     append: Option<String>,
@@ -572,7 +573,11 @@ fn simulate(a: &SimArgs) -> Result<()> {
         (None, Some(p)) => p,
         (None, None) => "fair-share",
     };
-    let snapshot = a.from.as_deref().map(read_snapshot).transpose()?;
+    let snapshot = match a.from.as_deref() {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(client::snapshot_from(u)?),
+        Some(p) => Some(read_snapshot(Path::new(p))?),
+        None => None,
+    };
     let policy = match (&snapshot, a.policy.is_none() && a.preset.is_none()) {
         (Some(s), true) => s.policy.clone(),
         _ => policy.to_string(),

@@ -428,6 +428,15 @@ fn whatif_and_queue_start_against_a_live_server() {
     let o = run(&["whatif", "--days", "0", "--drain", "g99"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--drain g99: the facility has 4 leaf groups"));
+    // the twin continues from the server itself
+    let o = Command::new(BIN)
+        .args(["simulate", "-q", "--from", &url, "--facility", "small", "--json", "/dev/stdout"])
+        .env("FABRIK_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["summary"]["completed"], 3, "{}", report["summary"]);
     let o = run(&["queue", "--start"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
