@@ -259,7 +259,7 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
             }
             let t = |x: &Value| x.as_u64().map_or("-".into(), |u| fabrik_model::SimTime(u).unix_utc());
             println!(
-                "forecast of {} (from {} twin runs, runtimes learned from {} completed jobs)",
+                "forecast of {} (from {} twin runs, runtimes learned from {} ended and running jobs)",
                 t(&v["at"]),
                 s(&v["runs"]),
                 s(&v["model_jobs"])

@@ -28,7 +28,10 @@ pub struct Completed {
     pub gpus: u32,
     pub submit_unix: u64,
     pub walltime_s: u64,
+    /// How long it ran — or, for a job still running, how long it has run so far (a lower
+    /// bound: the model treats it as right-censored).
     pub runtime_s: u64,
+    pub running: bool,
 }
 
 /// A runtime ÷ walltime distribution.
@@ -40,6 +43,46 @@ pub struct Ratios {
 }
 
 impl Ratios {
+    /// From observations (ratio, still running): the empirical distribution when every job
+    /// ended, else the Kaplan–Meier estimate, whose mass left after the last observation goes
+    /// to 1 (no job runs past its walltime).
+    fn of_observed(mut obs: Vec<(f64, bool)>) -> Ratios {
+        if obs.iter().all(|o| !o.1) {
+            return Ratios::of(obs.into_iter().map(|o| o.0).collect());
+        }
+        // ties: ends before the censored ones (a job seen running at r is at risk at r)
+        obs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let n = obs.len();
+        let (mut at_risk, mut surv) = (n as f64, 1.0);
+        let mut mass: Vec<(f64, f64)> = Vec::new();
+        for (r, running) in obs {
+            if !running {
+                let m = surv / at_risk;
+                surv -= m;
+                mass.push((r, m));
+            }
+            at_risk -= 1.0;
+        }
+        if surv > 1e-12 {
+            mass.push((1.0, surv));
+        }
+        // quantile k: the smallest ratio whose cumulative mass reaches k/20
+        let quantiles = (0..QUANTILES)
+            .map(|k| {
+                let q = k as f64 / (QUANTILES - 1) as f64;
+                let mut cum = 0.0;
+                for &(r, m) in &mass {
+                    cum += m;
+                    if cum >= q - 1e-12 {
+                        return r;
+                    }
+                }
+                1.0
+            })
+            .collect();
+        Ratios { samples: n, quantiles }
+    }
+
     fn of(mut r: Vec<f64>) -> Ratios {
         r.sort_by(f64::total_cmp);
         let n = r.len();
@@ -101,7 +144,7 @@ pub struct RuntimeModel {
     /// the hour-of-week profile is mostly empty hours, and the mean is used instead.
     pub mean_arrivals_per_hour: f64,
     pub weeks: f64,
-    /// Completed jobs the model learned from.
+    /// Jobs the model learned from (ended, and running ones as censored).
     pub jobs: usize,
 }
 
@@ -111,16 +154,18 @@ pub fn hour_of_week(unix: u64) -> usize {
 }
 
 impl RuntimeModel {
-    /// Fits the model to completed jobs (any order). Jobs without a positive walltime are
-    /// skipped; ratios are capped at 1 (a job killed at its walltime ran all of it).
+    /// Fits the model to completed and running jobs (any order). Jobs without a positive
+    /// walltime are skipped; ratios are capped at 1 (a job killed at its walltime ran all of
+    /// it). Running jobs count as right-censored: fitting only the ended ones would see the
+    /// short jobs first and under-estimate runtimes.
     pub fn fit(history: &[Completed]) -> RuntimeModel {
-        let mut by_account: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        let mut by_class: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut by_account: BTreeMap<&str, Vec<(f64, bool)>> = BTreeMap::new();
+        let mut by_class: BTreeMap<&str, Vec<(f64, bool)>> = BTreeMap::new();
         let mut all = Vec::new();
         let mut per_how = [0u64; 168];
         let (mut first, mut last) = (u64::MAX, 0);
         for c in history.iter().filter(|c| c.walltime_s > 0) {
-            let r = (c.runtime_s as f64 / c.walltime_s as f64).clamp(1e-6, 1.0);
+            let r = ((c.runtime_s as f64 / c.walltime_s as f64).clamp(1e-6, 1.0), c.running);
             by_account.entry(&c.account).or_default().push(r);
             by_class.entry(class_of(&c.account)).or_default().push(r);
             all.push(r);
@@ -128,8 +173,11 @@ impl RuntimeModel {
             first = first.min(c.submit_unix);
             last = last.max(c.submit_unix);
         }
-        let keep = |m: BTreeMap<&str, Vec<f64>>| -> BTreeMap<String, Ratios> {
-            m.into_iter().filter(|(_, v)| v.len() >= MIN_SAMPLES).map(|(k, v)| (k.to_string(), Ratios::of(v))).collect()
+        let keep = |m: BTreeMap<&str, Vec<(f64, bool)>>| -> BTreeMap<String, Ratios> {
+            m.into_iter()
+                .filter(|(_, v)| v.len() >= MIN_SAMPLES)
+                .map(|(k, v)| (k.to_string(), Ratios::of_observed(v)))
+                .collect()
         };
         // the weeks the history spans (at least one for the hour-of-week means)
         let span_s = if all.is_empty() { 0 } else { last - first };
@@ -139,7 +187,7 @@ impl RuntimeModel {
             mean_arrivals_per_hour,
             weeks: span_s as f64 / (168.0 * 3600.0),
             jobs: all.len(),
-            facility: (!all.is_empty()).then(|| Ratios::of(all)),
+            facility: (!all.is_empty()).then(|| Ratios::of_observed(all)),
             accounts: keep(by_account),
             classes: keep(by_class),
             arrivals_per_hour: per_how.iter().map(|&n| n as f64 / weeks).collect(),
@@ -192,7 +240,14 @@ mod tests {
     use super::*;
 
     fn job(account: &str, submit: u64, wall: u64, run: u64) -> Completed {
-        Completed { account: account.into(), gpus: 1, submit_unix: submit, walltime_s: wall, runtime_s: run }
+        Completed {
+            account: account.into(),
+            gpus: 1,
+            submit_unix: submit,
+            walltime_s: wall,
+            runtime_s: run,
+            running: false,
+        }
     }
 
     /// 21 jobs of an account with ratios 0, 0.05, …, 1.0 (runtime k × 180 s of 3,600): its
@@ -234,6 +289,25 @@ mod tests {
         assert_eq!(class.samples, 25);
         assert!((class.quantiles[4] - 0.42).abs() < 1e-12, "{}", class.quantiles[4]);
         assert_eq!(RuntimeModel::fit(&[]).sample("sme/a/x", 1234, 0, 0.3), 1234);
+    }
+
+    /// Two ended jobs at ratios 0.2 and 0.4, two still running at 0.3 and 0.5 (of 1,000 s):
+    /// Kaplan–Meier puts 1/4 at 0.2, 3/4 × 1/2 = 0.375 at 0.4 and the remaining 0.375 at the
+    /// walltime. Median 0.4; the 70% quantile 1.0. Without the running ones: 0.2 and 0.4 only.
+    #[test]
+    fn running_jobs_count_as_censored_observations() {
+        let mut h = vec![job("a/b", 0, 1000, 200), job("a/b", 0, 1000, 400)];
+        for run in [300, 500] {
+            h.push(Completed { running: true, ..job("a/b", 0, 1000, run) });
+        }
+        let m = RuntimeModel::fit(&h);
+        let r = m.facility.as_ref().unwrap();
+        assert_eq!(r.samples, 4);
+        assert!((r.quantiles[5] - 0.2).abs() < 1e-12, "{:?}", r.quantiles); // 25%
+        assert!((r.quantiles[10] - 0.4).abs() < 1e-12, "{:?}", r.quantiles); // 50%
+        assert!((r.quantiles[14] - 1.0).abs() < 1e-12, "{:?}", r.quantiles); // 70%
+        let ended = RuntimeModel::fit(&h[..2]);
+        assert!((ended.facility.unwrap().quantiles[20] - 0.4).abs() < 1e-12);
     }
 
     /// Submissions on two Mondays at 09:xx UTC (hour 9 of the week) and on a Tuesday at 14:00

@@ -194,6 +194,7 @@ mod tests {
                 submit_unix: k * 3600,
                 walltime_s: 3600,
                 runtime_s: 1800,
+                running: false,
             })
             .collect();
         let model = RuntimeModel::fit(&history);

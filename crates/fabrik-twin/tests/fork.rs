@@ -108,7 +108,14 @@ fn a_forecast_samples_runtimes_from_history_and_reports_p50_and_p90() {
     use fabrik_model::runtime_model::{Completed, RuntimeModel};
     let (f, snap) = live();
     let history: Vec<Completed> = (0..5)
-        .map(|k| Completed { account: "x/y/z".into(), gpus: 1, submit_unix: k, walltime_s: 1000, runtime_s: 500 })
+        .map(|k| Completed {
+            account: "x/y/z".into(),
+            gpus: 1,
+            submit_unix: k,
+            walltime_s: 1000,
+            runtime_s: 500,
+            running: false,
+        })
         .collect();
     let model = RuntimeModel::fit(&history);
     // no arrivals: the hand-computed starts are the queue's own
@@ -135,7 +142,14 @@ fn a_forecast_spreads_with_the_runtime_distribution() {
     use fabrik_model::runtime_model::{Completed, RuntimeModel};
     let (f, snap) = live();
     let history: Vec<Completed> = (1..=20)
-        .map(|k| Completed { account: "x/y/z".into(), gpus: 1, submit_unix: k, walltime_s: 1000, runtime_s: k * 50 })
+        .map(|k| Completed {
+            account: "x/y/z".into(),
+            gpus: 1,
+            submit_unix: k,
+            walltime_s: 1000,
+            runtime_s: k * 50,
+            running: false,
+        })
         .collect();
     let model = RuntimeModel::fit(&history);
     let cfg = fabrik_twin::forecast::ForecastConfig { runs: 32, failures: false, ..Default::default() };

@@ -495,15 +495,22 @@ impl Engine {
             .jobs
             .values()
             .rev()
-            .filter(|j| matches!(j.state, JobStatus::Completed | JobStatus::Timeout | JobStatus::Failed))
             .filter_map(|j| {
-                let (s, e) = (j.start_time?, j.end_time?);
+                // ended jobs, and running ones as censored (they have run at least this long)
+                let (s, e, running) = match j.state {
+                    JobStatus::Completed | JobStatus::Timeout | JobStatus::Failed => {
+                        (j.start_time?, j.end_time?, false)
+                    }
+                    JobStatus::Running => (j.start_time?, now.0, true),
+                    _ => return None,
+                };
                 Some(fabrik_model::runtime_model::Completed {
                     account: j.account.clone(),
                     gpus: j.gpus,
                     submit_unix: j.submit_time,
                     walltime_s: j.walltime_s,
                     runtime_s: e.saturating_sub(s),
+                    running,
                 })
             })
             .take(forecaster::MAX_HISTORY)

@@ -59,6 +59,7 @@ impl Workload {
                 submit_unix: origin + j.spec.submit.0,
                 walltime_s: j.spec.walltime.0,
                 runtime_s: j.runtime.0.min(j.spec.walltime.0),
+                running: false,
             })
             .collect()
     }
