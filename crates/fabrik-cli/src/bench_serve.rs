@@ -178,8 +178,14 @@ pub fn pass(preset: &str, policy: &str) -> Result<()> {
     }
     recalcs.sort_by(f64::total_cmp);
     times.sort_by(f64::total_cmp);
+    // what a forecast or what-if costs the engine: one snapshot of the whole brain
+    let t = Instant::now();
+    let snap = s.snapshot(&f, SimTime(20_000), SimTime::ZERO, |id| Some(i64::from(id.0)), |_| None);
+    let snapshot_ms = t.elapsed().as_secs_f64() * 1e3;
+    let queued = snap.queued.len();
+    drop(snap);
     println!(
-        "(pass) {preset} {policy}: {} pending, {} GPUs busy of {}: first pass {:.2} ms; pass after a job end p50 {:.3} ms, max {:.3} ms; pass with priority recalculation {:.2} ms (first), p50 of 20 {:.2} ms, min {:.2} ms",
+        "(pass) {preset} {policy}: {} pending, {} GPUs busy of {}: first pass {:.2} ms; pass after a job end p50 {:.3} ms, max {:.3} ms; pass with priority recalculation {:.2} ms (first), p50 of 20 {:.2} ms, min {:.2} ms; snapshot of the brain ({queued} queued) {snapshot_ms:.1} ms",
         s.pending().len(),
         s.busy_gpus(),
         f.total_gpus(),

@@ -267,7 +267,8 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "queue with why-pending missing"
     );
     assert!(dom.contains("research/open-llm/eval"), "accounts missing");
-    assert!(dom.contains(&format!("{forecast} / {forecast}")), "forecast start {forecast} missing: {dom}");
+    // (the P90 may be later: a forecast run can draw a node failure)
+    assert!(dom.contains(&format!("{forecast} / ")), "forecast start {forecast} missing: {dom}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -388,7 +388,8 @@ async fn the_twin_forked_from_a_snapshot_starts_jobs_when_the_server_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_jobs_get_start_forecasts_their_owners_may_see() {
     // tiny, simulated executor: r (16 GPUs, walltime 1 h) runs; alice's q1 (8 GPUs, 1 h) and
-    // bob's q2 (16 GPUs, 1 h) wait. Without history every job is forecast to run its walltime.
+    // bob's q2 (16 GPUs, 1 h) wait. With only r's run so far (censored) as history every job is
+    // forecast to run its walltime.
     // Under fair share bob's account (no usage yet) goes first: q2 starts when r's hour is up,
     // q1 an hour after that (failures off: every run agrees).
     let f = fabrik_model::Facility::preset("tiny").unwrap();
@@ -398,6 +399,8 @@ async fn pending_jobs_get_start_forecasts_their_owners_may_see() {
         c.engine.forecast_interval = Some(Duration::from_millis(100));
         c.engine.forecast.runs = 4;
         c.engine.forecast.failures = false;
+        // no drawn arrivals: the starts are the queue's own (r, running, is all the history)
+        c.engine.forecast.arrivals_horizon = Duration::ZERO;
     })
     .await;
     let job = |gpus: u32| json!({"command": ["x"], "gpus": gpus, "walltime": "1h", "simulated_runtime": "1h"});

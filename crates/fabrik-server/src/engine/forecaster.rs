@@ -1,15 +1,17 @@
 //! Start-time forecasts beside the engine: every `forecast_interval` the engine hands a
-//! snapshot and the recent completed jobs to this thread (never waiting: a snapshot arriving
-//! while the last forecast still runs is dropped), which fits the runtime model, runs the twin
-//! within the forecast's time budget and publishes the result. The control loop and the API only
-//! ever read the last published forecast.
+//! snapshot and the recent jobs to this thread (never waiting: a snapshot arriving while the
+//! last forecast still runs is dropped), which fits the runtime model, runs the twin within the
+//! forecast's time budget and publishes the result. The control loop and the API only ever read
+//! the last published forecast. So that forecasts never take more than a fifth of a core from
+//! the engine and the API, a forecast that took T starts the next no sooner than 4·T later.
 
 use fabrik_model::runtime_model::{Completed, RuntimeModel};
 use fabrik_model::Facility;
 use fabrik_twin::forecast::{forecast, Forecast, ForecastConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Completed jobs (the most recent) the runtime model learns from.
 pub const MAX_HISTORY: usize = 10_000;
@@ -17,18 +19,26 @@ pub const MAX_HISTORY: usize = 10_000;
 pub struct Forecaster {
     tx: SyncSender<(Box<fabrik_sched::Snapshot>, Vec<Completed>)>,
     latest: Arc<Mutex<Option<Arc<Forecast>>>>,
-    pub(super) last: Option<Instant>,
+    last: Option<Instant>,
+    /// How long the last forecast took, milliseconds.
+    took_ms: Arc<AtomicU64>,
 }
+
+/// The share of the time a forecast may keep a core busy: at most one in `DUTY` parts.
+const DUTY: u32 = 5;
 
 impl Forecaster {
     pub fn start(facility: Facility, cfg: ForecastConfig) -> Forecaster {
         let (tx, rx) = mpsc::sync_channel::<(Box<fabrik_sched::Snapshot>, Vec<Completed>)>(1);
         let latest: Arc<Mutex<Option<Arc<Forecast>>>> = Arc::new(Mutex::new(None));
         let out = latest.clone();
+        let took_ms = Arc::new(AtomicU64::new(0));
+        let took = took_ms.clone();
         std::thread::Builder::new()
             .name("fabrik-forecast".into())
             .spawn(move || {
                 for (snap, history) in rx {
+                    let t0 = Instant::now();
                     let model = RuntimeModel::fit(&history);
                     // the facility with the snapshot's accounts, as the brain has them
                     let mut f = facility.clone();
@@ -50,10 +60,18 @@ impl Forecaster {
                         }
                         Err(e) => tracing::warn!("forecast failed: {e}"),
                     }
+                    took.store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
                 }
             })
             .expect("spawning the forecast thread");
-        Forecaster { tx, latest, last: None }
+        Forecaster { tx, latest, last: None, took_ms }
+    }
+
+    /// Whether a forecast is due: `every` since the last, and at least (DUTY − 1) times as long
+    /// as the last one took.
+    pub fn due(&self, every: Duration) -> bool {
+        let rest = Duration::from_millis(self.took_ms.load(Ordering::Relaxed)) * DUTY;
+        self.last.is_none_or(|t| t.elapsed() >= every.max(rest))
     }
 
     /// Hands a snapshot over unless a forecast is still running.

@@ -486,7 +486,7 @@ impl Engine {
     /// forecast thread (it never blocks the loop).
     fn offer_forecast(&mut self, now: SimTime) {
         let (Some(every), Some(f)) = (self.cfg.forecast_interval, &self.forecaster) else { return };
-        if f.last.is_some_and(|t| t.elapsed() < every) || self.sched.pending().len() + self.sched.deferred_len() == 0 {
+        if !f.due(every) || self.sched.pending().len() + self.sched.deferred_len() == 0 {
             return;
         }
         let key = |id: JobId| self.from_sched.get(id.idx()).copied();
