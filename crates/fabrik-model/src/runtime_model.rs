@@ -195,9 +195,12 @@ impl RuntimeModel {
     }
 
     /// Expected submissions in the hour starting at `unix`: the hour-of-week mean once the
-    /// history spans a week, else the overall mean.
+    /// history spans a week, else the overall mean — and none while it spans less than a day
+    /// (a burst of submissions is no rate to extrapolate from).
     pub fn arrival_rate(&self, unix: u64) -> f64 {
-        if self.weeks >= 1.0 {
+        if self.weeks < 1.0 / 7.0 {
+            0.0
+        } else if self.weeks >= 1.0 {
             self.arrivals_per_hour.get(hour_of_week(unix)).copied().unwrap_or(0.0)
         } else {
             self.mean_arrivals_per_hour
@@ -329,11 +332,13 @@ mod tests {
         assert!((m.arrivals_per_hour[9] - 2.0 / weeks).abs() < 1e-12);
         assert!((m.arrivals_per_hour[38] - 1.0 / weeks).abs() < 1e-12);
         assert_eq!(m.arrivals_per_hour.iter().filter(|&&x| x > 0.0).count(), 2);
-        // over two weeks of history the hour-of-week profile is used; over a day, the mean:
-        // 3 jobs in 10 hours → 0.3 per hour, whatever the hour
+        // over two weeks of history the hour-of-week profile is used; over 30 hours, the mean:
+        // 3 jobs in 30 hours → 0.1 per hour, whatever the hour; under a day, none
         assert!((m.arrival_rate(monday + 9 * 3600) - 2.0 / weeks).abs() < 1e-12);
-        let day: Vec<Completed> = (0..3).map(|k| job("a/b", monday + k * 5 * 3600, 60, 30)).collect();
-        let d = RuntimeModel::fit(&day);
-        assert!((d.arrival_rate(monday + 3 * 86_400) - 0.3).abs() < 1e-12, "{}", d.arrival_rate(0));
+        let days: Vec<Completed> = (0..3).map(|k| job("a/b", monday + k * 15 * 3600, 60, 30)).collect();
+        let d = RuntimeModel::fit(&days);
+        assert!((d.arrival_rate(monday + 3 * 86_400) - 0.1).abs() < 1e-12, "{}", d.arrival_rate(0));
+        let burst: Vec<Completed> = (0..1000).map(|k| job("a/b", monday + k, 60, 30)).collect();
+        assert_eq!(RuntimeModel::fit(&burst).arrival_rate(monday), 0.0);
     }
 }
