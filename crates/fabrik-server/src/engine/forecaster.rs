@@ -3,7 +3,9 @@
 //! last forecast still runs is dropped), which fits the runtime model, runs the twin within the
 //! forecast's time budget and publishes the result. The control loop and the API only ever read
 //! the last published forecast. So that forecasts never take more than a fifth of a core from
-//! the engine and the API, a forecast that took T starts the next no sooner than 4·T later.
+//! the engine and the API, a forecast that took T starts the next no sooner than 4·T later, and
+//! the thread runs at the lowest scheduling priority (nice 19): on a busy host the engine and
+//! the API threads go first.
 
 use fabrik_model::runtime_model::{Completed, RuntimeModel};
 use fabrik_model::Facility;
@@ -37,6 +39,7 @@ impl Forecaster {
         std::thread::Builder::new()
             .name("fabrik-forecast".into())
             .spawn(move || {
+                lower_priority();
                 for (snap, history) in rx {
                     let t0 = Instant::now();
                     let model = RuntimeModel::fit(&history);
@@ -85,5 +88,16 @@ impl Forecaster {
 
     pub fn latest(&self) -> Option<Arc<Forecast>> {
         self.latest.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to nice 19 (Linux: `setpriority` with
+/// `PRIO_PROCESS` and id 0 acts on the calling thread). Best effort: a failure leaves it as is.
+#[allow(unsafe_code, reason = "setpriority on the calling thread: an FFI call without memory-safety preconditions")]
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if rc != 0 {
+        tracing::debug!("the forecast thread keeps its priority: {}", std::io::Error::last_os_error());
     }
 }
