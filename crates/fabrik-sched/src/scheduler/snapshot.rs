@@ -11,8 +11,8 @@
 //! queue's order (a snapshot without a recalculation on record — one whose policy a body
 //! changed — computes priorities anew): the restored brain makes the decisions the exporting one would make next
 //! (tested) — placements included, since the free lists' order breaks placement ties and is
-//! carried too. A job the modifier deferred in claim mode comes back deferred without its claim
-//! (its GPUs are not held for it); the EASY reservation is recomputed at the next pass; jobs
+//! carried too, and a job the modifier deferred in claim mode with its claim (tested). The EASY
+//! reservation is recomputed at the next pass; jobs
 //! running inside an advance reservation come back as ordinary running jobs; the `slurm`
 //! policy's backfill-cycle clock starts afresh. The body sets the power cap and the modifier.
 
@@ -47,7 +47,8 @@ pub struct SnapJob {
     #[serde(default)]
     pub key: Option<i64>,
     pub spec: JobSpec,
-    /// Running: when it started and where (domain, GPUs).
+    /// Running: when it started and where (domain, GPUs); deferred in claim mode: the GPUs it
+    /// claimed.
     #[serde(default)]
     pub start: Option<SimTime>,
     #[serde(default)]
@@ -144,6 +145,9 @@ impl Scheduler {
                 }
                 JobState::Deferred { until } => {
                     s.deferred_until = Some(*until);
+                    if let Some(c) = self.deferrals.claims.iter().find(|c| c.job == id) {
+                        s.parts = c.parts.iter().map(|&(d, n)| (d.0, n)).collect();
+                    }
                     queued.push(s);
                 }
                 JobState::Pending => queued.push(s),
@@ -236,7 +240,25 @@ impl Scheduler {
             if let Some(until) = j.deferred_until {
                 e.state = JobState::Deferred { until };
                 s.pending.retain(|&p| p != id);
-                s.deferrals.queued.insert((until, id));
+                if j.parts.is_empty() {
+                    s.deferrals.queued.insert((until, id));
+                } else {
+                    // claim mode: its claim comes back (claims are hidden only during a pass)
+                    let parts: Vec<(DomainId, u32)> = j.parts.iter().map(|&(d, n)| (DomainId(d), n)).collect();
+                    let fits = parts.iter().all(|&(d, _)| d.idx() < facility.domains.len());
+                    if !fits || parts.iter().map(|p| p.1).sum::<u32>() != j.spec.gpus {
+                        return Err(bad(format!("queued[{k}] ('{}'): its claim does not hold its GPUs", j.spec.name)));
+                    }
+                    let pos = s.deferrals.claims.partition_point(|c| c.at <= until);
+                    let claim = super::energy::Claim {
+                        job: id,
+                        at: until,
+                        parts: parts.into(),
+                        hidden: Vec::new(),
+                        applied: false,
+                    };
+                    s.deferrals.claims.insert(pos, claim);
+                }
             }
             ids.push(id);
         }
@@ -340,6 +362,44 @@ mod tests {
             };
             assert_eq!(usage(&a), usage(&b), "{policy}");
         }
+    }
+
+    /// tiny (two 8-GPU nodes), fifo-backfill, the modifier in claim mode with hour 1 cleaner:
+    /// the flexible job F is deferred to 3,600 s and claims 8 GPUs; A takes the other node; B
+    /// (ends by 1,850 s) borrows F's claimed GPUs, C (would end after 3,600 s) may not and waits.
+    /// A snapshot at 100 s restored (F deferred with its claim) makes the same starts as the
+    /// original: F on its claim at 3,600 s, C after A.
+    #[test]
+    fn a_claim_comes_back_with_the_deferred_job() {
+        let f = Facility::preset("tiny").unwrap();
+        let leaf = f.tenants.leaves().next().unwrap().0;
+        let modifier = || {
+            let sig = fabrik_model::grid::Hourly { values: vec![400.0, 100.0] };
+            crate::EnergyAware::new(sig, 48, 0.05, Secs(0), crate::DeferMode::Claim)
+        };
+        let mut a = Scheduler::for_facility(&f, "fifo-backfill", SchedConfig::default(), SimTime(0)).unwrap();
+        a.set_energy_aware(Some(modifier()));
+        let mut flex = JobSpec::new("F", leaf, 8, SimTime(0), Secs(3600));
+        flex.deadline = Some(SimTime(6 * 3600));
+        let arrivals = vec![
+            flex,
+            JobSpec::new("A", leaf, 8, SimTime(0), Secs(7200)),
+            JobSpec::new("B", leaf, 8, SimTime(50), Secs(1800)),
+            JobSpec::new("C", leaf, 8, SimTime(100), Secs(3600)),
+        ];
+        let before = drive(&mut a, 0, 100, &arrivals);
+        assert_eq!(before, vec![(0, vec!["A".to_string()]), (50, vec!["B".to_string()])]);
+        let snap = a.snapshot(&f, SimTime(100), SimTime(0), |_| None, |_| None);
+        let fs = snap.queued.iter().find(|j| j.spec.name == "F").unwrap();
+        assert_eq!((fs.deferred_until, fs.parts.iter().map(|p| p.1).sum::<u32>()), (Some(SimTime(3600)), 8));
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        let (mut b, _) = Scheduler::restore(&f, &back, SchedConfig::default()).unwrap();
+        b.set_energy_aware(Some(modifier()));
+        let la = drive(&mut a, 150, 20_000, &[]);
+        let lb = drive(&mut b, 150, 20_000, &[]);
+        assert_eq!(la, lb);
+        // F starts on its claim at its hour; C when A ends (3,600 s: half its walltime)
+        assert_eq!(la, vec![(3600, vec!["F".to_string(), "C".to_string()])]);
     }
 
     #[test]
