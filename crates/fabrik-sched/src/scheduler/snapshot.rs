@@ -250,13 +250,7 @@ impl Scheduler {
                         return Err(bad(format!("queued[{k}] ('{}'): its claim does not hold its GPUs", j.spec.name)));
                     }
                     let pos = s.deferrals.claims.partition_point(|c| c.at <= until);
-                    let claim = super::energy::Claim {
-                        job: id,
-                        at: until,
-                        parts: parts.into(),
-                        hidden: Vec::new(),
-                        applied: false,
-                    };
+                    let claim = super::energy::Claim { job: id, at: until, parts, hidden: Vec::new(), applied: false };
                     s.deferrals.claims.insert(pos, claim);
                 }
             }
