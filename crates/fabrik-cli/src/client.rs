@@ -95,24 +95,34 @@ pub enum ClientCmd {
 
 #[derive(Args)]
 pub struct SubmitArgs {
-    #[arg(long, default_value_t = 1)]
+    /// GPUs, all started together (a gang).
+    #[arg(long, short = 'G', default_value_t = 1)]
     gpus: u32,
-    /// Requested walltime: seconds or 90m, 2h, 1.5d.
-    #[arg(long)]
+    /// Requested walltime: seconds, 90m, 1h 30m, 1.5d, or Slurm's [D-]HH:MM:SS / MM:SS.
+    #[arg(long, short = 't')]
     walltime: String,
-    #[arg(long)]
+    /// The job's name.
+    #[arg(long, short = 'J')]
     name: Option<String>,
-    #[arg(long)]
+    /// The account (project) to charge: its path or its last part (default: the token's).
+    #[arg(long, short = 'A')]
     account: Option<String>,
+    /// GPU type (a name of the facility's catalog).
     #[arg(long)]
     gpu_type: Option<String>,
-    #[arg(long)]
+    /// high, normal or low.
+    #[arg(long, short = 'q')]
     qos: Option<String>,
+    /// The job may be preempted (and requeued) by higher-priority work.
     #[arg(long)]
     preemptible: bool,
-    /// Unix seconds.
+    /// Finish by then (the job becomes flexible): Unix seconds, 2026-12-04T18:00:00Z,
+    /// `2026-12-04 18:00` (UTC), or now+2h.
     #[arg(long)]
-    deadline: Option<u64>,
+    deadline: Option<String>,
+    /// Start no earlier than then (Slurm's --begin; same forms as --deadline).
+    #[arg(long)]
+    begin: Option<String>,
     /// Simulated executor: how long the job runs.
     #[arg(long)]
     simulated_runtime: Option<String>,
@@ -241,8 +251,14 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                     body[k] = json!(v);
                 }
             }
-            if let Some(d) = a.deadline {
-                body["deadline"] = json!(d);
+            // the server reads the times on its own clock
+            for (k, v) in [("deadline", &a.deadline), ("earliest_start", &a.begin)] {
+                if let Some(v) = v {
+                    body[k] = match v.parse::<u64>() {
+                        Ok(n) => json!(n),
+                        Err(_) => json!(v),
+                    };
+                }
             }
             let j = c.post("/v1/jobs", body)?;
             if conn.json {

@@ -26,7 +26,8 @@ fn id_param() -> Value {
 
 pub fn document() -> Value {
     // 1 s to 366 days (MAX_WALLTIME_S), as seconds or with a unit
-    let bounded = json!({ "oneOf": [{ "type": "integer", "minimum": 1, "maximum": crate::engine::MAX_WALLTIME_S }, { "type": "string", "examples": ["90s", "45m", "2h", "1.5d"] }] });
+    let bounded = json!({ "oneOf": [{ "type": "integer", "minimum": 1, "maximum": crate::engine::MAX_WALLTIME_S }, { "type": "string", "examples": ["90s", "45m", "1h 30m", "1.5d", "2-12:00:00", "30:00"] }] });
+    let when = json!({ "oneOf": [{ "type": "integer", "minimum": 0, "description": "Unix seconds" }, { "type": "string", "examples": ["2026-12-04T18:00:00Z", "2026-12-04 18:00", "now+2h"] }], "description": "at most 10 years ahead" });
     let with_id = |mut v: Value| {
         v["parameters"] = id_param();
         v
@@ -88,8 +89,8 @@ pub fn document() -> Value {
                         "qos": { "type": "string", "enum": ["high", "normal", "low"] },
                         "preemptible": { "type": "boolean" },
                         "checkpoint_interval": bounded.clone(),
-                        "earliest_start": { "type": "integer", "minimum": 0, "description": "Unix seconds, at most 10 years ahead" },
-                        "deadline": { "type": "integer", "minimum": 0, "description": "Unix seconds, at most 10 years ahead" },
+                        "earliest_start": when.clone(),
+                        "deadline": when,
                         "simulated_runtime": bounded
                     }
                 },

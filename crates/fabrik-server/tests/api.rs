@@ -478,3 +478,36 @@ async fn whatifs_run_from_the_live_state_for_admins() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_are_accepted_the_ways_people_write_them() {
+    // walltime in Slurm's HH:MM:SS, a compound checkpoint interval, a deadline relative to now
+    // and an earliest start as RFC 3339 with an offset; a time nobody can read is a 400 naming
+    // its field.
+    let s = start("times", 4).await;
+    let (st, v) = s
+        .req(
+            "POST",
+            "/v1/jobs",
+            &s.alice,
+            Some(json!({"command": ["true"], "gpus": 1, "walltime": "1:30:00", "checkpoint_interval": "1h 15m",
+                        "deadline": "now+2h", "earliest_start": "2035-01-01T01:00:00+01:00"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["walltime_s"], 5400);
+    assert_eq!(v["checkpoint_interval_s"], 4500);
+    // 2035-01-01T00:00:00Z
+    assert_eq!(v["earliest_start"], 2_051_222_400u64);
+    let submit = v["submit_time"].as_u64().unwrap();
+    let deadline = v["deadline"].as_u64().unwrap();
+    assert!(deadline.abs_diff(submit + 7200) <= 1, "{v}");
+    for (field, bad) in [("deadline", "tomorrow"), ("earliest_start", "2026-13-01"), ("walltime", "1-24:00:00")] {
+        let mut body = json!({"command": ["true"], "gpus": 1, "walltime": "10m"});
+        body[field] = json!(bad);
+        let (st, e) = s.req("POST", "/v1/jobs", &s.alice, Some(body)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{field}: {e}");
+        assert!(e["error"].as_str().is_some_and(|m| m.starts_with(field)), "{e}");
+    }
+    s.stop().await;
+}

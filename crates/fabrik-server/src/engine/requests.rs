@@ -20,7 +20,27 @@ pub enum ApiErr {
 
 pub type Reply<T> = oneshot::Sender<Result<T, ApiErr>>;
 
-/// A duration as seconds or as text with a unit (`90s`, `45m`, `2h`, `1.5d`).
+/// A point in time as Unix seconds or as text: RFC 3339 (`2026-12-04T18:00:00Z`), a date and
+/// time read as UTC, `now`, or `now+2h` (see `fabrik_model::units::parse_time`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum When {
+    Unix(u64),
+    Text(String),
+}
+
+impl When {
+    pub(super) fn unix(&self, field: &str, now: SimTime) -> Result<u64, ApiErr> {
+        match self {
+            When::Unix(s) => Ok(*s),
+            When::Text(t) => {
+                fabrik_model::units::parse_time(t, now.0).map_err(|e| ApiErr::BadRequest(format!("{field}: {e}")))
+            }
+        }
+    }
+}
+
+/// A duration as seconds or as text: `90s`, `45m`, `1h 30m`, `1.5d`, Slurm's `2-12:00:00`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Dur {
@@ -49,9 +69,9 @@ pub struct SubmitRequest {
     pub qos: Option<String>,
     pub preemptible: Option<bool>,
     pub checkpoint_interval: Option<Dur>,
-    /// Unix seconds.
-    pub earliest_start: Option<u64>,
-    pub deadline: Option<u64>,
+    /// Unix seconds, or a time as text (see `When`).
+    pub earliest_start: Option<When>,
+    pub deadline: Option<When>,
     /// For the simulated executor: how long the job runs.
     pub simulated_runtime: Option<Dur>,
 }
@@ -138,9 +158,14 @@ impl Engine {
         };
         let checkpoint_interval_s = bounded(&req.checkpoint_interval, "checkpoint_interval")?;
         let simulated_runtime_s = bounded(&req.simulated_runtime, "simulated_runtime")?;
-        for (field, t) in [("earliest_start", req.earliest_start), ("deadline", req.deadline)] {
+        let earliest_start = req.earliest_start.as_ref().map(|w| w.unix("earliest_start", now)).transpose()?;
+        let deadline = req.deadline.as_ref().map(|w| w.unix("deadline", now)).transpose()?;
+        for (field, t) in [("earliest_start", earliest_start), ("deadline", deadline)] {
             if t.is_some_and(|t| t > now.0.saturating_add(MAX_AHEAD_S)) {
-                return bad(format!("{field}: {} is more than 10 years ahead (Unix seconds expected)", t.unwrap_or(0)));
+                return bad(format!(
+                    "{field}: {} is more than 10 years ahead (Unix seconds or a date expected)",
+                    t.unwrap_or(0)
+                ));
             }
         }
         let qos = req.qos.clone().unwrap_or_else(|| "normal".into());
@@ -159,8 +184,8 @@ impl Engine {
             qos,
             preemptible: req.preemptible.unwrap_or(false),
             checkpoint_interval_s,
-            earliest_start: req.earliest_start,
-            deadline: req.deadline,
+            earliest_start,
+            deadline,
             command: req.command.clone(),
             simulated_runtime_s,
             submitter: who.name.clone(),
