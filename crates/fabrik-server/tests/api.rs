@@ -176,7 +176,7 @@ async fn malformed_and_oversized_requests_get_4xx() {
         ),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": "soon"}),
-            "walltime: 'soon' is not a duration (e.g. 3600, 90m, 2h, 1.5d)",
+            "walltime: 'soon' is not a duration (e.g. 3600, 90s, 45m, 1h 30m, 1.5d, 2-12:00:00, 30:00)",
         ),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": 0}),
@@ -197,11 +197,11 @@ async fn malformed_and_oversized_requests_get_4xx() {
         ),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": 60, "deadline": 9_223_372_036_854_775_808u64}),
-            "deadline: 9223372036854775808 is more than 10 years ahead (Unix seconds expected)",
+            "deadline: 9223372036854775808 is more than 10 years ahead (Unix seconds or a date expected)",
         ),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": 60, "earliest_start": u64::MAX}),
-            "earliest_start: 18446744073709551615 is more than 10 years ahead (Unix seconds expected)",
+            "earliest_start: 18446744073709551615 is more than 10 years ahead (Unix seconds or a date expected)",
         ),
         (
             json!({"command": ["x"], "gpus": 1, "walltime": 60, "qos": ""}),
