@@ -14,7 +14,9 @@
 //! - **Lifecycle**: states from `squeue`, exit codes from `scontrol show job` or `sacct -P`
 //!   (Slurm 22.05's JSON outputs get exit codes wrong); cancel and walltime through `scancel`.
 //! - **Node health**: nodes Slurm has DOWN, DRAIN or FAIL are reported out of service, and back
-//!   when they return; fabrik's own drains are written with `scontrol update … State=DRAIN`.
+//!   when they return; fabrik's own drains are written with `scontrol update … State=DRAIN`. A
+//!   job Slurm ends with NODE_FAIL (its node went down under it) is taken back into fabrik's
+//!   queue, not failed: the node's failure is not the job's.
 //! - **Slurm unreachable**: a failed `sbatch` is `StartError::Unavailable` (the job stays
 //!   pending with the reason); polls that fail change nothing.
 
@@ -406,6 +408,7 @@ impl Executor for SlurmExecutor {
         }
         let by_id: HashMap<u32, &(u32, String, String)> = listed.values().map(|v| (v.0, v)).collect();
         let mut back = Vec::new();
+        let mut node_failed = Vec::new();
         for (&id, t) in self.jobs.iter_mut() {
             match by_id.get(&t.slurm_id) {
                 Some((_, st, reason)) if st == "PENDING" => {
@@ -418,6 +421,9 @@ impl Executor for SlurmExecutor {
                     }
                 }
                 Some((_, st, _)) if !Self::final_state(st) => t.started = true,
+                // its node failed under it (a node set DOWN kills its jobs): not the job's
+                // failure — it goes back to fabrik's queue, as when fabrik takes a node out
+                Some((_, st, _)) if st == "NODE_FAIL" => node_failed.push(id),
                 Some((_, st, _)) => done.push((id, Self::exit_of(t.slurm_id, st))),
                 // Slurm no longer lists it: ask accounting
                 None => {
@@ -427,8 +433,10 @@ impl Executor for SlurmExecutor {
                     )
                     .ok()
                     .and_then(|x| x.lines().next().map(|l| l.split_whitespace().next().unwrap_or("").to_string()));
-                    if let Some(st) = st.filter(|st| Self::final_state(st)) {
-                        done.push((id, Self::exit_of(t.slurm_id, &st)));
+                    match st.filter(|st| Self::final_state(st)) {
+                        Some(st) if st == "NODE_FAIL" => node_failed.push(id),
+                        Some(st) => done.push((id, Self::exit_of(t.slurm_id, &st))),
+                        None => {}
                     }
                 }
             }
@@ -437,6 +445,10 @@ impl Executor for SlurmExecutor {
             let _ = run("scancel", &[slurm_id.to_string()]);
             self.jobs.remove(&id);
             self.taken_back.push((id, reason));
+        }
+        for id in node_failed {
+            self.jobs.remove(&id);
+            self.taken_back.push((id, "its node failed in Slurm (NODE_FAIL)".into()));
         }
         for (id, _) in &done {
             self.jobs.remove(id);
