@@ -184,3 +184,17 @@ fn a_whatif_runs_the_baseline_and_each_alternative_side_by_side() {
     let bad = Alternative { name: "drain".into(), drain: vec![9], ..Default::default() };
     assert!(whatif(&snap, &f, &base, &[bad], None).unwrap_err().contains("no domain 9"));
 }
+
+#[test]
+fn a_forked_report_shows_calendar_dates() {
+    // second 0 is midnight of the snapshot's day; the last job (q2) ends 3,600 s after AT
+    let (f, snap) = live();
+    let (w, fk) = fork::fork(&snap, &f, None).unwrap();
+    let r = Twin::forked(&f, &w, TwinConfig::new(&snap.policy, SchedConfig::default(), 1), fk)
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
+    assert_eq!(r.workload.start_utc.as_deref(), Some("2023-11-14 00:00:00Z"));
+    assert_eq!(r.workload.end_utc.as_deref(), Some("2023-11-14 23:13:20Z"));
+    assert!(r.summary_text().contains("calendar: from 2023-11-14 00:00:00Z (second 0) to 2023-11-14 23:13:20Z"));
+}

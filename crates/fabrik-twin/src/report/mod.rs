@@ -283,6 +283,8 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
             source: i.workload.source.clone(),
             notes: i.workload.notes.clone(),
             stats: i.workload.stats(),
+            start_utc: i.workload.clock_origin.map(|o| SimTime(o).unix_utc()),
+            end_utc: i.workload.clock_origin.map(|o| SimTime(o.saturating_add(last_end)).unix_utc()),
         },
         config: i.cfg.clone(),
         summary: Summary {

@@ -58,6 +58,9 @@ impl Report {
             f.name, f.gpus, f.nameplate_it_power_mw, self.config.policy
         );
         let _ = writeln!(o, "workload: {}", self.workload.source);
+        if let (Some(a), Some(b)) = (&self.workload.start_utc, &self.workload.end_utc) {
+            let _ = writeln!(o, "calendar: from {a} (second 0) to {b} (the last end)");
+        }
         for n in &self.workload.notes {
             let _ = writeln!(o, "  note: {n}");
         }

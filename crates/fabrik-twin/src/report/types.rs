@@ -36,6 +36,12 @@ pub struct WorkloadInfo {
     pub source: String,
     pub notes: Vec<String>,
     pub stats: WorkloadStats,
+    /// Where the workload's clock is a calendar's (sacct, a snapshot): its second 0, and when
+    /// the last job ended, in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_utc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_utc: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
