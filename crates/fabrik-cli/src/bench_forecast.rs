@@ -46,8 +46,9 @@ pub fn accuracy(trace: &Path, hours: f64, scale: f64) -> Result<()> {
         cfg.engine.time_scale = scale;
         cfg.engine.tick = Duration::from_millis(20);
         cfg.engine.forecast_interval = Some(Duration::from_secs(1));
-        cfg.engine.forecast.runs = 8;
-        cfg.engine.forecast.budget = Duration::from_millis(500);
+        let config =
+            fabrik_twin::forecast::ForecastConfig { runs: 8, budget: Duration::from_millis(500), ..Default::default() };
+        cfg.engine.twin = Some(std::sync::Arc::new(fabrik_twin::forecast::LiveTwin { config }));
         let running = fabrik_server::start(cfg).await?;
         let base = format!("http://{}", running.addr);
         let client = reqwest::Client::new();
@@ -165,22 +166,17 @@ pub fn accuracy(trace: &Path, hours: f64, scale: f64) -> Result<()> {
     })
 }
 
-/// Every queued job's start when everything runs to its walltime, without failures: one twin
-/// run, the plan a backfill scheduler makes.
+/// Every queued job's start when everything runs to its walltime, without failures or
+/// arrivals: one twin run, the plan a backfill scheduler makes (a forecast without history).
 fn naive_plan(snap: &fabrik_sched::Snapshot, facility: &Facility) -> Result<Vec<(i64, u64)>> {
-    let mut f = facility.clone();
-    let accounts: Vec<(String, f64)> = snap.accounts.iter().map(|a| (a.path.clone(), a.shares)).collect();
-    f.tenants = fabrik_model::TenantTree::with_quotas_of(&accounts, &facility.tenants, "snapshot accounts")?;
-    let (w, fk) = fabrik_twin::fork::fork_with(snap, &f, None, |j, _| j.spec.walltime.0).map_err(anyhow::Error::msg)?;
-    let base = w.clock_origin.unwrap_or(0);
-    let running = fk.running;
-    let mut cfg = fabrik_twin::TwinConfig::new(&snap.policy, snap.config.clone(), 1);
-    cfg.keep_job_rows = true;
-    let r = fabrik_twin::Twin::forked(&f, &w, cfg, fk)?.run(|_| {})?;
-    Ok(snap
-        .queued
-        .iter()
-        .enumerate()
-        .filter_map(|(k, j)| Some((j.key?, r.jobs.get(running + k)?.start_s + base)))
-        .collect())
+    let f = fabrik_twin::fork::facility_of(snap, facility).map_err(anyhow::Error::msg)?;
+    let cfg = fabrik_twin::forecast::ForecastConfig {
+        runs: 1,
+        failures: false,
+        arrivals_horizon: Duration::ZERO,
+        ..Default::default()
+    };
+    let model = fabrik_model::runtime_model::RuntimeModel::default();
+    let fc = fabrik_twin::forecast::forecast(snap, &f, &model, &[], &cfg).map_err(anyhow::Error::msg)?;
+    Ok(fc.jobs.iter().filter_map(|j| Some((j.key?, j.p50_start))).collect())
 }

@@ -40,6 +40,8 @@ fn serve_with(n: usize, conc: usize, forecast: Option<Duration>, preset: &str) -
     rt.block_on(async move {
         let mut cfg = ServeConfig::new(dir.clone(), ExecutorKind::Simulated, Some(facility));
         cfg.engine.forecast_interval = forecast;
+        let config = fabrik_twin::forecast::ForecastConfig { budget: Duration::from_secs(2), ..Default::default() };
+        cfg.engine.twin = Some(std::sync::Arc::new(fabrik_twin::forecast::LiveTwin { config }));
         let running = fabrik_server::start(cfg).await?;
         let url = format!("http://{}/v1/jobs", running.addr);
         let client = reqwest::Client::new();

@@ -610,12 +610,11 @@ fn read_snapshot(path: &Path) -> Result<fabrik_sched::Snapshot> {
 /// `simulate --from`: the twin forked from a snapshot, with the accounts it names (and the
 /// facility file's quotas on their paths), the power cap in force unless --power-cap-mw says
 /// otherwise, and --append's arrivals after it.
-fn simulate_from(a: &SimArgs, policy: &str, mut facility: Facility, snap: fabrik_sched::Snapshot) -> Result<()> {
+fn simulate_from(a: &SimArgs, policy: &str, facility: Facility, snap: fabrik_sched::Snapshot) -> Result<()> {
     if a.w.workload != "synthetic" {
         bail!("with --from, arrivals come from --append (the snapshot's jobs are the workload)");
     }
-    let accounts: Vec<(String, f64)> = snap.accounts.iter().map(|a| (a.path.clone(), a.shares)).collect();
-    facility.tenants = fabrik_model::TenantTree::with_quotas_of(&accounts, &facility.tenants, "snapshot accounts")?;
+    let facility = fabrik_twin::fork::facility_of(&snap, &facility).map_err(anyhow::Error::msg)?;
     let appended = match &a.append {
         Some(spec) => {
             let w = WorkloadArgs { workload: spec.clone(), ..a.w.clone() };

@@ -258,14 +258,17 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
                         .max(1),
                 )),
             },
-            forecast: fabrik_twin::forecast::ForecastConfig {
-                runs: a.forecast_runs.clamp(1, 1000),
-                budget: Duration::from_secs(
-                    fabrik_model::units::parse_duration(&a.forecast_budget)
-                        .map_err(|e| anyhow::anyhow!("--forecast-budget: {e}"))?,
-                ),
-                ..Default::default()
-            },
+            // the twin forecasts and answers what-ifs; the binary composes the two bodies
+            twin: Some(std::sync::Arc::new(fabrik_twin::forecast::LiveTwin {
+                config: fabrik_twin::forecast::ForecastConfig {
+                    runs: a.forecast_runs.clamp(1, 1000),
+                    budget: Duration::from_secs(
+                        fabrik_model::units::parse_duration(&a.forecast_budget)
+                            .map_err(|e| anyhow::anyhow!("--forecast-budget: {e}"))?,
+                    ),
+                    ..Default::default()
+                },
+            })),
             ..EngineConfig::default()
         },
     };

@@ -72,9 +72,8 @@ fn drain_domains(f: &Facility, names: &[String]) -> Result<Vec<u32>> {
 }
 
 pub fn run(snap: fabrik_sched::Snapshot, a: &WhatifArgs, json: bool) -> Result<()> {
-    let mut facility = crate::load_facility(a.facility.as_deref().unwrap_or(&snap.facility.name))?;
-    let accounts: Vec<(String, f64)> = snap.accounts.iter().map(|x| (x.path.clone(), x.shares)).collect();
-    facility.tenants = fabrik_model::TenantTree::with_quotas_of(&accounts, &facility.tenants, "snapshot accounts")?;
+    let file = crate::load_facility(a.facility.as_deref().unwrap_or(&snap.facility.name))?;
+    let facility = fabrik_twin::fork::facility_of(&snap, &file).map_err(anyhow::Error::msg)?;
     for p in &a.policy {
         crate::check_policy(p)?;
     }

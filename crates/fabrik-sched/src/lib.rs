@@ -19,7 +19,7 @@ pub use explain::{Explanation, Reason};
 pub use fairshare::{FairShareConfig, Usage};
 pub use policy::{Policy, POLICIES};
 pub use power::{DeferMode, EnergyAware, PowerLimits};
-pub use scheduler::snapshot::{SnapJob, Snapshot, SNAPSHOT_VERSION};
+pub use scheduler::snapshot::{Forecast, JobForecast, SnapJob, Snapshot, TwinService, SNAPSHOT_VERSION};
 pub use scheduler::{
     Holder, IdTable, JobEntry, JobState, Outcome, Reservation, ResvId, SchedConfig, Scheduler, Window,
 };

@@ -315,15 +315,16 @@ async fn snapshot(State(s): St, h: HeaderMap) -> ApiResult<Box<fabrik_sched::Sna
 async fn whatif(
     State(s): St,
     h: HeaderMap,
-    body: Result<Json<fabrik_twin::whatif::Request>, JsonRejection>,
-) -> ApiResult<fabrik_twin::compare::Comparison> {
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let who = s.identity(&h)?;
     let Json(req) = body?;
-    let (snap, facility) = s.call(|r| Cmd::WhatifInput(who, r)).await?;
-    let out = tokio::task::spawn_blocking(move || req.run(&snap, &facility, None))
+    let (snap, facility, twin) = s.call(|r| Cmd::WhatifInput(who, r)).await?;
+    let out = tokio::task::spawn_blocking(move || twin.whatif(&snap, &facility, &req.to_string()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("what-if: {e}")))?;
-    out.map(Json).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+    let json = out.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 async fn forecast_all(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::ForecastView> {

@@ -397,10 +397,15 @@ async fn pending_jobs_get_start_forecasts_their_owners_may_see() {
         c.executor = fabrik_server::ExecutorKind::Simulated;
         c.facility = Some(f.clone());
         c.engine.forecast_interval = Some(Duration::from_millis(100));
-        c.engine.forecast.runs = 4;
-        c.engine.forecast.failures = false;
-        // no drawn arrivals: the starts are the queue's own (r, running, is all the history)
-        c.engine.forecast.arrivals_horizon = Duration::ZERO;
+        // no failures and no drawn arrivals: the starts are the queue's own (r, running, is all
+        // the history)
+        let config = fabrik_twin::forecast::ForecastConfig {
+            runs: 4,
+            failures: false,
+            arrivals_horizon: Duration::ZERO,
+            ..Default::default()
+        };
+        c.engine.twin = Some(std::sync::Arc::new(fabrik_twin::forecast::LiveTwin { config }));
     })
     .await;
     let job = |gpus: u32| json!({"command": ["x"], "gpus": gpus, "walltime": "1h", "simulated_runtime": "1h"});
@@ -451,6 +456,7 @@ async fn whatifs_run_from_the_live_state_for_admins() {
     let s = start_cfg("whatif", |c| {
         c.executor = fabrik_server::ExecutorKind::Simulated;
         c.facility = Some(f.clone());
+        c.engine.twin = Some(std::sync::Arc::new(fabrik_twin::forecast::LiveTwin::default()));
     })
     .await;
     let job = |gpus: u32| json!({"command": ["x"], "gpus": gpus, "walltime": "1h", "simulated_runtime": "30m"});

@@ -9,7 +9,6 @@
 //! walltime) with a runtime from the model — under a priority policy a later submission can
 //! overtake a queued job, and a forecast without arrivals starts it too early.
 
-use crate::config::TwinConfig;
 use crate::failure_model::FailureConfig;
 use crate::fork::fork_with;
 use crate::workload::{TraceJob, Workload};
@@ -20,7 +19,6 @@ use fabrik_sched::Snapshot;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson};
-use serde::Serialize;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -52,27 +50,7 @@ impl Default for ForecastConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobForecast {
-    /// The body's id (the server's job id).
-    pub key: Option<i64>,
-    pub name: String,
-    /// Start times on the snapshot's clock (Unix seconds live).
-    pub p50_start: u64,
-    pub p90_start: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Forecast {
-    /// The snapshot's moment.
-    pub at: u64,
-    pub runs: usize,
-    pub elapsed_ms: u64,
-    /// Completed jobs the runtime model learned from.
-    pub model_jobs: usize,
-    /// Queued jobs, in the snapshot's order.
-    pub jobs: Vec<JobForecast>,
-}
+pub use fabrik_sched::{Forecast, JobForecast};
 
 /// Arrivals drawn per run at most (a bound on a forecast's memory and time).
 pub const MAX_ARRIVALS: u64 = 100_000;
@@ -153,7 +131,8 @@ pub fn forecast(
         })?;
         let base = w.clock_origin.unwrap_or(0);
         let running = fk.running;
-        let mut tc = TwinConfig::new(&snap.policy, snap.config.clone(), seed);
+        // the snapshot's policy, settings, power cap and PUE
+        let mut tc = crate::fork::base_config(snap, seed);
         tc.keep_job_rows = true;
         if cfg.failures {
             tc.failures = Some(FailureConfig { seed, ..FailureConfig::default() });
@@ -217,5 +196,28 @@ mod tests {
         assert_eq!(super::nearest_rank(&v, 0.5), 50);
         assert_eq!(super::nearest_rank(&v, 0.9), 90);
         assert_eq!(super::nearest_rank(&[7], 0.9), 7);
+    }
+}
+
+/// The twin as the live body's `TwinService`: forecasts with `config`, what-ifs from
+/// `whatif::Request` JSON.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTwin {
+    pub config: ForecastConfig,
+}
+
+impl fabrik_sched::TwinService for LiveTwin {
+    fn forecast(&self, snap: &Snapshot, facility: &Facility, history: &[Completed]) -> Result<Forecast, String> {
+        let f = crate::fork::facility_of(snap, facility)?;
+        let model = RuntimeModel::fit(history);
+        forecast(snap, &f, &model, history, &self.config)
+    }
+
+    fn whatif(&self, snap: &Snapshot, facility: &Facility, request_json: &str) -> Result<String, String> {
+        let req: crate::whatif::Request =
+            serde_json::from_str(request_json).map_err(|e| format!("invalid request body: {e}"))?;
+        let f = crate::fork::facility_of(snap, facility)?;
+        let c = req.run(snap, &f, None)?;
+        Ok(c.to_json())
     }
 }

@@ -27,6 +27,30 @@ pub struct Fork {
     pub queued: usize,
 }
 
+/// The twin's settings for continuing a snapshot: its policy and scheduler settings, and the
+/// power cap and PUE in force.
+pub fn base_config(snap: &Snapshot, seed: u64) -> crate::TwinConfig {
+    let mut c = crate::TwinConfig::new(&snap.policy, snap.config.clone(), seed);
+    if let Some(mw) = snap.power_cap_mw {
+        c.energy.cap_mw = Some(fabrik_model::grid::Hourly::constant(mw));
+        c.energy.cap_source = format!("{mw} MW (in force)");
+    }
+    if let Some(p) = snap.pue.filter(|p| p.is_finite() && *p >= 1.0) {
+        c.energy.pue = fabrik_model::energy::PueModel::constant(p);
+    }
+    c
+}
+
+/// `facility` with the snapshot's accounts (paths and shares, in id order) under the quotas its
+/// file gives those paths: the tree the snapshot's job specs refer to.
+pub fn facility_of(snap: &Snapshot, facility: &Facility) -> Result<Facility, String> {
+    let accounts: Vec<(String, f64)> = snap.accounts.iter().map(|a| (a.path.clone(), a.shares)).collect();
+    let mut f = facility.clone();
+    f.tenants = fabrik_model::TenantTree::with_quotas_of(&accounts, &facility.tenants, "snapshot accounts")
+        .map_err(|e| e.to_string())?;
+    Ok(f)
+}
+
 /// The snapshot's moment, its running and queued jobs and `appended` (its second 0 placed at
 /// the snapshot's moment) as the twin's workload, with the fork the engine starts from. The
 /// facility must be the one the snapshot was taken on, with its accounts.

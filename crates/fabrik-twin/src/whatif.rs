@@ -196,19 +196,12 @@ impl Request {
             });
         }
         let hours = (self.days.max(1.0) * 24.0) as usize + 24 * 60;
-        let mut base = TwinConfig::new(&snap.policy, snap.config.clone(), self.seed);
+        let mut base = crate::fork::base_config(snap, self.seed);
         base.energy.zone = zone.code.to_string();
         base.energy.intensity = Some(fabrik_model::grid::synthetic_intensity(zone, hours));
         base.energy.intensity_source = format!("synthetic hourly profile for {}", zone.code);
         base.energy.price = Some(fabrik_model::energy::synthetic_price(zone, hours));
         base.energy.price_source = format!("synthetic hourly profile for {}", zone.code);
-        if let Some(mw) = snap.power_cap_mw {
-            base.energy.cap_mw = Some(Hourly::constant(mw));
-            base.energy.cap_source = format!("{mw} MW (in force)");
-        }
-        if let Some(p) = snap.pue.filter(|p| p.is_finite() && *p >= 1.0) {
-            base.energy.pue = fabrik_model::energy::PueModel::constant(p);
-        }
         let mut alts: Vec<Alternative> = self
             .policies
             .iter()

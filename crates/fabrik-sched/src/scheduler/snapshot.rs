@@ -103,6 +103,47 @@ pub struct Snapshot {
     pub pue: Option<f64>,
 }
 
+/// A queued job's forecast start: P50 and P90 over a forecast's twin runs, on the snapshot's
+/// clock (Unix seconds live).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobForecast {
+    /// The body's id (the server's job id).
+    pub key: Option<i64>,
+    pub name: String,
+    pub p50_start: u64,
+    pub p90_start: u64,
+}
+
+/// Start-time forecasts of a snapshot's queue, as data between the bodies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    /// The snapshot's moment.
+    pub at: u64,
+    pub runs: usize,
+    pub elapsed_ms: u64,
+    /// Jobs (ended, and running ones as censored) the runtime model learned from.
+    pub model_jobs: usize,
+    /// Queued jobs, in the snapshot's order.
+    pub jobs: Vec<JobForecast>,
+}
+
+/// Where the live body meets the twin: the server hands its state over as data and takes the
+/// results back through this trait; the twin implements it and the binary composes the two, so
+/// neither body imports the other.
+pub trait TwinService: Send + Sync + std::fmt::Debug {
+    /// Start-time forecasts of the snapshot's queue, learning runtimes and arrivals from
+    /// `history` (ended and running jobs).
+    fn forecast(
+        &self,
+        snap: &Snapshot,
+        facility: &Facility,
+        history: &[fabrik_model::runtime_model::Completed],
+    ) -> Result<Forecast, String>;
+    /// A what-if asked for as JSON (the twin's request format), answered as JSON; `Err` is the
+    /// caller's mistake or an alternative's failure, in words.
+    fn whatif(&self, snap: &Snapshot, facility: &Facility, request_json: &str) -> Result<String, String>;
+}
+
 impl Snapshot {
     /// The facility's stamp.
     pub fn stamp(f: &Facility) -> FacilityStamp {

@@ -1,15 +1,15 @@
 //! Start-time forecasts beside the engine: every `forecast_interval` the engine hands a
 //! snapshot and the recent jobs to this thread (never waiting: a snapshot arriving while the
-//! last forecast still runs is dropped), which fits the runtime model, runs the twin within the
-//! forecast's time budget and publishes the result. The control loop and the API only ever read
+//! last forecast still runs is dropped), which asks the twin (a `TwinService` the binary hands
+//! in) and publishes the result. The control loop and the API only ever read
 //! the last published forecast. So that forecasts never take more than a fifth of a core from
 //! the engine and the API, a forecast that took T starts the next no sooner than 4·T later, and
 //! the thread runs at the lowest scheduling priority (nice 19): on a busy host the engine and
 //! the API threads go first.
 
-use fabrik_model::runtime_model::{Completed, RuntimeModel};
+use fabrik_model::runtime_model::Completed;
 use fabrik_model::Facility;
-use fabrik_twin::forecast::{forecast, Forecast, ForecastConfig};
+use fabrik_sched::{Forecast, TwinService};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ pub struct Forecaster {
 const DUTY: u32 = 5;
 
 impl Forecaster {
-    pub fn start(facility: Facility, cfg: ForecastConfig) -> Forecaster {
+    pub fn start(facility: Facility, twin: Arc<dyn TwinService>) -> Forecaster {
         let (tx, rx) = mpsc::sync_channel::<(Box<fabrik_sched::Snapshot>, Vec<Completed>)>(1);
         let latest: Arc<Mutex<Option<Arc<Forecast>>>> = Arc::new(Mutex::new(None));
         let out = latest.clone();
@@ -42,19 +42,7 @@ impl Forecaster {
                 lower_priority();
                 for (snap, history) in rx {
                     let t0 = Instant::now();
-                    let model = RuntimeModel::fit(&history);
-                    // the facility with the snapshot's accounts, as the brain has them
-                    let mut f = facility.clone();
-                    let accounts: Vec<(String, f64)> =
-                        snap.accounts.iter().map(|a| (a.path.clone(), a.shares)).collect();
-                    match fabrik_model::TenantTree::with_quotas_of(&accounts, &facility.tenants, "snapshot accounts") {
-                        Ok(t) => f.tenants = t,
-                        Err(e) => {
-                            tracing::warn!("forecast skipped: {e}");
-                            continue;
-                        }
-                    }
-                    match forecast(&snap, &f, &model, &history, &cfg) {
+                    match twin.forecast(&snap, &facility, &history) {
                         Ok(fc) => {
                             tracing::debug!(runs = fc.runs, ms = fc.elapsed_ms, jobs = fc.jobs.len(), "forecast");
                             if let Ok(mut l) = out.lock() {

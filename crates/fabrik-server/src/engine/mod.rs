@@ -37,6 +37,9 @@ pub use recovery::{CrashPoint, Faults};
 pub use requests::*;
 pub use views::*;
 
+/// A what-if's inputs: the snapshot, its facility and the twin.
+pub type WhatifInput = (Box<fabrik_sched::Snapshot>, Box<Facility>, Arc<dyn fabrik_sched::TwinService>);
+
 pub enum Cmd {
     Submit(Identity, Box<SubmitRequest>, Reply<JobRecord>),
     List(Identity, ListFilter, Reply<Vec<JobRecord>>),
@@ -55,8 +58,9 @@ pub enum Cmd {
     Dashboard(Identity, Reply<DashboardView>),
     /// The brain's state as the twin's input (admins).
     Snapshot(Identity, Reply<Box<fabrik_sched::Snapshot>>),
-    /// What a what-if starts from (admins): the snapshot and the facility it was taken on.
-    WhatifInput(Identity, Reply<(Box<fabrik_sched::Snapshot>, Box<Facility>)>),
+    /// What a what-if starts from (admins): the snapshot, the facility it was taken on and the
+    /// twin that runs it.
+    WhatifInput(Identity, Reply<WhatifInput>),
     /// The last start-time forecast of the pending jobs the caller may see (one job's, or all).
     Forecast(Identity, Option<i64>, Reply<ForecastView>),
     /// Bring the gauges up to date (before `/metrics` renders them).
@@ -79,10 +83,10 @@ pub struct EngineConfig {
     pub zone: String,
     /// The energy-aware modifier for flexible jobs, its signal indexed by Unix hour.
     pub energy_aware: Option<fabrik_sched::EnergyAware>,
-    /// How often the queue's start times are forecast in the background (`None`: never), and
-    /// how (runs, wall-clock budget).
+    /// How often the queue's start times are forecast in the background (`None`: never).
     pub forecast_interval: Option<Duration>,
-    pub forecast: fabrik_twin::forecast::ForecastConfig,
+    /// The twin that forecasts and answers what-ifs (handed in by the binary; `None`: neither).
+    pub twin: Option<Arc<dyn fabrik_sched::TwinService>>,
     pub faults: Faults,
 }
 
@@ -99,7 +103,7 @@ impl Default for EngineConfig {
             zone: "DE".into(),
             energy_aware: None,
             forecast_interval: Some(Duration::from_secs(60)),
-            forecast: fabrik_twin::forecast::ForecastConfig { budget: Duration::from_secs(2), ..Default::default() },
+            twin: None,
             faults: Faults::default(),
         }
     }
@@ -188,8 +192,10 @@ impl Engine {
         sched.set_power_cap(cfg.power_cap_mw.map(|c| c * 1e6), cfg.pue);
         sched.set_energy_aware(cfg.energy_aware.clone());
         let devices = Devices::new(&facility);
-        let forecaster =
-            cfg.forecast_interval.map(|_| forecaster::Forecaster::start(facility.clone(), cfg.forecast.clone()));
+        let forecaster = match (&cfg.forecast_interval, &cfg.twin) {
+            (Some(_), Some(twin)) => Some(forecaster::Forecaster::start(facility.clone(), twin.clone())),
+            _ => None,
+        };
         let mut e = Engine {
             store,
             facility,
@@ -349,7 +355,13 @@ impl Engine {
                 let _ = reply.send(self.snapshot(&who));
             }
             Cmd::WhatifInput(who, reply) => {
-                let _ = reply.send(self.snapshot(&who).map(|s| (s, Box::new(self.facility.clone()))));
+                let input = self.snapshot(&who).and_then(|s| match &self.cfg.twin {
+                    Some(t) => Ok((s, Box::new(self.facility.clone()), t.clone())),
+                    None => {
+                        Err(ApiErr::Conflict("what-ifs need the twin, which this server was started without".into()))
+                    }
+                });
+                let _ = reply.send(input);
             }
             Cmd::Forecast(who, job, reply) => {
                 let _ = reply.send(self.forecast_view(&who, job));
