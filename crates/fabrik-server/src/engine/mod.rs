@@ -501,8 +501,7 @@ impl Engine {
         if !f.due(every) || self.sched.pending().len() + self.sched.deferred_len() == 0 {
             return;
         }
-        let key = |id: JobId| self.from_sched.get(id.idx()).copied();
-        let snap = Box::new(self.sched.snapshot(&self.facility, now, self.epoch, key, |_| None));
+        let snap = Box::new(self.brain_snapshot(false));
         let history: Vec<fabrik_model::runtime_model::Completed> = self
             .jobs
             .values()

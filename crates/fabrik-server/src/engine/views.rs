@@ -313,13 +313,20 @@ impl Engine {
         if who.role != crate::store::Role::Admin {
             return Err(ApiErr::Forbidden("only admins take snapshots".into()));
         }
+        Ok(Box::new(self.brain_snapshot(true)))
+    }
+
+    /// The brain's state now with the server's job ids, the power cap and PUE in force, and
+    /// (`runtimes`) the simulated executor's runtimes — a forecast must not see those.
+    pub(super) fn brain_snapshot(&self, runtimes: bool) -> fabrik_sched::Snapshot {
         let key = |id: fabrik_model::JobId| self.from_sched.get(id.idx()).copied();
-        let runtime =
-            |id: fabrik_model::JobId| key(id).and_then(|k| self.jobs.get(&k)).and_then(|r| r.simulated_runtime_s);
+        let runtime = |id: fabrik_model::JobId| {
+            key(id).and_then(|k| self.jobs.get(&k)).and_then(|r| r.simulated_runtime_s).filter(|_| runtimes)
+        };
         let mut s = self.sched.snapshot(&self.facility, self.clock.now(), self.epoch, key, runtime);
         s.power_cap_mw = self.cfg.power_cap_mw;
         s.pue = Some(self.cfg.pue);
-        Ok(Box::new(s))
+        s
     }
 }
 
