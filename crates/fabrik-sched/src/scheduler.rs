@@ -133,6 +133,9 @@ pub struct Scheduler {
     total_gpus: u64,
     preempted: Vec<JobId>,
     interrupted: Vec<JobId>,
+    /// Domains cordoned by `cordon_domain`: out of service for new work while the jobs on them
+    /// run to their end (or are moved off by the caller).
+    cordoned: BTreeSet<DomainId>,
     power: PowerState,
     energy_aware: Option<EnergyAware>,
     /// The energy-aware modifier's deferred jobs and their claims.
@@ -168,6 +171,7 @@ impl Scheduler {
             total_gpus: facility.total_gpus(),
             preempted: Vec::new(),
             interrupted: Vec::new(),
+            cordoned: BTreeSet::new(),
             power: PowerState {
                 pool_w: facility
                     .pools
@@ -207,7 +211,8 @@ impl Scheduler {
         if d.idx() >= self.cluster.domain_count() {
             return Err(SchedError::Invalid(format!("no domain {}", d.0)));
         }
-        if self.cluster.is_down(d) {
+        // a cordoned domain is down for new work but may still hold jobs: they stop here too
+        if self.cluster.is_down(d) && !self.cordoned.remove(&d) {
             return Ok(());
         }
         let hit: Vec<JobId> = self
@@ -246,10 +251,86 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Cordons a domain, as Slurm's DRAIN does: it takes no new work at once, while the jobs
+    /// on it keep their GPUs until they end, are requeued (`requeue`) or the domain fails.
+    /// Once no job holds it, it counts as out of service like a failed one; `repair_domain`
+    /// returns it. The live control plane cordons a suspect node while its jobs checkpoint.
+    pub fn cordon_domain(&mut self, d: DomainId) -> Result<(), SchedError> {
+        if d.idx() >= self.cluster.domain_count() {
+            return Err(SchedError::Invalid(format!("no domain {}", d.0)));
+        }
+        if self.cluster.is_down(d) {
+            return Ok(());
+        }
+        // its free GPUs leave service now; those its jobs hold never come back to the free
+        // lists (`Cluster::release` skips a domain out of service)
+        self.cluster.set_down(d, true);
+        for r in self.advance.iter_mut() {
+            if let Some(inner) = r.inner_mut() {
+                inner.set_down(d, true);
+            }
+        }
+        if self.running.iter().any(|&(_, id)| self.jobs[id.idx()].parts().iter().any(|p| p.0 == d)) {
+            self.cordoned.insert(d);
+        }
+        self.easy.reservation = None;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Running jobs holding GPUs on domain `d`.
+    pub fn jobs_on(&self, d: DomainId) -> Vec<JobId> {
+        self.running
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|id| self.jobs[id.idx()].parts().iter().any(|p| p.0 == d))
+            .collect()
+    }
+
+    /// Whether `d` is cordoned with jobs still on it.
+    pub fn is_cordoned(&self, d: DomainId) -> bool {
+        self.cordoned.contains(&d) && !self.jobs_on(d).is_empty()
+    }
+
+    /// A running job stopped by the body (it checkpointed and left a cordoned node) goes back
+    /// to the queue as an interrupted one, usage charged for the time it ran.
+    pub fn requeue(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
+        let job = self.jobs.get(id.idx()).ok_or(SchedError::UnknownJob(id))?;
+        if !job.state.is_running() {
+            return Err(SchedError::NotRunning(id));
+        }
+        let pass = self.pass;
+        let j = self.stop_to_pending(id, now);
+        j.interruptions += 1;
+        j.why = Reason::Interrupted { at: now };
+        j.why_pass = pass;
+        let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
+        self.jobs[id.idx()].priority = p;
+        self.enqueue(id);
+        self.forget_cordons();
+        self.easy.reservation = None;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Cordoned domains no job holds any more are plain out-of-service ones.
+    fn forget_cordons(&mut self) {
+        if self.cordoned.is_empty() {
+            return;
+        }
+        let held: BTreeSet<DomainId> =
+            self.running.iter().flat_map(|&(_, id)| self.jobs[id.idx()].parts().iter().map(|p| p.0)).collect();
+        self.cordoned.retain(|d| held.contains(d));
+    }
+
     /// A failed or drained domain is back in service with all its GPUs free.
     pub fn repair_domain(&mut self, d: DomainId) -> Result<(), SchedError> {
         if d.idx() >= self.cluster.domain_count() {
             return Err(SchedError::Invalid(format!("no domain {}", d.0)));
+        }
+        self.forget_cordons();
+        if self.cordoned.contains(&d) {
+            return Err(SchedError::Invalid(format!("domain {} still holds jobs (cordoned)", d.0)));
         }
         // a domain held by an active reservation returns to the reservation
         let held = self.advance.iter().any(|r| r.open_parts().is_some_and(|parts| parts.iter().any(|p| p.0 == d)));

@@ -816,6 +816,57 @@ fn a_failure_interrupts_exactly_the_jobs_on_the_node() {
     assert_eq!((s.cluster().down_gpus(), s.cluster().free_gpus()), (0, 96));
 }
 
+#[test]
+fn a_cordoned_node_takes_no_new_work_and_its_jobs_leave_one_by_one() {
+    // small: 16 nodes × 8. B and C (4 GPUs each) share node 1, D (16) takes nodes 2 and 3.
+    // Node 1 is cordoned at t = 10: B and C keep running (nothing interrupted), its GPUs
+    // leave service (8 down), and a new 8-GPU job does not land on it.
+    use fabrik_model::DomainId;
+    let f = fac("small");
+    let mut s = Scheduler::with_policy(&f, "fifo-backfill", SchedConfig::default()).unwrap();
+    let mut started = vec![];
+    for (g, t) in [(8, 0), (4, 1), (4, 2), (16, 3)] {
+        s.submit(job(P, g, t, 1000), SimTime(t)).unwrap();
+        s.schedule(SimTime(t), &mut started);
+    }
+    assert_eq!(s.job(JobId(1)).parts(), &[(DomainId(1), 4)]);
+    s.cordon_domain(DomainId(1)).unwrap();
+    let mut hit = vec![];
+    s.drain_interrupted(&mut hit);
+    assert!(hit.is_empty());
+    assert!(s.is_cordoned(DomainId(1)));
+    assert_eq!(s.jobs_on(DomainId(1)), vec![JobId(1), JobId(2)]);
+    // 128 − 8 (A) − 16 (D) − 8 (node 1, with B and C on it) = 96 free, 8 out of service
+    assert_eq!((s.cluster().free_gpus(), s.cluster().down_gpus()), (96, 8));
+    assert!(s.job(JobId(1)).state.is_running());
+    // the node cannot come back while B and C are on it
+    assert!(s.repair_domain(DomainId(1)).is_err());
+    s.submit(job(P, 8, 11, 1000), SimTime(11)).unwrap();
+    s.schedule(SimTime(11), &mut started);
+    assert_eq!(started, vec![JobId(4)]);
+    assert_eq!(s.job(JobId(4)).parts(), &[(DomainId(4), 8)]);
+    // B checkpointed and left: requeued as interrupted; its GPUs stay out of service
+    s.requeue(JobId(1), SimTime(20)).unwrap();
+    assert_eq!(s.job(JobId(1)).interruptions, 1);
+    assert_eq!(s.explain(JobId(1)).unwrap().reasons[0], Reason::Interrupted { at: SimTime(20) });
+    assert_eq!((s.cluster().free_gpus(), s.cluster().down_gpus()), (88, 8));
+    s.schedule(SimTime(20), &mut started);
+    assert_eq!(started, vec![JobId(1)]);
+    assert_ne!(s.job(JobId(1)).parts()[0].0, DomainId(1));
+    // C ends on its own; the node is then an ordinary drained one and comes back whole
+    s.finish(JobId(2), SimTime(30)).unwrap();
+    assert!(!s.is_cordoned(DomainId(1)));
+    s.repair_domain(DomainId(1)).unwrap();
+    assert_eq!(s.cluster().down_gpus(), 0);
+    assert_eq!(s.cluster().domain_free(DomainId(1)), 8);
+    // a failure of a cordoned node stops the jobs still on it
+    s.cordon_domain(DomainId(4)).unwrap();
+    s.fail_domain(DomainId(4), SimTime(40)).unwrap();
+    s.drain_interrupted(&mut hit);
+    assert_eq!(hit, vec![JobId(4)]);
+    assert!(!s.is_cordoned(DomainId(4)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

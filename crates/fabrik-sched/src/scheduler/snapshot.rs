@@ -212,6 +212,8 @@ impl Scheduler {
             last_recalc: self.last_recalc,
             out_of_service: (0..self.cluster().domain_count() as u32)
                 .filter(|&d| self.cluster().is_down(DomainId(d)))
+                // a cordoned node's jobs are still on it: in service for the fork until they leave
+                .filter(|&d| !self.is_cordoned(DomainId(d)))
                 .collect(),
             domain_order,
             group_order,
