@@ -14,6 +14,7 @@ pub mod reliability;
 pub mod runtime_model;
 pub mod slurm;
 pub mod slurm_sched;
+pub mod telemetry;
 pub mod tenants;
 pub mod units;
 pub mod users;
