@@ -59,6 +59,38 @@ pub enum Verdict {
     Suspect { ecc: bool, xid: bool, temp: bool },
 }
 
+/// What the three rules saw last (see [`Detector::evidence`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub ecc_ewma: f64,
+    pub ecc_limit: f64,
+    pub xid_events: u32,
+    pub xid_count: u32,
+    pub xid_window: usize,
+    pub temp_cusum: f64,
+    pub temp_h: f64,
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = |fired: bool| if fired { " (fires)" } else { "" };
+        write!(
+            f,
+            "corrected-error EWMA {:.1} vs limit {:.1}{}; {} error events in the last {} samples vs {}{}; temperature CUSUM {:.1} vs {:.1}{}",
+            self.ecc_ewma,
+            self.ecc_limit,
+            mark(self.ecc_ewma > self.ecc_limit),
+            self.xid_events,
+            self.xid_window,
+            self.xid_count,
+            mark(self.xid_events >= self.xid_count),
+            self.temp_cusum,
+            self.temp_h,
+            mark(self.temp_cusum > self.temp_h)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct State {
     ecc_ewma: f64,
@@ -96,6 +128,21 @@ impl Detector {
         }
     }
 
+    /// The evidence behind a domain's last verdict: the ECC EWMA, the XID events in the
+    /// window and the temperature CUSUM, each beside its limit.
+    pub fn evidence(&self, d: DomainId) -> Evidence {
+        let (c, st) = (&self.cfg, &self.state[d.idx()]);
+        Evidence {
+            ecc_ewma: st.ecc_ewma,
+            ecc_limit: c.ecc_limit,
+            xid_events: st.xids.iter().sum(),
+            xid_count: c.xid_count,
+            xid_window: c.xid_window,
+            temp_cusum: st.cusum,
+            temp_h: c.temp_h,
+        }
+    }
+
     /// Forgets a domain's history (after a repair).
     pub fn reset(&mut self, d: DomainId) {
         self.state[d.idx()] = State::default();
@@ -124,5 +171,11 @@ mod tests {
         // two XIDs in the window (one vote), CUSUM 6 ≤ 8: still healthy
         assert_eq!(v[1], Verdict::Healthy);
         assert_eq!(v[2], Verdict::Suspect { ecc: false, xid: true, temp: true });
+        let e = d.evidence(DomainId(0));
+        assert_eq!((e.ecc_ewma, e.xid_events, e.temp_cusum), (0.0, 3, 9.0));
+        assert_eq!(
+            e.to_string(),
+            "corrected-error EWMA 0.0 vs limit 4.0; 3 error events in the last 6 samples vs 2 (fires); temperature CUSUM 9.0 vs 8.0 (fires)"
+        );
     }
 }

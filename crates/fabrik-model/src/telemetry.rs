@@ -122,9 +122,11 @@ impl Series {
         match self {
             Series::GpuTemp => Role::Temperature,
             Series::Power => Role::Info,
-            Series::EccSbe | Series::PcieReplay | Series::NvlinkCrcFlit | Series::NvlinkCrcData | Series::NvlinkReplay => {
-                Role::Corrected
-            }
+            Series::EccSbe
+            | Series::PcieReplay
+            | Series::NvlinkCrcFlit
+            | Series::NvlinkCrcData
+            | Series::NvlinkReplay => Role::Corrected,
             _ => Role::Event,
         }
     }
@@ -358,7 +360,11 @@ pub fn readings_from(samples: &[VectorSample], host_label: &str) -> (Vec<GpuRead
             continue;
         };
         oldest = Some(oldest.map_or(s.value.0, |o: f64| o.min(s.value.0)));
-        let r = by.entry((host.clone(), gpu)).or_insert_with(|| GpuReading { host: host.clone(), gpu, ..Default::default() });
+        let r = by.entry((host.clone(), gpu)).or_insert_with(|| GpuReading {
+            host: host.clone(),
+            gpu,
+            ..Default::default()
+        });
         *r.values.entry(series).or_insert(0.0) += if series == Series::XidCount { v } else { 0.0 };
         if series != Series::XidCount {
             r.values.insert(series, v);
@@ -407,8 +413,11 @@ mod tests {
         let d = DomainId(0);
         let seq = [0.0, 0.0, 79.0, 79.0, 48.0, 0.0, 79.0];
         // events: 0→79, 79→48, 0→79 (the gauge going back to 0 is no event) = 3
-        let total: u32 =
-            seq.iter().enumerate().map(|(i, &x)| t.sample(d, SimTime(i as u64), &[&gpu("n", 0, &[(Series::XidLast, x)])], true).sample.xid).sum();
+        let total: u32 = seq
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| t.sample(d, SimTime(i as u64), &[&gpu("n", 0, &[(Series::XidLast, x)])], true).sample.xid)
+            .sum();
         assert_eq!(total, 3);
         // with the counter present, the counter's increments count and the gauge does not
         let mut t = Tracker::new(86_400.0);
@@ -457,7 +466,10 @@ mod tests {
         // the series without a host is skipped; NaN parses as a number (the tracker drops it)
         assert_eq!((r.len(), skipped), (2, 1));
         assert_eq!(oldest, Some(1_699_999_990.0));
-        assert_eq!((r[0].get(Series::GpuTemp), r[0].get(Series::EccSbe), r[0].get(Series::XidCount)), (Some(61.0), Some(12.0), Some(3.0)));
+        assert_eq!(
+            (r[0].get(Series::GpuTemp), r[0].get(Series::EccSbe), r[0].get(Series::XidCount)),
+            (Some(61.0), Some(12.0), Some(3.0))
+        );
         let f = Facility::preset("tiny").unwrap();
         assert_eq!(domain_of(&f, "node1"), Some(DomainId(1)));
         assert_eq!(domain_of(&f, "node1.cluster.local"), Some(DomainId(1)));
@@ -468,7 +480,8 @@ mod tests {
 
     #[test]
     fn rendered_text_has_one_type_line_per_series_and_dcgm_labels() {
-        let r = [gpu("n7", 0, &[(Series::GpuTemp, 60.0), (Series::EccSbe, 3.0)]), gpu("n7", 1, &[(Series::GpuTemp, 61.0)])];
+        let r =
+            [gpu("n7", 0, &[(Series::GpuTemp, 60.0), (Series::EccSbe, 3.0)]), gpu("n7", 1, &[(Series::GpuTemp, 61.0)])];
         let text = render(&r, "NVIDIA H100 80GB HBM3");
         assert_eq!(text.matches("# TYPE DCGM_FI_DEV_GPU_TEMP gauge").count(), 1);
         assert!(text.contains("# TYPE DCGM_FI_DEV_ECC_SBE_VOL_TOTAL counter"));

@@ -385,7 +385,7 @@ impl<'a> Twin<'a> {
             if self.sched.cluster().is_down(fabrik_model::DomainId(d as u32)) {
                 continue;
             }
-            let sample = f.sample(d, now);
+            let Some(sample) = f.sample(d, now) else { continue };
             if let Some(fabrik_model::health::Verdict::Suspect { .. }) =
                 f.detector.as_mut().map(|det| det.observe(&sample))
             {

@@ -65,13 +65,20 @@ pub struct PredictiveConfig {
     pub detector: fabrik_model::health::DetectorConfig,
     /// Seconds between telemetry samples of every node.
     pub interval_s: u64,
+    /// How visible precursors are in the samples (strength, noise, lost samples, resets).
+    pub difficulty: crate::telemetry::Difficulty,
     /// How long a drained node that was healthy is out for inspection.
     pub inspection_s: u64,
 }
 
 impl Default for PredictiveConfig {
     fn default() -> Self {
-        PredictiveConfig { detector: Default::default(), interval_s: 3600, inspection_s: 14_400 }
+        PredictiveConfig {
+            detector: Default::default(),
+            interval_s: 3600,
+            difficulty: Default::default(),
+            inspection_s: 14_400,
+        }
     }
 }
 
@@ -227,22 +234,24 @@ impl Failures {
         Some(Drawn::Node { onset, at, domain, cause: cause as u8, predictable })
     }
 
-    /// One telemetry sample of node `d` at `now`: healthy, ~0.5 corrected ECC errors and a 1%
-    /// chance of an XID per sample; a degrading part ramps to ~12.5 errors, 41% XIDs and +5 °C
-    /// as its failure approaches.
-    pub(crate) fn sample(&mut self, d: usize, now: SimTime) -> fabrik_model::health::Sample {
-        use rand_distr::{Distribution, Normal, Poisson};
-        let noise = Normal::new(0.0, 1.5).expect("valid normal");
+    /// One telemetry sample of node `d` at `now` (`crate::telemetry::draw`: healthy noise, or
+    /// a degrading part's precursor ramping up as its failure approaches, as visible as the
+    /// predictive configuration's difficulty lets it be); `None` when the sample was lost.
+    pub(crate) fn sample(&mut self, d: usize, now: SimTime) -> Option<fabrik_model::health::Sample> {
         let x = match self.pending[d] {
             Some(pf) if now >= pf.onset => ((now - pf.onset).0 as f64 / ((pf.at - pf.onset).0.max(1)) as f64).min(1.0),
             _ => 0.0,
         };
-        let r = &mut self.telemetry_rng;
-        let ecc = Poisson::new(0.5 + 12.0 * x).map_or(0.0, |p| p.sample(r));
-        let xid = u32::from(r.gen::<f64>() < 0.01 + 0.4 * x);
-        let temp = 5.0 * x + noise.sample(r);
+        let difficulty = self.cfg.predictive.as_ref().map(|p| p.difficulty.clone()).unwrap_or_default();
         self.maintenance.telemetry_samples += 1;
-        fabrik_model::health::Sample { domain: fabrik_model::DomainId(d as u32), at: now, ecc, xid, temp_dev_c: temp }
+        let (ecc, xid, temp) = crate::telemetry::draw(&mut self.telemetry_rng, x, &difficulty)?;
+        Some(fabrik_model::health::Sample {
+            domain: fabrik_model::DomainId(d as u32),
+            at: now,
+            ecc,
+            xid,
+            temp_dev_c: temp,
+        })
     }
 
     /// A repair time for a node failure of `cause`: log-normal around the cause's typical one.

@@ -18,6 +18,7 @@ pub mod html;
 mod joblog;
 pub mod metrics;
 pub mod report;
+pub mod telemetry;
 pub mod whatif;
 pub mod workload;
 
