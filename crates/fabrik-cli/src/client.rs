@@ -82,6 +82,31 @@ pub enum ClientCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Nodes like sinfo -N: group, hall, GPU type, state (in service, draining, out), why, the
+    /// jobs on it, and the health detector's view when the server reads telemetry.
+    Nodes {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only nodes out of service or draining, or that the detector suspects.
+        #[arg(long)]
+        problems: bool,
+    },
+    /// Take a node out of service (admins): its jobs are requeued; scontrol's DRAIN on Slurm.
+    Drain {
+        #[command(flatten)]
+        conn: Conn,
+        /// A node name (or its index).
+        node: String,
+        /// Why (shown by fabrik nodes and, with Slurm, sinfo -R).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Return a drained node to service (admins).
+    Resume {
+        #[command(flatten)]
+        conn: Conn,
+        node: String,
+    },
     /// What-ifs from the live state (admins): the next days under the facility's current
     /// settings and under each alternative (--policy, --power-cap-mw, --drain, --energy-aware),
     /// side by side; run here in the twin from the server's snapshot.
@@ -232,7 +257,10 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
         | ClientCmd::Why { conn, .. }
         | ClientCmd::Usage { conn }
         | ClientCmd::Snapshot { conn }
-        | ClientCmd::Whatif { conn, .. } => conn,
+        | ClientCmd::Whatif { conn, .. }
+        | ClientCmd::Nodes { conn, .. }
+        | ClientCmd::Drain { conn, .. }
+        | ClientCmd::Resume { conn, .. } => conn,
     };
     let c = Client::new(conn)?;
     let out = |v: &Value| println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
@@ -360,6 +388,22 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 }
             }
         }
+        ClientCmd::Nodes { problems, .. } => {
+            let v = c.get("/v1/nodes")?;
+            if conn.json {
+                out(&v);
+                return Ok(());
+            }
+            print_nodes(&v, *problems);
+        }
+        ClientCmd::Drain { node, reason, .. } => {
+            let v = c.post(&format!("/v1/nodes/{node}/drain"), json!({ "reason": reason }))?;
+            println!("{} drained", s(&v["node"]));
+        }
+        ClientCmd::Resume { node, .. } => {
+            let v = c.post(&format!("/v1/nodes/{node}/resume"), json!({}))?;
+            println!("{} back in service", s(&v["node"]));
+        }
         ClientCmd::Usage { .. } => {
             let v = c.get("/v1/accounts")?;
             if conn.json {
@@ -386,4 +430,57 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_nodes(v: &Value, problems: bool) {
+    if let Some(t) = v["telemetry"].as_object() {
+        let last =
+            t.get("last_ok").and_then(Value::as_u64).map_or("never".into(), |u| fabrik_model::SimTime(u).unix_utc());
+        println!(
+            "telemetry: {}{} (last fresh poll {last}; {} of at most {} nodes drained by the detector{})",
+            s(&t["state"]),
+            t.get("reason").and_then(Value::as_str).map(|r| format!(": {r}")).unwrap_or_default(),
+            s(&t["drained_by_detector"]),
+            s(&t["drain_cap"]),
+            if t.get("dry_run").and_then(Value::as_bool) == Some(true) { "; dry run" } else { "" }
+        );
+    }
+    println!(
+        "{:<14} {:>5} {:<8} {:<8} {:>4} {:>4} {:<10} {:<8} REASON",
+        "NODE", "GROUP", "HALL", "GPU", "GPUS", "BUSY", "STATE", "HEALTH"
+    );
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        let h = &n["health"];
+        let health = if h.is_null() {
+            "-".to_string()
+        } else if h["suspect"].as_bool() == Some(true) {
+            let sig: Vec<String> = h["signals"].as_array().into_iter().flatten().map(s).collect();
+            format!("suspect:{}", sig.join("+"))
+        } else {
+            "ok".into()
+        };
+        let state = s(&n["state"]);
+        if problems && state == "in service" && !health.starts_with("suspect") {
+            continue;
+        }
+        let jobs: Vec<String> = n["jobs"].as_array().into_iter().flatten().map(s).collect();
+        let mut reason = n["reason"].as_str().unwrap_or("").to_string();
+        if let Some(held) = h["held_back"].as_str() {
+            reason = format!("not drained ({held}): {}", h["evidence"].as_str().unwrap_or(""));
+        }
+        if !jobs.is_empty() {
+            reason = format!("jobs {}{}{reason}", jobs.join(","), if reason.is_empty() { "" } else { "; " });
+        }
+        println!(
+            "{:<14} {:>5} {:<8} {:<8} {:>4} {:>4} {:<10} {:<8} {reason}",
+            s(&n["node"]),
+            s(&n["group"]),
+            s(&n["hall"]),
+            s(&n["gpu_type"]),
+            s(&n["gpus"]),
+            s(&n["busy"]),
+            state,
+            health
+        );
+    }
 }

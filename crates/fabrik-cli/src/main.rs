@@ -7,6 +7,7 @@ mod client;
 mod energy;
 mod plan;
 mod serve;
+mod telemetry;
 mod whatif;
 
 use anyhow::{bail, Context, Result};
@@ -60,6 +61,11 @@ enum Cmd {
     Client(client::ClientCmd),
     /// Benchmark the twin on the reference scenarios and print wall time and events/s.
     Bench(bench::BenchArgs),
+    /// GPU telemetry for tests and demonstrations (a synthetic dcgm-exporter).
+    Telemetry {
+        #[command(subcommand)]
+        cmd: telemetry::TelemetryCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,6 +368,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => serve::serve(&a),
         Cmd::Admin { cmd } => serve::admin(&cmd),
         Cmd::Client(c) => client::run(&c),
+        Cmd::Telemetry { cmd } => telemetry::run(&cmd),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,6 +97,75 @@ pub struct ServeArgs {
     /// queue (released as urgent work at its hour) or claim (its GPUs are kept for it).
     #[arg(long, default_value = "queue")]
     aware_mode: String,
+    /// GPU telemetry for live predictive maintenance: prometheus=URL, a Prometheus server
+    /// scraping dcgm-exporter (see README, "Predictive maintenance live").
+    #[arg(long, value_name = "prometheus=URL")]
+    telemetry: Option<String>,
+    /// How often telemetry is read (a duration).
+    #[arg(long, default_value = "15s")]
+    telemetry_interval: String,
+    /// Timeout of one telemetry request (a duration).
+    #[arg(long, default_value = "5s")]
+    telemetry_timeout: String,
+    /// The label that names a series' node.
+    #[arg(long, default_value = "Hostname")]
+    telemetry_host_label: String,
+    /// The health detector's thresholds and votes: a TOML file with any of ecc_alpha,
+    /// ecc_limit, xid_count, xid_window, temp_k, temp_h, votes (defaults as in the twin).
+    #[arg(long)]
+    health_config: Option<PathBuf>,
+    /// Largest share of the nodes the detector may have drained at once (at least one node).
+    #[arg(long, default_value_t = 0.05)]
+    drain_cap: f64,
+    /// Only report (log, fabrik nodes, metrics) what the detector would drain.
+    #[arg(long)]
+    health_dry_run: bool,
+    /// A node the detector drained returns after this long (a duration; default: when an
+    /// operator resumes it).
+    #[arg(long)]
+    health_repair: Option<String>,
+}
+
+/// The telemetry input and the detector's settings from the flags.
+fn health_settings(
+    a: &ServeArgs,
+) -> Result<(Option<fabrik_server::telemetry::TelemetrySource>, Option<fabrik_server::engine::HealthConfig>)> {
+    let Some(spec) = &a.telemetry else {
+        if a.health_config.is_some() || a.health_dry_run || a.health_repair.is_some() {
+            bail!("--health-config, --health-dry-run and --health-repair need --telemetry");
+        }
+        return Ok((None, None));
+    };
+    let mut src = fabrik_server::telemetry::TelemetrySource::parse(spec).map_err(anyhow::Error::msg)?;
+    let d = |flag: &str, v: &str| fabrik_model::units::parse_duration(v).map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+    src.interval = Duration::from_secs(d("--telemetry-interval", &a.telemetry_interval)?.max(1));
+    src.timeout = Duration::from_secs(d("--telemetry-timeout", &a.telemetry_timeout)?.max(1));
+    src.host_label = a.telemetry_host_label.clone();
+    if !(a.drain_cap.is_finite() && (0.0..=1.0).contains(&a.drain_cap)) {
+        bail!("--drain-cap must be a share in [0, 1], got {}", a.drain_cap);
+    }
+    let mut h = fabrik_server::engine::HealthConfig {
+        max_drain_share: a.drain_cap,
+        dry_run: a.health_dry_run,
+        ..Default::default()
+    };
+    if let Some(r) = &a.health_repair {
+        h.repair_s = Some(d("--health-repair", r)?);
+    }
+    if let Some(p) = &a.health_config {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        h.detector = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let c = &h.detector;
+        if !(c.ecc_alpha > 0.0 && c.ecc_alpha <= 1.0)
+            || c.xid_window == 0
+            || c.xid_window > 10_000
+            || c.votes == 0
+            || c.votes > 3
+        {
+            bail!("{}: ecc_alpha must be in (0, 1], xid_window in 1..=10000, votes in 1..=3", p.display());
+        }
+    }
+    Ok((Some(src), Some(h)))
 }
 
 fn now_unix() -> u64 {
@@ -194,10 +263,14 @@ pub enum AccountCmd {
 }
 
 pub fn serve(a: &ServeArgs) -> Result<()> {
-    let sub = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-    );
+    // colour only on a terminal: redirected logs stay plain text
+    let sub = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
     if a.log_json {
         sub.json().init();
     } else {
@@ -228,7 +301,9 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     if a.single_user && executor == ExecutorKind::Simulated {
         bail!("--single-user applies to the local and slurm executors");
     }
+    let (telemetry, health) = health_settings(a)?;
     let cfg = ServeConfig {
+        telemetry,
         data_dir: data_dir.clone(),
         bind: a.bind,
         executor,
@@ -269,6 +344,7 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
                     ..Default::default()
                 },
             })),
+            health,
             ..EngineConfig::default()
         },
     };

@@ -296,6 +296,11 @@ async fn resume_node(State(s): St, h: HeaderMap, Path(node): Path<String>) -> Ap
     Ok(Json(s.call(|r| Cmd::Drain(who, node, None, r)).await?))
 }
 
+async fn nodes(State(s): St, h: HeaderMap) -> ApiResult<crate::engine::NodesView> {
+    let who = s.identity(&h)?;
+    Ok(Json(s.call(|r| Cmd::Nodes(who, r)).await?))
+}
+
 async fn whoami(State(s): St, h: HeaderMap) -> ApiResult<Identity> {
     Ok(Json(s.identity(&h)?))
 }
@@ -357,7 +362,11 @@ async fn metrics(State(s): St, h: HeaderMap) -> Result<Response, ApiError> {
 /// engine then starts nothing new).
 async fn healthz(State(s): St) -> Response {
     match s.metrics.store_error.lock().expect("health lock").clone() {
-        None => "ok".into_response(),
+        // telemetry does not make the control plane unhealthy; it is reported beside
+        None => match s.metrics.telemetry_error.lock().expect("health lock").clone() {
+            None => "ok".into_response(),
+            Some(e) => format!("ok; telemetry degraded (no drain decisions): {e}").into_response(),
+        },
         Some(e) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": format!("store failing: {e}") }))).into_response()
         }
@@ -403,6 +412,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/facility", get(facility))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{node}/drain", post(drain_node))
         .route("/v1/nodes/{node}/resume", post(resume_node))
         .route("/v1/dashboard", get(dashboard_data))

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod slurm;
 pub mod store;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod test_support;
 
@@ -53,6 +54,9 @@ pub struct ServeConfig {
     /// For `slurm`: seconds a dispatched job may stay pending in Slurm, and the partition.
     pub slurm_start_grace_s: u64,
     pub slurm_partition: Option<String>,
+    /// Telemetry for live predictive maintenance (with `engine.health`; the default health
+    /// configuration when that is unset).
+    pub telemetry: Option<telemetry::TelemetrySource>,
     pub engine: EngineConfig,
 }
 
@@ -72,6 +76,7 @@ impl ServeConfig {
             limits: api::Limits::default(),
             slurm_start_grace_s: 30,
             slurm_partition: None,
+            telemetry: None,
             engine: EngineConfig::default(),
         }
     }
@@ -199,9 +204,22 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
     if let Some(a) = &announcement {
         tracing::warn!("{a}");
     }
-    let engine = Engine::open(store, facility, exec, cfg.engine.clone(), metrics.clone())?;
+    let mut ecfg = cfg.engine.clone();
+    if cfg.telemetry.is_some() && ecfg.health.is_none() {
+        ecfg.health = Some(engine::HealthConfig::default());
+    }
+    if let (Some(t), Some(h)) = (&cfg.telemetry, ecfg.health.as_mut()) {
+        // a sample older than three polls is stale
+        h.stale_s = h.stale_s.max(3 * t.interval.as_secs().max(1));
+    }
+    let engine = Engine::open(store, facility, exec, ecfg, metrics.clone())?;
     let (tx, rx) = mpsc::channel();
     let engine = std::thread::Builder::new().name("fabrik-engine".into()).spawn(move || engine.run(rx))?;
+    if let Some(src) = cfg.telemetry.clone() {
+        tracing::info!(prometheus = %src.prometheus, every_s = src.interval.as_secs_f64(), "telemetry input");
+        let ttx = tx.clone();
+        std::thread::Builder::new().name("fabrik-telemetry".into()).spawn(move || telemetry::run(src, ttx))?;
+    }
     let state = Arc::new(api::AppState {
         engine: Mutex::new(tx.clone()),
         metrics,

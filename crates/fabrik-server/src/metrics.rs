@@ -19,6 +19,11 @@ pub struct AccountLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabel {
+    pub signal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub method: String,
     pub route: String,
@@ -39,6 +44,17 @@ pub struct Metrics {
     pub store_errors: Counter,
     pub store_healthy: Gauge,
     pub store_error: std::sync::Mutex<Option<String>>,
+    /// Telemetry: 1 while the last poll gave fresh samples; polls by result; the health
+    /// detector's drains by the signal that fired (a drain on two signals counts for each);
+    /// drains a dry run or the cap held back; nodes the detector suspects now.
+    pub telemetry_up: Gauge,
+    /// Why telemetry is degraded (shown by `/healthz`).
+    pub telemetry_error: std::sync::Mutex<Option<String>>,
+    pub telemetry_polls: Family<StateLabel, Counter>,
+    pub health_drains: Family<SignalLabel, Counter>,
+    pub health_held_back: Family<StateLabel, Counter>,
+    pub health_suspects: Gauge,
+    pub health_returns: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,7 +84,34 @@ impl Metrics {
         store_healthy.set(1);
         registry.register("store_write_errors", "Store writes that failed", store_errors.clone());
         registry.register("store_healthy", "1 while the last store write succeeded", store_healthy.clone());
+        let telemetry_up = Gauge::default();
+        let telemetry_polls = Family::<StateLabel, Counter>::default();
+        let health_drains = Family::<SignalLabel, Counter>::default();
+        let health_held_back = Family::<StateLabel, Counter>::default();
+        let health_suspects = Gauge::default();
+        let health_returns = Counter::default();
+        registry.register("telemetry_up", "1 while the last telemetry poll gave fresh samples", telemetry_up.clone());
+        registry.register("telemetry_polls", "Telemetry polls by result (ok, error, stale)", telemetry_polls.clone());
+        registry.register(
+            "health_drains",
+            "Nodes drained by the health detector, by signal that fired (ecc, xid, temp)",
+            health_drains.clone(),
+        );
+        registry.register(
+            "health_drains_held_back",
+            "Drains the detector wanted but did not make (dry_run, cap, degraded)",
+            health_held_back.clone(),
+        );
+        registry.register("health_suspect_nodes", "Nodes the health detector suspects now", health_suspects.clone());
+        registry.register("health_returns", "Detector-drained nodes returned to service", health_returns.clone());
         Metrics {
+            telemetry_error: std::sync::Mutex::new(None),
+            telemetry_up,
+            telemetry_polls,
+            health_drains,
+            health_held_back,
+            health_suspects,
+            health_returns,
             registry,
             jobs,
             gpus,

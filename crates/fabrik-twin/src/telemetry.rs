@@ -100,7 +100,8 @@ pub struct Exporter {
     reset_next: Vec<DomainId>,
 }
 
-/// A healthy GPU's temperature under load, °C (its idle offset per GPU index is added).
+/// A healthy GPU's temperature under load, °C (all GPUs of a node alike; the failing one's
+/// noise is the model's, its siblings' a fifth of it).
 const BASE_TEMP_C: f64 = 62.0;
 
 impl Exporter {
@@ -121,7 +122,7 @@ impl Exporter {
                         for s in Series::ALL {
                             r.values.insert(s, 0.0);
                         }
-                        r.values.insert(Series::GpuTemp, BASE_TEMP_C + 0.5 * f64::from(g));
+                        r.values.insert(Series::GpuTemp, BASE_TEMP_C);
                         r.values.insert(Series::Power, gpu.max_power_w * 0.7);
                         r
                     })
@@ -172,7 +173,7 @@ impl Exporter {
             }
             let Some((ecc, xid, temp)) = drawn else { continue };
             for (i, g) in node.iter_mut().enumerate() {
-                let base = BASE_TEMP_C + 0.5 * i as f64;
+                let base = BASE_TEMP_C;
                 if i == 0 {
                     *g.values.entry(Series::EccSbe).or_default() += ecc;
                     *g.values.entry(Series::XidCount).or_default() += f64::from(xid);

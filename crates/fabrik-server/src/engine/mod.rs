@@ -28,11 +28,13 @@ use std::time::{Duration, Instant};
 mod auth;
 mod devices;
 mod forecaster;
+mod health;
 mod recovery;
 mod requests;
 mod views;
 
 use devices::Devices;
+pub use health::{HealthConfig, NodeHealth, TelemetryBatch, TelemetryView};
 pub use recovery::{CrashPoint, Faults};
 pub use requests::*;
 pub use views::*;
@@ -63,6 +65,11 @@ pub enum Cmd {
     WhatifInput(Identity, Reply<WhatifInput>),
     /// The last start-time forecast of the pending jobs the caller may see (one job's, or all).
     Forecast(Identity, Option<i64>, Reply<ForecastView>),
+    /// A telemetry poll's readings, or why there are none.
+    Telemetry(Result<TelemetryBatch, String>),
+    /// Every node with its state, reason, jobs and health (admins see all; others too: node
+    /// states are not secret, job ids of other tenants are left out).
+    Nodes(Identity, Reply<NodesView>),
     /// Bring the gauges up to date (before `/metrics` renders them).
     RefreshMetrics(Reply<()>),
     Shutdown,
@@ -87,6 +94,8 @@ pub struct EngineConfig {
     pub forecast_interval: Option<Duration>,
     /// The twin that forecasts and answers what-ifs (handed in by the binary; `None`: neither).
     pub twin: Option<Arc<dyn fabrik_sched::TwinService>>,
+    /// Live predictive maintenance from telemetry (`None`: no telemetry input).
+    pub health: Option<HealthConfig>,
     pub faults: Faults,
 }
 
@@ -104,6 +113,7 @@ impl Default for EngineConfig {
             energy_aware: None,
             forecast_interval: Some(Duration::from_secs(60)),
             twin: None,
+            health: None,
             faults: Faults::default(),
         }
     }
@@ -127,9 +137,12 @@ impl Clock {
 }
 
 struct Term {
+    /// What the job becomes when it exits; `Pending` with `requeue`: it goes back to the queue
+    /// with that reason (it was moved off a drained node).
     status: JobStatus,
     kill_at: SimTime,
     killed: bool,
+    requeue: Option<String>,
 }
 
 pub struct Engine {
@@ -155,6 +168,10 @@ pub struct Engine {
     last_sample: u64,
     started: Vec<JobId>,
     forecaster: Option<forecaster::Forecaster>,
+    /// Live predictive maintenance (with a telemetry input).
+    health: Option<health::Health>,
+    /// Why each domain out of service is out (failure, operator drain, health detector).
+    down_reason: HashMap<DomainId, String>,
 }
 
 /// The share tree of the store's accounts (paths and shares), with the quotas (guarantees,
@@ -216,7 +233,12 @@ impl Engine {
             last_sample: 0,
             started: Vec::new(),
             forecaster,
+            health: None,
+            down_reason: HashMap::new(),
         };
+        if let Some(h) = e.cfg.health.clone() {
+            e.health = Some(health::Health::new(h, e.facility.domains.len()));
+        }
         e.recover()?;
         Ok(e)
     }
@@ -366,6 +388,10 @@ impl Engine {
             Cmd::Forecast(who, job, reply) => {
                 let _ = reply.send(self.forecast_view(&who, job));
             }
+            Cmd::Telemetry(r) => self.on_telemetry(r),
+            Cmd::Nodes(who, reply) => {
+                let _ = reply.send(Ok(self.nodes_view(&who)));
+            }
             Cmd::RefreshMetrics(reply) => {
                 self.update_metrics();
                 let _ = reply.send(Ok(()));
@@ -397,6 +423,7 @@ impl Engine {
                             status: JobStatus::Cancelled,
                             kill_at: now + Secs(self.cfg.kill_grace_s),
                             killed: false,
+                            requeue: None,
                         },
                     );
                 }
@@ -427,11 +454,13 @@ impl Engine {
             self.requeue_record(id, format!("not started: {reason}; back in the queue"));
             changed.push(id);
         }
+        self.health_returns(now);
         for (d, down) in self.exec.node_changes(now) {
             match down {
                 Some(reason) => self.take_out(d, &reason, now, &mut changed),
                 None => {
                     let _ = self.sched.repair_domain(d);
+                    self.down_reason.remove(&d);
                     tracing::info!(domain = d.0, "node back in service");
                 }
             }
@@ -448,7 +477,12 @@ impl Engine {
             self.exec.signal(id, false);
             self.terminating.insert(
                 id,
-                Term { status: JobStatus::Timeout, kill_at: now + Secs(self.cfg.kill_grace_s), killed: false },
+                Term {
+                    status: JobStatus::Timeout,
+                    kill_at: now + Secs(self.cfg.kill_grace_s),
+                    killed: false,
+                    requeue: None,
+                },
             );
         }
         for (&id, t) in self.terminating.iter_mut() {
@@ -536,6 +570,7 @@ impl Engine {
         if self.sched.fail_domain(d, now).is_err() {
             return;
         }
+        self.down_reason.insert(d, reason.to_string());
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
         tracing::warn!(domain = d.0, jobs = hit.len(), "out of service: {reason}");
@@ -556,6 +591,7 @@ impl Engine {
             .iter()
             .position(|n| n == node)
             .or_else(|| node.parse::<usize>().ok().filter(|&i| i < self.facility.domains.len()))
+            .or_else(|| fabrik_model::telemetry::domain_of(&self.facility, node).map(|d| d.idx()))
             .ok_or_else(|| ApiErr::NotFound(format!("node '{node}' not found")))?;
         let name = names.get(d).cloned().unwrap_or_else(|| d.to_string());
         let dom = DomainId(d as u32);
@@ -571,8 +607,17 @@ impl Engine {
                 self.save(&mut changed);
             }
             None => {
+                if self.sched.is_cordoned(dom) {
+                    return Err(ApiErr::Conflict(format!(
+                        "{name}: its jobs are still moving off (checkpoint signal sent); resume it once they left"
+                    )));
+                }
                 self.exec.drain(dom, "", true).map_err(|e| ApiErr::Internal(format!("resuming {name}: {e}")))?;
                 let _ = self.sched.repair_domain(dom);
+                self.down_reason.remove(&dom);
+                if let Some(h) = self.health.as_mut() {
+                    h.returned(dom);
+                }
             }
         }
         Ok(NodeView { node: name, domain: d as u32, in_service: reason.is_none() })
@@ -664,7 +709,18 @@ impl Engine {
         if !self.running.remove(&id) {
             return false;
         }
-        let term = self.terminating.remove(&id).map(|t| t.status);
+        let term = self.terminating.remove(&id);
+        if let Some(why) = term.as_ref().and_then(|t| t.requeue.clone()) {
+            // moved off a drained node: back to the queue (its checkpoint, if it wrote one, is
+            // the job's own to resume from)
+            if let Some(&jid) = self.to_sched.get(&id) {
+                let _ = self.sched.requeue(jid, now);
+            }
+            self.requeue_record(id, why);
+            tracing::info!(job = id, "moved: back in the queue");
+            return true;
+        }
+        let term = term.map(|t| t.status);
         if let Some(&jid) = self.to_sched.get(&id) {
             if self.sched.job(jid).state.is_running() {
                 let _ = self.sched.finish(jid, now);

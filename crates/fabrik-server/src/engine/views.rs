@@ -68,6 +68,31 @@ pub struct NodeView {
     pub in_service: bool,
 }
 
+/// One node (domain) of the facility, as `fabrik nodes` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    pub domain: u32,
+    pub group: u32,
+    pub hall: String,
+    pub gpu_type: String,
+    pub gpus: u32,
+    pub busy: u32,
+    /// in service, draining (cordoned, its jobs moving off), or out (failed, drained).
+    pub state: String,
+    pub reason: Option<String>,
+    /// Jobs on it (those the caller may see).
+    pub jobs: Vec<i64>,
+    /// The health detector's view, with a telemetry input.
+    pub health: Option<super::NodeHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesView {
+    pub telemetry: Option<super::TelemetryView>,
+    pub nodes: Vec<NodeRow>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     pub t: u64,
@@ -214,6 +239,46 @@ impl Engine {
             now: self.clock.now().0,
             announcement: self.exec.announcement(),
         }
+    }
+
+    pub(super) fn nodes_view(&self, who: &Identity) -> NodesView {
+        let f = &self.facility;
+        let c = self.sched.cluster();
+        let nodes = (0..f.domains.len())
+            .map(|i| {
+                let d = fabrik_model::DomainId(i as u32);
+                let dom = &f.domains[i];
+                let g = &f.groups[dom.group.idx()];
+                let state = if self.sched.is_cordoned(d) {
+                    "draining"
+                } else if c.is_down(d) {
+                    "out"
+                } else {
+                    "in service"
+                };
+                let jobs = self
+                    .sched
+                    .jobs_on(d)
+                    .into_iter()
+                    .map(|j| self.from_sched[j.idx()])
+                    .filter(|id| self.visible(who, *id).is_ok())
+                    .collect();
+                NodeRow {
+                    node: fabrik_model::telemetry::hostname_of(f, d),
+                    domain: d.0,
+                    group: dom.group.0,
+                    hall: f.halls[g.hall.idx()].clone(),
+                    gpu_type: f.gpu(f.pools[dom.pool.idx()].gpu_type).name.clone(),
+                    gpus: f.domain_gpus(d),
+                    busy: if c.is_down(d) { 0 } else { f.domain_gpus(d) - c.domain_free(d) },
+                    state: state.into(),
+                    reason: self.down_reason.get(&d).cloned().filter(|_| state != "in service"),
+                    jobs,
+                    health: self.health.as_ref().map(|h| h.nodes[i].clone()),
+                }
+            })
+            .collect();
+        NodesView { telemetry: self.telemetry_view(who), nodes }
     }
 
     pub(super) fn dashboard(&self, who: &Identity) -> DashboardView {
