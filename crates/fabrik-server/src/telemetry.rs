@@ -46,7 +46,7 @@ fn get(client: &reqwest::blocking::Client, base: &str, query: &str) -> Result<Qu
         .get(format!("{base}/api/v1/query"))
         .query(&[("query", query)])
         .send()
-        .map_err(|e| format!("Prometheus at {base} unreachable: {e}"))?;
+        .map_err(|e| format!("Prometheus at {base} unreachable: {}", chain(&e.without_url())))?;
     let status = resp.status();
     if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
         return Err(format!("Prometheus at {base}: answer larger than {} MiB", MAX_BODY >> 20));
@@ -61,6 +61,18 @@ fn get(client: &reqwest::blocking::Client, base: &str, query: &str) -> Result<Qu
         return Err(format!("Prometheus at {base}: query failed: {}", q.error.unwrap_or_else(|| q.status.clone())));
     }
     Ok(q)
+}
+
+/// An error with its causes (`connection refused` is a cause of reqwest's error).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut c = e.source();
+    while let Some(x) = c {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        c = x.source();
+    }
+    s
 }
 
 /// One poll: the series' values, and the time of each GPU's last temperature sample (its
