@@ -1,7 +1,7 @@
 //! Live predictive maintenance end to end: `fabrik telemetry serve` (a synthetic dcgm-exporter)
 //! scraped by a real Prometheus server (Debian's `prometheus`), read by `fabrik serve
 //! --telemetry`. Without a `prometheus` binary the tests print a notice and skip (and fail
-//! under CI=true).
+//! under CI=true; `fabrik_server::test_support::prometheus`).
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -31,10 +31,6 @@ impl Drop for Proc {
     }
 }
 
-fn prometheus_binary() -> Option<PathBuf> {
-    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].iter().map(PathBuf::from).find(|p| p.exists())
-}
-
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !ok() {
@@ -57,37 +53,6 @@ fn exporter(dir: &Path, port: u16, args: &[&str]) -> Proc {
         reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).is_ok_and(|r| r.status().is_success())
     });
     Proc(c)
-}
-
-/// Prometheus scraping `target` every second; returns once it answers queries with the target's
-/// series.
-fn prometheus(bin: &Path, dir: &Path, target: u16) -> (Proc, u16) {
-    let port = free_port();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let c = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc(c);
-    wait_for("Prometheus has the exporter's series", Duration::from_secs(40), || {
-        reqwest::blocking::get(format!("http://127.0.0.1:{port}/api/v1/query?query=DCGM_FI_DEV_GPU_TEMP"))
-            .ok()
-            .and_then(|r| r.json::<Value>().ok())
-            .is_some_and(|v| v["data"]["result"].as_array().is_some_and(|a| !a.is_empty()))
-    });
-    (p, port)
 }
 
 struct Server {
@@ -167,16 +132,13 @@ fn out_of_service(nodes: &Value) -> usize {
 
 #[test]
 fn a_precursor_drains_its_node_moves_its_job_and_stale_or_missing_telemetry_decides_nothing() {
-    let Some(prom_bin) = prometheus_binary() else {
-        fabrik_server::test_support::skip("prometheus is not installed (Debian package prometheus)");
-        return;
-    };
     let dir = temp_dir("loop");
     // small: 16 nodes × 8 GPUs; node3's GPU 0 starts failing 15 s after the exporter starts
     let ep = free_port();
     let mut exp = Some(exporter(&dir, ep, &["--precursor", "node3@15s"]));
     let injected_at = Instant::now() + Duration::from_secs(15);
-    let (prom, pp) = prometheus(&prom_bin, &dir, ep);
+    let Some(prom) = fabrik_server::test_support::prometheus(&dir, &format!("127.0.0.1:{ep}")) else { return };
+    let pp = prom.port;
     let mut prom = Some(prom);
     let s = Server::start(&dir, "serve", pp, &[]);
     // 15 jobs of 8 GPUs fill nodes 0–14; node 15 stays free for the job that will move
@@ -248,15 +210,12 @@ fn a_precursor_drains_its_node_moves_its_job_and_stale_or_missing_telemetry_deci
 
 #[test]
 fn the_drain_cap_holds_when_every_node_looks_bad_and_a_dry_run_drains_nothing() {
-    let Some(prom_bin) = prometheus_binary() else {
-        fabrik_server::test_support::skip("prometheus is not installed (Debian package prometheus)");
-        return;
-    };
     let dir = temp_dir("cap");
     let ep = free_port();
     // a bad exporter: every node's GPU 0 looks like it is failing, from 5 s on
     let _exp = exporter(&dir, ep, &["--precursor", "all@5s"]);
-    let (_prom, pp) = prometheus(&prom_bin, &dir, ep);
+    let Some(prom) = fabrik_server::test_support::prometheus(&dir, &format!("127.0.0.1:{ep}")) else { return };
+    let pp = prom.port;
     // 16 nodes at most 25% drained: 4; the second server only reports
     let capped = Server::start(&dir, "capped", pp, &["--drain-cap", "0.25"]);
     let dry = Server::start(&dir, "dry", pp, &["--health-dry-run"]);

@@ -74,3 +74,67 @@ pub fn run_as_toml(accounts: &[&str]) -> Option<String> {
             .collect(),
     )
 }
+
+/// A Prometheus server (Debian's `prometheus`) on a free loopback port, scraping `target`
+/// (`host:port`) every second, killed when dropped.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts Prometheus for `target` with its files under `dir` and waits until it answers with
+/// the target's `DCGM_FI_DEV_GPU_TEMP` series. `None` (with [`skip`]'s notice, a failure under
+/// `CI=true`) when no `prometheus` binary is installed.
+pub fn prometheus(dir: &std::path::Path, target: &str) -> Option<Prometheus> {
+    let Some(bin) =
+        ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].into_iter().find(|p| std::path::Path::new(p).exists())
+    else {
+        skip("prometheus is not installed (Debian package prometheus; .ci/run installs it)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .expect("writing prometheus.yml");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log");
+    let child = std::process::Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting prometheus");
+    let p = Prometheus { child, port };
+    let url = format!("{}/api/v1/query?query=DCGM_FI_DEV_GPU_TEMP", p.url());
+    let t = std::time::Instant::now();
+    loop {
+        let ok = reqwest::blocking::get(&url)
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|v| v["data"]["result"].as_array().is_some_and(|a| !a.is_empty()));
+        if ok {
+            return Some(p);
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(40), "Prometheus did not scrape {target} within 40 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -317,3 +317,88 @@ async fn a_dispatch_slurm_does_not_start_is_taken_back_with_slurms_reason() {
     s.wait_state(j, &s.alice, "completed").await;
     s.stop().await;
 }
+
+/// The synthetic dcgm-exporter of the twin for the cluster's own nodes (their Slurm names),
+/// served on a loopback port and stepped every second; node `sick` fails from `after_s` on.
+async fn cluster_exporter(sick: &str, after_s: f64) -> (u16, tokio::task::JoinHandle<()>) {
+    use fabrik_twin::telemetry::{Difficulty, Exporter, Injected};
+    let f = fabrik_server::slurm::discover("slurm").unwrap();
+    let d = fabrik_model::telemetry::domain_of(&f, sick).unwrap();
+    let e = std::sync::Arc::new(std::sync::Mutex::new(Exporter::new(
+        &f,
+        vec![Injected { domain: d, start_s: after_s, ramp_s: 0.0 }],
+        Difficulty::default(),
+        3,
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (ticker, render) = (e.clone(), e);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let e = render.clone();
+            async move { e.lock().unwrap().render() }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let step = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                ticker.lock().unwrap().step(1.0);
+            }
+        });
+        let _ = axum::serve(listener, app).await;
+        step.abort();
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_the_health_detector_drains_is_drained_in_slurm_with_its_reason() {
+    let Some(_c) = cluster().await else { return };
+    let dir = std::env::temp_dir().join(format!("fabrik-slurm-telemetry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ep, exporter) = cluster_exporter("node2", 6.0).await;
+    let target = format!("127.0.0.1:{ep}");
+    let d2 = dir.clone();
+    let Some(prom) = tokio::task::spawn_blocking(move || test_support::prometheus(&d2, &target)).await.unwrap() else {
+        exporter.abort();
+        return;
+    };
+    let mut src = fabrik_server::telemetry::TelemetrySource::parse(&format!("prometheus={}", prom.url())).unwrap();
+    src.interval = Duration::from_secs(1);
+    let s = start_cfg("slurm-telemetry", |c| {
+        c.executor = ExecutorKind::Slurm;
+        c.slurm_start_grace_s = 8;
+        c.telemetry = Some(src);
+    })
+    .await;
+    let t = Instant::now();
+    let node2 = loop {
+        let (_, v) = s.req("GET", "/v1/nodes", &s.admin, None).await;
+        let n = v["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "node2").unwrap().clone();
+        if n["state"] != "in service" {
+            break n;
+        }
+        assert!(t.elapsed() < Duration::from_secs(40), "node2 not drained: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(node2["reason"].as_str().unwrap().starts_with("health detector: suspect on"), "{node2}");
+    // Slurm shows it drained with fabrik's reason (the rules that fired); the others are not
+    let info = sh("sinfo", &["-h", "-N", "-n", "node2", "-o", "%T|%E"]);
+    assert!(info.starts_with("drain") && info.contains("fabrik: fabrik health: "), "{info}");
+    for other in ["node1", "node3"] {
+        let st = sh("sinfo", &["-h", "-N", "-n", other, "-o", "%T"]);
+        assert!(!st.starts_with("drain"), "{other}: {st}");
+    }
+    let (st, _) = s.req("POST", "/v1/nodes/node2/resume", &s.admin, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(!sh("sinfo", &["-h", "-N", "-n", "node2", "-o", "%T"]).starts_with("drain"));
+    exporter.abort();
+    s.stop().await;
+    // the node must not be drained again by this server: it is stopped; make sure Slurm agrees
+    sh("scontrol", &["update", "NodeName=node2", "State=RESUME"]);
+    drop(prom);
+}

@@ -253,7 +253,7 @@ mod tests {
         let inj = vec![Injected { domain: DomainId(2), start_s: 10.0, ramp_s: 10.0 }];
         let mut e = Exporter::new(&f, inj, Difficulty::default(), 5);
         let mut t = Tracker::new(3600.0);
-        let mut per_node = vec![0.0; 16];
+        let mut per_node = [0.0; 16];
         for step in 0..30 {
             e.step(1.0);
             for (d, total) in per_node.iter_mut().enumerate() {
