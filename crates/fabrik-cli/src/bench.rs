@@ -18,7 +18,9 @@ pub struct BenchArgs {
     /// pass (scheduling pass with 100,000 pending jobs on eu-gigafactory and gw-campus); the long
     /// ones only when named: year (eu-gigafactory, 365 days) and campus (gw-campus, 30 days),
     /// with the process's peak memory, and forecast (the accuracy of live start-time forecasts:
-    /// ITP cluster04's first 4 days replayed through fabrik serve at 3,600×, a few minutes).
+    /// ITP cluster04's first 4 days replayed through fabrik serve at 3,600×, a few minutes) and
+    /// detector (the health detector's precision, recall and GPU-hours saved across precursor
+    /// strength, noise, lost samples and counter resets).
     #[arg(long)]
     only: Option<String>,
     /// Submissions for the serve scenario.
@@ -89,8 +91,8 @@ fn timed(
 pub fn run(a: &BenchArgs) -> Result<()> {
     let only = a.only.as_deref();
     if let Some(o) = only {
-        if !["a", "b", "c", "serve", "pass", "year", "campus", "forecast"].contains(&o) {
-            bail!("--only takes a, b, c, serve, pass, year, campus or forecast, got '{o}'");
+        if !["a", "b", "c", "serve", "pass", "year", "campus", "forecast", "detector"].contains(&o) {
+            bail!("--only takes a, b, c, serve, pass, year, campus, forecast or detector, got '{o}'");
         }
     }
     let want = |x: &str| only.is_none_or(|o| o == x);
@@ -161,6 +163,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             bail!("ITP trace not found at {} (pass --traces DIR)", trace.display());
         }
         crate::bench_forecast::accuracy(&trace, 96.0, 3600.0)?;
+    }
+    if only == Some("detector") {
+        crate::bench_detector::evaluate(3)?;
     }
     if only == Some("campus") {
         scenario("(campus) gw-campus, 30 days synthetic", "gw-campus", "synthetic", "fair-share", Some(30.0), 1)?;

@@ -1,6 +1,7 @@
 //! The `fabrik` command: argv, terminal output and progress. Logic lives in the library crates.
 
 mod bench;
+mod bench_detector;
 mod bench_forecast;
 mod bench_serve;
 mod client;
@@ -168,6 +169,21 @@ pub struct SimArgs {
     /// With --failures: watch synthetic telemetry with the health detector and drain suspects.
     #[arg(long)]
     predictive: bool,
+    /// With --predictive: how far ahead of its failure a failing part shows (a duration).
+    #[arg(long, default_value = "24h")]
+    precursor_lead: String,
+    /// With --predictive: precursor strength (1: the default, deliberately strong one).
+    #[arg(long, default_value_t = 1.0)]
+    precursor_strength: f64,
+    /// With --predictive: healthy telemetry noise scale (1: the default).
+    #[arg(long, default_value_t = 1.0)]
+    telemetry_noise: f64,
+    /// With --predictive: share of telemetry samples lost.
+    #[arg(long, default_value_t = 0.0)]
+    telemetry_missing: f64,
+    /// With --predictive: share of samples in which a node's counters reset.
+    #[arg(long, default_value_t = 0.0)]
+    counter_resets: f64,
     /// With --failures: spare nodes (domains) per leaf group, swapped in when one fails.
     #[arg(long, default_value_t = 0)]
     spares: u32,
@@ -692,7 +708,17 @@ fn twin_config(a: &SimArgs, policy: &str, facility: &Facility) -> Result<TwinCon
             fc.per_1000_node_days = r;
         }
         if a.predictive {
-            fc.predictive = Some(fabrik_twin::config::PredictiveConfig::default());
+            let difficulty = fabrik_twin::telemetry::Difficulty {
+                strength: a.precursor_strength,
+                noise: a.telemetry_noise,
+                missing: a.telemetry_missing,
+                resets: a.counter_resets,
+            };
+            difficulty.validate().map_err(anyhow::Error::msg)?;
+            fc.lead_time_s = fabrik_model::units::parse_duration(&a.precursor_lead)
+                .map_err(|e| anyhow::anyhow!("--precursor-lead: {e}"))?
+                .max(1);
+            fc.predictive = Some(fabrik_twin::config::PredictiveConfig { difficulty, ..Default::default() });
         }
         fc.spares_per_group = a.spares;
         cfg.failures = Some(fc);
