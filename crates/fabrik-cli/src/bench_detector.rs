@@ -34,7 +34,17 @@ pub fn evaluate(seeds: u64) -> Result<()> {
     );
     println!(
         "{:>8} {:>6} {:>6} {:>7} {:>10} {:>7} {:>11} {:>9} {:>12} {:>12} {:>9}",
-        "strength", "noise", "case", "drains", "precision", "recall", "recall(all)", "avoided", "saved GPU-h", "false GPU-h", "net GPU-h"
+        "strength",
+        "noise",
+        "case",
+        "drains",
+        "precision",
+        "recall",
+        "recall(all)",
+        "avoided",
+        "saved GPU-h",
+        "false GPU-h",
+        "net GPU-h"
     );
     for field in [false, true] {
         for noise in [1.0, 2.0] {

@@ -177,6 +177,12 @@ fn a_precursor_drains_its_node_moves_its_job_and_stale_or_missing_telemetry_deci
     let j = s.get(&format!("/v1/jobs/{moved}"));
     assert_eq!(j["state"], "running", "{j}");
     assert!(j["reason"].as_str().unwrap().starts_with("moved off node3 at "), "{j}");
+    // the dashboard lists it with the evidence
+    let dash = s.get("/v1/dashboard");
+    let shown = dash["problem_nodes"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{dash}");
+    assert_eq!((shown[0]["node"].as_str(), shown[0]["reason"].as_str()), (Some("node3"), Some(reason)));
+    assert_eq!(dash["telemetry"]["drained_by_detector"], 1);
     let m = s.get("/metrics");
     let m = m.as_str().unwrap();
     assert!(m.contains("fabrik_health_drains_total{signal=\"ecc\"} 1"), "{m}");

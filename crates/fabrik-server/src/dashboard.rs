@@ -16,6 +16,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd
 <h2>Facility</h2><div id="groups" class="grid"></div>
 <h2>Queue</h2><table id="queue"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>why pending</th><th>forecast start (P50 / P90)</th></tr></thead><tbody></tbody></table>
 <h2>Running</h2><table id="running"><thead><tr><th>job</th><th>name</th><th>account</th><th>GPUs</th><th>started</th></tr></thead><tbody></tbody></table>
+<h2>Nodes out of service and health</h2><div id="telemetry" class="muted"></div><table id="nodes"><thead><tr><th>node</th><th>group</th><th>GPU</th><th>state</th><th>health</th><th>why</th></tr></thead><tbody></tbody></table>
 <h2>Accounts: usage vs share</h2><table id="accounts"><thead><tr><th>account</th><th>entitled</th><th>usage</th><th>GPU-hours</th><th>running GPUs</th><th>pending</th></tr></thead><tbody></tbody></table>
 <h2>Busy GPUs by tenant class over time</h2><svg id="history" width="720" height="180"></svg>
 <script>
@@ -67,6 +68,12 @@ async function refresh() {
       d.forecast[j.id] ? at(d.forecast[j.id][0]) + ' / ' + at(d.forecast[j.id][1]) : '-']);
     rows('running', d.running, j => [j.id, j.name, j.account, j.gpus, new Date(j.start_time * 1000).toISOString()]);
     rows('accounts', d.accounts.filter(a => a.leaf), a => [a.account, pct(a.entitled_share), pct(a.usage_share), a.gpu_hours.toFixed(2), a.running_gpus, a.pending_jobs]);
+    const t = d.telemetry;
+    document.getElementById('telemetry').textContent = t ? 'telemetry ' + t.state + (t.reason ? ': ' + t.reason : '') +
+      ' — ' + t.drained_by_detector + ' of at most ' + t.drain_cap + ' nodes drained by the health detector' + (t.dry_run ? ' (dry run)' : '') : 'no telemetry input';
+    rows('nodes', d.problem_nodes, n => [n.node, n.group, n.gpu_type, n.state,
+      n.health ? (n.health.suspect ? 'suspect: ' + n.health.signals.join('+') : 'ok') : '-',
+      (n.health && n.health.held_back ? 'not drained (' + n.health.held_back + '): ' + n.health.evidence : n.reason || '')]);
     chart(d.history);
   } catch (e) { document.getElementById('err').textContent = String(e); }
 }

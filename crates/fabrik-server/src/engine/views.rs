@@ -110,6 +110,10 @@ pub struct DashboardView {
     pub history: Vec<Sample>,
     /// The last forecast's P50 and P90 start (Unix seconds) per queued job shown.
     pub forecast: BTreeMap<i64, (u64, u64)>,
+    /// Nodes out of service, draining or suspected by the health detector (at most 200), and
+    /// the telemetry input's state.
+    pub problem_nodes: Vec<NodeRow>,
+    pub telemetry: Option<super::TelemetryView>,
 }
 
 impl Engine {
@@ -314,7 +318,16 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let nodes = self.nodes_view(who);
+        let problem_nodes = nodes
+            .nodes
+            .into_iter()
+            .filter(|n| n.state != "in service" || n.health.as_ref().is_some_and(|h| h.suspect))
+            .take(200)
+            .collect();
         DashboardView {
+            problem_nodes,
+            telemetry: nodes.telemetry,
             facility: self.facility_view(),
             forecast,
             queue,
