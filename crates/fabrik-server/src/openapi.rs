@@ -20,6 +20,11 @@ fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
     o
 }
 
+fn with_node(mut o: Value) -> Value {
+    o["parameters"] = json!([{ "name": "node", "in": "path", "required": true, "schema": { "type": "string" }, "description": "a node name, nodeN, or the domain index" }]);
+    o
+}
+
 fn id_param() -> Value {
     json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }])
 }
@@ -63,7 +68,7 @@ pub fn document() -> Value {
                 "get": op("Tokens this token manages (never their secrets): id, name, role, account, created, expires, revoked", None, "200")
             },
             "/v1/tokens/{id}/revoke": { "post": with_id(op("Revoke a token; refused from the next request on", None, "200")) },
-            "/healthz": { "get": { "summary": "200 ok while the store takes writes; 503 with the error while it refuses them", "responses": { "200": { "description": "ok" }, "503": { "$ref": "#/components/responses/Error" } } } },
+            "/healthz": { "get": { "summary": "200 ok while the store takes writes (with a telemetry input: 'ok; telemetry degraded …' while it gives no fresh samples); 503 with the error while the store refuses writes", "responses": { "200": { "description": "ok" }, "503": { "$ref": "#/components/responses/Error" } } } },
             "/v1/facility": { "get": op("Facility state: GPUs busy and free by group, power", None, "200") },
             "/v1/dashboard": { "get": op("Everything the dashboard shows", None, "200") },
             "/v1/whatif": { "post": op("What-ifs from the live state (admin): the baseline and each alternative (policies, power_cap_mw, drain, energy_aware) over days of synthetic arrivals, as the compare table's rows", Some("WhatifRequest"), "200") },
@@ -71,12 +76,16 @@ pub fn document() -> Value {
             "/v1/jobs/{id}/forecast": { "get": with_id(op("One pending job's P50 and P90 start forecast and why it waits", None, "200")) },
             "/v1/snapshot": { "get": op("The brain's state as the twin's input (admin): running jobs with placement, the queue, usage, nodes out of service", None, "200") },
             "/v1/whoami": { "get": op("The token's identity", None, "200") },
+            "/v1/nodes": { "get": op("Every node: group, hall, GPU type, state (in service, draining, out), why, its jobs, the health detector's view and evidence; the telemetry input's state", None, "200") },
+            "/v1/nodes/{node}/drain": { "post": with_node(op("Take a node out of service (admin); its jobs are requeued; Slurm: scontrol DRAIN", Some("DrainRequest"), "200")) },
+            "/v1/nodes/{node}/resume": { "post": with_node(op("Return a drained node to service (admin); 409 while its jobs are still moving off", None, "200")) },
             "/metrics": { "get": { "summary": "Prometheus metrics (needs a token when the server runs with --metrics-token)", "responses": { "200": { "description": "OpenMetrics text" } } } }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "responses": { "Error": { "description": "error", "content": { "application/json": { "schema": { "type": "object", "properties": { "error": { "type": "string" } }, "required": ["error"] } } } } },
             "schemas": {
+                "DrainRequest": { "type": "object", "properties": { "reason": { "type": "string", "minLength": 1, "maxLength": 200 } }, "required": ["reason"], "additionalProperties": false },
                 "SubmitRequest": {
                     "type": "object", "additionalProperties": false, "required": ["command", "gpus", "walltime"],
                     "properties": {

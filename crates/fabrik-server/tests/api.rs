@@ -249,6 +249,9 @@ async fn malformed_and_oversized_requests_get_4xx() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/jobs/{id}/why"]["get"].is_object());
+    assert!(
+        doc["paths"]["/v1/nodes"]["get"].is_object() && doc["paths"]["/v1/nodes/{node}/resume"]["post"].is_object()
+    );
     // the server still works after all that
     let id = s.submit(&s.alice, json!({"command": ["true"], "gpus": 1, "walltime": 5})).await;
     s.wait_state(id, &s.alice, "completed").await;
