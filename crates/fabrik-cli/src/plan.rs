@@ -493,16 +493,33 @@ pub fn run(cmd: &PlanCmd) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<34} {:>10} {:>7} {:>12} {:>12} {:>16}",
-                "claim", "MW", "GPU", "W/GPU all-in", "GPUs", "FLOPs in 100 d"
+                "{:<34} {:>8} {:>7} {:>12} {:>10} {:>6} {:>16} {:>6} {:>16}",
+                "claim", "MW", "GPU", "W/GPU all-in", "GPUs", "ETTR", "FLOPs in 100 d", "FT", "FT FLOPs 100 d"
             );
             for r in rows {
                 println!(
-                    "{:<34} {:>10.0} {:>7} {:>12.0} {:>12.0} {:>16.2e}",
-                    r.claim, r.facility_mw, r.gpu_type, r.facility_w_per_gpu, r.gpus, r.flops_100_days
+                    "{:<34} {:>8.0} {:>7} {:>12.0} {:>10.0} {:>6.2} {:>16} {:>6.2} {:>16}",
+                    r.claim,
+                    r.facility_mw,
+                    r.gpu_type,
+                    r.facility_w_per_gpu,
+                    r.gpus,
+                    r.ettr,
+                    if r.ettr > 0.0 { format!("{:.2e}", r.flops_100_days) } else { "none".into() },
+                    r.ettr_fault_tolerant,
+                    if r.ettr_fault_tolerant > 0.0 {
+                        format!("{:.2e}", r.flops_100_days_fault_tolerant)
+                    } else {
+                        "none".into()
+                    }
                 );
             }
-            println!("\nall-in W/GPU = (GPU board power + host overhead) x PUE {pue}; FLOPs at the default MFU and ETTR for that scale");
+            println!(
+                "\nall-in W/GPU = (GPU board power + host overhead) x PUE {pue}; one synchronous 405B job on every GPU at the \
+                 default MFU; ETTR with checkpoints and restarts at the default failure rate (none: failures come faster than \
+                 such a job recovers, or stalls it), FT with fault-tolerant training ({:.0} s stall per failure, no rollback)",
+                fabrik_plan::facility::FT_STALL_S
+            );
         }
         PlanCmd::Zones => {
             for z in ZONES {

@@ -269,9 +269,18 @@ pub struct PowerCheckRow {
     pub gpu_type: String,
     pub facility_w_per_gpu: f64,
     pub gpus: f64,
-    /// BF16 FLOPs of a 100-day run on all of them.
+    /// BF16 FLOPs of a 100-day run of one synchronous job on all of them (checkpoint and
+    /// restart at the default failure rate): 0 when failures come faster than it recovers.
     pub flops_100_days: f64,
+    /// The same job with fault-tolerant training (a 90-s stall per failure, no rollback).
+    pub flops_100_days_fault_tolerant: f64,
+    pub ettr: f64,
+    pub ettr_fault_tolerant: f64,
 }
+
+/// The stall per failure of fault-tolerant training in `power_check`, s (the twin's
+/// `--fault-tolerant 90s` example; an assumption).
+pub const FT_STALL_S: f64 = 90.0;
 
 /// What GPU counts and training FLOPs the seed claims' power levels correspond to: all GPUs at
 /// their rating including host, times PUE; a 100-day run at the scale's default MFU and ETTR.
@@ -291,13 +300,18 @@ pub fn power_check(catalog: &[GpuType], pue: f64) -> Result<Vec<PowerCheckRow>, 
             let gpus = (mw * 1e6 / w).floor();
             let (mfu, _) = inputs::default_mfu(g, 405e9, gpus, inputs::Precision::Bf16);
             let ettr = train::default_ettr(gpus, 405e9, gpus_per_node(g));
+            let ettr_ft = train::fault_tolerant_ettr(gpus, 405e9, gpus_per_node(g), FT_STALL_S);
+            let peak_100_days = gpus * g.bf16_tflops * 1e12 * mfu * 100.0 * 86_400.0;
             Ok(PowerCheckRow {
                 claim: claim.to_string(),
                 facility_mw: mw,
                 gpu_type: g.name.clone(),
                 facility_w_per_gpu: w,
                 gpus,
-                flops_100_days: gpus * g.bf16_tflops * 1e12 * mfu * ettr * 100.0 * 86_400.0,
+                flops_100_days: peak_100_days * ettr,
+                flops_100_days_fault_tolerant: peak_100_days * ettr_ft,
+                ettr,
+                ettr_fault_tolerant: ettr_ft,
             })
         })
         .collect()
@@ -366,5 +380,14 @@ mod tests {
         assert_eq!(rows[0].gpus, 62_745.0);
         assert_eq!(rows.len(), 4);
         assert!(rows[3].gpus > rows[2].gpus * 9.9);
+        // 1 GW of GB200 (2,083 W all-in each): 479,999 GPUs in 119,999.75 → 120,000 four-GPU
+        // trays, 780 failures a day: M = 86,400 / 780 = 110.8 s, shorter than the restart, so
+        // a synchronous job never gets anywhere (ETTR 0, no FLOPs); fault-tolerant (a 90-s stall
+        // per failure): ETTR = 1 − 90/110.8 = 0.1875
+        let gw = &rows[1];
+        assert_eq!((gw.gpus, gw.ettr, gw.flops_100_days), (479_999.0, 0.0, 0.0));
+        let m = 86_400.0 / (120_000.0 * 6.5 / 1000.0);
+        assert!((gw.ettr_fault_tolerant - (1.0 - 90.0 / m)).abs() < 1e-12, "{}", gw.ettr_fault_tolerant);
+        assert!(gw.flops_100_days_fault_tolerant > 0.0);
     }
 }

@@ -153,6 +153,17 @@ pub fn default_ettr(gpus: f64, params: f64, gpus_per_node: f64) -> f64 {
     checkpoint::plan(&c).map(|p| p.rows.last().map_or(1.0, |r| r.ettr)).unwrap_or(1.0)
 }
 
+/// ETTR of one job with fault-tolerant training: each failure stalls it `stall_s` and loses no
+/// work (hot spares, in-memory redundancy).
+pub fn fault_tolerant_ettr(gpus: f64, params: f64, gpus_per_node: f64, stall_s: f64) -> f64 {
+    let mut c = CheckpointInputs::defaults(gpus, params);
+    c.gpus_per_node = gpus_per_node;
+    c.intervals_s.clear();
+    c.fault_tolerant_stall_s = Some(stall_s);
+    // its best: no checkpoints taken for failures (the "none" row), 1 − S/M
+    checkpoint::plan(&c).map(|p| p.rows.iter().find(|r| r.label == "none").map_or(1.0, |r| r.ettr)).unwrap_or(1.0)
+}
+
 pub fn gpus_per_node(gpu: &GpuType) -> f64 {
     f64::from(fabrik_model::reliability::gpus_per_node(&gpu.name))
 }

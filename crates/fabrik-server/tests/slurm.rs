@@ -393,6 +393,12 @@ async fn a_node_the_health_detector_drains_is_drained_in_slurm_with_its_reason()
         let st = sh("sinfo", &["-h", "-N", "-n", other, "-o", "%T"]);
         assert!(!st.starts_with("drain"), "{other}: {st}");
     }
+    // Slurm's report of the drain (its node poll runs every 2 s) is fabrik's own drain seen
+    // back: the reason stays the detector's evidence
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, v) = s.req("GET", "/v1/nodes", &s.admin, None).await;
+    let n = v["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "node2").unwrap();
+    assert_eq!(n["reason"], node2["reason"], "{n}");
     let (st, _) = s.req("POST", "/v1/nodes/node2/resume", &s.admin, None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(!sh("sinfo", &["-h", "-N", "-n", "node2", "-o", "%T"]).starts_with("drain"));

@@ -457,6 +457,8 @@ impl Engine {
         self.health_returns(now);
         for (d, down) in self.exec.node_changes(now) {
             match down {
+                // fabrik's own drain, seen back from the executor: its jobs are moving already
+                Some(_) if self.sched.is_cordoned(d) => {}
                 Some(reason) => self.take_out(d, &reason, now, &mut changed),
                 None => {
                     let _ = self.sched.repair_domain(d);
@@ -570,7 +572,8 @@ impl Engine {
         if self.sched.fail_domain(d, now).is_err() {
             return;
         }
-        self.down_reason.insert(d, reason.to_string());
+        // the first cause stays (fabrik's drain seen back from Slurm is no new cause)
+        self.down_reason.entry(d).or_insert_with(|| reason.to_string());
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
         tracing::warn!(domain = d.0, jobs = hit.len(), "out of service: {reason}");
