@@ -418,13 +418,13 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 println!(
                     "{:<36} {:>8.1}% {:>8.1}% {:>11.2} {:>8} {:>8} {:>10.2} {:>9.2}",
                     s(&a["account"]),
-                    a["entitled_share"].as_f64().unwrap_or(0.0) * 100.0,
-                    a["usage_share"].as_f64().unwrap_or(0.0) * 100.0,
-                    a["gpu_hours"].as_f64().unwrap_or(0.0),
+                    shown(a["entitled_share"].as_f64().unwrap_or(0.0) * 100.0, 1),
+                    shown(a["usage_share"].as_f64().unwrap_or(0.0) * 100.0, 1),
+                    shown(a["gpu_hours"].as_f64().unwrap_or(0.0), 2),
                     s(&a["running_gpus"]),
                     s(&a["pending_jobs"]),
-                    a["it_kwh"].as_f64().unwrap_or(0.0),
-                    a["emissions_kg"].as_f64().unwrap_or(0.0)
+                    shown(a["it_kwh"].as_f64().unwrap_or(0.0), 2),
+                    shown(a["emissions_kg"].as_f64().unwrap_or(0.0), 2)
                 );
             }
         }
@@ -482,5 +482,23 @@ fn print_nodes(v: &Value, problems: bool) {
             state,
             health
         );
+    }
+}
+
+/// `x` as printed with `decimals` decimals, without a sign on a zero (decayed usage can be a
+/// rounding error below zero: `-0.00` reads as a debt).
+fn shown(x: f64, decimals: i32) -> f64 {
+    let k = 10f64.powi(decimals);
+    (x * k).round() / k + 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zeros_print_without_a_sign() {
+        assert_eq!(format!("{:.2}", super::shown(-0.0001, 2)), "0.00");
+        assert_eq!(format!("{:.2}", super::shown(-0.0, 2)), "0.00");
+        assert_eq!(format!("{:.1}", super::shown(-0.04, 1)), "0.0");
+        assert_eq!(format!("{:.2}", super::shown(-1.236, 2)), "-1.24");
     }
 }

@@ -258,6 +258,10 @@ pub struct WorkloadArgs {
     /// synthetic: low QoS), all or none. `las` preempts only preemptible jobs.
     #[arg(long, value_name = "all|none|as-recorded")]
     preemptible: Option<fabrik_twin::workload::Preemptible>,
+    /// Drop (and count in the report's notes) jobs the facility can never run — more GPUs than
+    /// its largest pool of their type, or a GPU type it lacks — instead of stopping on the first.
+    #[arg(long)]
+    skip_unfit: bool,
 }
 
 impl WorkloadArgs {
@@ -271,6 +275,9 @@ impl WorkloadArgs {
         let (mut w, tenants) =
             load_workload_with(&self.workload, facility, self.days, self.load, self.seed, self.flexible_share, &tz)?;
         w.set_preemptible(self.preemptible.unwrap_or(fabrik_twin::workload::Preemptible::AsRecorded));
+        if self.skip_unfit {
+            w.skip_unfit(facility);
+        }
         Ok((w, tenants))
     }
 }
@@ -304,6 +311,40 @@ pub struct CompareArgs {
     html: Option<PathBuf>,
 }
 
+/// The workload charged to facility `f`'s own tenant tree, by account path (`None`: `f` has the
+/// tree it was loaded on). A path `f`'s tree lacks is an error naming it.
+fn on_tenants_of(
+    w: &fabrik_twin::Workload,
+    loaded_on: &fabrik_model::TenantTree,
+    f: &fabrik_model::Facility,
+) -> Result<Option<fabrik_twin::Workload>> {
+    let same = loaded_on.len() == f.tenants.len()
+        && loaded_on.iter().zip(f.tenants.iter()).all(|((_, a), (_, b))| a.path == b.path);
+    if same {
+        return Ok(None);
+    }
+    let mut map = std::collections::HashMap::new();
+    let mut out = w.clone();
+    for j in &mut out.jobs {
+        let path = &loaded_on.get(j.spec.account).path;
+        let id = match map.get(&j.spec.account) {
+            Some(&id) => id,
+            None => {
+                let id = f.tenants.resolve(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "facility {}: the workload's account '{path}' is not in its tenant tree ({e}); give the facilities the same accounts, or compare them separately",
+                        f.name
+                    )
+                })?;
+                map.insert(j.spec.account, id);
+                id
+            }
+        };
+        j.spec.account = id;
+    }
+    Ok(Some(out))
+}
+
 fn compare(a: &CompareArgs) -> Result<()> {
     for p in &a.policies {
         check_policy(p)?;
@@ -320,19 +361,17 @@ fn compare(a: &CompareArgs) -> Result<()> {
     let energies =
         variants.iter().map(|v| v.configure(a.w.days.unwrap_or(30.0), &mut sched)).collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
-    let mut notes = workload.notes.clone();
-    if facilities.len() > 1 {
-        notes.push(format!("every facility uses the tenant tree of {}", first.name));
-    }
+    let notes = workload.notes.clone();
     for f in &facilities {
-        let mut f = f.clone();
-        f.tenants = first.tenants.clone();
+        // each facility with its own tenant tree: the workload's jobs keep their account paths
+        let own = on_tenants_of(&workload, &first.tenants, f)?;
+        let workload = own.as_ref().unwrap_or(&workload);
         for p in &a.policies {
             for e in &energies {
                 let t = std::time::Instant::now();
                 let mut cfg = TwinConfig::new(p, sched.clone(), a.w.seed);
                 cfg.energy = e.clone();
-                let r = fabrik_twin::simulate(&f, &workload, cfg).with_context(|| format!("{p} on {}", f.name))?;
+                let r = fabrik_twin::simulate(f, workload, cfg).with_context(|| format!("{p} on {}", f.name))?;
                 eprintln!("{p} on {}: {:.2} s", f.name, t.elapsed().as_secs_f64());
                 rows.push(fabrik_twin::compare::Row::of(&r));
             }

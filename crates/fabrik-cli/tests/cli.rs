@@ -459,3 +459,42 @@ fn simulate_from_samples_unknown_runtimes_from_a_traces_history() {
     let spec = format!("csv:{}", hist.display());
     assert_eq!(rows(&["--runtimes-from", &spec]), vec!["r,78200,81800", "q1,81800,83600", "q2,83600,85400"]);
 }
+
+#[test]
+fn compare_gives_every_facility_its_own_tenant_tree() {
+    // one node of 8 GPUs, accounts a/p and b/q; on the second facility b may hold 4 GPUs.
+    // Two 4-GPU jobs of b/q at t = 0 running 100 s: on the first both start at once (mean
+    // wait 0); on the second the second job waits for the first (100 s): mean wait 50 s.
+    let pool = "[[pool]]\ngpu = \"H100\"\ndomain_gpus = 8\ndomains_per_group = 1\ngroups = 1\n";
+    let tree = "[[account]]\npath = \"a\"\n[[account]]\npath = \"a/p\"\n[[account]]\npath = \"b\"\n";
+    let a = tmp("tree-a.toml", &format!("name = \"free\"\n{pool}{tree}[[account]]\npath = \"b/q\"\n"));
+    let b =
+        tmp("tree-b.toml", &format!("name = \"limited\"\n{pool}{tree}limit_gpus = 4\n[[account]]\npath = \"b/q\"\n"));
+    let jobs =
+        tmp("tree-jobs.csv", "name,submit,account,gpus,walltime,runtime\nj1,0,b/q,4,200,100\nj2,0,b/q,4,200,100\n");
+    let json = tmp("tree-cmp.json", "");
+    let facilities = format!("{},{}", a.display(), b.display());
+    let workload = format!("csv:{}", jobs.display());
+    let o = fabrik(&[
+        "compare",
+        "--policies",
+        "fifo-backfill",
+        "--facilities",
+        &facilities,
+        "--workload",
+        &workload,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let waits: Vec<f64> = v["rows"].as_array().unwrap().iter().map(|r| r["wait_mean_s"].as_f64().unwrap()).collect();
+    assert_eq!(waits, vec![0.0, 50.0]);
+    // a facility without the workload's account says so
+    let c = tmp("tree-c.toml", &format!("name = \"other\"\n{pool}{tree}[[account]]\npath = \"b/r\"\n"));
+    let facilities = format!("{},{}", a.display(), c.display());
+    fails_with(
+        &["compare", "--policies", "fifo", "--facilities", &facilities, "--workload", &workload],
+        "facility other: the workload's account 'b/q' is not in its tenant tree",
+    );
+}

@@ -368,6 +368,14 @@ impl Facility {
             .unwrap_or(0)
     }
 
+    /// The names of the GPU types its pools hold, in catalog order.
+    pub fn gpu_types_present(&self) -> Vec<String> {
+        (0..self.catalog.len())
+            .filter(|&t| self.pools.iter().any(|p| p.gpu_type.idx() == t))
+            .map(|t| self.catalog[t].name.clone())
+            .collect()
+    }
+
     /// Nameplate IT power: every GPU at its board limit plus its share of host overhead.
     pub fn nameplate_it_power(&self) -> Watts {
         let mut w = 0.0;

@@ -175,6 +175,10 @@ async fn malformed_and_oversized_requests_get_4xx() {
             "gpus: 3 is more than the facility holds in one pool (2)",
         ),
         (
+            json!({"command": ["x"], "gpus": 1, "walltime": 1, "gpu_type": "A100"}),
+            "gpu_type: the facility has no A100 GPUs (it has H100)",
+        ),
+        (
             json!({"command": ["x"], "gpus": 1, "walltime": "soon"}),
             "walltime: 'soon' is not a duration (e.g. 3600, 90s, 45m, 1h 30m, 1.5d, 2-12:00:00, 30:00)",
         ),

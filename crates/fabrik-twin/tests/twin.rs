@@ -104,8 +104,23 @@ fn a_job_larger_than_the_facility_is_an_error_naming_it() {
     let e = simulate(&f, &w, cfg("fifo")).err().unwrap().to_string();
     assert_eq!(
         e,
-        "workload csv:t.csv: job 'big' (#0) asks for 32 GPUs; facility 'tiny' holds at most 16 in one pool of its type"
+        "workload csv:t.csv: job 'big' (#0) asks for 32 GPUs; facility 'tiny' holds at most 16 in one pool of its type; --skip-unfit drops such jobs"
     );
+    // a GPU type the facility lacks is named as such, not as "at most 0"
+    let text = "name,submit,account,gpus,walltime,runtime,gpu_type\nok,0,eval,8,1h,1h,\nold,5,eval,8,1h,1h,A100\nbig,9,eval,32,1h,1h,\n";
+    let mut w = fabrik_csv::read(text.as_bytes(), "t.csv", &f).unwrap();
+    let e = simulate(&f, &w, cfg("fifo")).err().unwrap().to_string();
+    assert_eq!(
+        e,
+        "workload csv:t.csv: job 'old' (#1) asks for A100 GPUs; facility 'tiny' has none (it has H100); --skip-unfit drops such jobs"
+    );
+    // skip and count: both unfit jobs go, the report says so, the rest runs
+    assert_eq!(w.skip_unfit(&f), 2);
+    let r = simulate(&f, &w, cfg("fifo")).unwrap();
+    assert_eq!(r.summary.jobs, 1);
+    assert!(r.workload.notes.iter().any(|n| n.starts_with(
+        "2 jobs skipped (--skip-unfit): 1 larger than facility tiny's largest pool of their type (16 GPUs of any type), 1 of a GPU type it lacks"
+    )), "{:?}", r.workload.notes);
 }
 
 #[test]

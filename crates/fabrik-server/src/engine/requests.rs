@@ -141,6 +141,12 @@ impl Engine {
             None => None,
         };
         let max = self.facility.max_gang(gpu_type);
+        if let (Some(t), 0) = (&req.gpu_type, max) {
+            return bad(format!(
+                "gpu_type: the facility has no {t} GPUs (it has {})",
+                self.facility.gpu_types_present().join(", ")
+            ));
+        }
         if u64::from(req.gpus) > max {
             return bad(format!("gpus: {} is more than the facility holds in one pool ({max})", req.gpus));
         }

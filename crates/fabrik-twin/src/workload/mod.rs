@@ -78,6 +78,37 @@ impl std::str::FromStr for Preemptible {
 }
 
 impl Workload {
+    /// Drops the jobs facility `f` can never run — more GPUs than its largest pool of their
+    /// type holds, or a GPU type it lacks — and notes how many (a replay of another cluster's
+    /// trace need not abort on one oversized job). Returns the number dropped.
+    pub fn skip_unfit(&mut self, f: &fabrik_model::Facility) -> usize {
+        let max_any = f.max_gang(None);
+        let max_of: Vec<u64> =
+            (0..f.catalog.len()).map(|t| f.max_gang(Some(fabrik_model::GpuTypeId(t as u32)))).collect();
+        let before = self.jobs.len();
+        let (mut big, mut typed) = (0usize, 0usize);
+        self.jobs.retain(|j| {
+            let max = j.spec.gpu_type.map_or(max_any, |t| max_of.get(t.idx()).copied().unwrap_or(0));
+            let keep = u64::from(j.spec.gpus) <= max;
+            if !keep {
+                if max == 0 {
+                    typed += 1;
+                } else {
+                    big += 1;
+                }
+            }
+            keep
+        });
+        let dropped = before - self.jobs.len();
+        if dropped > 0 {
+            self.notes.push(format!(
+                "{dropped} jobs skipped (--skip-unfit): {big} larger than facility {}'s largest pool of their type ({max_any} GPUs of any type), {typed} of a GPU type it lacks",
+                f.name
+            ));
+        }
+        dropped
+    }
+
     /// Marks every job preemptible or none (noting it for the report), or leaves them as read.
     pub fn set_preemptible(&mut self, p: Preemptible) {
         let value = match p {
