@@ -14,14 +14,26 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use thiserror::Error;
 
+/// A job asks for a GPU type the facility has none of.
+#[derive(Debug)]
+pub struct MissingGpu {
+    pub workload: String,
+    pub job: String,
+    pub index: usize,
+    pub gpu_type: String,
+    pub facility: String,
+    /// The types it has.
+    pub has: String,
+}
+
 #[derive(Debug, Error)]
 pub enum TwinError {
     #[error(transparent)]
     Sched(#[from] fabrik_sched::SchedError),
     #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; facility '{facility}' holds at most {max} in one pool of its type; --skip-unfit drops such jobs")]
     TooLarge { workload: String, job: String, index: usize, gpus: u32, facility: String, max: u64 },
-    #[error("workload {workload}: job '{job}' (#{index}) asks for {gpu_type} GPUs; facility '{facility}' has none (it has {has}); --skip-unfit drops such jobs")]
-    NoSuchGpu { workload: String, job: String, index: usize, gpu_type: String, facility: String, has: String },
+    #[error("workload {}: job '{}' (#{}) asks for {} GPUs; facility '{}' has none (it has {}); --skip-unfit drops such jobs", .0.workload, .0.job, .0.index, .0.gpu_type, .0.facility, .0.has)]
+    NoSuchGpu(Box<MissingGpu>),
     #[error("workload {workload}: job '{job}' (#{index}) asks for {gpus} GPUs; with {spares} spare node(s) held per leaf group, facility '{facility}' keeps at most {max} in service in one pool of its type")]
     TooLargeWithSpares {
         workload: String,
@@ -198,14 +210,14 @@ impl<'a> Twin<'a> {
             }
             let max = j.spec.gpu_type.map_or(max_any, |t| max_of.get(t.idx()).copied().unwrap_or(0));
             if let (Some(t), 0) = (j.spec.gpu_type, max) {
-                return Err(TwinError::NoSuchGpu {
+                return Err(TwinError::NoSuchGpu(Box::new(MissingGpu {
                     workload: workload.source.clone(),
                     job: j.spec.name.clone(),
                     index,
                     gpu_type: facility.gpu(t).name.clone(),
                     facility: facility.name.clone(),
                     has: facility.gpu_types_present().join(", "),
-                });
+                })));
             }
             if u64::from(j.spec.gpus) > max {
                 return Err(TwinError::TooLarge {
