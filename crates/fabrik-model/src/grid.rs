@@ -19,7 +19,15 @@ const SDES: &str = "SDES, Key figures on climate 2023 (IEA data), 2021";
 /// New industrial contracts, Germany, July 2024: 16.65 ct/kWh (BDEW via Statista).
 const DE_PRICE: f64 = 166.5;
 const DE_PRICE_SRC: &str = "BDEW via Statista: new industrial contracts, July 2024, 16.65 ct/kWh";
-const NO_PRICE: &str = "assumption: no price in the reference; German industrial price used";
+/// The EU-27 average for non-household consumers, second half of 2023, excluding VAT and other
+/// recoverable taxes: €0.20/kWh (Eurostat nrg_pc_205, as reported by Eurostat's Statistics
+/// Explained and qery.no's Eurostat tracker). Per-country figures of that table are not in the
+/// reference nor in the pages this project can read, so the other zones use this average (said
+/// in their source) rather than inventing figures.
+const EU_PRICE: f64 = 200.0;
+const EU_PRICE_SRC: &str = "Eurostat nrg_pc_205: EU-27 non-household average, H2 2023, EUR 0.20/kWh excl. VAT";
+const NO_PRICE: &str =
+    "assumption: no per-country figure available here (Eurostat nrg_pc_205's table is not in the reference); EU-27 non-household average used";
 
 pub const ZONES: &[Zone] = &[
     Zone {
@@ -27,8 +35,8 @@ pub const ZONES: &[Zone] = &[
         name: "EU-27",
         gco2_per_kwh: 264.0,
         carbon_source: SDES,
-        price_eur_per_mwh: DE_PRICE,
-        price_source: NO_PRICE,
+        price_eur_per_mwh: EU_PRICE,
+        price_source: EU_PRICE_SRC,
     },
     Zone {
         code: "DE",
@@ -43,7 +51,7 @@ pub const ZONES: &[Zone] = &[
         name: "France",
         gco2_per_kwh: 60.0,
         carbon_source: SDES,
-        price_eur_per_mwh: DE_PRICE,
+        price_eur_per_mwh: EU_PRICE,
         price_source: NO_PRICE,
     },
     Zone {
@@ -51,7 +59,7 @@ pub const ZONES: &[Zone] = &[
         name: "Sweden",
         gco2_per_kwh: 34.0,
         carbon_source: SDES,
-        price_eur_per_mwh: DE_PRICE,
+        price_eur_per_mwh: EU_PRICE,
         price_source: NO_PRICE,
     },
     Zone {
@@ -59,7 +67,7 @@ pub const ZONES: &[Zone] = &[
         name: "Poland",
         gco2_per_kwh: 748.0,
         carbon_source: SDES,
-        price_eur_per_mwh: DE_PRICE,
+        price_eur_per_mwh: EU_PRICE,
         price_source: NO_PRICE,
     },
     Zone {
@@ -67,7 +75,7 @@ pub const ZONES: &[Zone] = &[
         name: "United States",
         gco2_per_kwh: 429.0,
         carbon_source: "LLaMA paper / Patterson et al. 2021 (upper end of 385-429)",
-        price_eur_per_mwh: DE_PRICE,
+        price_eur_per_mwh: EU_PRICE,
         price_source: NO_PRICE,
     },
 ];
@@ -220,6 +228,18 @@ pub fn read_hourly_csv(text: &str, origin: &str, column: Option<&str>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_name_their_source_and_say_where_they_are_an_average() {
+        // Germany's from BDEW (16.65 ct/kWh), the EU's from Eurostat (0.20 €/kWh); the others
+        // say that they use the EU average
+        let price = |z: &str| (find(z).unwrap().price_eur_per_mwh, find(z).unwrap().price_source);
+        assert_eq!(price("DE").0, 166.5);
+        assert_eq!(price("EU"), (200.0, EU_PRICE_SRC));
+        for z in ["FR", "SE", "PL", "US"] {
+            assert_eq!(price(z), (200.0, NO_PRICE), "{z}");
+        }
+    }
 
     #[test]
     fn synthetic_profiles_keep_the_annual_mean_and_dip_at_noon_in_germany() {
