@@ -55,6 +55,19 @@ pub struct Metrics {
     pub health_held_back: Family<StateLabel, Counter>,
     pub health_suspects: Gauge,
     pub health_returns: Counter,
+    /// Jobs that ended, by final state (a counter: `rate()` gives completions per second).
+    pub ended: Family<StateLabel, Counter>,
+    /// Submission to start, seconds, of every job started (a restarted one counts again).
+    pub queue_wait_seconds: Histogram,
+    /// GPUs allocated per account (leaf), facility power and its cap (W).
+    pub account_gpus: Family<AccountLabel, Gauge>,
+    pub facility_power_w: Gauge<f64, AtomicU64>,
+    pub power_cap_w: Gauge<f64, AtomicU64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    pub version: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -104,7 +117,30 @@ impl Metrics {
         );
         registry.register("health_suspect_nodes", "Nodes the health detector suspects now", health_suspects.clone());
         registry.register("health_returns", "Detector-drained nodes returned to service", health_returns.clone());
+        let ended = Family::<StateLabel, Counter>::default();
+        // 1 s … ~12 days
+        let queue_wait_seconds = Histogram::new(exponential_buckets(1.0, 3.0, 14));
+        let account_gpus = Family::<AccountLabel, Gauge>::default();
+        let facility_power_w = Gauge::<f64, AtomicU64>::default();
+        let power_cap_w = Gauge::<f64, AtomicU64>::default();
+        registry.register("jobs_ended", "Jobs that ended, by final state", ended.clone());
+        registry.register("queue_wait_seconds", "Submission to start of started jobs", queue_wait_seconds.clone());
+        registry.register("account_gpus", "GPUs allocated per account", account_gpus.clone());
+        registry.register(
+            "facility_power_watts",
+            "Estimated facility power: IT power (GPU power model) x PUE",
+            facility_power_w.clone(),
+        );
+        registry.register("power_cap_watts", "The facility power cap (0: none)", power_cap_w.clone());
+        let build = Family::<BuildLabel, Gauge>::default();
+        build.get_or_create(&BuildLabel { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
+        registry.register("build_info", "fabrik's version (the value is 1)", build);
         Metrics {
+            ended,
+            queue_wait_seconds,
+            account_gpus,
+            facility_power_w,
+            power_cap_w,
             telemetry_error: std::sync::Mutex::new(None),
             telemetry_up,
             telemetry_polls,

@@ -54,6 +54,15 @@ async fn real_commands_run_with_exit_codes_logs_cancel_and_walltime() {
         "fabrik_scheduling_pass_seconds_count",
         "fabrik_api_request_seconds_count",
         "fabrik_it_power_watts",
+        // ends as counters, by state: exit 7, the walltime kill, the two cancels
+        "fabrik_jobs_ended_total{state=\"failed\"} 1",
+        "fabrik_jobs_ended_total{state=\"timeout\"} 1",
+        "fabrik_jobs_ended_total{state=\"cancelled\"} 2",
+        "fabrik_queue_wait_seconds_count",
+        "fabrik_account_gpus{account=\"research/open-llm/eval\"}",
+        "fabrik_facility_power_watts",
+        "fabrik_power_cap_watts 0",
+        "fabrik_build_info{version=\"0.1.0\"} 1",
     ] {
         assert!(m.contains(family), "metrics lack {family}");
     }

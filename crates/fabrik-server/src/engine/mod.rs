@@ -257,6 +257,7 @@ impl Engine {
             Ok(jid) => self.map(rec.id, jid),
             Err(e) => {
                 finish_record(
+                    &self.metrics,
                     rec,
                     JobStatus::Failed,
                     self.clock.now(),
@@ -409,7 +410,14 @@ impl Engine {
                     self.sched.cancel(jid, now).map_err(|e| ApiErr::Internal(e.to_string()))?;
                 }
                 let rec = self.jobs.get_mut(&id).expect("visible");
-                finish_record(rec, JobStatus::Cancelled, now, None, Some(format!("cancelled by {}", who.name)));
+                finish_record(
+                    &self.metrics,
+                    rec,
+                    JobStatus::Cancelled,
+                    now,
+                    None,
+                    Some(format!("cancelled by {}", who.name)),
+                );
                 let rec = rec.clone();
                 self.store.update_jobs([&rec]).map_err(|e| ApiErr::Internal(format!("store: {e}")))?;
                 Ok(rec)
@@ -688,12 +696,13 @@ impl Engine {
                 Ok(pid) => {
                     rec.state = JobStatus::Running;
                     rec.pid = pid;
+                    self.metrics.queue_wait_seconds.observe(now.0.saturating_sub(rec.submit_time) as f64);
                     self.running.insert(id);
                     tracing::info!(job = id, pid = ?pid, "started");
                 }
                 Err(e) => {
                     tracing::warn!(job = id, error = %e, "start failed");
-                    finish_record(rec, JobStatus::Failed, now, None, Some(format!("start failed: {e}")));
+                    finish_record(&self.metrics, rec, JobStatus::Failed, now, None, Some(format!("start failed: {e}")));
                     let devs = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
                     let _ = self.sched.finish(jid, now);
                     self.devices.release(&devs);
@@ -731,7 +740,7 @@ impl Engine {
         }
         let (status, reason) = status_of(exit, term);
         let rec = self.jobs.get_mut(&id).expect("running job is known");
-        finish_record(rec, status, now, Some(exit), reason);
+        finish_record(&self.metrics, rec, status, now, Some(exit), reason);
         let devs = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
         self.devices.release(&devs);
         tracing::info!(job = id, state = status.as_str(), "ended");
@@ -764,7 +773,16 @@ fn status_of(exit: Exit, term: Option<JobStatus>) -> (JobStatus, Option<String>)
     }
 }
 
-fn finish_record(rec: &mut JobRecord, status: JobStatus, now: SimTime, exit: Option<Exit>, reason: Option<String>) {
+/// A job ends (every end passes here once): its record, and the end counted by state.
+fn finish_record(
+    metrics: &Metrics,
+    rec: &mut JobRecord,
+    status: JobStatus,
+    now: SimTime,
+    exit: Option<Exit>,
+    reason: Option<String>,
+) {
+    metrics.ended.get_or_create(&crate::metrics::StateLabel { state: status.as_str().to_string() }).inc();
     rec.state = status;
     rec.end_time = Some(now.0);
     match exit {

@@ -64,6 +64,7 @@ impl Engine {
                                 Err(e) => {
                                     self.exec.signal(rec.id, true);
                                     finish_record(
+                                        &self.metrics,
                                         &mut rec,
                                         JobStatus::Failed,
                                         now,
@@ -76,6 +77,7 @@ impl Engine {
                         Found::Exited(exit) => {
                             let (status, reason) = status_of(exit, None);
                             finish_record(
+                                &self.metrics,
                                 &mut rec,
                                 status,
                                 now,

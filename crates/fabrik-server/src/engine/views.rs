@@ -379,7 +379,20 @@ impl Engine {
                 .get_or_create(&crate::metrics::AccountLabel { account: a.path.clone() })
                 .set(q.get(a.path.as_str()).copied().unwrap_or(0));
         }
-        m.it_power_w.set(self.facility_view().it_power_w);
+        let fv = self.facility_view();
+        m.it_power_w.set(fv.it_power_w);
+        m.facility_power_w.set(fv.facility_power_w);
+        m.power_cap_w.set(fv.power_cap_w.unwrap_or(0.0));
+        let mut gpus: BTreeMap<&str, i64> = BTreeMap::new();
+        for id in &self.running {
+            let j = &self.jobs[id];
+            *gpus.entry(j.account.as_str()).or_default() += i64::from(j.gpus);
+        }
+        for (_, a) in self.facility.tenants.leaves() {
+            m.account_gpus
+                .get_or_create(&crate::metrics::AccountLabel { account: a.path.clone() })
+                .set(gpus.get(a.path.as_str()).copied().unwrap_or(0));
+        }
     }
 }
 
