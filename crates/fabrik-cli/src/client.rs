@@ -50,7 +50,27 @@ pub enum ClientCmd {
         conn: Conn,
         job: i64,
     },
+    /// Cancel a job (scancel): a pending one at once, a running one by SIGTERM, then SIGKILL.
     Cancel {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+    },
+    /// Keep a pending job out of scheduling until it is released (scontrol hold).
+    Hold {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+    },
+    /// Let a held job be scheduled again (scontrol release).
+    Release {
+        #[command(flatten)]
+        conn: Conn,
+        job: i64,
+    },
+    /// Put a running job back in the queue (scontrol requeue): SIGTERM, its checkpoint signal,
+    /// and it waits again once it exited.
+    Requeue {
         #[command(flatten)]
         conn: Conn,
         job: i64,
@@ -253,6 +273,9 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
         | ClientCmd::Queue { conn, .. }
         | ClientCmd::Show { conn, .. }
         | ClientCmd::Cancel { conn, .. }
+        | ClientCmd::Hold { conn, .. }
+        | ClientCmd::Release { conn, .. }
+        | ClientCmd::Requeue { conn, .. }
         | ClientCmd::Logs { conn, .. }
         | ClientCmd::Why { conn, .. }
         | ClientCmd::Usage { conn }
@@ -386,6 +409,19 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                         t(&f["at"])
                     );
                 }
+            }
+        }
+        ClientCmd::Hold { job, .. } | ClientCmd::Release { job, .. } | ClientCmd::Requeue { job, .. } => {
+            let verb = match cmd {
+                ClientCmd::Hold { .. } => "hold",
+                ClientCmd::Release { .. } => "release",
+                _ => "requeue",
+            };
+            let v = c.post(&format!("/v1/jobs/{job}/{verb}"), json!({}))?;
+            if conn.json {
+                out(&v);
+            } else {
+                println!("job {job} {}: {}", s(&v["state"]), v["reason"].as_str().unwrap_or(""));
             }
         }
         ClientCmd::Nodes { problems, .. } => {

@@ -175,6 +175,22 @@ fn cli_client_submits_queues_and_explains() {
     assert!(out.contains("research/open-llm/eval"), "{out}");
     let (ok, _, err) = run(&["show", "99"]);
     assert!(!ok && err.contains("404") && err.contains("job 99 not found"), "{err}");
+    // hold and release the pending job, requeue the running one (scontrol's verbs)
+    let (ok, out, err) = run(&["hold", "2"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "job 2 held: held by admin");
+    let (_, out, _) = run(&["queue"]);
+    assert!(out.contains("held"), "{out}");
+    let (ok, out, _) = run(&["release", "2"]);
+    assert!(ok && out.starts_with("job 2 pending: released by admin"), "{out}");
+    let (ok, out, err) = run(&["requeue", "1"]);
+    assert!(ok && out.starts_with("job 1 running: requeued by admin at "), "{out}{err}");
+    let (ok, _, err) = run(&["requeue", "2"]);
+    assert!(!ok && err.contains("409") && err.contains("only a running job can be requeued"), "{err}");
+    // nodes as sinfo -N shows them: the host is node0
+    let (ok, out, err) = run(&["nodes"]);
+    assert!(ok, "{err}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("node0") && l.contains("in service")), "{out}");
     let (ok, _, err) = run(&["cancel", "1"]);
     assert!(ok, "{err}");
     let t = Instant::now();
@@ -186,6 +202,15 @@ fn cli_client_submits_queues_and_explains() {
         assert!(t.elapsed() < Duration::from_secs(20), "job 2 never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // drain and resume the host
+    let (ok, out, err) = run(&["drain", "node0", "--reason", "fan replaced"]);
+    assert!(ok && out.trim() == "node0 drained", "{out}{err}");
+    let (_, out, _) = run(&["nodes", "--problems"]);
+    assert!(out.contains("node0") && out.contains(" out ") && out.contains("drained by admin: fan replaced"), "{out}");
+    let (ok, out, _) = run(&["resume", "node0"]);
+    assert!(ok && out.trim() == "node0 back in service", "{out}");
+    let (_, out, _) = run(&["nodes", "--problems"]);
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
     let o = Command::new(BIN)
         .args(["queue"])
         .env("FABRIK_SERVER", "http://127.0.0.1:1")

@@ -159,6 +159,28 @@ async fn show(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crat
     Ok(Json(s.call(|r| Cmd::Show(who, id, r)).await?))
 }
 
+async fn control(
+    s: &AppState,
+    h: &HeaderMap,
+    id: i64,
+    c: crate::engine::Control,
+) -> ApiResult<crate::store::JobRecord> {
+    let who = s.identity(h)?;
+    Ok(Json(s.call(|r| Cmd::Control(who, id, c, r)).await?))
+}
+
+async fn hold(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::store::JobRecord> {
+    control(&s, &h, id, crate::engine::Control::Hold).await
+}
+
+async fn release(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::store::JobRecord> {
+    control(&s, &h, id, crate::engine::Control::Release).await
+}
+
+async fn requeue(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::store::JobRecord> {
+    control(&s, &h, id, crate::engine::Control::Requeue).await
+}
+
 async fn cancel(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::store::JobRecord> {
     let who = s.identity(&h)?;
     Ok(Json(s.call(|r| Cmd::Cancel(who, id, r)).await?))
@@ -404,8 +426,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v1/whoami", get(whoami))
         .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(show))
+        .route("/v1/jobs/{id}", get(show).delete(cancel))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/hold", post(hold))
+        .route("/v1/jobs/{id}/release", post(release))
+        .route("/v1/jobs/{id}/requeue", post(requeue))
         .route("/v1/jobs/{id}/why", get(why))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/accounts", get(accounts).post(add_account))

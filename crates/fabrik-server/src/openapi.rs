@@ -55,7 +55,13 @@ pub fn document() -> Value {
                     "responses": { "200": { "description": "jobs" } }
                 }
             },
-            "/v1/jobs/{id}": { "get": with_id(op("Show a job", None, "200")) },
+            "/v1/jobs/{id}": {
+                "get": with_id(op("Show a job", None, "200")),
+                "delete": with_id(op("Cancel a job (as POST /v1/jobs/{id}/cancel; scancel)", None, "200"))
+            },
+            "/v1/jobs/{id}/hold": { "post": with_id(op("Hold a pending job: out of scheduling until released (scontrol hold); 409 unless pending", None, "200")) },
+            "/v1/jobs/{id}/release": { "post": with_id(op("Release a held job (scontrol release); 409 unless held", None, "200")) },
+            "/v1/jobs/{id}/requeue": { "post": with_id(op("Requeue a running job: SIGTERM, back in the queue when it exits (scontrol requeue); 409 unless running", None, "200")) },
             "/v1/jobs/{id}/cancel": { "post": with_id(op("Cancel a job (SIGTERM, then SIGKILL after the grace period)", None, "200")) },
             "/v1/jobs/{id}/why": { "get": with_id(op("Why the job is where it is (the scheduler's explanation)", None, "200")) },
             "/v1/jobs/{id}/logs": { "get": with_id(op("The job's stdout or stderr (?stream=stderr, ?tail=BYTES)", None, "200")) },

@@ -61,6 +61,8 @@ impl Identity {
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Pending,
+    /// Kept out of scheduling until released (Slurm's `scontrol hold`).
+    Held,
     /// Committed as starting before the process is spawned, so a crash cannot start it twice.
     Starting,
     Running,
@@ -71,8 +73,9 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 7] = [
+    pub const ALL: [JobStatus; 8] = [
         JobStatus::Pending,
+        JobStatus::Held,
         JobStatus::Starting,
         JobStatus::Running,
         JobStatus::Completed,
@@ -83,6 +86,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Pending => "pending",
+            JobStatus::Held => "held",
             JobStatus::Starting => "starting",
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
@@ -91,8 +95,9 @@ impl JobStatus {
             JobStatus::Timeout => "timeout",
         }
     }
+    /// A state by name, case-insensitively (`PENDING`, `Running` …).
     pub fn parse(s: &str) -> Option<JobStatus> {
-        JobStatus::ALL.into_iter().find(|x| x.as_str() == s)
+        JobStatus::ALL.into_iter().find(|x| x.as_str().eq_ignore_ascii_case(s.trim()))
     }
     pub fn is_final(self) -> bool {
         matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled | JobStatus::Timeout)

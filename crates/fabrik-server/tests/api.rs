@@ -533,3 +533,53 @@ async fn times_are_accepted_the_ways_people_write_them() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_release_requeue_and_delete_as_scontrol_and_scancel_do() {
+    let s = start("control", 4).await;
+    // a 4-GPU job fills the host; a 1-GPU job waits behind it
+    let big = s.submit(&s.alice, json!({"command": ["sleep", "30"], "gpus": 4, "walltime": "1h"})).await;
+    s.wait_state(big, &s.alice, "running").await;
+    let small = s.submit(&s.alice, json!({"command": ["true"], "gpus": 1, "walltime": 60})).await;
+    // hold: out of the scheduler, shown as held with who held it
+    let (st, v) = s.req("POST", &format!("/v1/jobs/{small}/hold"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((v["state"].as_str(), v["reason"].as_str()), (Some("held"), Some("held by alice")));
+    let (_, q) = s.req("GET", "/v1/jobs?state=HELD", &s.alice, None).await;
+    assert_eq!(q["jobs"].as_array().unwrap().len(), 1, "states match case-insensitively: {q}");
+    // only a pending job can be held, only a held one released, only a running one requeued
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{big}/hold"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{big}/release"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{small}/requeue"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    // another tenant does not see it
+    let (st, _) = s.req("POST", &format!("/v1/jobs/{small}/release"), &s.bob, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // release: pending again; DELETE cancels it (scancel)
+    let (_, v) = s.req("POST", &format!("/v1/jobs/{small}/release"), &s.alice, None).await;
+    assert_eq!(v["state"], "pending", "{v}");
+    let (st, v) = s.req("DELETE", &format!("/v1/jobs/{small}"), &s.alice, None).await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("cancelled")), "{v}");
+    // requeue a running job: SIGTERM, back in the queue when it exits, and it starts again
+    let (_, first) = s.req("GET", &format!("/v1/jobs/{big}"), &s.alice, None).await;
+    let (st, v) = s.req("POST", &format!("/v1/jobs/{big}/requeue"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["reason"].as_str().unwrap().starts_with("requeued by alice at "), "{v}");
+    let t = Instant::now();
+    let again = loop {
+        let (_, v) = s.req("GET", &format!("/v1/jobs/{big}"), &s.alice, None).await;
+        // a new process (the second may be the same)
+        if v["state"] == "running" && v["pid"] != first["pid"] && v["pid"].is_u64() {
+            break v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "not restarted: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(again["reason"].as_str().unwrap().starts_with("requeued by alice"), "{again}");
+    let (st, _) = s.req("DELETE", &format!("/v1/jobs/{big}"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::OK);
+    s.wait_state(big, &s.alice, "cancelled").await;
+    s.stop().await;
+}

@@ -42,11 +42,21 @@ pub use views::*;
 /// A what-if's inputs: the snapshot, its facility and the twin.
 pub type WhatifInput = (Box<fabrik_sched::Snapshot>, Box<Facility>, Arc<dyn fabrik_sched::TwinService>);
 
+/// What `scontrol hold|release|requeue` does to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Hold,
+    Release,
+    Requeue,
+}
+
 pub enum Cmd {
     Submit(Identity, Box<SubmitRequest>, Reply<JobRecord>),
     List(Identity, ListFilter, Reply<Vec<JobRecord>>),
     Show(Identity, i64, Reply<JobRecord>),
     Cancel(Identity, i64, Reply<JobRecord>),
+    /// Hold a pending job, release a held one, or requeue a running one (`Control`).
+    Control(Identity, i64, Control, Reply<JobRecord>),
     Why(Identity, i64, Reply<WhyView>),
     OpenLog(Identity, i64, String, Reply<Option<std::fs::File>>),
     Accounts(Identity, Reply<Vec<AccountView>>),
@@ -335,6 +345,9 @@ impl Engine {
             Cmd::Cancel(who, id, reply) => {
                 let _ = reply.send(self.cancel(&who, id));
             }
+            Cmd::Control(who, id, c, reply) => {
+                let _ = reply.send(self.control(&who, id, c));
+            }
             Cmd::Why(who, id, reply) => {
                 let _ = reply.send(self.why(&who, id));
             }
@@ -405,8 +418,8 @@ impl Engine {
         let state = self.visible(who, id)?.state;
         let now = self.clock.now();
         match state {
-            JobStatus::Pending => {
-                if let Some(&jid) = self.to_sched.get(&id) {
+            JobStatus::Pending | JobStatus::Held => {
+                if let Some(&jid) = self.to_sched.get(&id).filter(|_| state == JobStatus::Pending) {
                     self.sched.cancel(jid, now).map_err(|e| ApiErr::Internal(e.to_string()))?;
                 }
                 let rec = self.jobs.get_mut(&id).expect("visible");
@@ -441,6 +454,64 @@ impl Engine {
             }
             s => Err(ApiErr::Conflict(format!("job {id} has already ended ({})", s.as_str()))),
         }
+    }
+
+    /// Hold, release or requeue a job (its owner, a manager of its account, or an admin).
+    fn control(&mut self, who: &Identity, id: i64, c: Control) -> Result<JobRecord, ApiErr> {
+        let state = self.visible(who, id)?.state;
+        let now = self.clock.now();
+        match (c, state) {
+            (Control::Hold, JobStatus::Pending) => {
+                if let Some(jid) = self.to_sched.remove(&id) {
+                    self.sched.cancel(jid, now).map_err(|e| ApiErr::Internal(e.to_string()))?;
+                }
+                let rec = self.jobs.get_mut(&id).expect("visible");
+                rec.state = JobStatus::Held;
+                rec.reason = Some(format!("held by {}", who.name));
+            }
+            (Control::Release, JobStatus::Held) => {
+                let mut rec = self.jobs.remove(&id).expect("visible");
+                rec.state = JobStatus::Pending;
+                rec.reason = Some(format!("released by {}", who.name));
+                let mut changed = Vec::new();
+                self.enqueue(&mut rec, &mut changed);
+                self.jobs.insert(id, rec);
+            }
+            (Control::Requeue, JobStatus::Running) => {
+                if self.terminating.contains_key(&id) {
+                    return Err(ApiErr::Conflict(format!("job {id} is already ending")));
+                }
+                // as a job moved off a drained node: SIGTERM (its checkpoint signal), back in
+                // the queue when it exits
+                self.exec.signal(id, false);
+                let why = format!("requeued by {} at {}", who.name, now.unix_utc());
+                self.terminating.insert(
+                    id,
+                    Term {
+                        status: JobStatus::Pending,
+                        kill_at: now + Secs(self.cfg.kill_grace_s),
+                        killed: false,
+                        requeue: Some(why.clone()),
+                    },
+                );
+                let rec = self.jobs.get_mut(&id).expect("visible");
+                rec.reason = Some(format!("{why} (checkpoint signal sent; back in the queue when it exits)"));
+                return Ok(rec.clone());
+            }
+            (c, s) => {
+                let want = match c {
+                    Control::Hold => "pending",
+                    Control::Release => "held",
+                    Control::Requeue => "running",
+                };
+                return Err(ApiErr::Conflict(
+                    format!("job {id} is {}; only a {want} job can be {c:?}d", s.as_str()).to_lowercase(),
+                ));
+            }
+        }
+        let rec = self.jobs[&id].clone();
+        self.store.update_jobs([&rec]).map_err(|e| ApiErr::Internal(format!("store: {e}")))?;
+        Ok(rec)
     }
 
     /// One turn of the control loop.
@@ -604,8 +675,8 @@ impl Engine {
             .or_else(|| node.parse::<usize>().ok().filter(|&i| i < self.facility.domains.len()))
             .or_else(|| fabrik_model::telemetry::domain_of(&self.facility, node).map(|d| d.idx()))
             .ok_or_else(|| ApiErr::NotFound(format!("node '{node}' not found")))?;
-        let name = names.get(d).cloned().unwrap_or_else(|| d.to_string());
         let dom = DomainId(d as u32);
+        let name = fabrik_model::telemetry::hostname_of(&self.facility, dom);
         let now = self.clock.now();
         match &reason {
             Some(r) => {

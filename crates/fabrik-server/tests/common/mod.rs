@@ -87,6 +87,7 @@ impl Srv {
         let url = format!("{}{path}", self.base);
         let mut r = match method {
             "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
             _ => self.http.post(url),
         }
         .bearer_auth(token);
