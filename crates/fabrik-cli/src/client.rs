@@ -44,6 +44,10 @@ pub enum ClientCmd {
         /// instead of the job list.
         #[arg(long)]
         start: bool,
+        /// Columns, comma-separated (squeue's -o): id, name, account, user, gpus, gpu_type,
+        /// qos, state, submit, start, elapsed, left, walltime, reason.
+        #[arg(long, short = 'o', default_value = "id,name,account,gpus,state,submit,elapsed,left,reason")]
+        format: String,
     },
     Show {
         #[command(flatten)]
@@ -244,18 +248,81 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn print_jobs(jobs: &[Value]) {
-    println!("{:>7} {:<20} {:<32} {:>6} {:<10} REASON", "JOB", "NAME", "ACCOUNT", "GPUS", "STATE");
+/// `queue --format`'s columns: (name, header, width; 0 = the rest of the line).
+const COLUMNS: [(&str, &str, usize); 14] = [
+    ("id", "JOB", 7),
+    ("name", "NAME", 20),
+    ("account", "ACCOUNT", 32),
+    ("user", "USER", 10),
+    ("gpus", "GPUS", 5),
+    ("gpu_type", "GPU", 6),
+    ("qos", "QOS", 6),
+    ("state", "STATE", 9),
+    ("submit", "SUBMIT", 19),
+    ("start", "START", 19),
+    ("elapsed", "ELAPSED", 11),
+    ("left", "TIME_LEFT", 11),
+    ("walltime", "WALLTIME", 11),
+    ("reason", "REASON", 0),
+];
+
+fn columns(spec: &str) -> Result<Vec<&'static (&'static str, &'static str, usize)>> {
+    spec.split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            COLUMNS.iter().find(|k| k.0 == c).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--format: unknown column '{c}' (known: {})",
+                    COLUMNS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Seconds as Slurm prints them: [D-]HH:MM:SS.
+fn hms(t: u64) -> String {
+    let (d, h, m, s) = (t / 86_400, t / 3600 % 24, t / 60 % 60, t % 60);
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+fn cell(j: &Value, col: &str, now: u64) -> String {
+    let time = |k: &str| {
+        j[k].as_u64()
+            .map_or("-".into(), |t| fabrik_model::SimTime(t).unix_utc().trim_end_matches('Z').replace(' ', "T"))
+    };
+    let running = j["state"] == "running";
+    let start = j["start_time"].as_u64().filter(|_| running);
+    let wall = j["walltime_s"].as_u64().unwrap_or(0);
+    match col {
+        "id" => s(&j["id"]),
+        "name" => s(&j["name"]).chars().take(20).collect(),
+        "user" => s(&j["submitter"]),
+        "gpu_type" => j["gpu_type"].as_str().unwrap_or("any").to_string(),
+        "submit" => time("submit_time"),
+        "start" => time("start_time"),
+        "elapsed" => start.map_or("-".into(), |t| hms(now.saturating_sub(t))),
+        "left" => start.map_or("-".into(), |t| hms((t + wall).saturating_sub(now))),
+        "walltime" => hms(wall),
+        "reason" => j["reason"].as_str().unwrap_or("").to_string(),
+        other => s(&j[other]),
+    }
+}
+
+fn print_jobs(jobs: &[Value], cols: &[&(&str, &str, usize)], now: u64) {
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> =
+            cols.iter().zip(cells).map(|(c, v)| if c.2 == 0 { v } else { format!("{v:<w$}", w = c.2) }).collect();
+        println!("{}", parts.join(" ").trim_end());
+    };
+    line(cols.iter().map(|c| c.1.to_string()).collect());
     for j in jobs {
-        println!(
-            "{:>7} {:<20} {:<32} {:>6} {:<10} {}",
-            s(&j["id"]),
-            s(&j["name"]).chars().take(20).collect::<String>(),
-            s(&j["account"]),
-            s(&j["gpus"]),
-            s(&j["state"]),
-            j["reason"].as_str().unwrap_or("")
-        );
+        line(cols.iter().map(|c| cell(j, c.0, now)).collect());
     }
 }
 
@@ -347,7 +414,7 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 );
             }
         }
-        ClientCmd::Queue { all, state, account, .. } => {
+        ClientCmd::Queue { all, state, account, format, .. } => {
             let mut q = vec![format!(
                 "state={}",
                 state.clone().unwrap_or_else(|| if *all { String::new() } else { "active".into() })
@@ -358,11 +425,14 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
             if *all && state.is_none() {
                 q.remove(0);
             }
+            let cols = columns(format)?;
             let v = c.get(&format!("/v1/jobs?{}", q.join("&")))?;
             if conn.json {
                 out(&v);
             } else {
-                print_jobs(v["jobs"].as_array().map_or(&[][..], |a| a.as_slice()));
+                // elapsed and time left on the server's clock (a simulated one may run fast)
+                let now = c.get("/v1/facility").ok().and_then(|f| f["now"].as_u64()).unwrap_or(0);
+                print_jobs(v["jobs"].as_array().map_or(&[][..], |a| a.as_slice()), &cols, now);
             }
         }
         ClientCmd::Show { job, .. } => out(&c.get(&format!("/v1/jobs/{job}"))?),
@@ -530,6 +600,26 @@ fn shown(x: f64, decimals: i32) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn queue_columns_show_elapsed_and_time_left_as_slurm_does() {
+        let j = serde_json::json!({"id": 7, "name": "train", "state": "running", "submit_time": 1_796_590_000u64,
+            "start_time": 1_796_590_100u64, "walltime_s": 90_000, "gpus": 8, "reason": null});
+        // started 100 s after submission; now 3,725 s after the start: 01:02:05 elapsed, and
+        // 90,000 − 3,725 = 86,275 s = 23:57:55 left
+        let now = 1_796_590_100 + 3_725;
+        assert_eq!(super::cell(&j, "elapsed", now), "01:02:05");
+        assert_eq!(super::cell(&j, "left", now), "23:57:55");
+        assert_eq!(super::cell(&j, "walltime", now), "1-01:00:00");
+        // date -u -d @1796590000
+        assert_eq!(super::cell(&j, "submit", now), "2026-12-06T20:46:40");
+        assert_eq!(super::cell(&j, "gpu_type", now), "any");
+        assert_eq!(
+            super::columns("ID,state, left").unwrap().iter().map(|c| c.0).collect::<Vec<_>>(),
+            ["id", "state", "left"]
+        );
+        assert!(super::columns("id,colour").unwrap_err().to_string().contains("unknown column 'colour'"));
+    }
+
     #[test]
     fn zeros_print_without_a_sign() {
         assert_eq!(format!("{:.2}", super::shown(-0.0001, 2)), "0.00");

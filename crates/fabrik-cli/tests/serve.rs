@@ -166,6 +166,21 @@ fn cli_client_submits_queues_and_explains() {
         out.contains("hold") && out.contains("running") && out.contains("next") && out.contains("pending"),
         "{out}"
     );
+    // squeue-like columns: the running job has an elapsed time and time left, the pending not
+    let (ok, out, err) = run(&["queue", "-o", "id,state,elapsed,left"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("JOB") && lines[0].ends_with("TIME_LEFT"), "{out}");
+    let row = |id: &str| lines.iter().find(|l| l.split_whitespace().next() == Some(id)).unwrap().to_string();
+    let one: Vec<String> = row("1").split_whitespace().map(String::from).collect();
+    assert_eq!(one[1], "running");
+    // on the same clock, elapsed + time left = the 1-minute walltime
+    let secs = |t: &str| t.split(':').fold(0u64, |a, x| a * 60 + x.parse::<u64>().unwrap());
+    assert!(one[2].starts_with("00:00:0"), "{out}");
+    assert_eq!(secs(&one[2]) + secs(&one[3]), 60, "{out}");
+    assert_eq!(row("2").split_whitespace().skip(1).collect::<Vec<_>>(), ["pending", "-", "-"]);
+    let (ok, _, err) = run(&["queue", "--format", "id,colour"]);
+    assert!(!ok && err.contains("unknown column 'colour'"), "{err}");
     let (_, out, _) = run(&["why", "2"]);
     assert!(out.contains("queue head; GPUs reserved"), "{out}");
     let (_, out, _) = run(&["show", "2", "--json"]);
