@@ -68,6 +68,119 @@ pub struct JobSpec {
     pub checkpoint_interval: Option<Secs>,
     pub earliest_start: Option<SimTime>,
     pub deadline: Option<SimTime>,
+    /// Jobs it waits for (Slurm's `--dependency`), as the body resolved them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    /// Slurm's `--dependency=singleton`: it starts only when no job marked so with the same
+    /// key (its name and account, set by the body) and submitted before it is still waiting or
+    /// running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singleton: Option<String>,
+}
+
+/// How a job depends on another (sbatch(1), `--dependency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepKind {
+    /// `after`: the other job has started (or ended).
+    After,
+    /// `afterany`: the other job has ended, however.
+    AfterAny,
+    /// `afterok`: the other job completed successfully.
+    AfterOk,
+    /// `afternotok`: the other job failed, timed out or was cancelled.
+    AfterNotOk,
+}
+
+impl DepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DepKind::After => "after",
+            DepKind::AfterAny => "afterany",
+            DepKind::AfterOk => "afterok",
+            DepKind::AfterNotOk => "afternotok",
+        }
+    }
+}
+
+/// One dependency of a job as the brain holds it: on the job the body named `on`, known to the
+/// brain as `job`; `None` when the body found that job ended in a way that can never satisfy
+/// it (an `afterok` on a failed job).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub kind: DepKind,
+    pub on: String,
+    pub job: Option<crate::JobId>,
+}
+
+/// A `--dependency` value as written: `afterok:12:13,afterany:14,singleton` (`?` between
+/// items, "any of", is not supported).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DependencySpec {
+    /// (kind, the job names or ids it names), in the order written.
+    pub on: Vec<(DepKind, String)>,
+    pub singleton: bool,
+}
+
+impl DependencySpec {
+    pub fn parse(text: &str) -> Result<DependencySpec, String> {
+        let mut d = DependencySpec::default();
+        if text.contains('?') {
+            return Err(format!("dependency '{text}': '?' (any of) is not supported; separate with ','"));
+        }
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "singleton" {
+                d.singleton = true;
+                continue;
+            }
+            let mut parts = item.split(':');
+            let kind = match parts.next().unwrap_or("") {
+                "after" => DepKind::After,
+                "afterany" => DepKind::AfterAny,
+                "afterok" => DepKind::AfterOk,
+                "afternotok" => DepKind::AfterNotOk,
+                other => {
+                    return Err(format!(
+                        "dependency '{item}': unknown type '{other}' (after, afterany, afterok, afternotok, singleton)"
+                    ))
+                }
+            };
+            let ids: Vec<&str> = parts.map(str::trim).collect();
+            if ids.is_empty() || ids.iter().any(|i| i.is_empty()) {
+                return Err(format!("dependency '{item}': needs job ids, as {}:ID[:ID…]", kind.name()));
+            }
+            // Slurm's `+time` after an id (after:ID+MINUTES) is not modelled
+            if let Some(bad) = ids.iter().find(|i| i.contains('+')) {
+                return Err(format!("dependency '{item}': '{bad}': a delay (+minutes) is not supported"));
+            }
+            d.on.extend(ids.into_iter().map(|i| (kind, i.to_string())));
+        }
+        if d.on.is_empty() && !d.singleton {
+            return Err(format!("dependency '{text}': names no job"));
+        }
+        if d.on.len() > 1000 {
+            return Err(format!("dependency: {} jobs named; at most 1000", d.on.len()));
+        }
+        Ok(d)
+    }
+
+    /// The spec written back in Slurm's form (the store keeps this).
+    pub fn to_text(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        for (k, id) in &self.on {
+            match out.last_mut() {
+                Some(last) if last.starts_with(&format!("{}:", k.name())) => {
+                    last.push(':');
+                    last.push_str(id);
+                }
+                _ => out.push(format!("{}:{id}", k.name())),
+            }
+        }
+        if self.singleton {
+            out.push("singleton".into());
+        }
+        out.join(",")
+    }
 }
 
 impl JobSpec {
@@ -85,6 +198,36 @@ impl JobSpec {
             checkpoint_interval: None,
             earliest_start: None,
             deadline: None,
+            after: Vec::new(),
+            singleton: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_parse_as_sbatch_writes_them() {
+        let d = DependencySpec::parse("afterok:12:13,afterany:14,singleton").unwrap();
+        assert_eq!(
+            d.on,
+            vec![(DepKind::AfterOk, "12".into()), (DepKind::AfterOk, "13".into()), (DepKind::AfterAny, "14".into())]
+        );
+        assert!(d.singleton);
+        assert_eq!(d.to_text(), "afterok:12:13,afterany:14,singleton");
+        assert_eq!(DependencySpec::parse("singleton").unwrap().on, vec![]);
+        for (bad, why) in [
+            ("afterok", "needs job ids"),
+            ("afterok:", "needs job ids"),
+            ("before:3", "unknown type 'before'"),
+            ("afterok:3?afterany:4", "'?' (any of) is not supported"),
+            ("after:3+10", "a delay (+minutes) is not supported"),
+            ("", "names no job"),
+        ] {
+            let e = DependencySpec::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 }

@@ -20,6 +20,23 @@ pub enum Reason {
     WaitingForEarliestStart {
         at: SimTime,
     },
+    /// It waits for another job (Slurm's reason `Dependency`).
+    Dependency {
+        #[serde(rename = "type")]
+        kind: fabrik_model::DepKind,
+        on: String,
+    },
+    /// A job it depends on ended so that it can never start (`DependencyNeverSatisfied`); it
+    /// stays pending until cancelled, as in Slurm.
+    DependencyNeverSatisfied {
+        #[serde(rename = "type")]
+        kind: fabrik_model::DepKind,
+        on: String,
+    },
+    /// `singleton`: an earlier job of the same name and account is still waiting or running.
+    Singleton {
+        on: String,
+    },
     /// The GPUs it needs are not free.
     Resources {
         no_fit: NoFit,
@@ -127,6 +144,19 @@ impl Reason {
             Reason::WaitingForEarliestStart { at } => {
                 write!(f, "waiting for its earliest start at {}", t(*at))
             }
+            Reason::Dependency { kind, on } => {
+                let what = match kind {
+                    fabrik_model::DepKind::After => "to start",
+                    fabrik_model::DepKind::AfterAny => "to end",
+                    fabrik_model::DepKind::AfterOk => "to complete successfully",
+                    fabrik_model::DepKind::AfterNotOk => "to fail",
+                };
+                write!(f, "dependency: waits for job {on} {what} ({})", kind.name())
+            }
+            Reason::DependencyNeverSatisfied { kind, on } => {
+                write!(f, "dependency never satisfied: job {on} ended otherwise ({}); cancel it", kind.name())
+            }
+            Reason::Singleton { on } => write!(f, "singleton: job {on} of the same name and account comes first"),
             Reason::Resources { no_fit } => match no_fit {
                 NoFit::NotEnoughFree { free, need } => write!(f, "needs {need} GPUs, {free} free"),
                 NoFit::NoDomain { need } => write!(f, "no NVLink domain with {need} free GPUs"),

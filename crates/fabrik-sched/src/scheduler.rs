@@ -108,6 +108,21 @@ enum Freed {
     Window(usize),
 }
 
+/// A job's progress as a dependency sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DepState {
+    Waiting,
+    Started,
+    EndedOk,
+    EndedNotOk,
+}
+
+impl DepState {
+    fn ended(self) -> bool {
+        matches!(self, DepState::EndedOk | DepState::EndedNotOk)
+    }
+}
+
 pub struct Scheduler {
     tenants: TenantTree,
     max_gang: u64,
@@ -136,6 +151,8 @@ pub struct Scheduler {
     /// Domains cordoned by `cordon_domain`: out of service for new work while the jobs on them
     /// run to their end (or are moved off by the caller).
     cordoned: BTreeSet<DomainId>,
+    /// Jobs the body reported as ended unsuccessfully (failed, timed out), for dependencies.
+    not_ok: BTreeSet<JobId>,
     power: PowerState,
     energy_aware: Option<EnergyAware>,
     /// The energy-aware modifier's deferred jobs and their claims.
@@ -172,6 +189,7 @@ impl Scheduler {
             preempted: Vec::new(),
             interrupted: Vec::new(),
             cordoned: BTreeSet::new(),
+            not_ok: BTreeSet::new(),
             power: PowerState {
                 pool_w: facility
                     .pools
@@ -550,6 +568,59 @@ impl Scheduler {
     /// A running job ended (completed, failed or killed at its walltime).
     pub fn finish(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
         self.end_running(id, now, Outcome::Finished)
+    }
+
+    /// A job that ended failed or timed out (the body knows; `afterok` waits on success and
+    /// `afternotok` on this). Cancelled jobs count as not ok by themselves.
+    pub fn finish_not_ok(&mut self, id: JobId, now: SimTime) -> Result<(), SchedError> {
+        self.end_running(id, now, Outcome::Finished)?;
+        self.not_ok.insert(id);
+        Ok(())
+    }
+
+    /// Where a job a dependency names stands: waiting, started, ended ok, ended not ok. A job
+    /// retired from the table has ended.
+    pub(crate) fn dep_state(&self, id: JobId) -> DepState {
+        match self.jobs.get(id.idx()).map(|j| &j.state) {
+            Some(JobState::Pending | JobState::Deferred { .. }) => DepState::Waiting,
+            Some(JobState::Running { .. }) => DepState::Started,
+            Some(JobState::Ended { outcome: Outcome::Cancelled, .. }) => DepState::EndedNotOk,
+            _ if self.not_ok.contains(&id) => DepState::EndedNotOk,
+            _ => DepState::EndedOk,
+        }
+    }
+
+    /// Whether a job's dependencies let it start now: `None` if they do, else why not.
+    pub(crate) fn dependency_wait(&self, id: JobId) -> Option<Reason> {
+        let spec = &self.jobs[id.idx()].spec;
+        for d in &spec.after {
+            let Some(on) = d.job else {
+                return Some(Reason::DependencyNeverSatisfied { kind: d.kind, on: d.on.clone() });
+            };
+            let st = self.dep_state(on);
+            let (ok, never) = match d.kind {
+                fabrik_model::DepKind::After => (st != DepState::Waiting, false),
+                fabrik_model::DepKind::AfterAny => (st.ended(), false),
+                fabrik_model::DepKind::AfterOk => (st == DepState::EndedOk, st == DepState::EndedNotOk),
+                fabrik_model::DepKind::AfterNotOk => (st == DepState::EndedNotOk, st == DepState::EndedOk),
+            };
+            if never {
+                return Some(Reason::DependencyNeverSatisfied { kind: d.kind, on: d.on.clone() });
+            }
+            if !ok {
+                return Some(Reason::Dependency { kind: d.kind, on: d.on.clone() });
+            }
+        }
+        let key = spec.singleton.as_ref()?;
+        // an earlier job with the same key, waiting or running, comes first
+        let before = self
+            .running
+            .iter()
+            .map(|&(_, j)| j)
+            .chain(self.pending.iter().copied())
+            .filter(|&j| j < id && self.jobs[j.idx()].spec.singleton.as_ref() == Some(key))
+            .min()?;
+        Some(Reason::Singleton { on: self.jobs[before.idx()].spec.name.clone() })
     }
 
     fn end_running(&mut self, id: JobId, now: SimTime, outcome: Outcome) -> Result<(), SchedError> {

@@ -816,6 +816,81 @@ fn a_failure_interrupts_exactly_the_jobs_on_the_node() {
     assert_eq!((s.cluster().down_gpus(), s.cluster().free_gpus()), (0, 96));
 }
 
+/// A job that depends on `on` (a brain id) in the given way.
+fn after(mut j: JobSpec, kind: fabrik_model::DepKind, on: u32) -> JobSpec {
+    j.after.push(fabrik_model::Dependency { kind, on: format!("j{on}"), job: Some(JobId(on)) });
+    j
+}
+
+#[test]
+fn dependencies_hold_jobs_without_blocking_others_under_fabrik_s_and_slurm_s_policies() {
+    // sbatch(1): "afterok: this job can begin execution after the specified jobs have
+    // successfully executed (ran to completion with an exit code of zero)"; afterany: "after
+    // the specified jobs have terminated"; afternotok: "after the specified jobs have
+    // terminated in some failed state"; after: "after the specified jobs have begun
+    // execution"; singleton: "after any previously launched jobs sharing the same job name and
+    // user have terminated". A job held by a dependency does not block the queue (Slurm's
+    // reason Dependency).
+    use fabrik_model::DepKind::*;
+    for policy in ["fifo-backfill", "fifo", "slurm"] {
+        let f = fac("small");
+        let mut s = Scheduler::with_policy(&f, policy, SchedConfig::default()).unwrap();
+        let mut started = vec![];
+        let j = |t: u64| job(P, 8, t, 600);
+        // 0: A; 1: B afterok A; 2: C afterany A; 3: D afternotok A; 4: E, free
+        s.submit(j(0), SimTime(0)).unwrap();
+        s.submit(after(j(0), AfterOk, 0), SimTime(0)).unwrap();
+        s.submit(after(j(0), AfterAny, 0), SimTime(0)).unwrap();
+        s.submit(after(j(0), AfterNotOk, 0), SimTime(0)).unwrap();
+        s.submit(j(0), SimTime(0)).unwrap();
+        // 5: F runs and fails; 6: G afterok F; 7: H afternotok F; 8: I after K; 9: K (waits
+        // behind nothing: it starts, so I may start too)
+        s.submit(j(0), SimTime(0)).unwrap();
+        s.submit(after(j(0), AfterOk, 5), SimTime(0)).unwrap();
+        s.submit(after(j(0), AfterNotOk, 5), SimTime(0)).unwrap();
+        s.submit(after(j(0), After, 9), SimTime(0)).unwrap();
+        s.submit(j(0), SimTime(0)).unwrap();
+        // 10 and 11: singleton of one key; 12: a job whose dependency the body found unsatisfiable
+        let mut s1 = j(0);
+        s1.singleton = Some("nightly@p".into());
+        s.submit(s1.clone(), SimTime(0)).unwrap();
+        s.submit(s1, SimTime(0)).unwrap();
+        let mut never = j(0);
+        never.after.push(fabrik_model::Dependency { kind: AfterOk, on: "gone".into(), job: None });
+        s.submit(never, SimTime(0)).unwrap();
+        s.schedule(SimTime(0), &mut started);
+        started.sort();
+        // I (8) waits for K (9) to start, which happens in the same pass: fabrik's next pass
+        // starts I; Slurm's backfill cycle, which runs after its main scheduler at t = 0 here,
+        // sees K started and starts I at once
+        let mut first = vec![JobId(0), JobId(4), JobId(5), JobId(9), JobId(10)];
+        if policy == "slurm" {
+            first.insert(3, JobId(8));
+        }
+        assert_eq!(started, first, "{policy}");
+        let why = |s: &Scheduler, id: u32| s.explain(JobId(id)).unwrap().reasons[0].clone();
+        assert_eq!(why(&s, 1), Reason::Dependency { kind: AfterOk, on: "j0".into() }, "{policy}");
+        assert_eq!(why(&s, 3), Reason::Dependency { kind: AfterNotOk, on: "j0".into() }, "{policy}");
+        assert_eq!(why(&s, 11), Reason::Singleton { on: "j0".into() }, "{policy}");
+        assert_eq!(why(&s, 12), Reason::DependencyNeverSatisfied { kind: AfterOk, on: "gone".into() }, "{policy}");
+        s.schedule(SimTime(1), &mut started);
+        let second = if policy == "slurm" { vec![] } else { vec![JobId(8)] };
+        assert_eq!(started, second, "after: K started, {policy}");
+        // A completes, F fails: B and C (after A) and H (afternotok F) start; D and G never will
+        s.finish(JobId(0), SimTime(10)).unwrap();
+        s.finish_not_ok(JobId(5), SimTime(10)).unwrap();
+        s.schedule(SimTime(10), &mut started);
+        started.sort();
+        assert_eq!(started, vec![JobId(1), JobId(2), JobId(7)], "{policy}");
+        assert_eq!(why(&s, 3), Reason::DependencyNeverSatisfied { kind: AfterNotOk, on: "j0".into() }, "{policy}");
+        assert_eq!(why(&s, 6), Reason::DependencyNeverSatisfied { kind: AfterOk, on: "j5".into() }, "{policy}");
+        // the first singleton ends: the second starts
+        s.finish(JobId(10), SimTime(20)).unwrap();
+        s.schedule(SimTime(20), &mut started);
+        assert_eq!(started, vec![JobId(11)], "{policy}");
+    }
+}
+
 #[test]
 fn a_cordoned_node_takes_no_new_work_and_its_jobs_leave_one_by_one() {
     // small: 16 nodes × 8. B and C (4 GPUs each) share node 1, D (16) takes nodes 2 and 3.

@@ -4,7 +4,9 @@
 //! head (`advance_windows`). `consider` runs the stages below in this order; the first that
 //! decides ends it:
 //!
-//! 1. [`eligibility`](Scheduler::eligibility) — a job before its earliest start waits;
+//! 1. [`eligibility`](Scheduler::eligibility) — a job whose dependencies (after, afterany,
+//!    afterok, afternotok, singleton) do not let it start yet, or before its earliest start,
+//!    waits without blocking others;
 //! 2. [`energy_deferral`](Scheduler::energy_deferral) — the energy-aware modifier may hold a
 //!    flexible job back (it leaves the queue until released);
 //! 3. [`power_cap`](Scheduler::power_cap) — under the power cap a job starts only if the hourly
@@ -127,6 +129,7 @@ impl Scheduler {
         }
         self.pending.copy_within(i..n, kept);
         self.pending.truncate(kept + (n - i));
+        self.wake_for_after(now, started);
         self.requeue_preempted(now);
         self.unapply_holds();
         self.apply_claims();
@@ -168,12 +171,36 @@ impl Scheduler {
         }
     }
 
+    /// A job waiting `after` one that started in this pass may start in the next: one second
+    /// on (the pass walked past it before its target started).
+    pub(super) fn wake_for_after(&mut self, now: SimTime, started: &[JobId]) {
+        if started.is_empty() {
+            return;
+        }
+        let waiting = self.pending.iter().any(|&p| {
+            self.jobs[p.idx()]
+                .spec
+                .after
+                .iter()
+                .any(|d| d.kind == fabrik_model::DepKind::After && d.job.is_some_and(|j| started.contains(&j)))
+        });
+        if waiting {
+            self.dirty = true;
+            self.wake_at(now + fabrik_model::Secs(1));
+        }
+    }
+
     fn wake_at(&mut self, t: SimTime) {
         self.wakeup = Some(self.wakeup.map_or(t, |w| w.min(t)));
     }
 
     /// Stage 1: a job whose earliest start lies ahead waits for it.
     fn eligibility(&mut self, id: JobId, now: SimTime) -> Option<Verdict> {
+        // a job waiting for another leaves the way free (Slurm: reason Dependency); the other
+        // job's start or end makes the next pass look again
+        if let Some(why) = self.dependency_wait(id) {
+            return Some(Verdict::Keep(Some(why)));
+        }
         let at = self.jobs[id.idx()].spec.earliest_start.filter(|&t| t > now)?;
         self.wake_at(at);
         Some(Verdict::Keep(Some(Reason::WaitingForEarliestStart { at })))

@@ -293,6 +293,7 @@ impl Scheduler {
             }
         }
         self.wakeup = wake;
+        self.wake_for_after(now, started);
     }
 
     /// The main scheduler: strict priority order until the first job that cannot start.
@@ -305,6 +306,11 @@ impl Scheduler {
             let id = self.pending[i];
             if let Some(h) = head {
                 self.set_why(id, Reason::BehindQueueHead { head: h });
+                continue;
+            }
+            // Slurm skips a job with unmet dependencies (reason Dependency) without blocking
+            if let Some(why) = self.dependency_wait(id) {
+                self.set_why(id, why);
                 continue;
             }
             let spec = &self.jobs[id.idx()].spec;
@@ -375,6 +381,11 @@ impl Scheduler {
                     }
                 }
                 break;
+            }
+            // a job with unmet dependencies gets no backfill reservation (Slurm tests only
+            // jobs that are eligible)
+            if self.dependency_wait(id).is_some() {
+                continue;
             }
             let spec = &self.jobs[id.idx()].spec;
             let (gpus, gpu_type, account, limit) = (spec.gpus, spec.gpu_type, spec.account, spec.walltime);
