@@ -1002,3 +1002,44 @@ fn failures_follow_the_chosen_root_cause_mix() {
         vec!["gpu", "sw", "leaf switch (whole group)"]
     );
 }
+
+#[test]
+fn csv_dependencies_chain_jobs_in_the_twin() {
+    // tiny: 16 GPUs. prep (16 GPUs, 100 s) at 0 holds them all until 100; train (afterok:prep,
+    // 16 GPUs, 200 s) then runs 100–300; at 300 eval-1 (afterany:train, 8 GPUs) and the first
+    // "nightly" singleton (8 GPUs, 30 s) start; the second nightly waits for the first: 330.
+    let f = Facility::preset("tiny").unwrap();
+    let text = "name,submit,account,gpus,walltime,runtime,dependency\n\
+                prep,0,eval,16,1h,100,\n\
+                train,0,eval,16,1h,200,afterok:prep\n\
+                eval-1,10,eval,8,1h,50,afterany:train\n\
+                nightly,0,eval,8,1h,30,singleton\n\
+                nightly,1,eval,8,1h,30,singleton\n";
+    let w = fabrik_csv::read(text.as_bytes(), "d.csv", &f).unwrap();
+    let mut c = cfg("fifo-backfill");
+    c.keep_job_rows = true;
+    let r = simulate(&f, &w, c).unwrap();
+    let csv = r.jobs_csv();
+    let start = |name: &str, k: usize| -> String {
+        csv.lines()
+            .filter(|l| l.split(',').next() == Some(name))
+            .nth(k)
+            .unwrap_or_else(|| panic!("{name} #{k} in {csv}"))
+            .to_string()
+    };
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col =
+        |row: &str, c: &str| row.split(',').nth(header.iter().position(|h| *h == c).unwrap()).unwrap().to_string();
+    assert_eq!(col(&start("prep", 0), "start_s"), "0");
+    assert_eq!(col(&start("train", 0), "start_s"), "100");
+    assert_eq!(col(&start("eval-1", 0), "start_s"), "300");
+    let n: Vec<String> = (0..2).map(|k| col(&start("nightly", k), "start_s")).collect();
+    assert_eq!(n, ["300", "330"]);
+    // a dependency on a job not submitted before it is an error naming both
+    let bad = "name,submit,account,gpus,walltime,runtime,dependency\nb,0,eval,8,1h,1h,afterok:a\na,5,eval,8,1h,1h,\n";
+    let e = fabrik_csv::read(bad.as_bytes(), "bad.csv", &f).err().unwrap().to_string();
+    assert!(e.contains("job 'b': dependency on 'a', which is not a job submitted before it"), "{e}");
+    let bad = "name,submit,account,gpus,walltime,runtime,dependency\nb,0,eval,8,1h,1h,afterwards:a\n";
+    let e = fabrik_csv::read(bad.as_bytes(), "bad.csv", &f).err().unwrap().to_string();
+    assert!(e.contains("line 2") && e.contains("unknown type 'afterwards'"), "{e}");
+}

@@ -13,6 +13,11 @@
 //! | `preemptible` | no | `true`/`false` (default false) |
 //! | `checkpoint_interval` | no | time between checkpoints |
 //! | `earliest_start`, `deadline` | no | times since the start of the run |
+//! | `dependency` | no | sbatch's `--dependency` on earlier jobs by name: `afterok:prep`, `afterany:a:b`, `singleton` (same name and account) |
+//!
+//! A dependency names jobs submitted no later than the job itself (the last such job of that
+//! name); in the twin every job that ends has completed, so `afterok` and `afterany` are met at
+//! its end and `afternotok` never is.
 //!
 //! Times and durations are seconds, or a number with a unit: `90s`, `45m`, `2h`, `1.5d`.
 
@@ -34,6 +39,7 @@ const COLUMNS: &[&str] = &[
     "checkpoint_interval",
     "earliest_start",
     "deadline",
+    "dependency",
 ];
 
 pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workload, WorkloadError> {
@@ -95,6 +101,15 @@ pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workl
         spec.checkpoint_interval = opt_dur("checkpoint_interval")?.map(Secs);
         spec.earliest_start = opt_dur("earliest_start")?.map(SimTime);
         spec.deadline = opt_dur("deadline")?.map(SimTime);
+        let dep = get("dependency");
+        if !dep.is_empty() {
+            let d = fabrik_model::DependencySpec::parse(dep).map_err(|m| bad("dependency", m))?;
+            if d.singleton {
+                spec.singleton = Some(format!("{}@{}", spec.name, facility.tenants.get(account).path));
+            }
+            // resolved to brain ids once the jobs are in submission order (below)
+            spec.after = d.on.into_iter().map(|(kind, on)| fabrik_model::Dependency { kind, on, job: None }).collect();
+        }
         jobs.push(TraceJob { spec, runtime: Secs(dur("runtime")?) });
     }
     if jobs.is_empty() {
@@ -102,6 +117,23 @@ pub fn read(input: impl Read, origin: &str, facility: &Facility) -> Result<Workl
     }
     let mut w = Workload { source: format!("csv:{origin}"), notes: vec![], jobs, clock_origin: None };
     w.sort();
+    // the twin submits in this order, so a job's brain id is its position
+    let mut last: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for i in 0..w.jobs.len() {
+        let name = w.jobs[i].spec.name.clone();
+        for d in &mut w.jobs[i].spec.after {
+            match last.get(&d.on).copied() {
+                Some(t) => d.job = Some(fabrik_model::JobId(t)),
+                None => {
+                    return Err(file_err(format!(
+                        "job '{name}': dependency on '{}', which is not a job submitted before it",
+                        d.on
+                    )))
+                }
+            }
+        }
+        last.insert(name, i as u32);
+    }
     Ok(w)
 }
 
