@@ -175,6 +175,10 @@ pub struct SubmitArgs {
     /// Simulated executor: how long the job runs.
     #[arg(long)]
     simulated_runtime: Option<String>,
+    /// Wait for other jobs (sbatch's -d): afterok:ID[:ID], afterany:ID, after:ID,
+    /// afternotok:ID, singleton; comma-separated.
+    #[arg(long, short = 'd')]
+    dependency: Option<String>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
@@ -364,6 +368,7 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
                 ("gpu_type", &a.gpu_type),
                 ("qos", &a.qos),
                 ("simulated_runtime", &a.simulated_runtime),
+                ("dependency", &a.dependency),
             ] {
                 if let Some(v) = v {
                     body[k] = json!(v);

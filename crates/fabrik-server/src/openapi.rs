@@ -106,7 +106,8 @@ pub fn document() -> Value {
                         "checkpoint_interval": bounded.clone(),
                         "earliest_start": when.clone(),
                         "deadline": when,
-                        "simulated_runtime": bounded
+                        "simulated_runtime": bounded,
+                        "dependency": { "type": "string", "description": "sbatch's --dependency: afterok:ID[:ID], afterany:ID, after:ID, afternotok:ID, singleton; comma-separated", "examples": ["afterok:12:13,singleton"] }
                     }
                 },
                 "WhatifRequest": {

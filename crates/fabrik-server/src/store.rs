@@ -137,6 +137,9 @@ pub struct JobRecord {
     pub pid: Option<u32>,
     pub allocation: Option<Allocation>,
     pub reason: Option<String>,
+    /// sbatch's `--dependency`, as normalised at submission (`afterok:3:4,singleton`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -175,7 +178,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     checkpoint_interval INTEGER, earliest_start INTEGER, deadline INTEGER, command TEXT NOT NULL,
     sim_runtime INTEGER, submitter TEXT NOT NULL, state TEXT NOT NULL, submit_time INTEGER NOT NULL,
     start_time INTEGER, end_time INTEGER, exit_code INTEGER, signal INTEGER, pid INTEGER,
-    allocation TEXT, reason TEXT);
+    allocation TEXT, reason TEXT, dependency TEXT);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 ";
 
@@ -196,6 +199,14 @@ impl Store {
         }
         if !cols.iter().any(|c| c == "revoked") {
             conn.execute_batch("ALTER TABLE tokens ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0")?;
+        }
+        // and stores from before job dependencies, the jobs' dependency column
+        let job_cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('jobs')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_>>()?;
+        if !job_cols.iter().any(|c| c == "dependency") {
+            conn.execute_batch("ALTER TABLE jobs ADD COLUMN dependency TEXT")?;
         }
         Ok(Store { conn, fail_writes: Default::default() })
     }
@@ -315,8 +326,8 @@ impl Store {
         {
             let mut st = tx.prepare_cached(
                 "INSERT INTO jobs(name, account, gpus, gpu_type, walltime, qos, preemptible, checkpoint_interval,
-                 earliest_start, deadline, command, sim_runtime, submitter, state, submit_time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 earliest_start, deadline, command, sim_runtime, submitter, state, submit_time, dependency)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for j in jobs {
                 st.execute(params![
@@ -335,6 +346,7 @@ impl Store {
                     j.submitter,
                     j.state.as_str(),
                     sql_u64(j.submit_time),
+                    j.dependency,
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -355,7 +367,7 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT id, name, account, gpus, gpu_type, walltime, qos, preemptible, checkpoint_interval, earliest_start,
              deadline, command, sim_runtime, submitter, state, submit_time, start_time, end_time, exit_code, signal,
-             pid, allocation, reason FROM jobs ORDER BY id",
+             pid, allocation, reason, dependency FROM jobs ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             let command: String = r.get(11)?;
@@ -388,6 +400,7 @@ impl Store {
                 pid: r.get(20)?,
                 allocation: alloc.and_then(|a| serde_json::from_str(&a).ok()),
                 reason: r.get(22)?,
+                dependency: r.get(23)?,
             })
         })?;
         rows.collect()
@@ -482,6 +495,7 @@ mod tests {
             pid: None,
             allocation: None,
             reason: None,
+            dependency: Some("afterok:1".into()),
         };
         let ids = s.insert_jobs(&[j.clone(), j.clone()]).unwrap();
         assert_eq!(ids.len(), 2);

@@ -583,3 +583,78 @@ async fn hold_release_requeue_and_delete_as_scontrol_and_scancel_do() {
     s.wait_state(big, &s.alice, "cancelled").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_wait_for_their_jobs_as_sbatch_s_do() {
+    let s = start("deps", 4).await;
+    let job = |cmd: &str, dep: Option<String>| {
+        let mut b = json!({"command": ["sh", "-c", cmd], "gpus": 1, "walltime": 60});
+        if let Some(d) = dep {
+            b["dependency"] = json!(d);
+        }
+        b
+    };
+    // X holds all 4 GPUs for a second; A (behind it) sleeps, then fails; B waits for its
+    // success, C for its failure, D for its end
+    let x = s.submit(&s.alice, json!({"command": ["sleep", "1"], "gpus": 4, "walltime": 60})).await;
+    s.wait_state(x, &s.alice, "running").await;
+    let a = s.submit(&s.alice, job("sleep 1; exit 3", None)).await;
+    let b = s.submit(&s.alice, job("true", Some(format!("afterok:{a}")))).await;
+    let c = s.submit(&s.alice, job("true", Some(format!("afternotok:{a}")))).await;
+    let d = s.submit(&s.alice, job("true", Some(format!("afterany:{a}")))).await;
+    let (_, why) = s.req("GET", &format!("/v1/jobs/{b}/why"), &s.alice, None).await;
+    assert_eq!(
+        why["reasons"][0].as_str(),
+        Some(format!("dependency: waits for job {a} to complete successfully (afterok)").as_str()),
+        "{why}"
+    );
+    // a job with dependents cannot be held (they would wait on a job outside the queue)
+    let (st, v) = s.req("POST", &format!("/v1/jobs/{a}/hold"), &s.alice, None).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with(&format!("job {a} has dependent jobs ([{b}, {c}, {d}])")), "{v}");
+    s.wait_state(a, &s.alice, "failed").await;
+    s.wait_state(c, &s.alice, "completed").await;
+    s.wait_state(d, &s.alice, "completed").await;
+    // B never will: it stays pending, saying so
+    let (_, why) = s.req("GET", &format!("/v1/jobs/{b}/why"), &s.alice, None).await;
+    assert_eq!(
+        why["reasons"][0].as_str(),
+        Some(format!("dependency never satisfied: job {a} ended otherwise (afterok); cancel it").as_str()),
+        "{why}"
+    );
+    // on an ended job: met at once (afterany), or never (afterok on a failed job)
+    let e = s.submit(&s.alice, job("true", Some(format!("afterany:{a}")))).await;
+    s.wait_state(e, &s.alice, "completed").await;
+    let f = s.submit(&s.alice, job("true", Some(format!("afterok:{a}")))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, v) = s.req("GET", &format!("/v1/jobs/{f}"), &s.alice, None).await;
+    assert_eq!(
+        (v["state"].as_str(), v["dependency"].as_str()),
+        (Some("pending"), Some(format!("afterok:{a}").as_str()))
+    );
+    // bad dependencies name the field: unknown or invisible jobs, bad syntax
+    let bobs = s.submit(&s.bob, json!({"command": ["true"], "gpus": 1, "walltime": 60})).await;
+    for (dep, msg) in [
+        ("afterok:999".to_string(), "dependency: job 999 not found".to_string()),
+        (format!("afterok:{bobs}"), format!("dependency: job {bobs} not found")),
+        ("afterok:x".to_string(), "dependency: 'x' is not a job id".to_string()),
+        ("before:1".to_string(), "dependency 'before:1': unknown type 'before'".to_string()),
+    ] {
+        let (st, v) = s.req("POST", "/v1/jobs", &s.alice, Some(job("true", Some(dep.clone())))).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{dep}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with(&msg), "{dep}: {v}");
+    }
+    // singleton: the second waits for the first of the same name and account
+    let mut one = job("sleep 1", Some("singleton".into()));
+    one["name"] = json!("nightly");
+    let s1 = s.submit(&s.alice, one.clone()).await;
+    let s2 = s.submit(&s.alice, one).await;
+    s.wait_state(s1, &s.alice, "running").await;
+    let (_, why) = s.req("GET", &format!("/v1/jobs/{s2}/why"), &s.alice, None).await;
+    assert!(why["reasons"][0].as_str().unwrap().starts_with("singleton: job "), "{why}");
+    s.wait_state(s2, &s.alice, "completed").await;
+    let (_, v1) = s.req("GET", &format!("/v1/jobs/{s1}"), &s.alice, None).await;
+    let (_, v2) = s.req("GET", &format!("/v1/jobs/{s2}"), &s.alice, None).await;
+    assert!(v2["start_time"].as_u64() >= v1["end_time"].as_u64(), "{v1} {v2}");
+    s.stop().await;
+}

@@ -290,6 +290,33 @@ impl Engine {
         s.checkpoint_interval = rec.checkpoint_interval_s.map(Secs);
         s.earliest_start = rec.earliest_start.map(SimTime);
         s.deadline = rec.deadline.map(SimTime);
+        if let Some(text) = &rec.dependency {
+            let d = fabrik_model::DependencySpec::parse(text)?;
+            if d.singleton {
+                s.singleton = Some(format!("{}@{}", rec.name, rec.account));
+            }
+            for (kind, on) in d.on {
+                let id: i64 = on.parse().map_err(|_| format!("dependency: '{on}' is not a job id"))?;
+                // a job that ended is resolved here: met (left out) or never (no brain id)
+                let ended = self.jobs.get(&id).map(|j| j.state).filter(|st| st.is_final());
+                let job = match ended {
+                    Some(st) => {
+                        let ok = st == JobStatus::Completed;
+                        let met = match kind {
+                            fabrik_model::DepKind::After | fabrik_model::DepKind::AfterAny => true,
+                            fabrik_model::DepKind::AfterOk => ok,
+                            fabrik_model::DepKind::AfterNotOk => !ok,
+                        };
+                        if met {
+                            continue;
+                        }
+                        None
+                    }
+                    None => Some(*self.to_sched.get(&id).ok_or(format!("dependency: job {id} is not known"))?),
+                };
+                s.after.push(fabrik_model::Dependency { kind, on, job });
+            }
+        }
         Ok(s)
     }
 
@@ -462,6 +489,23 @@ impl Engine {
         let now = self.clock.now();
         match (c, state) {
             (Control::Hold, JobStatus::Pending) => {
+                let dependents: Vec<i64> = self
+                    .jobs
+                    .values()
+                    .filter(|j| j.state == JobStatus::Pending)
+                    .filter(|j| {
+                        j.dependency
+                            .as_deref()
+                            .and_then(|d| fabrik_model::DependencySpec::parse(d).ok())
+                            .is_some_and(|d| d.on.iter().any(|(_, on)| on.parse::<i64>().ok() == Some(id)))
+                    })
+                    .map(|j| j.id)
+                    .collect();
+                if !dependents.is_empty() {
+                    return Err(ApiErr::Conflict(format!(
+                        "job {id} has dependent jobs ({dependents:?}); holding it would leave them waiting on a job outside the queue"
+                    )));
+                }
                 if let Some(jid) = self.to_sched.remove(&id) {
                     self.sched.cancel(jid, now).map_err(|e| ApiErr::Internal(e.to_string()))?;
                 }
@@ -775,7 +819,7 @@ impl Engine {
                     tracing::warn!(job = id, error = %e, "start failed");
                     finish_record(&self.metrics, rec, JobStatus::Failed, now, None, Some(format!("start failed: {e}")));
                     let devs = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();
-                    let _ = self.sched.finish(jid, now);
+                    let _ = self.sched.finish_not_ok(jid, now);
                     self.devices.release(&devs);
                 }
             }
@@ -804,12 +848,17 @@ impl Engine {
             return true;
         }
         let term = term.map(|t| t.status);
+        let (status, reason) = status_of(exit, term);
         if let Some(&jid) = self.to_sched.get(&id) {
             if self.sched.job(jid).state.is_running() {
-                let _ = self.sched.finish(jid, now);
+                // dependencies tell success (afterok) from the rest (afternotok)
+                let _ = if status == JobStatus::Completed {
+                    self.sched.finish(jid, now)
+                } else {
+                    self.sched.finish_not_ok(jid, now)
+                };
             }
         }
-        let (status, reason) = status_of(exit, term);
         let rec = self.jobs.get_mut(&id).expect("running job is known");
         finish_record(&self.metrics, rec, status, now, Some(exit), reason);
         let devs = rec.allocation.as_ref().map(|a| a.devices.clone()).unwrap_or_default();

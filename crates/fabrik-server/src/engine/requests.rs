@@ -74,6 +74,9 @@ pub struct SubmitRequest {
     pub deadline: Option<When>,
     /// For the simulated executor: how long the job runs.
     pub simulated_runtime: Option<Dur>,
+    /// sbatch's `--dependency`: `afterok:ID[:ID]`, `afterany:ID`, `after:ID`,
+    /// `afternotok:ID`, `singleton`, comma-separated, on jobs the submitter may see.
+    pub dependency: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -180,7 +183,25 @@ impl Engine {
         if name.len() > 200 {
             return bad("name: longer than 200 characters".into());
         }
+        let dependency = match req.dependency.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            None => None,
+            Some(text) => {
+                let d = fabrik_model::DependencySpec::parse(text).map_err(ApiErr::BadRequest)?;
+                for (_, on) in &d.on {
+                    let id: i64 =
+                        on.parse().map_err(|_| ApiErr::BadRequest(format!("dependency: '{on}' is not a job id")))?;
+                    let target = self
+                        .visible(who, id)
+                        .map_err(|_| ApiErr::BadRequest(format!("dependency: job {id} not found")))?;
+                    if target.state == JobStatus::Held {
+                        return bad(format!("dependency: job {id} is held; release it first"));
+                    }
+                }
+                Some(d.to_text())
+            }
+        };
         Ok(JobRecord {
+            dependency,
             id: 0,
             name,
             account: path,
