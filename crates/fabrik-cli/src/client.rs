@@ -144,12 +144,13 @@ pub enum ClientCmd {
 
 #[derive(Args)]
 pub struct SubmitArgs {
-    /// GPUs, all started together (a gang).
-    #[arg(long, short = 'G', default_value_t = 1)]
-    gpus: u32,
-    /// Requested walltime: seconds, 90m, 1h 30m, 1.5d, or Slurm's [D-]HH:MM:SS / MM:SS.
+    /// GPUs, all started together (a gang; default 1).
+    #[arg(long, short = 'G')]
+    gpus: Option<u32>,
+    /// Requested walltime: seconds, 90m, 1h 30m, 1.5d, or Slurm's [D-]HH:MM:SS / MM:SS
+    /// (required here or in the script).
     #[arg(long, short = 't')]
-    walltime: String,
+    walltime: Option<String>,
     /// The job's name.
     #[arg(long, short = 'J')]
     name: Option<String>,
@@ -179,7 +180,16 @@ pub struct SubmitArgs {
     /// afternotok:ID, singleton; comma-separated.
     #[arg(long, short = 'd')]
     dependency: Option<String>,
-    #[arg(last = true, required = true)]
+    /// A job array (sbatch's -a): task indices and a throttle, 0-99%8, 1,3,5-7, 0-15:4.
+    #[arg(long, short = 'a')]
+    array: Option<String>,
+    /// A batch script and its arguments: its #FABRIK lines (these flags) and #SBATCH lines
+    /// (sbatch's common options) at the top set the job's options, flags here win; the script
+    /// is sent to run under its #! interpreter.
+    #[arg(value_name = "SCRIPT [ARGS]")]
+    script: Vec<String>,
+    /// Or a command to run: fabrik submit -G 8 -t 2h -- python train.py
+    #[arg(last = true)]
     command: Vec<String>,
 }
 
@@ -360,22 +370,53 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
     let out = |v: &Value| println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
     match cmd {
         ClientCmd::Submit { args: a, .. } => {
-            let mut body =
-                json!({ "command": a.command, "gpus": a.gpus, "walltime": a.walltime, "preemptible": a.preemptible });
+            let (command, d) = match (a.script.split_first(), a.command.is_empty()) {
+                (Some(_), false) => bail!("give a script or a command after --, not both"),
+                (None, true) => bail!("nothing to run: give a script, or a command after --"),
+                (None, false) => (a.command.clone(), crate::script::Directives::default()),
+                (Some((path, args)), true) => {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("reading script {path}"))?;
+                    let d = crate::script::directives(&text, path)?;
+                    for i in &d.ignored {
+                        eprintln!("note: {path}: #SBATCH {i} ignored (fabrik schedules GPUs and keeps stdout and stderr itself)");
+                    }
+                    let name = std::path::Path::new(path)
+                        .file_name()
+                        .map_or(path.clone(), |n| n.to_string_lossy().to_string());
+                    (crate::script::command(&text, &name, args)?, d)
+                }
+            };
+            let pick = |flag: &Option<String>, dir: &Option<String>| flag.clone().or_else(|| dir.clone());
+            let walltime = pick(&a.walltime, &d.walltime)
+                .context("a walltime is required: --walltime/-t, or #SBATCH --time in the script")?;
+            let mut body = json!({
+                "command": command,
+                "gpus": a.gpus.or(d.gpus).unwrap_or(1),
+                "walltime": walltime,
+                "preemptible": a.preemptible || d.preemptible
+            });
+            let name = pick(&a.name, &d.name).or_else(|| {
+                a.script
+                    .first()
+                    .and_then(|p| std::path::Path::new(p).file_name())
+                    .map(|n| n.to_string_lossy().to_string())
+            });
             for (k, v) in [
-                ("name", &a.name),
-                ("account", &a.account),
-                ("gpu_type", &a.gpu_type),
-                ("qos", &a.qos),
-                ("simulated_runtime", &a.simulated_runtime),
-                ("dependency", &a.dependency),
+                ("name", name),
+                ("account", pick(&a.account, &d.account)),
+                ("gpu_type", pick(&a.gpu_type, &d.gpu_type)),
+                ("qos", pick(&a.qos, &d.qos)),
+                ("simulated_runtime", pick(&a.simulated_runtime, &d.simulated_runtime)),
+                ("dependency", pick(&a.dependency, &d.dependency)),
+                ("array", pick(&a.array, &d.array)),
             ] {
                 if let Some(v) = v {
                     body[k] = json!(v);
                 }
             }
             // the server reads the times on its own clock
-            for (k, v) in [("deadline", &a.deadline), ("earliest_start", &a.begin)] {
+            for (k, v) in [("deadline", &pick(&a.deadline, &d.deadline)), ("earliest_start", &pick(&a.begin, &d.begin))]
+            {
                 if let Some(v) = v {
                     body[k] = match v.parse::<u64>() {
                         Ok(n) => json!(n),
@@ -387,7 +428,10 @@ pub fn run(cmd: &ClientCmd) -> Result<()> {
             if conn.json {
                 out(&j);
             } else {
-                println!("submitted job {} ({}) to {}", s(&j["id"]), s(&j["name"]), s(&j["account"]));
+                match j["array_job_id"].as_i64() {
+                    Some(aid) => println!("submitted array job {aid} ({}) to {}", s(&j["name"]), s(&j["account"])),
+                    None => println!("submitted job {} ({}) to {}", s(&j["id"]), s(&j["name"]), s(&j["account"])),
+                }
             }
         }
         ClientCmd::Queue { start: true, .. } => {

@@ -7,6 +7,7 @@ mod bench_serve;
 mod client;
 mod energy;
 mod plan;
+mod script;
 mod serve;
 mod telemetry;
 mod whatif;

@@ -217,6 +217,35 @@ fn cli_client_submits_queues_and_explains() {
         assert!(t.elapsed() < Duration::from_secs(20), "job 2 never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // a batch script with #SBATCH lines, an array of two tasks; its arguments follow it
+    let script = dir.join("job.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n#SBATCH --job-name=scripted\n#SBATCH --time=1:00 --gres=gpu:1 -A eval\n#SBATCH --output=x.out --array=0-1\necho \"$0 $1 task $SLURM_ARRAY_TASK_ID\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["submit", script.to_str().unwrap(), "hello"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("#SBATCH --output=x.out ignored"), "{err}");
+    let first: i64 = out
+        .strip_prefix("submitted array job ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out.trim().ends_with("(scripted) to research/open-llm/eval"), "{out}");
+    for (k, id) in [first, first + 1].iter().enumerate() {
+        let t = Instant::now();
+        loop {
+            let (_, out, _) = run(&["logs", &id.to_string()]);
+            if out == format!("job.sh hello task {k}\n") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "task {k}: {out:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (ok, _, err) = run(&["submit", "--", "true"]);
+    assert!(!ok && err.contains("a walltime is required"), "{err}");
     // drain and resume the host
     let (ok, out, err) = run(&["drain", "node0", "--reason", "fan replaced"]);
     assert!(ok && out.trim() == "node0 drained", "{out}{err}");

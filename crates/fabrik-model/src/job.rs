@@ -76,6 +76,66 @@ pub struct JobSpec {
     /// running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub singleton: Option<String>,
+    /// A job array's throttle (sbatch `--array …%N`): at most N jobs with this key run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<(String, u32)>,
+}
+
+/// A job array's index set and throttle (sbatch `--array`): `0-99%8`, `1,3,5-7`, `0-15:4`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArraySpec {
+    pub tasks: Vec<u32>,
+    /// At most this many tasks run at once.
+    pub limit: Option<u32>,
+}
+
+/// The most tasks one array may have (Slurm's MaxArraySize defaults to 1001).
+pub const MAX_ARRAY_TASKS: usize = 10_000;
+
+impl ArraySpec {
+    pub fn parse(text: &str) -> Result<ArraySpec, String> {
+        let bad = |m: String| Err(format!("array '{text}': {m}"));
+        let (set, limit) = match text.split_once('%') {
+            Some((s, l)) => match l.trim().parse::<u32>() {
+                Ok(n) if n > 0 => (s, Some(n)),
+                _ => return bad(format!("'%{l}' is not a positive number of tasks")),
+            },
+            None => (text, None),
+        };
+        let mut tasks = Vec::new();
+        for item in set.split(',').map(str::trim) {
+            let (range, step) = match item.split_once(':') {
+                Some((r, st)) => match st.parse::<u32>() {
+                    Ok(n) if n > 0 => (r, n),
+                    _ => return bad(format!("step '{st}' is not a positive number")),
+                },
+                None => (item, 1),
+            };
+            let num =
+                |x: &str| x.trim().parse::<u32>().map_err(|_| format!("array '{text}': '{x}' is not a task index"));
+            let (a, b) = match range.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(range)?, num(range)?),
+            };
+            if b < a {
+                return bad(format!("{a}-{b} runs backwards"));
+            }
+            let mut t = a;
+            while t <= b {
+                tasks.push(t);
+                if tasks.len() > MAX_ARRAY_TASKS {
+                    return bad(format!("more than {MAX_ARRAY_TASKS} tasks"));
+                }
+                match t.checked_add(step) {
+                    Some(n) => t = n,
+                    None => break,
+                }
+            }
+        }
+        tasks.sort_unstable();
+        tasks.dedup();
+        Ok(ArraySpec { tasks, limit })
+    }
 }
 
 /// How a job depends on another (sbatch(1), `--dependency`).
@@ -200,6 +260,7 @@ impl JobSpec {
             deadline: None,
             after: Vec::new(),
             singleton: None,
+            throttle: None,
         }
     }
 }
@@ -207,6 +268,23 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_parse_as_sbatch_writes_them() {
+        let a = ArraySpec::parse("0-3,7,10-14:2%2").unwrap();
+        assert_eq!((a.tasks, a.limit), (vec![0, 1, 2, 3, 7, 10, 12, 14], Some(2)));
+        assert_eq!(ArraySpec::parse("5").unwrap().tasks, vec![5]);
+        for (bad, why) in [
+            ("3-1", "runs backwards"),
+            ("0-9%0", "not a positive number of tasks"),
+            ("a-b", "'a' is not a task index"),
+            ("0-99999", "more than 10000 tasks"),
+            ("0-9:0", "step '0'"),
+        ] {
+            let e = ArraySpec::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn dependencies_parse_as_sbatch_writes_them() {

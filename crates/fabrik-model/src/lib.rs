@@ -23,6 +23,6 @@ pub use error::ModelError;
 pub use facility::{Facility, FacilitySummary, PRESETS};
 pub use gpu::GpuType;
 pub use ids::{AccountId, DomainId, GpuTypeId, GroupId, HallId, JobId, PoolId};
-pub use job::{DepKind, Dependency, DependencySpec, JobSpec, Qos};
+pub use job::{ArraySpec, DepKind, Dependency, DependencySpec, JobSpec, Qos};
 pub use tenants::{Account, TenantTree};
 pub use units::{Joules, Secs, SimTime, Watts};

@@ -33,6 +33,10 @@ pub enum Reason {
         kind: fabrik_model::DepKind,
         on: String,
     },
+    /// A job array's throttle: `limit` of its tasks run already (Slurm's JobArrayTaskLimit).
+    ArrayThrottle {
+        limit: u32,
+    },
     /// `singleton`: an earlier job of the same name and account is still waiting or running.
     Singleton {
         on: String,
@@ -156,6 +160,7 @@ impl Reason {
             Reason::DependencyNeverSatisfied { kind, on } => {
                 write!(f, "dependency never satisfied: job {on} ended otherwise ({}); cancel it", kind.name())
             }
+            Reason::ArrayThrottle { limit } => write!(f, "job array: {limit} of its tasks run already (%{limit})"),
             Reason::Singleton { on } => write!(f, "singleton: job {on} of the same name and account comes first"),
             Reason::Resources { no_fit } => match no_fit {
                 NoFit::NotEnoughFree { free, need } => write!(f, "needs {need} GPUs, {free} free"),

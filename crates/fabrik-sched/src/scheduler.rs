@@ -611,6 +611,16 @@ impl Scheduler {
                 return Some(Reason::Dependency { kind: d.kind, on: d.on.clone() });
             }
         }
+        if let Some((key, limit)) = &spec.throttle {
+            let running = self
+                .running
+                .iter()
+                .filter(|&&(_, j)| self.jobs[j.idx()].spec.throttle.as_ref().is_some_and(|t| &t.0 == key))
+                .count();
+            if running >= *limit as usize {
+                return Some(Reason::ArrayThrottle { limit: *limit });
+            }
+        }
         let key = spec.singleton.as_ref()?;
         // an earlier job with the same key, waiting or running, comes first
         let before = self

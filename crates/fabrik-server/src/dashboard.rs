@@ -6,4 +6,3 @@
 
 /// The page: a file in the repository (`dashboard.html`), compiled in.
 pub const PAGE: &str = include_str!("dashboard.html");
-

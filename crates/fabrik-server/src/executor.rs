@@ -81,6 +81,8 @@ pub struct Launch<'a> {
     pub command: &'a [String],
     pub devices: &'a [u32],
     pub simulated_runtime_s: Option<u64>,
+    /// A job array's (array id, task index).
+    pub array: Option<(i64, u32)>,
     pub walltime_s: u64,
     pub now: SimTime,
     /// The power limit the scheduler chose under the facility cap, as a fraction of the GPUs'
@@ -200,7 +202,25 @@ pub const JOB_ENV: &[&str] = &[
     "FABRIK_WALLTIME_S",
     "FABRIK_POWER_FRACTION",
     "FABRIK_JOB_DIR",
+    // array tasks only, also under Slurm's names so existing scripts run unchanged
+    "FABRIK_ARRAY_JOB_ID",
+    "FABRIK_ARRAY_TASK_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
 ];
+
+/// The array variables of a task (none for an ordinary job).
+pub fn array_env(array: Option<(i64, u32)>) -> Vec<(&'static str, String)> {
+    match array {
+        None => Vec::new(),
+        Some((a, t)) => vec![
+            ("FABRIK_ARRAY_JOB_ID", a.to_string()),
+            ("FABRIK_ARRAY_TASK_ID", t.to_string()),
+            ("SLURM_ARRAY_JOB_ID", a.to_string()),
+            ("SLURM_ARRAY_TASK_ID", t.to_string()),
+        ],
+    }
+}
 
 const JOB_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -521,6 +541,7 @@ impl Executor for LocalExecutor {
             .env("FABRIK_WALLTIME_S", l.walltime_s.to_string())
             .env("FABRIK_POWER_FRACTION", format!("{:.3}", l.power_fraction))
             .env("FABRIK_JOB_DIR", &dir)
+            .envs(array_env(l.array))
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(out)
@@ -674,6 +695,7 @@ mod tests {
             command: cmd,
             devices,
             simulated_runtime_s: None,
+            array: None,
             walltime_s: 60,
             now: SimTime(0),
             power_fraction: 1.0,

@@ -327,7 +327,10 @@ impl Executor for SlurmExecutor {
             ("FABRIK_WALLTIME_S", l.walltime_s.to_string()),
             ("FABRIK_POWER_FRACTION", format!("{:.3}", l.power_fraction)),
             ("FABRIK_JOB_DIR", dir.display().to_string()),
-        ] {
+        ]
+        .into_iter()
+        .chain(crate::executor::array_env(l.array))
+        {
             script.push_str(&format!("export {k}={}\n", quote(&v)));
         }
         script.push_str("exec");

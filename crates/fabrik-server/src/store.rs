@@ -140,6 +140,14 @@ pub struct JobRecord {
     /// sbatch's `--dependency`, as normalised at submission (`afterok:3:4,singleton`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dependency: Option<String>,
+    /// A job array's task: the array's id (its first task's job id), the task index, and the
+    /// throttle (at most this many tasks at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_job_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_task_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_limit: Option<u32>,
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -178,7 +186,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     checkpoint_interval INTEGER, earliest_start INTEGER, deadline INTEGER, command TEXT NOT NULL,
     sim_runtime INTEGER, submitter TEXT NOT NULL, state TEXT NOT NULL, submit_time INTEGER NOT NULL,
     start_time INTEGER, end_time INTEGER, exit_code INTEGER, signal INTEGER, pid INTEGER,
-    allocation TEXT, reason TEXT, dependency TEXT);
+    allocation TEXT, reason TEXT, dependency TEXT, array_job INTEGER, array_task INTEGER, array_limit INTEGER);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 ";
 
@@ -205,8 +213,12 @@ impl Store {
             .prepare("SELECT name FROM pragma_table_info('jobs')")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_>>()?;
-        if !job_cols.iter().any(|c| c == "dependency") {
-            conn.execute_batch("ALTER TABLE jobs ADD COLUMN dependency TEXT")?;
+        for (col, ty) in
+            [("dependency", "TEXT"), ("array_job", "INTEGER"), ("array_task", "INTEGER"), ("array_limit", "INTEGER")]
+        {
+            if !job_cols.iter().any(|c| c == col) {
+                conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {col} {ty}"))?;
+            }
         }
         Ok(Store { conn, fail_writes: Default::default() })
     }
@@ -318,7 +330,8 @@ impl Store {
             .map(|n| n > 0)
     }
 
-    /// Inserts jobs in one transaction; returns their ids.
+    /// Inserts jobs in one transaction; returns their ids. Tasks of an array arrive with the
+    /// same negative `array_job_id` (a group number) and leave with their first task's id.
     pub fn insert_jobs(&mut self, jobs: &[JobRecord]) -> Result<Vec<i64>> {
         self.injected()?;
         let tx = self.conn.transaction()?;
@@ -326,10 +339,18 @@ impl Store {
         {
             let mut st = tx.prepare_cached(
                 "INSERT INTO jobs(name, account, gpus, gpu_type, walltime, qos, preemptible, checkpoint_interval,
-                 earliest_start, deadline, command, sim_runtime, submitter, state, submit_time, dependency)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 earliest_start, deadline, command, sim_runtime, submitter, state, submit_time, dependency,
+                 array_job, array_task, array_limit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
+            // an array's tasks are marked with the same negative group number; the first task
+            // inserted gives the array its id
+            let mut first: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
             for j in jobs {
+                let array_job = match j.array_job_id {
+                    Some(g) if g < 0 => first.get(&g).copied(),
+                    other => other,
+                };
                 st.execute(params![
                     j.name,
                     j.account,
@@ -347,8 +368,16 @@ impl Store {
                     j.state.as_str(),
                     sql_u64(j.submit_time),
                     j.dependency,
+                    array_job,
+                    j.array_task_id,
+                    j.array_limit,
                 ])?;
-                ids.push(tx.last_insert_rowid());
+                let id = tx.last_insert_rowid();
+                if let Some(g) = j.array_job_id.filter(|&g| g < 0 && !first.contains_key(&g)) {
+                    first.insert(g, id);
+                    tx.execute("UPDATE jobs SET array_job = ?1 WHERE id = ?1", params![id])?;
+                }
+                ids.push(id);
             }
         }
         tx.commit()?;
@@ -367,7 +396,7 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT id, name, account, gpus, gpu_type, walltime, qos, preemptible, checkpoint_interval, earliest_start,
              deadline, command, sim_runtime, submitter, state, submit_time, start_time, end_time, exit_code, signal,
-             pid, allocation, reason, dependency FROM jobs ORDER BY id",
+             pid, allocation, reason, dependency, array_job, array_task, array_limit FROM jobs ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             let command: String = r.get(11)?;
@@ -401,6 +430,9 @@ impl Store {
                 allocation: alloc.and_then(|a| serde_json::from_str(&a).ok()),
                 reason: r.get(22)?,
                 dependency: r.get(23)?,
+                array_job_id: r.get(24)?,
+                array_task_id: r.get(25)?,
+                array_limit: r.get(26)?,
             })
         })?;
         rows.collect()
@@ -496,6 +528,9 @@ mod tests {
             allocation: None,
             reason: None,
             dependency: Some("afterok:1".into()),
+            array_job_id: None,
+            array_task_id: None,
+            array_limit: None,
         };
         let ids = s.insert_jobs(&[j.clone(), j.clone()]).unwrap();
         assert_eq!(ids.len(), 2);

@@ -658,3 +658,55 @@ async fn dependencies_wait_for_their_jobs_as_sbatch_s_do() {
     assert!(v2["start_time"].as_u64() >= v1["end_time"].as_u64(), "{v1} {v2}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_run_their_tasks_with_their_index_and_throttle() {
+    // five tasks of 1 GPU on 4 GPUs, at most 2 at once (%2): never more than 2 run
+    let s = start("array", 4).await;
+    let (st, first) = s
+        .req(
+            "POST",
+            "/v1/jobs",
+            &s.alice,
+            Some(json!({"command": ["sh", "-c", "echo task $SLURM_ARRAY_TASK_ID of $FABRIK_ARRAY_JOB_ID; sleep 1"],
+                "gpus": 1, "walltime": 60, "array": "0-3,7%2", "name": "sweep"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let a = first["id"].as_i64().unwrap();
+    assert_eq!((first["array_job_id"].as_i64(), first["array_task_id"].as_u64()), (Some(a), Some(0)));
+    let ids: Vec<i64> = (a..a + 5).collect();
+    let t = Instant::now();
+    let mut most = 0;
+    loop {
+        let (_, v) = s.req("GET", "/v1/jobs?state=active", &s.alice, None).await;
+        let running = v["jobs"].as_array().unwrap().iter().filter(|j| j["state"] == "running").count();
+        most = most.max(running);
+        if v["jobs"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(most, 2, "the throttle: at most 2 at once, and it reached 2");
+    let mut outs = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let v = s.wait_state(*id, &s.alice, "completed").await;
+        assert_eq!((v["array_job_id"].as_i64(), v["name"].as_str()), (Some(a), Some("sweep")));
+        let (_, out) = s.req("GET", &format!("/v1/jobs/{id}/logs"), &s.alice, None).await;
+        outs.push(out.as_str().unwrap().to_string());
+        assert_eq!(v["array_task_id"].as_u64(), Some([0, 1, 2, 3, 7][k]));
+    }
+    assert_eq!(outs, [0, 1, 2, 3, 7].map(|t| format!("task {t} of {a}\n")));
+    let (st, v) = s
+        .req(
+            "POST",
+            "/v1/jobs",
+            &s.alice,
+            Some(json!({"command": ["true"], "gpus": 1, "walltime": 60, "array": "5-1"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("array '5-1': 5-1 runs backwards"), "{v}");
+    s.stop().await;
+}

@@ -290,6 +290,9 @@ impl Engine {
         s.checkpoint_interval = rec.checkpoint_interval_s.map(Secs);
         s.earliest_start = rec.earliest_start.map(SimTime);
         s.deadline = rec.deadline.map(SimTime);
+        if let (Some(a), Some(limit)) = (rec.array_job_id, rec.array_limit) {
+            s.throttle = Some((format!("array {a}"), limit));
+        }
         if let Some(text) = &rec.dependency {
             let d = fabrik_model::DependencySpec::parse(text)?;
             if d.singleton {
@@ -876,6 +879,7 @@ fn launch<'a>(rec: &'a JobRecord, devices: &'a [u32], now: SimTime, power_fracti
         command: &rec.command,
         devices,
         simulated_runtime_s: rec.simulated_runtime_s,
+        array: rec.array_job_id.zip(rec.array_task_id),
         walltime_s: rec.walltime_s,
         now,
         power_fraction,

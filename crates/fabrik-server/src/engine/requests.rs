@@ -77,6 +77,10 @@ pub struct SubmitRequest {
     /// sbatch's `--dependency`: `afterok:ID[:ID]`, `afterany:ID`, `after:ID`,
     /// `afternotok:ID`, `singleton`, comma-separated, on jobs the submitter may see.
     pub dependency: Option<String>,
+    /// sbatch's `--array`: task indices and a throttle, `0-99%8`, `1,3,5-7`, `0-15:4`. Every
+    /// task is a job of its own (FABRIK_ARRAY_TASK_ID / SLURM_ARRAY_TASK_ID in its
+    /// environment); the answer is the first task, whose id is the array's.
+    pub array: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -225,16 +229,35 @@ impl Engine {
             pid: None,
             allocation: None,
             reason: None,
+            array_job_id: None,
+            array_task_id: None,
+            array_limit: None,
         })
     }
 
     /// Validates, commits in one transaction (durable before anyone is answered), then queues.
     pub(super) fn submit_batch(&mut self, batch: Vec<(Identity, Box<SubmitRequest>, Reply<JobRecord>)>) {
         let now = self.clock.now();
-        let mut ok: Vec<(JobRecord, Reply<JobRecord>)> = Vec::new();
-        for (who, req, reply) in batch {
-            match self.validate(&who, &req, now) {
-                Ok(rec) => ok.push((rec, reply)),
+        // each request's records (one job, or an array's tasks) and its reply
+        let mut ok: Vec<(Vec<JobRecord>, Reply<JobRecord>)> = Vec::new();
+        for (g, (who, req, reply)) in batch.into_iter().enumerate() {
+            let expanded = self.validate(&who, &req, now).and_then(|rec| match req.array.as_deref() {
+                None => Ok(vec![rec]),
+                Some(text) => {
+                    let a = fabrik_model::ArraySpec::parse(text).map_err(ApiErr::BadRequest)?;
+                    Ok(a.tasks
+                        .iter()
+                        .map(|&t| JobRecord {
+                            array_job_id: Some(-(g as i64) - 1),
+                            array_task_id: Some(t),
+                            array_limit: a.limit,
+                            ..rec.clone()
+                        })
+                        .collect())
+                }
+            });
+            match expanded {
+                Ok(recs) => ok.push((recs, reply)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -243,16 +266,27 @@ impl Engine {
         if ok.is_empty() {
             return;
         }
-        let recs: Vec<JobRecord> = ok.iter().map(|(r, _)| r.clone()).collect();
+        let recs: Vec<JobRecord> = ok.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
         match self.store.insert_jobs(&recs) {
             Ok(ids) => {
                 let mut changed = Vec::new();
-                for ((mut rec, reply), id) in ok.into_iter().zip(ids) {
-                    rec.id = id;
-                    self.enqueue(&mut rec, &mut changed);
-                    self.metrics.submissions.inc();
-                    let _ = reply.send(Ok(rec.clone()));
-                    self.jobs.insert(id, rec);
+                let mut ids = ids.into_iter();
+                for (recs, reply) in ok {
+                    let mut answer = None;
+                    let mut array_id = None;
+                    for mut rec in recs {
+                        rec.id = ids.next().expect("an id per record");
+                        if rec.array_task_id.is_some() {
+                            rec.array_job_id = Some(*array_id.get_or_insert(rec.id));
+                        }
+                        self.enqueue(&mut rec, &mut changed);
+                        self.metrics.submissions.inc();
+                        answer.get_or_insert_with(|| rec.clone());
+                        self.jobs.insert(rec.id, rec);
+                    }
+                    if let Some(a) = answer {
+                        let _ = reply.send(Ok(a));
+                    }
                 }
                 if !changed.is_empty() {
                     let recs: Vec<&JobRecord> = changed.iter().filter_map(|id| self.jobs.get(id)).collect();
