@@ -333,7 +333,7 @@ fn on_tenants_of(
             None => {
                 let id = f.tenants.resolve(path).map_err(|e| {
                     anyhow::anyhow!(
-                        "facility {}: the workload's account '{path}' is not in its tenant tree ({e}); give the facilities the same accounts, or compare them separately",
+                        "facility {}: the workload's account '{path}' is not in its tenant tree ({e})",
                         f.name
                     )
                 })?;
@@ -362,10 +362,21 @@ fn compare(a: &CompareArgs) -> Result<()> {
     let energies =
         variants.iter().map(|v| v.configure(a.w.days.unwrap_or(30.0), &mut sched)).collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
-    let notes = workload.notes.clone();
+    let mut notes = workload.notes.clone();
     for f in &facilities {
-        // each facility with its own tenant tree: the workload's jobs keep their account paths
-        let own = on_tenants_of(&workload, &first.tenants, f)?;
+        // each facility with its own tenant tree (the workload's jobs keep their account
+        // paths); one that lacks the workload's accounts runs with the first's tree, and the
+        // notes say so
+        let mut f = f.clone();
+        let own = match on_tenants_of(&workload, &first.tenants, &f) {
+            Ok(w) => w,
+            Err(e) => {
+                notes.push(format!("{e:#}: it runs with the tenant tree of {}", first.name));
+                f.tenants = first.tenants.clone();
+                None
+            }
+        };
+        let f = &f;
         let workload = own.as_ref().unwrap_or(&workload);
         for p in &a.policies {
             for e in &energies {

@@ -490,11 +490,26 @@ fn compare_gives_every_facility_its_own_tenant_tree() {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let waits: Vec<f64> = v["rows"].as_array().unwrap().iter().map(|r| r["wait_mean_s"].as_f64().unwrap()).collect();
     assert_eq!(waits, vec![0.0, 50.0]);
-    // a facility without the workload's account says so
+    // a facility without the workload's account runs with the first's tree, and says so
     let c = tmp("tree-c.toml", &format!("name = \"other\"\n{pool}{tree}[[account]]\npath = \"b/r\"\n"));
     let facilities = format!("{},{}", a.display(), c.display());
-    fails_with(
-        &["compare", "--policies", "fifo", "--facilities", &facilities, "--workload", &workload],
-        "facility other: the workload's account 'b/q' is not in its tenant tree",
+    let o = fabrik(&[
+        "compare",
+        "--policies",
+        "fifo",
+        "--facilities",
+        &facilities,
+        "--workload",
+        &workload,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with("facility other: the workload's account 'b/q' is not in its tenant tree")
+            && n.ends_with("it runs with the tenant tree of free")),
+        "{notes:?}"
     );
 }

@@ -202,23 +202,22 @@ pub const JOB_ENV: &[&str] = &[
     "FABRIK_WALLTIME_S",
     "FABRIK_POWER_FRACTION",
     "FABRIK_JOB_DIR",
-    // array tasks only, also under Slurm's names so existing scripts run unchanged
-    "FABRIK_ARRAY_JOB_ID",
-    "FABRIK_ARRAY_TASK_ID",
-    "SLURM_ARRAY_JOB_ID",
-    "SLURM_ARRAY_TASK_ID",
 ];
+
+/// What an array task gets besides [`JOB_ENV`], also under Slurm's names so existing scripts
+/// run unchanged.
+pub const ARRAY_ENV: &[&str] =
+    &["FABRIK_ARRAY_JOB_ID", "FABRIK_ARRAY_TASK_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"];
 
 /// The array variables of a task (none for an ordinary job).
 pub fn array_env(array: Option<(i64, u32)>) -> Vec<(&'static str, String)> {
     match array {
         None => Vec::new(),
-        Some((a, t)) => vec![
-            ("FABRIK_ARRAY_JOB_ID", a.to_string()),
-            ("FABRIK_ARRAY_TASK_ID", t.to_string()),
-            ("SLURM_ARRAY_JOB_ID", a.to_string()),
-            ("SLURM_ARRAY_TASK_ID", t.to_string()),
-        ],
+        Some((a, t)) => ARRAY_ENV
+            .iter()
+            .zip([a.to_string(), t.to_string(), a.to_string(), t.to_string()])
+            .map(|(k, v)| (*k, v))
+            .collect(),
     }
 }
 
