@@ -150,8 +150,8 @@ async fn list(
 ) -> ApiResult<serde_json::Value> {
     let who = s.identity(&h)?;
     let Query(f) = q?;
-    let jobs = s.call(|r| Cmd::List(who, f, r)).await?;
-    Ok(Json(json!({ "jobs": jobs })))
+    let (jobs, next) = s.call(|r| Cmd::List(who, f, r)).await?;
+    Ok(Json(json!({ "jobs": jobs, "next": next })))
 }
 
 async fn show(State(s): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<crate::store::JobRecord> {

@@ -29,7 +29,29 @@ fn id_param() -> Value {
     json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }])
 }
 
+/// The document, every operation with an `operationId` made of its method and path
+/// (`get_v1_jobs_id_why`): unique by construction, stable across releases.
 pub fn document() -> Value {
+    let mut d = paths_and_schemas();
+    if let Some(paths) = d["paths"].as_object_mut() {
+        for (path, ops) in paths.iter_mut() {
+            let slug: String = path
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.trim_matches(|c| c == '{' || c == '}'))
+                .collect::<Vec<_>>()
+                .join("_");
+            if let Some(ops) = ops.as_object_mut() {
+                for (method, op) in ops.iter_mut() {
+                    op["operationId"] = json!(format!("{method}_{slug}"));
+                }
+            }
+        }
+    }
+    d
+}
+
+fn paths_and_schemas() -> Value {
     // 1 s to 366 days (MAX_WALLTIME_S), as seconds or with a unit
     let bounded = json!({ "oneOf": [{ "type": "integer", "minimum": 1, "maximum": crate::engine::MAX_WALLTIME_S }, { "type": "string", "examples": ["90s", "45m", "1h 30m", "1.5d", "2-12:00:00", "30:00"] }] });
     let when = json!({ "oneOf": [{ "type": "integer", "minimum": 0, "description": "Unix seconds" }, { "type": "string", "examples": ["2026-12-04T18:00:00Z", "2026-12-04 18:00", "now+2h"] }], "description": "at most 10 years ahead" });
@@ -48,11 +70,12 @@ pub fn document() -> Value {
                     "summary": "List jobs visible to the token",
                     "security": [{ "bearer": [] }],
                     "parameters": [
-                        { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "starting", "running", "completed", "failed", "cancelled", "timeout", "active"] } },
+                        { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "held", "starting", "running", "completed", "failed", "cancelled", "timeout", "active"] } },
                         { "name": "account", "in": "query", "schema": { "type": "string" } },
-                        { "name": "limit", "in": "query", "schema": { "type": "integer" } }
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 100000 } },
+                        { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "cursor: the previous page's next" }
                     ],
-                    "responses": { "200": { "description": "jobs" } }
+                    "responses": { "200": { "description": "jobs, newest first, and next: the cursor of the next page (null on the last)" } }
                 }
             },
             "/v1/jobs/{id}": {
@@ -132,4 +155,89 @@ pub fn document() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` target of a JSON value.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        out.push(x.as_str().unwrap_or("").to_string());
+                    } else {
+                        refs(x, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_is_valid_openapi() {
+        let d = document();
+        assert_eq!(d["openapi"], "3.1.0");
+        assert!(d["info"]["title"].is_string() && d["info"]["version"].is_string());
+        let paths = d["paths"].as_object().unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, ops) in paths {
+            assert!(path.starts_with('/'), "{path}");
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(["get", "post", "delete", "put", "patch"].contains(&method.as_str()), "{path} {method}");
+                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}: responses");
+                assert!(ids.insert(op["operationId"].as_str().unwrap().to_string()), "{method} {path}: operationId");
+                // every {param} of the path is declared as a path parameter
+                for seg in path.split('/').filter(|s| s.starts_with('{')) {
+                    let name = seg.trim_matches(|c| c == '{' || c == '}');
+                    let declared = op["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true);
+                    assert!(declared, "{method} {path}: path parameter {name}");
+                }
+            }
+        }
+        let mut targets = Vec::new();
+        refs(&d, &mut targets);
+        assert!(!targets.is_empty());
+        for t in targets {
+            let ptr = t.strip_prefix('#').unwrap_or_else(|| panic!("external $ref {t}"));
+            assert!(d.pointer(ptr).is_some(), "$ref {t} resolves to nothing");
+        }
+        // the routes the server serves are documented (api::router)
+        for p in [
+            "/v1/jobs",
+            "/v1/jobs/{id}",
+            "/v1/jobs/{id}/hold",
+            "/v1/jobs/{id}/release",
+            "/v1/jobs/{id}/requeue",
+            "/v1/jobs/{id}/cancel",
+            "/v1/jobs/{id}/why",
+            "/v1/jobs/{id}/logs",
+            "/v1/jobs/{id}/forecast",
+            "/v1/accounts",
+            "/v1/tokens",
+            "/v1/tokens/{id}/revoke",
+            "/v1/facility",
+            "/v1/nodes",
+            "/v1/nodes/{node}/drain",
+            "/v1/nodes/{node}/resume",
+            "/v1/dashboard",
+            "/v1/snapshot",
+            "/v1/forecast",
+            "/v1/whatif",
+            "/v1/whoami",
+            "/healthz",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(p), "{p} is not documented");
+        }
+        assert_eq!(d["paths"]["/v1/jobs/{id}/why"]["get"]["operationId"], "get_v1_jobs_id_why");
+    }
 }

@@ -698,6 +698,18 @@ async fn arrays_run_their_tasks_with_their_index_and_throttle() {
         assert_eq!(v["array_task_id"].as_u64(), Some([0, 1, 2, 3, 7][k]));
     }
     assert_eq!(outs, [0, 1, 2, 3, 7].map(|t| format!("task {t} of {a}\n")));
+    // cursor paging, newest first: pages of 2 of the 5 tasks, the last one short and final
+    let page = |q: String| {
+        let s = &s;
+        async move {
+            let (_, v) = s.req("GET", &format!("/v1/jobs?limit=2{q}"), &s.alice, None).await;
+            let ids: Vec<i64> = v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+            (ids, v["next"].as_i64())
+        }
+    };
+    assert_eq!(page(String::new()).await, (vec![a + 4, a + 3], Some(a + 3)));
+    assert_eq!(page(format!("&before={}", a + 3)).await, (vec![a + 2, a + 1], Some(a + 1)));
+    assert_eq!(page(format!("&before={}", a + 1)).await, (vec![a], None));
     let (st, v) = s
         .req(
             "POST",

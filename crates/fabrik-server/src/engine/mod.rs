@@ -52,7 +52,7 @@ pub enum Control {
 
 pub enum Cmd {
     Submit(Identity, Box<SubmitRequest>, Reply<JobRecord>),
-    List(Identity, ListFilter, Reply<Vec<JobRecord>>),
+    List(Identity, ListFilter, Reply<(Vec<JobRecord>, Option<i64>)>),
     Show(Identity, i64, Reply<JobRecord>),
     Cancel(Identity, i64, Reply<JobRecord>),
     /// Hold a pending job, release a held one, or requeue a running one (`Control`).

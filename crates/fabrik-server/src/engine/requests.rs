@@ -88,7 +88,10 @@ pub struct SubmitRequest {
 pub struct ListFilter {
     pub state: Option<String>,
     pub account: Option<String>,
+    /// At most this many jobs (default 1,000, at most 100,000), newest first.
     pub limit: Option<usize>,
+    /// The cursor: only jobs with a smaller id (the `next` of the previous page).
+    pub before: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -117,7 +117,8 @@ pub struct DashboardView {
 }
 
 impl Engine {
-    pub(super) fn list(&self, who: &Identity, f: &ListFilter) -> Result<Vec<JobRecord>, ApiErr> {
+    /// A page of jobs, newest first, and the cursor of the next page when this one is full.
+    pub(super) fn list(&self, who: &Identity, f: &ListFilter) -> Result<(Vec<JobRecord>, Option<i64>), ApiErr> {
         let state = match &f.state {
             Some(s) if s == "active" => None,
             Some(s) => {
@@ -126,18 +127,21 @@ impl Engine {
             None => None,
         };
         let active_only = f.state.as_deref() == Some("active");
-        let limit = f.limit.unwrap_or(1000).min(100_000);
-        Ok(self
+        let limit = f.limit.unwrap_or(1000).clamp(1, 100_000);
+        let page: Vec<JobRecord> = self
             .jobs
-            .values()
+            .range(..f.before.unwrap_or(i64::MAX))
             .rev()
+            .map(|(_, j)| j)
             .filter(|j| who.covers(&j.account))
             .filter(|j| state.is_none_or(|s| j.state == s))
             .filter(|j| !active_only || !j.state.is_final())
             .filter(|j| f.account.as_ref().is_none_or(|a| &j.account == a || j.account.starts_with(&format!("{a}/"))))
             .take(limit)
             .cloned()
-            .collect())
+            .collect();
+        let next = (page.len() == limit).then(|| page.last().map(|j| j.id)).flatten();
+        Ok((page, next))
     }
 
     pub(super) fn why(&self, who: &Identity, id: i64) -> Result<WhyView, ApiErr> {
