@@ -34,10 +34,13 @@ pub enum ClientCmd {
     Queue {
         #[command(flatten)]
         conn: Conn,
+        /// Every job, ended ones too.
         #[arg(long)]
         all: bool,
+        /// Only jobs in this state (pending, held, running, completed, failed, cancelled, timeout; any case).
         #[arg(long)]
         state: Option<String>,
+        /// Only jobs of this account (a subtree).
         #[arg(long)]
         account: Option<String>,
         /// Forecast start times of the pending jobs (P50 and P90 over the server's twin runs),
@@ -49,27 +52,32 @@ pub enum ClientCmd {
         #[arg(long, short = 'o', default_value = "id,name,account,gpus,state,submit,elapsed,left,reason")]
         format: String,
     },
+    /// A job as JSON: state, times, placement, reason.
     Show {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
     },
     /// Cancel a job (scancel): a pending one at once, a running one by SIGTERM, then SIGKILL.
     Cancel {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
     },
     /// Keep a pending job out of scheduling until it is released (scontrol hold).
     Hold {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
     },
     /// Let a held job be scheduled again (scontrol release).
     Release {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
     },
     /// Put a running job back in the queue (scontrol requeue): SIGTERM, its checkpoint signal,
@@ -77,12 +85,16 @@ pub enum ClientCmd {
     Requeue {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
     },
+    /// The job's standard output (or --stderr)
     Logs {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
+        /// The job's standard error instead of its standard output.
         #[arg(long)]
         stderr: bool,
         /// Last N bytes only.
@@ -93,6 +105,7 @@ pub enum ClientCmd {
     Why {
         #[command(flatten)]
         conn: Conn,
+        /// The job id.
         job: i64,
     },
     /// Accounts: entitled share, recent usage, GPU-hours, IT energy and emissions.
@@ -129,6 +142,7 @@ pub enum ClientCmd {
     Resume {
         #[command(flatten)]
         conn: Conn,
+        /// A node name (or its index).
         node: String,
     },
     /// What-ifs from the live state (admins): the next days under the facility's current

@@ -76,6 +76,7 @@ enum FacilityCmd {
     Show {
         /// A preset, a TOML file, or a shorthand such as 80x8:20 (80 nodes × 8 GPUs, 20 per leaf).
         facility: String,
+        /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -249,6 +250,7 @@ pub struct WorkloadArgs {
     /// Offered load of the synthetic workload (GPU-time demanded / available).
     #[arg(long, default_value_t = 0.85)]
     load: f64,
+    /// Seed of the random draws (same seed, same run).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Share of synthetic jobs of walltime ≤ 24 h that are flexible: a deadline of walltime +
@@ -301,13 +303,16 @@ pub struct CompareArgs {
     facilities: Vec<String>,
     #[command(flatten)]
     w: WorkloadArgs,
+    /// Scheduler settings (backfill depth, fair-share weights …) from a TOML file.
     #[arg(long)]
     sched_config: Option<PathBuf>,
     /// Energy settings for every run; `--energy-aware off,carbon` runs each variant.
     #[command(flatten)]
     energy: energy::EnergyArgs,
+    /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
     #[arg(long)]
     html: Option<PathBuf>,
 }
@@ -864,4 +869,34 @@ fn facility_show(spec: &str, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod help_tests {
+    /// Every command and every flag says what it does (`fabrik … --help`).
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        use clap::CommandFactory;
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if ["help", "version"].contains(&id) || a.is_hide_set() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                let p = format!("{path} {}", s.get_name());
+                if s.get_about().is_none() && s.get_long_about().is_none() && s.get_name() != "help" {
+                    missing.push(p.clone());
+                }
+                walk(s, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "fabrik", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }

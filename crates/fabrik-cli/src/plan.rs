@@ -25,8 +25,10 @@ pub enum PlanCmd {
     },
     /// What GPU counts and training FLOPs the seed claims' power levels (100 MW … 100 GW) mean.
     Power {
+        /// Power usage effectiveness of the facility.
         #[arg(long, default_value_t = inputs::DEFAULT_PUE)]
         pue: f64,
+        /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -36,17 +38,23 @@ pub enum PlanCmd {
 
 #[derive(Subcommand)]
 pub enum CompareCmd {
+    /// Training runs on several GPU types and zones side by side.
     Train {
+        /// GPU types to compare, comma-separated.
         #[arg(long, value_delimiter = ',')]
         gpu_types: Vec<String>,
+        /// Grid zones to compare, comma-separated (EU, DE, FR, SE, PL, US).
         #[arg(long, value_delimiter = ',')]
         zones: Vec<String>,
         #[command(flatten)]
         args: TrainArgs,
     },
+    /// Facilities of several GPU types and zones side by side.
     Facility {
+        /// GPU types to compare, comma-separated.
         #[arg(long, value_delimiter = ',')]
         gpu_types: Vec<String>,
+        /// Grid zones to compare, comma-separated (EU, DE, FR, SE, PL, US).
         #[arg(long, value_delimiter = ',')]
         zones: Vec<String>,
         #[command(flatten)]
@@ -65,6 +73,7 @@ pub struct Site {
     /// Override the zone's electricity price, €/MWh.
     #[arg(long)]
     price_eur_per_mwh: Option<f64>,
+    /// Power usage effectiveness of the facility.
     #[arg(long, default_value_t = inputs::DEFAULT_PUE)]
     pue: f64,
     /// A facility file whose own [[gpu]] entries --gpu may name (besides the built-in catalog).
@@ -99,8 +108,10 @@ pub struct TrainArgs {
     /// Target wall-clock days: solve for the GPU count (for a finished run: its duration).
     #[arg(long)]
     days: Option<f64>,
+    /// Model FLOPs utilisation (default: by model size, GPU count, type and precision).
     #[arg(long)]
     mfu: Option<f64>,
+    /// Effective training time ratio (default: from the failure rate and checkpointing at this scale).
     #[arg(long)]
     ettr: Option<f64>,
     #[command(flatten)]
@@ -108,6 +119,7 @@ pub struct TrainArgs {
     /// Rented GPUs at this price per GPU-hour (energy included); owned hardware otherwise.
     #[arg(long)]
     gpu_hour_price_eur: Option<f64>,
+    /// Years over which the hardware is written off (for the cost per GPU-hour).
     #[arg(long, default_value_t = inputs::DEPRECIATION_YEARS)]
     depreciation_years: f64,
     /// Average power per GPU while training, W, in the --power-scope (default: 76% of GPU +
@@ -118,6 +130,7 @@ pub struct TrainArgs {
     /// (GPU board power only, the model-card convention).
     #[arg(long, default_value = "it", value_parser = ["it", "gpu"])]
     power_scope: String,
+    /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
 }
@@ -130,8 +143,10 @@ pub struct FacilityArgs {
     /// Capital budget, € (5e9, 5bn).
     #[arg(long)]
     budget_eur: Option<String>,
+    /// Number of GPUs.
     #[arg(long)]
     gpus: Option<String>,
+    /// GPU type (a catalog name: H100, B200, GB200 …).
     #[arg(long)]
     gpu: Option<String>,
     #[command(flatten)]
@@ -139,31 +154,38 @@ pub struct FacilityArgs {
     /// Share of GPU-time busy over the year.
     #[arg(long, default_value_t = 0.8)]
     utilisation: f64,
+    /// Building and power infrastructure cost, EUR per MW of IT load.
     #[arg(long, default_value_t = inputs::BUILDING_EUR_PER_MW)]
     building_eur_per_mw: f64,
+    /// Years over which the hardware is written off (for the cost per GPU-hour).
     #[arg(long, default_value_t = inputs::DEPRECIATION_YEARS)]
     depreciation_years: f64,
     /// The training run to count per year.
     #[arg(long, default_value = "405e9")]
     run_params: String,
+    /// Tokens of the reference training run the facility is sized for.
     #[arg(long, default_value = "15e12")]
     run_tokens: String,
+    /// GPUs of the reference training run.
     #[arg(long)]
     run_gpus: Option<String>,
     /// Write the planned facility as a file `fabrik simulate --facility` accepts.
     #[arg(long)]
     write_facility: Option<PathBuf>,
+    /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct CheckpointArgs {
+    /// Number of GPUs.
     #[arg(long)]
     gpus: String,
     /// Model parameters, to derive the checkpoint write time (14 B/param at 2 TB/s).
     #[arg(long, default_value = "405e9")]
     params: String,
+    /// GPUs per node (a failure takes one node down).
     #[arg(long, default_value_t = 8.0)]
     gpus_per_node: f64,
     /// Blocking checkpoint time, s (overrides the one derived from --params).
@@ -186,6 +208,7 @@ pub struct CheckpointArgs {
     /// Checkpoint intervals to evaluate besides the optima, comma-separated (5m,15m,1h).
     #[arg(long, value_delimiter = ',')]
     interval: Vec<String>,
+    /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
 }

@@ -18,6 +18,7 @@ pub struct ServeArgs {
     /// Where the database and job logs live (default $FABRIK_DATA_DIR or ./fabrik-data).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Address and port the API listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: std::net::SocketAddr,
     /// local (processes on this host), slurm (jobs on the Slurm cluster this host submits to;
@@ -56,6 +57,7 @@ pub struct ServeArgs {
     /// Virtual GPUs of this host when NVML finds none (local executor).
     #[arg(long, default_value_t = 8)]
     gpus: u32,
+    /// Scheduling policy (fabrik policies lists them).
     #[arg(long, default_value = "fair-share")]
     policy: String,
     /// Virtual seconds per wall second (demonstrations with the simulated executor).
@@ -195,6 +197,7 @@ fn live_modifier(a: &ServeArgs, now_unix: u64) -> Result<Option<fabrik_sched::En
 pub enum AdminCmd {
     /// Create the data directory, seed the accounts and print the first admin token.
     Init {
+        /// The data directory (default $FABRIK_DATA_DIR or ./fabrik-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Facility whose tenant tree seeds the accounts (default: the built-in tree).
@@ -217,21 +220,27 @@ pub enum AdminCmd {
 pub enum TokenCmd {
     /// Tokens (never their secrets): id, name, role, account, created, expiry, revoked.
     List {
+        /// The data directory (default $FABRIK_DATA_DIR or ./fabrik-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Print (or write) JSON instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by id; a running server refuses it from the next request on.
     Revoke {
+        /// The token id (fabrik admin token list).
         id: i64,
+        /// The data directory (default $FABRIK_DATA_DIR or ./fabrik-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Create a token and print it once (it is stored hashed).
     Create {
         /// Refuse the token after this long (e.g. 90d, 12h).
         #[arg(long)]
         expires_in: Option<String>,
+        /// A name for it.
         #[arg(long)]
         name: String,
         /// admin, manager or user.
@@ -240,6 +249,7 @@ pub enum TokenCmd {
         /// The account (a project for users, any node for managers).
         #[arg(long)]
         account: Option<String>,
+        /// The data directory (default $FABRIK_DATA_DIR or ./fabrik-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -250,13 +260,18 @@ pub enum AccountCmd {
     /// Add an account or change its shares (takes effect at the next `fabrik serve` start;
     /// use POST /v1/accounts on a running server).
     Add {
+        /// The account's path in the share tree (research/uni-x/nlp).
         path: String,
+        /// Its shares relative to its siblings.
         #[arg(long, default_value_t = 1.0)]
         shares: f64,
+        /// The data directory (default $FABRIK_DATA_DIR or ./fabrik-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Accounts with their shares.
     List {
+        /// The data directory (default $FABRIK_DATA_DIR or ./fabrik-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },

@@ -22,6 +22,7 @@ pub struct ExporterArgs {
     /// names, or node0, node1 … when it names none.
     #[arg(long, default_value = "small")]
     facility: String,
+    /// Address and port to serve on.
     #[arg(long, default_value = "127.0.0.1:9400")]
     listen: std::net::SocketAddr,
     /// Wall time between samples (every node draws one sample per step).
@@ -48,6 +49,7 @@ pub struct ExporterArgs {
     /// Share of steps in which a node's counters reset.
     #[arg(long, default_value_t = 0.0)]
     resets: f64,
+    /// Seed of the random draws (same seed, same run).
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }

@@ -12,8 +12,10 @@ pub struct WhatifArgs {
     /// Days of synthetic arrivals after the snapshot (at --load); 0 for none.
     #[arg(long, default_value_t = 7.0)]
     days: f64,
+    /// Offered load of the synthetic arrivals (GPU-time demanded / available).
     #[arg(long, default_value_t = 0.85)]
     load: f64,
+    /// Seed of the random draws (same seed, same run).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// The server's facility (default: the one the snapshot names, when it is a preset).
@@ -41,6 +43,7 @@ pub struct WhatifArgs {
     /// Grid zone of the carbon and price signals.
     #[arg(long, default_value = "DE")]
     zone: String,
+    /// Write a self-contained HTML report here.
     #[arg(long)]
     html: Option<PathBuf>,
 }
