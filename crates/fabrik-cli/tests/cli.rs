@@ -15,6 +15,20 @@ fn tmp(name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// The named columns of a CSV's rows, comma-joined per row (by header, not position).
+fn csv_cols(csv: &str, cols: &[&str]) -> Vec<String> {
+    let header: Vec<&str> = csv.lines().next().unwrap_or("").split(',').collect();
+    let idx: Vec<usize> =
+        cols.iter().map(|c| header.iter().position(|h| h == c).unwrap_or_else(|| panic!("no column {c}"))).collect();
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            idx.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
+        })
+        .collect()
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let o = fabrik(args);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -203,8 +217,7 @@ fn energy_flags_run_the_ledger_and_the_modifier() {
     assert!(out.contains("deadlines met 1 / missed 0"), "{out}");
     let csv = std::fs::read_to_string(&ledger).unwrap();
     assert!(csv.starts_with("hour,it_mwh,facility_mwh,renewable_mwh,battery_in_mwh"), "{csv}");
-    let start: u64 =
-        std::fs::read_to_string(&jobs).unwrap().lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    let start: u64 = csv_cols(&std::fs::read_to_string(&jobs).unwrap(), &["start_s"])[0].parse().unwrap();
     assert!(start > 0 && start.is_multiple_of(3600), "deferred to an hour: {start}");
 }
 
@@ -405,14 +418,7 @@ fn simulate_from_a_snapshot_continues_the_facility() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let csv = std::fs::read_to_string(&jobs).unwrap();
         // name, submit, start, end
-        let rows: Vec<String> = csv
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let c: Vec<&str> = l.split(',').collect();
-                format!("{},{},{},{}", c[0], c[3], c[4], c[5])
-            })
-            .collect();
+        let rows = csv_cols(&csv, &["name", "submit_s", "start_s", "end_s"]);
         assert_eq!(rows, want);
     }
 }
@@ -445,15 +451,7 @@ fn simulate_from_samples_unknown_runtimes_from_a_traces_history() {
         args.extend(extra);
         let o = fabrik(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::read_to_string(&jobs)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let c: Vec<&str> = l.split(',').collect();
-                format!("{},{},{}", c[0], c[4], c[5])
-            })
-            .collect()
+        csv_cols(&std::fs::read_to_string(&jobs).unwrap(), &["name", "start_s", "end_s"])
     };
     assert_eq!(rows(&[]), vec!["r,78200,81800", "q1,81800,85400", "q2,85400,89000"]);
     let spec = format!("csv:{}", hist.display());

@@ -53,7 +53,9 @@ fn three_jobs_on_two_nodes_give_hand_computed_metrics() {
         r.wait_histogram.iter().filter(|b| b.jobs > 0).map(|b| (b.wait.clone(), b.jobs)).collect();
     assert_eq!(bins, vec![("0".to_string(), 1), ("10m-1h".to_string(), 2)]);
     let csv = r.jobs_csv();
-    assert!(csv.contains("c,sme/startup-b/vision,8,600,3600,10800,3000,10200,"), "{csv}");
+    // job 2 (c), any GPU type, killed at its walltime; submitted 600, started 3600, ended
+    // 10800; no calendar (empty times), waited 3000, JCT 10200
+    assert!(csv.contains("2,c,sme/startup-b/vision,8,any,timeout,600,3600,10800,,,,3000,10200,"), "{csv}");
     // killed at its walltime, never preempted, no deadline
     assert!(csv.lines().nth(3).unwrap().contains(",true,0,"), "{csv}");
 }
@@ -1022,7 +1024,7 @@ fn csv_dependencies_chain_jobs_in_the_twin() {
     let csv = r.jobs_csv();
     let start = |name: &str, k: usize| -> String {
         csv.lines()
-            .filter(|l| l.split(',').next() == Some(name))
+            .filter(|l| l.split(',').nth(1) == Some(name))
             .nth(k)
             .unwrap_or_else(|| panic!("{name} #{k} in {csv}"))
             .to_string()
@@ -1042,4 +1044,41 @@ fn csv_dependencies_chain_jobs_in_the_twin() {
     let bad = "name,submit,account,gpus,walltime,runtime,dependency\nb,0,eval,8,1h,1h,afterwards:a\n";
     let e = fabrik_csv::read(bad.as_bytes(), "bad.csv", &f).err().unwrap().to_string();
     assert!(e.contains("line 2") && e.contains("unknown type 'afterwards'"), "{e}");
+}
+
+#[test]
+fn the_jobs_csv_has_ids_states_gpu_types_and_calendar_times() {
+    // tiny (16 H100): a runs 100 s; b asks for H100 and runs past its 60-s walltime (timeout)
+    let f = Facility::preset("tiny").unwrap();
+    let text = "name,submit,account,gpus,walltime,runtime,gpu_type\na,0,eval,8,1h,100,\nb,10,eval,8,60,2h,H100\n";
+    let mut w = fabrik_csv::read(text.as_bytes(), "t.csv", &f).unwrap();
+    // on a calendar: second 0 is 2026-12-06 20:46:40 UTC (date -u -d @1796590000)
+    w.clock_origin = Some(1_796_590_000);
+    let mut c = cfg("fifo");
+    c.keep_job_rows = true;
+    let r = simulate(&f, &w, c).unwrap();
+    let csv = r.jobs_csv();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(&header[..6], ["job_id", "name", "account", "gpus", "gpu_type", "state"]);
+    let col = |row: usize, c: &str| {
+        csv.lines()
+            .nth(row + 1)
+            .unwrap()
+            .split(',')
+            .nth(header.iter().position(|h| *h == c).unwrap())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!([col(0, "job_id"), col(0, "gpu_type"), col(0, "state")], ["0", "any", "completed"]);
+    assert_eq!([col(1, "job_id"), col(1, "gpu_type"), col(1, "state")], ["1", "H100", "timeout"]);
+    // b starts at 10 s and is killed at 70 s: 20:46:50 and 20:47:50
+    assert_eq!([col(1, "start_utc"), col(1, "end_utc")], ["2026-12-06 20:46:50Z", "2026-12-06 20:47:50Z"]);
+    w.clock_origin = None;
+    let mut c = cfg("fifo");
+    c.keep_job_rows = true;
+    let plain = simulate(&f, &w, c).unwrap().jobs_csv();
+    let i = header.iter().position(|h| *h == "start_utc").unwrap();
+    // without a calendar the three times are empty (the csv crate writes "" for empty fields
+    // only when needed: a plain empty cell)
+    assert_eq!(plain.lines().nth(2).unwrap().split(',').nth(i), Some(""), "{plain}");
 }

@@ -204,13 +204,20 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         if !i.cfg.keep_job_rows {
             continue;
         }
+        let utc = |t: u64| i.workload.clock_origin.map(|o| SimTime(o.saturating_add(t)).unix_utc()).unwrap_or_default();
         jobs.push(JobRow {
+            job_id: idx as u32,
             name: s.name.clone(),
             account: tenants.get(s.account).path.clone(),
             gpus: s.gpus,
+            gpu_type: s.gpu_type.map_or_else(|| "any".to_string(), |t| i.facility.gpu(t).name.clone()),
+            state: if log.killed { "timeout" } else { "completed" },
             submit_s: s.submit.0,
             start_s: start.0,
             end_s: end.0,
+            submit_utc: utc(s.submit.0),
+            start_utc: utc(start.0),
+            end_utc: utc(end.0),
             wait_s: wait,
             jct_s: jct,
             bounded_slowdown: b,

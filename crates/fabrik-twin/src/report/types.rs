@@ -308,12 +308,23 @@ pub struct Series {
 /// One job's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRow {
+    /// Its id in the run (the brain's: submission order from 0).
+    pub job_id: u32,
     pub name: String,
     pub account: String,
     pub gpus: u32,
+    /// The GPU type it asked for (`any` when none).
+    pub gpu_type: String,
+    /// How it ended: `completed`, or `timeout` (killed at its walltime).
+    pub state: &'static str,
     pub submit_s: u64,
     pub start_s: u64,
     pub end_s: u64,
+    /// The same three times on the calendar, where the workload's clock is one (sacct
+    /// replays, snapshots); empty otherwise.
+    pub submit_utc: String,
+    pub start_utc: String,
+    pub end_utc: String,
     pub wait_s: u64,
     pub jct_s: u64,
     pub bounded_slowdown: f64,
