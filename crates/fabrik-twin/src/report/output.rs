@@ -74,9 +74,9 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "utilisation {:.1}% over the makespan, {:.1}% while jobs arrive; queue mean {:.1}, max {:.0}",
-            s.utilisation * 100.0,
+            "utilisation {:.1}% while jobs arrive ({:.1}% over the makespan, the drain after the last arrival included); queue mean {:.1}, max {:.0}",
             s.utilisation_arrival_window * 100.0,
+            s.utilisation * 100.0,
             s.mean_queue_length,
             s.max_queue_length
         );
