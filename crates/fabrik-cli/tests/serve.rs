@@ -326,10 +326,52 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         .arg(format!("http://127.0.0.1:{port}/?token={token}"))
         .output()
         .unwrap();
-    let dom = String::from_utf8_lossy(&o.stdout);
+    let dom = String::from_utf8_lossy(&o.stdout).to_string();
+    // the same page as a picture
+    let shot = dir.join("dashboard.png");
+    let o = Command::new(&browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=5000", "--window-size=1000,2400"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("http://127.0.0.1:{port}/?token={token}"))
+        .output()
+        .unwrap();
+    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&o.stderr));
     server.kill().unwrap();
     server.wait().unwrap();
+    // what the picture shows: the map's fully busy leaf groups (two of the four: 64 of 128 GPUs)
+    // in the chart blue, and the orange line of the 128 GPUs the queue asks for
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("screenshot colour type {other:?}"),
+    };
+    let count = |rgb: [u8; 3]| buf[..info.buffer_size()].chunks(px).filter(|p| p[..3] == rgb).count();
+    let (blue, orange, white) = (count([42, 111, 219]), count([217, 130, 43]), count([255, 255, 255]));
+    // a 14 × 14 square per busy leaf group: at least 2 × 196 pixels of the exact blue
+    assert!(blue >= 2 * 196, "busy leaf groups not drawn: {blue} blue pixels");
+    assert!(orange >= 40, "the pending-GPU line is not drawn: {orange} orange pixels");
+    assert!(white > buf.len() / px / 2, "mostly page background");
     assert!(dom.contains("64 of 128 GPUs busy"), "facility overview missing: {dom}");
+    // the map is labelled by hall and GPU type with a legend; charts have time axes
+    assert!(
+        dom.contains("hall-1 · H100 (4 leaf groups)") && dom.contains("nodes out of service</span>"),
+        "map labels: {dom}"
+    );
+    assert!(dom.contains("Facility power against the cap") && dom.contains("time (UTC)"), "charts: {dom}");
+    // the demand chart's scale reaches the waiting giant's 128 GPUs
+    assert!(dom.contains(">128 GPUs</text>"), "pending GPU demand: {dom}");
+    assert!(dom.contains("view: admin (admin, every tenant)"), "viewer: {dom}");
+    // queue by class and size: the 128-GPU job of research is in the 65–512 column
+    assert!(
+        dom.contains("<tr><td>research</td><td>0</td><td>0</td><td>1</td><td>0</td><td>128</td></tr>"),
+        "queue by class: {dom}"
+    );
     assert!(dom.contains("visible-job-1"), "running job missing");
     assert!(
         dom.contains("waiting-giant") && dom.contains("queue head; GPUs reserved"),
@@ -338,6 +380,9 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     assert!(dom.contains("research/open-llm/eval"), "accounts missing");
     // (the P90 may be later: a forecast run can draw a node failure)
     assert!(dom.contains(&format!("{forecast} / ")), "forecast start {forecast} missing: {dom}");
+    if std::env::var_os("FABRIK_KEEP_SCREENSHOT").is_some() {
+        let _ = std::fs::copy(&shot, std::env::temp_dir().join("fabrik-dashboard.png"));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -98,6 +98,12 @@ pub struct Sample {
     pub t: u64,
     /// Busy GPUs per tenant class, by class name.
     pub by_class: BTreeMap<String, u64>,
+    /// Facility power (IT × PUE) and the cap then, W.
+    pub facility_w: f64,
+    pub cap_w: Option<f64>,
+    /// GPUs out of service, and GPUs the queue asks for.
+    pub down_gpus: u64,
+    pub pending_gpus: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,6 +120,10 @@ pub struct DashboardView {
     /// the telemetry input's state.
     pub problem_nodes: Vec<NodeRow>,
     pub telemetry: Option<super::TelemetryView>,
+    /// Who is looking: an admin sees every tenant, others their own account's jobs.
+    pub viewer: Identity,
+    /// Domains out of service per leaf group (for the map).
+    pub group_down: Vec<u32>,
 }
 
 impl Engine {
@@ -329,7 +339,16 @@ impl Engine {
             .filter(|n| n.state != "in service" || n.health.as_ref().is_some_and(|h| h.suspect))
             .take(200)
             .collect();
+        let c = self.sched.cluster();
+        let mut group_down = vec![0u32; self.facility.groups.len()];
+        for (d, dom) in self.facility.domains.iter().enumerate() {
+            if c.is_down(fabrik_model::DomainId(d as u32)) {
+                group_down[dom.group.idx()] += 1;
+            }
+        }
         DashboardView {
+            viewer: who.clone(),
+            group_down,
             problem_nodes,
             telemetry: nodes.telemetry,
             facility: self.facility_view(),
@@ -338,7 +357,13 @@ impl Engine {
             running,
             accounts: self.accounts(who),
             class_shares,
-            history: self.history.iter().cloned().collect(),
+            // the stored minutes, and now
+            history: self
+                .history
+                .iter()
+                .cloned()
+                .chain(std::iter::once(self.current_sample(self.clock.now())))
+                .collect(),
         }
     }
 
@@ -347,14 +372,28 @@ impl Engine {
             return;
         }
         self.last_sample = now.0;
+        let s = self.current_sample(now);
+        self.history.push_back(s);
+        if self.history.len() > 720 {
+            self.history.pop_front();
+        }
+    }
+
+    /// The facility now, as one point of the dashboard's history.
+    fn current_sample(&self, now: SimTime) -> Sample {
         let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
         for id in &self.running {
             let j = &self.jobs[id];
             *by_class.entry(j.account.split('/').next().unwrap_or("").to_string()).or_default() += u64::from(j.gpus);
         }
-        self.history.push_back(Sample { t: now.0, by_class });
-        if self.history.len() > 720 {
-            self.history.pop_front();
+        let pending_gpus = self.sched.pending().iter().map(|j| u64::from(self.sched.job(*j).spec.gpus)).sum();
+        Sample {
+            t: now.0,
+            by_class,
+            facility_w: self.sched.facility_power_w(now),
+            cap_w: self.cfg.power_cap_mw.map(|c| c * 1e6),
+            down_gpus: self.sched.cluster().down_gpus(),
+            pending_gpus,
         }
     }
 
