@@ -6,6 +6,7 @@ mod bench_forecast;
 mod bench_serve;
 mod client;
 mod energy;
+mod parquet_out;
 mod plan;
 mod script;
 mod serve;
@@ -208,6 +209,12 @@ pub struct SimArgs {
     /// Write the hourly energy ledger (IT, facility, renewables, battery, grid, tCO2, EUR) here.
     #[arg(long)]
     energy_csv: Option<PathBuf>,
+    /// Write the per-job rows as Parquet here (the columns of --jobs-csv).
+    #[arg(long)]
+    jobs_parquet: Option<PathBuf>,
+    /// Write the hourly energy ledger as Parquet here (the columns of --energy-csv).
+    #[arg(long)]
+    energy_parquet: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -749,7 +756,7 @@ fn twin_config(a: &SimArgs, policy: &str, facility: &Facility) -> Result<TwinCon
             Some(fabrik_model::units::parse_duration(s).map_err(|e| anyhow::anyhow!("--fault-tolerant: {e}"))?);
     }
     // per-job rows only for the CSV that prints them
-    cfg.keep_job_rows = a.jobs_csv.is_some();
+    cfg.keep_job_rows = a.jobs_csv.is_some() || a.jobs_parquet.is_some();
     if a.predictive && !(a.failures || a.failure_rate.is_some()) {
         bail!("--predictive needs --failures (or --failure-rate)");
     }
@@ -844,6 +851,13 @@ fn write_outputs(report: &Report, a: &SimArgs) -> Result<()> {
     }
     if let Some(p) = &a.energy_csv {
         write(p, report.energy_csv())?;
+    }
+    let bytes = |p: &PathBuf, b: Vec<u8>| std::fs::write(p, b).with_context(|| format!("writing {}", p.display()));
+    if let Some(p) = &a.jobs_parquet {
+        bytes(p, parquet_out::jobs(&report.jobs)?)?;
+    }
+    if let Some(p) = &a.energy_parquet {
+        bytes(p, parquet_out::hours(&report.energy.hours)?)?;
     }
     Ok(())
 }

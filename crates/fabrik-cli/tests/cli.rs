@@ -511,3 +511,69 @@ fn compare_gives_every_facility_its_own_tenant_tree() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn parquet_outputs_read_back_as_their_csvs() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    // tiny, a CSV workload: a runs 100 s, b is killed at its 60-s walltime
+    let jobs_in = tmp(
+        "pq-jobs.csv",
+        "name,submit,account,gpus,walltime,runtime,gpu_type\na,0,eval,8,1h,100,\nb,10,eval,8,60,2h,H100\n",
+    );
+    let (jobs_pq, hours_pq, jobs_csv, hours_csv) =
+        (tmp("pq-jobs.parquet", ""), tmp("pq-energy.parquet", ""), tmp("pq-out.csv", ""), tmp("pq-energy.csv", ""));
+    let workload = format!("csv:{}", jobs_in.display());
+    let o = fabrik(&[
+        "simulate",
+        "-q",
+        "--facility",
+        "tiny",
+        "--policy",
+        "fifo",
+        "--workload",
+        &workload,
+        "--jobs-parquet",
+        jobs_pq.to_str().unwrap(),
+        "--energy-parquet",
+        hours_pq.to_str().unwrap(),
+        "--jobs-csv",
+        jobs_csv.to_str().unwrap(),
+        "--energy-csv",
+        hours_csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = SerializedFileReader::new(std::fs::File::open(&jobs_pq).unwrap()).unwrap();
+    assert_eq!(r.metadata().file_metadata().num_rows(), 2);
+    let rows: Vec<parquet::record::Row> = r.get_row_iter(None).unwrap().map(|x| x.unwrap()).collect();
+    // by hand: b (job 1) asked for H100, started at 10 s when a's GPUs were not needed (16
+    // GPUs, 8 each), killed at 70 s; no calendar: null times
+    let b = &rows[1];
+    assert_eq!((b.get_long(0).unwrap(), b.get_string(1).unwrap().as_str()), (1, "b"));
+    assert_eq!((b.get_string(4).unwrap().as_str(), b.get_string(5).unwrap().as_str()), ("H100", "timeout"));
+    assert_eq!((b.get_long(6).unwrap(), b.get_long(7).unwrap(), b.get_long(8).unwrap()), (10, 10, 70));
+    assert!(b.get_string(10).is_err(), "no calendar: start_utc is null");
+    // every column as the CSV has it
+    let csv = std::fs::read_to_string(&jobs_csv).unwrap();
+    let ids = csv_cols(&csv, &["job_id", "name", "start_s", "end_s", "wait_s"]);
+    let from_pq: Vec<String> = rows
+        .iter()
+        .map(|x| {
+            format!(
+                "{},{},{},{},{}",
+                x.get_long(0).unwrap(),
+                x.get_string(1).unwrap(),
+                x.get_long(7).unwrap(),
+                x.get_long(8).unwrap(),
+                x.get_long(12).unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(from_pq, ids);
+    let e = SerializedFileReader::new(std::fs::File::open(&hours_pq).unwrap()).unwrap();
+    let hours = std::fs::read_to_string(&hours_csv).unwrap().lines().count() as i64 - 1;
+    assert_eq!(e.metadata().file_metadata().num_rows(), hours);
+    let first: parquet::record::Row = e.get_row_iter(None).unwrap().next().unwrap().unwrap();
+    let it = csv_cols(&std::fs::read_to_string(&hours_csv).unwrap(), &["it_mwh"])[0].parse::<f64>().unwrap();
+    assert_eq!((first.get_long(0).unwrap(), first.get_double(1).unwrap()), (0, it));
+}
