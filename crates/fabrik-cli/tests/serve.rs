@@ -287,6 +287,9 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     let port = free_port();
     let mut server =
         serve(&dir, port, &["--executor", "simulated", "--facility", "small", "--forecast-interval", "1s"]);
+    // a node drained and resumed before any job: the dashboard lists both events
+    api(port, &token, "POST", "/v1/nodes/node15/drain", Some(json!({"reason": "fan replaced"})));
+    api(port, &token, "POST", "/v1/nodes/node15/resume", None);
     let first = api(
         port,
         &token,
@@ -367,6 +370,11 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     // the demand chart's scale reaches the waiting giant's 128 GPUs
     assert!(dom.contains(">128 GPUs</text>"), "pending GPU demand: {dom}");
     assert!(dom.contains("view: admin (admin, every tenant)"), "viewer: {dom}");
+    assert!(
+        dom.contains("<td>node15</td><td>out of service: drained by admin: fan replaced</td>")
+            && dom.contains("<td>node15</td><td>resumed by admin</td>"),
+        "recent node events: {dom}"
+    );
     // queue by class and size: the 128-GPU job of research is in the 65–512 column
     assert!(
         dom.contains("<tr><td>research</td><td>0</td><td>0</td><td>1</td><td>0</td><td>128</td></tr>"),

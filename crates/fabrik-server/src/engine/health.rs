@@ -271,6 +271,7 @@ impl Engine {
     pub(super) fn move_off(&mut self, d: DomainId, reason: &str, now: SimTime) {
         let _ = self.sched.cordon_domain(d);
         self.down_reason.insert(d, reason.to_string());
+        self.node_event(d, format!("drained: {reason}"));
         let name = fabrik_model::telemetry::hostname_of(&self.facility, d);
         for jid in self.sched.jobs_on(d) {
             let id = self.from_sched[jid.idx()];
@@ -315,6 +316,7 @@ impl Engine {
             }
             if self.sched.repair_domain(d).is_ok() {
                 self.down_reason.remove(&d);
+                self.node_event(d, "back in service after its repair time".into());
                 if let Some(h) = self.health.as_mut() {
                     h.returned(d);
                 }

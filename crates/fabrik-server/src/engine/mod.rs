@@ -182,6 +182,8 @@ pub struct Engine {
     health: Option<health::Health>,
     /// Why each domain out of service is out (failure, operator drain, health detector).
     down_reason: HashMap<DomainId, String>,
+    /// The last node events (out of service, back), newest last, for the dashboard.
+    node_events: VecDeque<NodeEvent>,
 }
 
 /// The share tree of the store's accounts (paths and shares), with the quotas (guarantees,
@@ -245,6 +247,7 @@ impl Engine {
             forecaster,
             health: None,
             down_reason: HashMap::new(),
+            node_events: VecDeque::new(),
         };
         if let Some(h) = e.cfg.health.clone() {
             e.health = Some(health::Health::new(h, e.facility.domains.len()));
@@ -589,6 +592,7 @@ impl Engine {
                 None => {
                     let _ = self.sched.repair_domain(d);
                     self.down_reason.remove(&d);
+                    self.node_event(d, "back in service".into());
                     tracing::info!(domain = d.0, "node back in service");
                 }
             }
@@ -699,7 +703,10 @@ impl Engine {
             return;
         }
         // the first cause stays (fabrik's drain seen back from Slurm is no new cause)
-        self.down_reason.entry(d).or_insert_with(|| reason.to_string());
+        if !self.down_reason.contains_key(&d) {
+            self.down_reason.insert(d, reason.to_string());
+            self.node_event(d, format!("out of service: {reason}"));
+        }
         let mut hit = Vec::new();
         self.sched.drain_interrupted(&mut hit);
         tracing::warn!(domain = d.0, jobs = hit.len(), "out of service: {reason}");
@@ -744,12 +751,22 @@ impl Engine {
                 self.exec.drain(dom, "", true).map_err(|e| ApiErr::Internal(format!("resuming {name}: {e}")))?;
                 let _ = self.sched.repair_domain(dom);
                 self.down_reason.remove(&dom);
+                self.node_event(dom, format!("resumed by {}", who.name));
                 if let Some(h) = self.health.as_mut() {
                     h.returned(dom);
                 }
             }
         }
         Ok(NodeView { node: name, domain: d as u32, in_service: reason.is_none() })
+    }
+
+    /// Records a node event for the dashboard (the last 100 are kept).
+    fn node_event(&mut self, d: DomainId, what: String) {
+        let node = fabrik_model::telemetry::hostname_of(&self.facility, d);
+        self.node_events.push_back(NodeEvent { at: self.clock.now().0, node, what });
+        if self.node_events.len() > 100 {
+            self.node_events.pop_front();
+        }
     }
 
     /// Writes the records of `changed` jobs; those the store refuses stay unsaved (written

@@ -68,6 +68,14 @@ pub struct NodeView {
     pub in_service: bool,
 }
 
+/// A node left or came back into service.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEvent {
+    pub at: u64,
+    pub node: String,
+    pub what: String,
+}
+
 /// One node (domain) of the facility, as `fabrik nodes` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeRow {
@@ -124,6 +132,8 @@ pub struct DashboardView {
     pub viewer: Identity,
     /// Domains out of service per leaf group (for the map).
     pub group_down: Vec<u32>,
+    /// Recent failures, drains and returns, newest first (at most 20).
+    pub node_events: Vec<NodeEvent>,
 }
 
 impl Engine {
@@ -347,6 +357,7 @@ impl Engine {
             }
         }
         DashboardView {
+            node_events: self.node_events.iter().rev().take(20).cloned().collect(),
             viewer: who.clone(),
             group_down,
             problem_nodes,
