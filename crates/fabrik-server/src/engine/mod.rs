@@ -703,8 +703,8 @@ impl Engine {
             return;
         }
         // the first cause stays (fabrik's drain seen back from Slurm is no new cause)
-        if !self.down_reason.contains_key(&d) {
-            self.down_reason.insert(d, reason.to_string());
+        if let std::collections::hash_map::Entry::Vacant(e) = self.down_reason.entry(d) {
+            e.insert(reason.to_string());
             self.node_event(d, format!("out of service: {reason}"));
         }
         let mut hit = Vec::new();
