@@ -107,17 +107,8 @@ pub fn run(cmd: &TelemetryCmd) -> Result<()> {
                 ticker.lock().expect("exporter lock").step(step_s * scale);
             }
         });
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let e = exporter.clone();
-                async move {
-                    let text = e.lock().expect("exporter lock").render();
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-                }
-            }),
-        );
-        axum::serve(listener, app).await.context("serving metrics")
+        let render = Arc::new(move || exporter.lock().expect("exporter lock").render());
+        fabrik_server::exposition::serve_text(listener, render).await.context("serving metrics")
     })
 }
 

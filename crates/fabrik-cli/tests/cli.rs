@@ -471,39 +471,30 @@ fn compare_gives_every_facility_its_own_tenant_tree() {
     let jobs =
         tmp("tree-jobs.csv", "name,submit,account,gpus,walltime,runtime\nj1,0,b/q,4,200,100\nj2,0,b/q,4,200,100\n");
     let json = tmp("tree-cmp.json", "");
-    let facilities = format!("{},{}", a.display(), b.display());
     let workload = format!("csv:{}", jobs.display());
-    let o = fabrik(&[
-        "compare",
-        "--policies",
-        "fifo-backfill",
-        "--facilities",
-        &facilities,
-        "--workload",
-        &workload,
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // the comparison's JSON for a policy on two facility files
+    let compare = |policy: &str, x: &std::path::Path, y: &std::path::Path| -> serde_json::Value {
+        let facilities = format!("{},{}", x.display(), y.display());
+        let o = fabrik(&[
+            "compare",
+            "--policies",
+            policy,
+            "--facilities",
+            &facilities,
+            "--workload",
+            &workload,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    };
+    let v = compare("fifo-backfill", &a, &b);
     let waits: Vec<f64> = v["rows"].as_array().unwrap().iter().map(|r| r["wait_mean_s"].as_f64().unwrap()).collect();
     assert_eq!(waits, vec![0.0, 50.0]);
     // a facility without the workload's account runs with the first's tree, and says so
     let c = tmp("tree-c.toml", &format!("name = \"other\"\n{pool}{tree}[[account]]\npath = \"b/r\"\n"));
-    let facilities = format!("{},{}", a.display(), c.display());
-    let o = fabrik(&[
-        "compare",
-        "--policies",
-        "fifo",
-        "--facilities",
-        &facilities,
-        "--workload",
-        &workload,
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = compare("fifo", &a, &c);
     let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
     assert!(
         notes.iter().any(|n| n.starts_with("facility other: the workload's account 'b/q' is not in its tenant tree")

@@ -343,11 +343,12 @@ pub struct VectorSample {
 
 /// Readings from an instant vector of dcgm series, grouped by (host label, GPU). Series without
 /// the host label or GPU, or with a value that is not a number, are counted and skipped;
-/// `DCGM_EXP_XID_ERRORS_COUNT` is summed over its `xid` labels. Returns the readings, the
-/// oldest sample time among them and the number skipped.
-pub fn readings_from(samples: &[VectorSample], host_label: &str) -> (Vec<GpuReading>, Option<f64>, usize) {
+/// `DCGM_EXP_XID_ERRORS_COUNT` is summed over its `xid` labels. Returns the readings and the
+/// number skipped. (An instant query's value time is the query's, not the sample's: sample
+/// age comes from `timestamp(…)`, see `fabrik_server::telemetry`.)
+pub fn readings_from(samples: &[VectorSample], host_label: &str) -> (Vec<GpuReading>, usize) {
     let mut by: HashMap<(String, u32), GpuReading> = HashMap::new();
-    let (mut oldest, mut skipped) = (None::<f64>, 0usize);
+    let mut skipped = 0usize;
     for s in samples {
         let name = s.metric.get("__name__").map(String::as_str).unwrap_or("");
         let (Some(series), Some(host), Some(gpu), Ok(v)) = (
@@ -359,7 +360,6 @@ pub fn readings_from(samples: &[VectorSample], host_label: &str) -> (Vec<GpuRead
             skipped += 1;
             continue;
         };
-        oldest = Some(oldest.map_or(s.value.0, |o: f64| o.min(s.value.0)));
         let r = by.entry((host.clone(), gpu)).or_insert_with(|| GpuReading {
             host: host.clone(),
             gpu,
@@ -372,7 +372,7 @@ pub fn readings_from(samples: &[VectorSample], host_label: &str) -> (Vec<GpuRead
     }
     let mut out: Vec<GpuReading> = by.into_values().collect();
     out.sort_by(|a, b| (&a.host, a.gpu).cmp(&(&b.host, b.gpu)));
-    (out, oldest, skipped)
+    (out, skipped)
 }
 
 /// The instant query selecting every series above.
@@ -462,10 +462,9 @@ mod tests {
           {"metric":{"__name__":"DCGM_FI_DEV_GPU_TEMP","Hostname":"node1","gpu":"1"},"value":[1699999990,"NaN"]}
         ]}}"#;
         let q: QueryResponse = serde_json::from_str(body).unwrap();
-        let (r, oldest, skipped) = readings_from(&q.data.unwrap().result, "Hostname");
+        let (r, skipped) = readings_from(&q.data.unwrap().result, "Hostname");
         // the series without a host is skipped; NaN parses as a number (the tracker drops it)
         assert_eq!((r.len(), skipped), (2, 1));
-        assert_eq!(oldest, Some(1_699_999_990.0));
         assert_eq!(
             (r[0].get(Series::GpuTemp), r[0].get(Series::EccSbe), r[0].get(Series::XidCount)),
             (Some(61.0), Some(12.0), Some(3.0))

@@ -233,21 +233,8 @@ impl Scheduler {
         if self.cluster.is_down(d) && !self.cordoned.remove(&d) {
             return Ok(());
         }
-        let hit: Vec<JobId> = self
-            .running
-            .iter()
-            .map(|&(_, id)| id)
-            .filter(|id| self.jobs[id.idx()].parts().iter().any(|p| p.0 == d))
-            .collect();
-        for id in hit {
-            let pass = self.pass;
-            let j = self.stop_to_pending(id, now);
-            j.interruptions += 1;
-            j.why = Reason::Interrupted { at: now };
-            j.why_pass = pass;
-            let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
-            self.jobs[id.idx()].priority = p;
-            self.enqueue(id);
+        for id in self.jobs_on(d) {
+            self.back_interrupted(id, now);
             self.interrupted.push(id);
         }
         let broken: Vec<JobId> =
@@ -288,7 +275,7 @@ impl Scheduler {
                 inner.set_down(d, true);
             }
         }
-        if self.running.iter().any(|&(_, id)| self.jobs[id.idx()].parts().iter().any(|p| p.0 == d)) {
+        if !self.jobs_on(d).is_empty() {
             self.cordoned.insert(d);
         }
         self.easy.reservation = None;
@@ -317,6 +304,16 @@ impl Scheduler {
         if !job.state.is_running() {
             return Err(SchedError::NotRunning(id));
         }
+        self.back_interrupted(id, now);
+        self.forget_cordons();
+        self.easy.reservation = None;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// A running job stopped by its node (failed, drained) goes back to the queue as
+    /// interrupted, with its priority recomputed.
+    fn back_interrupted(&mut self, id: JobId, now: SimTime) {
         let pass = self.pass;
         let j = self.stop_to_pending(id, now);
         j.interruptions += 1;
@@ -325,10 +322,6 @@ impl Scheduler {
         let p = self.policy.priority(&self.ctx(now), &self.jobs[id.idx()]);
         self.jobs[id.idx()].priority = p;
         self.enqueue(id);
-        self.forget_cordons();
-        self.easy.reservation = None;
-        self.dirty = true;
-        Ok(())
     }
 
     /// Cordoned domains no job holds any more are plain out-of-service ones.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod dashboard;
 pub mod engine;
 pub mod executor;
+pub mod exposition;
 pub mod metrics;
 pub mod openapi;
 pub mod slurm;

@@ -85,7 +85,7 @@ pub fn poll(client: &reqwest::blocking::Client, src: &TelemetrySource) -> Result
     if data.result_type != "vector" {
         return Err(format!("Prometheus answered a {} instead of a vector", data.result_type));
     }
-    let (readings, _, skipped) = telemetry::readings_from(&data.result, &src.host_label);
+    let (readings, skipped) = telemetry::readings_from(&data.result, &src.host_label);
     let mut sampled_at: HashMap<(String, u32), f64> = HashMap::new();
     for s in ts.data.map(|d| d.result).unwrap_or_default() {
         let (Some(h), Some(g), Ok(t)) = (

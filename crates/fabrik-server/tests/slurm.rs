@@ -332,14 +332,8 @@ async fn cluster_exporter(sick: &str, after_s: f64) -> (u16, tokio::task::JoinHa
     )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (ticker, render) = (e.clone(), e);
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let e = render.clone();
-            async move { e.lock().unwrap().render() }
-        }),
-    );
+    let ticker = e.clone();
+    let render = std::sync::Arc::new(move || e.lock().unwrap().render());
     let task = tokio::spawn(async move {
         let step = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -348,7 +342,7 @@ async fn cluster_exporter(sick: &str, after_s: f64) -> (u16, tokio::task::JoinHa
                 ticker.lock().unwrap().step(1.0);
             }
         });
-        let _ = axum::serve(listener, app).await;
+        let _ = fabrik_server::exposition::serve_text(listener, render).await;
         step.abort();
     });
     (port, task)

@@ -10,11 +10,11 @@
 //! time, so a bad exporter cannot empty the facility; a dry run only reports what it would drain.
 //! Every drain logs and keeps its evidence (which rule fired, with the values and limits).
 
-use super::{Engine, Term};
-use crate::store::{Identity, JobStatus};
+use super::{Ending, Engine};
+use crate::store::Identity;
 use fabrik_model::health::{Detector, DetectorConfig, Verdict};
 use fabrik_model::telemetry::{GpuReading, NodeSample, Tracker};
-use fabrik_model::{DomainId, Secs, SimTime};
+use fabrik_model::{DomainId, SimTime};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -276,22 +276,10 @@ impl Engine {
         for jid in self.sched.jobs_on(d) {
             let id = self.from_sched[jid.idx()];
             let why = format!("moved off {name} at {}: {reason}", now.unix_utc());
-            match self.terminating.get_mut(&id) {
-                // already ending (cancel, walltime): it ends as it was going to
-                Some(_) => {}
-                None => {
-                    self.exec.signal(id, false);
-                    self.terminating.insert(
-                        id,
-                        Term {
-                            status: JobStatus::Pending,
-                            kill_at: now + Secs(self.cfg.kill_grace_s),
-                            killed: false,
-                            requeue: Some(why),
-                        },
-                    );
-                    tracing::info!(job = id, node = %name, "checkpoint signal sent; the job moves when it exits");
-                }
+            // one already ending (cancel, walltime) ends as it was going to
+            if !self.terminating.contains_key(&id) {
+                self.terminate(id, Ending::Requeue(why), now);
+                tracing::info!(job = id, node = %name, "checkpoint signal sent; the job moves when it exits");
             }
         }
     }

@@ -146,13 +146,18 @@ impl Clock {
     }
 }
 
+/// What a job sent SIGTERM becomes when it exits.
+enum Ending {
+    /// It ends in this state (cancelled, timed out).
+    As(JobStatus),
+    /// It goes back to the queue with this reason (moved off a drained node, requeued).
+    Requeue(String),
+}
+
 struct Term {
-    /// What the job becomes when it exits; `Pending` with `requeue`: it goes back to the queue
-    /// with that reason (it was moved off a drained node).
-    status: JobStatus,
+    ending: Ending,
     kill_at: SimTime,
     killed: bool,
-    requeue: Option<String>,
 }
 
 pub struct Engine {
@@ -470,16 +475,7 @@ impl Engine {
             }
             JobStatus::Running | JobStatus::Starting => {
                 if !self.terminating.contains_key(&id) {
-                    self.exec.signal(id, false);
-                    self.terminating.insert(
-                        id,
-                        Term {
-                            status: JobStatus::Cancelled,
-                            kill_at: now + Secs(self.cfg.kill_grace_s),
-                            killed: false,
-                            requeue: None,
-                        },
-                    );
+                    self.terminate(id, Ending::As(JobStatus::Cancelled), now);
                 }
                 let rec = self.jobs.get_mut(&id).expect("visible");
                 rec.reason = Some(format!("cancelling (requested by {})", who.name));
@@ -533,17 +529,8 @@ impl Engine {
                 }
                 // as a job moved off a drained node: SIGTERM (its checkpoint signal), back in
                 // the queue when it exits
-                self.exec.signal(id, false);
                 let why = format!("requeued by {} at {}", who.name, now.unix_utc());
-                self.terminating.insert(
-                    id,
-                    Term {
-                        status: JobStatus::Pending,
-                        kill_at: now + Secs(self.cfg.kill_grace_s),
-                        killed: false,
-                        requeue: Some(why.clone()),
-                    },
-                );
+                self.terminate(id, Ending::Requeue(why.clone()), now);
                 let rec = self.jobs.get_mut(&id).expect("visible");
                 rec.reason = Some(format!("{why} (checkpoint signal sent; back in the queue when it exits)"));
                 return Ok(rec.clone());
@@ -606,16 +593,7 @@ impl Engine {
             .copied()
             .collect();
         for id in over {
-            self.exec.signal(id, false);
-            self.terminating.insert(
-                id,
-                Term {
-                    status: JobStatus::Timeout,
-                    kill_at: now + Secs(self.cfg.kill_grace_s),
-                    killed: false,
-                    requeue: None,
-                },
-            );
+            self.terminate(id, Ending::As(JobStatus::Timeout), now);
         }
         for (&id, t) in self.terminating.iter_mut() {
             if !t.killed && t.kill_at <= now {
@@ -760,6 +738,13 @@ impl Engine {
         Ok(NodeView { node: name, domain: d as u32, in_service: reason.is_none() })
     }
 
+    /// SIGTERM now, SIGKILL after the grace period; `ending` says what the job becomes when it
+    /// exits.
+    fn terminate(&mut self, id: i64, ending: Ending, now: SimTime) {
+        self.exec.signal(id, false);
+        self.terminating.insert(id, Term { ending, kill_at: now + Secs(self.cfg.kill_grace_s), killed: false });
+    }
+
     /// Records a node event for the dashboard (the last 100 are kept).
     fn node_event(&mut self, d: DomainId, what: String) {
         let node = fabrik_model::telemetry::hostname_of(&self.facility, d);
@@ -856,8 +841,8 @@ impl Engine {
         if !self.running.remove(&id) {
             return false;
         }
-        let term = self.terminating.remove(&id);
-        if let Some(why) = term.as_ref().and_then(|t| t.requeue.clone()) {
+        let term = self.terminating.remove(&id).map(|t| t.ending);
+        if let Some(Ending::Requeue(why)) = term {
             // moved off a drained node: back to the queue (its checkpoint, if it wrote one, is
             // the job's own to resume from)
             if let Some(&jid) = self.to_sched.get(&id) {
@@ -867,7 +852,10 @@ impl Engine {
             tracing::info!(job = id, "moved: back in the queue");
             return true;
         }
-        let term = term.map(|t| t.status);
+        let term = match term {
+            Some(Ending::As(s)) => Some(s),
+            _ => None,
+        };
         let (status, reason) = status_of(exit, term);
         if let Some(&jid) = self.to_sched.get(&id) {
             if self.sched.job(jid).state.is_running() {
